@@ -1,0 +1,82 @@
+"""tinyq's command line: a thin layer over the library API.
+
+One module per subcommand (``tinyq/cli/<name>.py``), each exposing ``HELP``,
+``add_arguments(parser)`` and ``run(args, ui) -> int``. Errors derived from
+``TinyqError`` become one line on stderr and their exit code (1, or 3 for a
+board that does not fit); ``--verbose`` adds the traceback. Usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+from tinyq.cli.ui import Console
+from tinyq.errors import TinyqError
+
+#: subcommand -> module. Order is the order of ``tinyq --help``.
+SUBCOMMANDS: tuple[str, ...] = (
+    "quantize", "evaluate", "compare", "qat",
+    "inspect", "boards",
+    "generate", "build", "run", "flash",
+    "bench", "validate", "deploy", "report", "setup",
+)
+
+
+def _modules():
+    for name in SUBCOMMANDS:
+        try:
+            yield name, importlib.import_module(f"tinyq.cli.{name.replace('-', '_')}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tinyq.cli.{name.replace('-', '_')}":
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tinyq import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tinyq",
+        description="Quantize a Keras/TensorFlow model, generate and build Cortex-M firmware, "
+        "run it on a board or in QEMU, and measure it.",
+    )
+    parser.add_argument("--version", action="version", version=f"tinyq {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show debug logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in _modules():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="show debug logs and tracebacks")
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    ui = Console(verbose=verbose)
+    try:
+        return int(args._run(args, ui) or 0)
+    except TinyqError as exc:
+        if verbose:
+            traceback.print_exc()
+        ui.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        ui.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

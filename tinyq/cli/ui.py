@@ -1,0 +1,77 @@
+"""Rendering for the CLI: results on stdout, progress and errors on stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from tinyq.progress import ProgressEvent
+
+
+class Console:
+    def __init__(self, verbose: bool = False, out: TextIO | None = None,
+                 err: TextIO | None = None) -> None:
+        self.verbose = verbose
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._bar_open = False
+
+    def print(self, text: str = "") -> None:
+        self._close_bar()
+        print(text, file=self.out, flush=True)
+
+    def error(self, text: str) -> None:
+        self._close_bar()
+        print(f"error: {text}", file=self.err, flush=True)
+
+    def warn(self, text: str) -> None:
+        self._close_bar()
+        print(f"warning: {text}", file=self.err, flush=True)
+
+    def progress(self, event: ProgressEvent) -> None:
+        """Render a progress event: a bar when countable, a line otherwise."""
+        if event.total:
+            done = event.done or 0
+            width = 30
+            filled = int(width * done / event.total)
+            bar = "#" * filled + "." * (width - filled)
+            line = f"\r[{event.stage}] [{bar}] {done}/{event.total} {event.message}"
+            if self.err.isatty():
+                print(line, end="", file=self.err, flush=True)
+                self._bar_open = done < event.total
+                if not self._bar_open:
+                    print(file=self.err, flush=True)
+            elif done == event.total:
+                print(line.lstrip("\r"), file=self.err, flush=True)
+            return
+        self._close_bar()
+        print(f"[{event.stage}] {event.message}", file=self.err, flush=True)
+
+    def _close_bar(self) -> None:
+        if self._bar_open:
+            print(file=self.err, flush=True)
+            self._bar_open = False
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]],
+              align: str | None = None) -> None:
+        self.print(format_table(headers, rows, align))
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
+                 align: str | None = None) -> str:
+    """A plain-text table. ``align`` is one char per column: 'l' or 'r' (default: r for numbers)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    if align is None:
+        align = "".join(
+            "r" if rows and all(isinstance(r[i], (int, float)) for r in rows) else "l"
+            for i in range(len(headers))
+        )
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
