@@ -1,0 +1,195 @@
+"""Host interpreters: LiteRT (``ai-edge-litert``) and TFLM (``tflite-micro``).
+
+The ``tflite-micro`` interpreter is real TFLM compiled for the host: it is the
+oracle for what a microcontroller computes (DESIGN.md section 3). LiteRT is the
+general host interpreter (float models, hybrid models TFLM rejects).
+
+Facts this module works around (measured):
+
+* the tflite-micro interpreter can crash the process (SIGSEGV) when an
+  allocation fails, so in-process use always gets a generous arena and the
+  smallest-arena search (``tinyq.analyze``) runs in child processes;
+* it reports allocation problems on C-level stderr, which ``capture_fd2``
+  collects so library code never prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyq.errors import ModelError, UnsupportedError
+
+#: Arena for in-process TFLM runs: far above any model a Cortex-M can hold,
+#: so allocation never fails (a failed allocation may crash the process).
+TFLM_HOST_ARENA_FLOOR = 4 << 20
+#: ... and at least this many times the model's activation bytes.
+TFLM_HOST_ARENA_FACTOR = 8
+
+
+@contextlib.contextmanager
+def capture_fd2() -> Iterator[list[str]]:
+    """Capture what C code writes to file descriptor 2; the text lands in the yielded list."""
+    sink: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            yield sink
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _activation_bytes(model_bytes: bytes) -> int:
+    from tinyq.tflite_reader import read_model_bytes
+
+    model = read_model_bytes(model_bytes)
+    return sum(t.nbytes for t in model.tensors if not t.is_constant)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+
+class TflmInterpreter:
+    """The ``tflite-micro`` interpreter with a safe arena and stderr captured."""
+
+    def __init__(self, model_bytes: bytes, arena_size: int | None = None,
+                 preserve_all_tensors: bool = False) -> None:
+        import tflite_micro
+
+        rt = tflite_micro.runtime
+        if arena_size is None:
+            arena_size = max(TFLM_HOST_ARENA_FLOOR,
+                             TFLM_HOST_ARENA_FACTOR * _activation_bytes(model_bytes))
+        config = (rt.InterpreterConfig.kPreserveAllTensors if preserve_all_tensors
+                  else rt.InterpreterConfig.kAllocationRecording)
+        with capture_fd2() as log:
+            try:
+                self._it = rt.Interpreter.from_bytes(
+                    bytes(model_bytes), arena_size=arena_size, intrepreter_config=config)
+            except (RuntimeError, ValueError) as exc:
+                self._fail(exc, log)
+        self.arena_size = arena_size
+
+    @staticmethod
+    def _fail(exc: Exception, log: list[str]) -> None:
+        text = " ".join(" ".join(log).split())
+        if "Hybrid" in text or "hybrid" in text:
+            raise UnsupportedError(
+                "TFLM cannot run hybrid (dynamic-range) models",
+                hint="re-quantize with --mode int8") from exc
+        if "Didn't find op" in text:
+            raise UnsupportedError(f"TFLM lacks an op this model uses: {text[:200]}",
+                                   hint="run `tinyq inspect` for the op list") from exc
+        raise ModelError(f"TFLM could not prepare the model: {exc} {text[:300]}".strip()) from exc
+
+    def _details(self, detail: dict) -> TensorInfo:
+        q = detail.get("quantization_parameters") or {}
+        scales = q.get("scales", [])
+        zps = q.get("zero_points", [])
+        return TensorInfo(
+            name=str(detail.get("name", "")),
+            shape=tuple(int(s) for s in detail["shape"]),
+            dtype=np.dtype(detail["dtype"]),
+            scale=float(scales[0]) if len(scales) else 0.0,
+            zero_point=int(zps[0]) if len(zps) else 0,
+        )
+
+    def input_details(self, i: int = 0) -> TensorInfo:
+        return self._details(self._it.get_input_details(i))
+
+    def output_details(self, i: int = 0) -> TensorInfo:
+        return self._details(self._it.get_output_details(i))
+
+    def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Set every input, invoke once, return copies of every output."""
+        for i, x in enumerate(inputs):
+            self._it.set_input(np.ascontiguousarray(x), i)
+        with capture_fd2() as log:
+            try:
+                self._it.invoke()
+            except RuntimeError as exc:
+                self._fail(exc, log)
+        outputs = []
+        i = 0
+        while True:
+            try:
+                outputs.append(np.array(self._it.get_output(i), copy=True))
+            except (IndexError, RuntimeError, ValueError):
+                break
+            i += 1
+        return outputs
+
+    def tensor(self, index: int) -> np.ndarray:
+        """A tensor's value after ``invoke`` (needs ``preserve_all_tensors=True``)."""
+        return np.array(self._it.GetTensor(index, 0)["tensor_data"], copy=True)
+
+
+def tflm_invoke(model_bytes: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run one inference on the ``tflite-micro`` interpreter; return all outputs."""
+    return TflmInterpreter(model_bytes).invoke(inputs)
+
+
+class LiteRTInterpreter:
+    """The ``ai-edge-litert`` interpreter (reference kernels by default, for determinism)."""
+
+    def __init__(self, model_bytes: bytes, reference_kernels: bool = True,
+                 preserve_all_tensors: bool = False) -> None:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = (OpResolverType.BUILTIN_REF if reference_kernels
+                    else OpResolverType.AUTO)
+        try:
+            self._it = Interpreter(
+                model_content=bytes(model_bytes),
+                experimental_op_resolver_type=resolver,
+                experimental_preserve_all_tensors=preserve_all_tensors,
+            )
+            self._it.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"the host interpreter could not load the model: {exc}") from exc
+        self._inputs = self._it.get_input_details()
+        self._outputs = self._it.get_output_details()
+
+    def _info(self, d: dict) -> TensorInfo:
+        scale, zp = d.get("quantization", (0.0, 0))
+        return TensorInfo(d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]),
+                          float(scale), int(zp))
+
+    def input_details(self, i: int = 0) -> TensorInfo:
+        return self._info(self._inputs[i])
+
+    def output_details(self, i: int = 0) -> TensorInfo:
+        return self._info(self._outputs[i])
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self._inputs)
+
+    def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        for d, x in zip(self._inputs, inputs):
+            self._it.set_tensor(d["index"], np.ascontiguousarray(x))
+        self._it.invoke()
+        return [np.array(self._it.get_tensor(d["index"]), copy=True) for d in self._outputs]
+
+    def tensor(self, index: int) -> np.ndarray:
+        return np.array(self._it.get_tensor(index), copy=True)
+
+    @property
+    def raw(self):
+        """The underlying ai_edge_litert Interpreter (for tensor details)."""
+        return self._it
