@@ -1,0 +1,197 @@
+"""Flashing backends: the exact commands and API calls each makes, and their errors."""
+
+from __future__ import annotations
+
+import struct
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from tinyq import flash as fl
+from tinyq.board_profile import Board, Counter, Emulator, Flashing, MemoryRegion, Uart
+from tinyq.errors import DeviceError, ToolNotFoundError, UserInputError
+
+
+def make_board(method: str, **flashing) -> Board:
+    return Board(
+        name="testboard", vendor="t", description="t", core="cortex-m4", fpu="fpv4-sp-d16",
+        clock_hz=100_000_000,
+        flash=MemoryRegion("flash", 0x08000000, 0x100000),
+        ram=MemoryRegion("ram", 0x20000000, 0x20000),
+        uart=Uart("stm32-usart", 0x40011000), counter=Counter("dwt", 100_000_000),
+        flashing=Flashing(method=method, **flashing), emulator=Emulator(),
+    )
+
+
+@pytest.fixture
+def elf(tmp_path: Path) -> Path:
+    path = tmp_path / "app.elf"
+    path.write_bytes(b"\x7fELF" + b"\0" * 60)
+    return path
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    calls: list[tuple[str, ...]] = []
+
+    def fake_run_tool(argv, timeout=fl.FLASH_TOOL_TIMEOUT_S):
+        calls.append(tuple(argv))
+        if argv[0] == "arm-none-eabi-objcopy":
+            Path(argv[-1]).write_bytes(b"\x01\x02\x03")
+        return ""
+
+    monkeypatch.setattr(fl, "run_tool", fake_run_tool)
+    return calls
+
+
+def test_openocd_exact_argv(elf, recorded):
+    board = make_board("openocd", openocd_config="board/stm32f7discovery.cfg")
+    fl.flash(elf, board, fl.FlashOptions(probe="0669FF48"))
+    assert recorded == [("openocd", "-f", "board/stm32f7discovery.cfg",
+                         "-c", "adapter serial 0669FF48",
+                         "-c", f"program {elf} verify reset exit")]
+
+
+def test_openocd_without_probe_or_verify(elf, recorded):
+    board = make_board("openocd", openocd_config="board/st_nucleo_f4.cfg")
+    fl.flash(elf, board, fl.FlashOptions(verify=False))
+    assert recorded == [("openocd", "-f", "board/st_nucleo_f4.cfg",
+                         "-c", f"program {elf} reset exit")]
+
+
+def test_copy_converts_then_copies_to_labelled_drive(elf, recorded, tmp_path, monkeypatch):
+    drive = tmp_path / "media" / "DIS_F746NG"
+    drive.mkdir(parents=True)
+    monkeypatch.setattr(fl, "drive_roots", lambda: [tmp_path / "media"])
+    board = make_board("copy", drive_label="DIS_F746NG")
+    fl.flash(elf, board)
+    assert recorded[0][:3] == ("arm-none-eabi-objcopy", "-O", "binary")
+    assert (drive / "app.bin").read_bytes() == b"\x01\x02\x03"
+
+
+def test_uf2_blocks(elf, recorded, tmp_path):
+    drive = tmp_path / "RPI-RP2"
+    drive.mkdir()
+    board = make_board("uf2", drive_label="RPI-RP2")
+    fl.flash(elf, board, fl.FlashOptions(mount_point=drive))
+    uf2 = (drive / "app.uf2").read_bytes()
+    assert len(uf2) == 512
+    magic0, magic1, flags, addr, size, n, total, family = struct.unpack("<8I", uf2[:32])
+    assert (magic0, magic1, flags) == (fl.UF2_MAGIC_START0, fl.UF2_MAGIC_START1,
+                                       fl.UF2_FLAG_FAMILY_ID)
+    assert (addr, size, n, total, family) == (0x08000000, 256, 0, 1, fl.UF2_FAMILY_RP2040)
+    assert uf2[32:35] == b"\x01\x02\x03"
+    assert struct.unpack("<I", uf2[-4:])[0] == fl.UF2_MAGIC_END
+
+
+def test_uf2_addresses_advance():
+    data = bytes(range(256)) * 3
+    uf2 = fl.bin_to_uf2(data, 0x10000000)
+    addrs = [struct.unpack_from("<I", uf2, 512 * i + 12)[0] for i in range(3)]
+    assert addrs == [0x10000000, 0x10000100, 0x10000200]
+
+
+def test_missing_drive_is_clear(elf, recorded, tmp_path, monkeypatch):
+    monkeypatch.setattr(fl, "drive_roots", lambda: [tmp_path])
+    with pytest.raises(DeviceError, match="no USB drive named RPI-RP2 is mounted"):
+        fl.flash(elf, make_board("uf2", drive_label="RPI-RP2"))
+
+
+class FakeProbe:
+    def __init__(self, uid):
+        self.unique_id = uid
+
+
+def install_fake_pyocd(monkeypatch, probes, calls):
+    class Session:
+        def __init__(self):
+            self.target = types.SimpleNamespace(reset=lambda: calls.append(("reset",)))
+
+        def __enter__(self):
+            calls.append(("open",))
+            return self
+
+        def __exit__(self, *exc):
+            calls.append(("close",))
+
+    class ConnectHelper:
+        @staticmethod
+        def get_all_connected_probes(blocking, unique_id=None):
+            calls.append(("list", blocking, unique_id))
+            return [p for p in probes if unique_id is None or unique_id in p.unique_id]
+
+        @staticmethod
+        def session_with_chosen_probe(blocking, unique_id, options):
+            calls.append(("session", blocking, unique_id, dict(options)))
+            return Session()
+
+    class FileProgrammer:
+        def __init__(self, session, progress=None):
+            self.progress = progress
+
+        def program(self, path, file_format=None):
+            calls.append(("program", path, file_format))
+            self.progress(1.0)
+
+    helpers = types.ModuleType("pyocd.core.helpers")
+    helpers.ConnectHelper = ConnectHelper
+    programmer = types.ModuleType("pyocd.flash.file_programmer")
+    programmer.FileProgrammer = FileProgrammer
+    for name, mod in {"pyocd": types.ModuleType("pyocd"),
+                      "pyocd.core": types.ModuleType("pyocd.core"),
+                      "pyocd.flash": types.ModuleType("pyocd.flash"),
+                      "pyocd.core.helpers": helpers,
+                      "pyocd.flash.file_programmer": programmer}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+def test_pyocd_api_calls(elf, monkeypatch):
+    calls: list = []
+    install_fake_pyocd(monkeypatch, [FakeProbe("066DFF485")], calls)
+    fl.flash(elf, make_board("pyocd", pyocd_target="stm32f746ng"))
+    assert calls == [
+        ("list", False, None),
+        ("session", False, "066DFF485", {"target_override": "stm32f746ng"}),
+        ("open",), ("program", str(elf), "elf"), ("reset",), ("close",),
+    ]
+
+
+def test_pyocd_without_probe_is_clear(elf, monkeypatch):
+    install_fake_pyocd(monkeypatch, [], [])
+    with pytest.raises(DeviceError, match="no debug probe found for testboard"):
+        fl.flash(elf, make_board("pyocd", pyocd_target="stm32f746ng"))
+
+
+def test_pyocd_several_probes_needs_choice(elf, monkeypatch):
+    install_fake_pyocd(monkeypatch, [FakeProbe("A1"), FakeProbe("B2")], [])
+    with pytest.raises(UserInputError, match="--probe"):
+        fl.flash(elf, make_board("pyocd", pyocd_target="stm32f746ng"))
+
+
+def test_pyocd_not_installed(elf, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyocd", None)
+    monkeypatch.setitem(sys.modules, "pyocd.core.helpers", None)
+    with pytest.raises(ToolNotFoundError, match=r"tinyq\[flash\]"):
+        fl.flash(elf, make_board("pyocd", pyocd_target="stm32f746ng"))
+
+
+def test_real_openocd_missing_or_no_probe(elf):
+    """Without a probe attached the real tool ends in one clear error (never a hang)."""
+    board = make_board("openocd", openocd_config="board/stm32f7discovery.cfg")
+    with pytest.raises((ToolNotFoundError, DeviceError)) as info:
+        fl.flash(elf, board)
+    assert "openocd" in str(info.value)
+
+
+def test_emulated_board_says_use_run(elf):
+    with pytest.raises(UserInputError, match="tinyq run"):
+        fl.flash(elf, make_board("emulator"))
+
+
+def test_not_an_elf(tmp_path):
+    bad = tmp_path / "app.elf"
+    bad.write_text("hello")
+    with pytest.raises(UserInputError, match="not an ELF"):
+        fl.flash(bad, make_board("openocd", openocd_config="x.cfg"))

@@ -1,0 +1,33 @@
+"""tinyq flash: put built firmware onto a board."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "flash firmware (an ELF or a built project folder) onto a board"
+
+
+def add_arguments(p) -> None:
+    from tinyq.flash import BACKENDS
+
+    p.add_argument("firmware", help="app.elf, or a project folder built by `tinyq build`")
+    p.add_argument("--board", required=True, help="board name or path to a board TOML file")
+    p.add_argument("--probe", help="debug probe unique id / serial (when several are attached)")
+    p.add_argument("--method", choices=sorted(BACKENDS),
+                   help="override the board profile's flashing method")
+    p.add_argument("--mount-point", type=Path,
+                   help="USB drive to copy to (copy/uf2 methods); found by label otherwise")
+    p.add_argument("--no-verify", action="store_true", help="skip verification (openocd)")
+
+
+def run(args, ui) -> int:
+    from tinyq import boards
+    from tinyq.flash import FlashOptions, flash
+
+    board = boards.load(args.board)
+    result = flash(args.firmware, board,
+                   FlashOptions(probe=args.probe, method=args.method,
+                                mount_point=args.mount_point, verify=not args.no_verify),
+                   progress=ui.progress)
+    ui.print(f"flashed {result.firmware} to {result.board} with {result.method}")
+    return 0
