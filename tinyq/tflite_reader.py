@@ -1,0 +1,371 @@
+"""Read a .tflite file into tinyq's IR without TensorFlow.
+
+The one boundary between the TFLite flatbuffer and the rest of tinyq (STYLE.md
+rule 2). It uses the flatc-generated bindings of the ``tflite`` package
+(``tflite.Model.GetRootAs`` ...), never hand-parsed offsets, and translates
+through the tables below:
+
+* builtin opcodes -> names (``max(deprecated_builtin_code, builtin_code)``,
+  as TFLite itself does, since codes above 127 live only in ``builtin_code``);
+* builtin options -> plain dicts keyed by the schema's snake_case field names,
+  read generically from the options class; enum fields become strings
+  (``padding="SAME"``, ``fused_activation_function="RELU6"``; tensor-type
+  fields use the IR dtype names, e.g. ``quantized_bias_type="float32"``);
+* tensor types -> IR dtype names (``"int8"``); int4 constants are unpacked to
+  one int8 per element;
+* constant data from buffers, inline or stored after the flatbuffer
+  (``Buffer.offset``/``size``, which models over 2 GB and some converters use).
+
+TFLM runs subgraph 0 only, so only subgraph 0 is read; ``Model.num_subgraphs``
+records how many the file has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from tinyq import ir
+from tinyq.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+#: The flatbuffer file identifier of the TFLite schema (bytes 4..8 of the file).
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def _enum_names(cls: type) -> dict[int, str]:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _load_tables() -> tuple[dict[int, str], dict[int, str]]:
+    from tflite.BuiltinOperator import BuiltinOperator
+    from tflite.TensorType import TensorType
+
+    opcodes = _enum_names(BuiltinOperator)
+    tensor_types = {code: name.lower() for code, name in _enum_names(TensorType).items()}
+    return opcodes, tensor_types
+
+
+#: builtin opcode number -> name ("CONV_2D") and TensorType number -> IR dtype name
+#: ("int8"), both from the schema bindings.
+OPCODE_NAMES, TENSOR_TYPE_NAMES = _load_tables()
+OPCODE_NUMBERS: Mapping[str, int] = MappingProxyType({v: k for k, v in OPCODE_NAMES.items()})
+TENSOR_TYPE_NUMBERS: Mapping[str, int] = MappingProxyType(
+    {v: k for k, v in TENSOR_TYPE_NAMES.items()})
+
+#: Options fields whose value is an enum: snake_case field name -> enum class name in
+#: the ``tflite`` package. ``TensorType`` fields use the IR dtype names instead.
+ENUM_FIELDS: Mapping[str, str] = MappingProxyType({
+    "padding": "Padding",
+    "fused_activation_function": "ActivationFunctionType",
+    "weights_format": "FullyConnectedOptionsWeightsFormat",
+    "kernel_type": "LSTMKernelType",
+    "mode": "MirrorPadMode",
+    "combiner": "CombinerType",
+    "type": "LSHProjectionType",
+    "algorithm": "RngAlgorithm",
+    "composite_attributes_format": "CustomOptionsFormat",
+    "quantized_bias_type": "TensorType",
+    "output_type": "TensorType",
+    "out_type": "TensorType",
+    "in_data_type": "TensorType",
+    "out_data_type": "TensorType",
+    "idx_out_type": "TensorType",
+    "key_dtype": "TensorType",
+    "value_dtype": "TensorType",
+})
+
+_CAMEL_1 = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_CAMEL_2 = re.compile(r"(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_case(camel: str) -> str:
+    """``DilationWFactor`` -> ``dilation_w_factor`` (the schema's field spelling)."""
+    return _CAMEL_2.sub("_", _CAMEL_1.sub("_", camel)).lower()
+
+
+def camel_case(snake: str) -> str:
+    """``dilation_w_factor`` -> ``DilationWFactor`` (the bindings' method spelling)."""
+    return "".join(part[:1].upper() + part[1:] for part in snake.split("_"))
+
+
+_ENUM_CACHE: dict[str, dict[int, str]] = {}
+
+
+def enum_value_names(enum_class: str) -> dict[int, str]:
+    """Enum number -> string for an ``ENUM_FIELDS`` class (TensorType -> IR dtype names)."""
+    if enum_class not in _ENUM_CACHE:
+        if enum_class == "TensorType":
+            _ENUM_CACHE[enum_class] = dict(TENSOR_TYPE_NAMES)
+        else:
+            import importlib
+
+            module = importlib.import_module(f"tflite.{enum_class}")
+            _ENUM_CACHE[enum_class] = _enum_names(getattr(module, enum_class))
+    return _ENUM_CACHE[enum_class]
+
+
+_FIELD_CACHE: dict[type, tuple[tuple[str, str, str], ...]] = {}
+_SKIP_METHODS = ("GetRootAs", "Init")
+
+
+def option_fields(cls: type) -> tuple[tuple[str, str, str], ...]:
+    """The fields of a generated options class: (method, snake_name, kind) in schema order.
+
+    ``kind`` is "scalar", "numeric_vector" (has ``XAsNumpy``) or "vector" (tables/strings).
+    """
+    if cls not in _FIELD_CACHE:
+        names = [n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")]
+        fields = []
+        for name in names:
+            if (name.startswith(_SKIP_METHODS) or name.endswith(("Length", "AsNumpy", "IsNone"))
+                    or "BufferHasIdentifier" in name):
+                continue
+            if f"{name}AsNumpy" in names:
+                kind = "numeric_vector"
+            elif f"{name}Length" in names:
+                kind = "vector"
+            else:
+                kind = "scalar"
+            fields.append((name, snake_case(name), kind))
+        _FIELD_CACHE[cls] = tuple(fields)
+    return _FIELD_CACHE[cls]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "_tab"):
+        return table_to_dict(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
+
+
+def table_to_dict(table: Any) -> dict[str, Any]:
+    """Any generated options table -> a plain dict (snake_case keys, enums as strings)."""
+    out: dict[str, Any] = {}
+    for method, key, kind in option_fields(type(table)):
+        if kind == "numeric_vector":
+            arr = getattr(table, f"{method}AsNumpy")()
+            value: Any = [] if isinstance(arr, int) else [_plain(x) for x in arr.tolist()]
+        elif kind == "vector":
+            n = getattr(table, f"{method}Length")()
+            value = [_plain(getattr(table, method)(j)) for j in range(n)]
+        else:
+            value = _plain(getattr(table, method)())
+            if key in ENUM_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+                value = enum_value_names(ENUM_FIELDS[key]).get(value, value)
+        out[key] = value
+    return out
+
+
+def _union_to_dict(union_type: int, table: Any, enum_module: str) -> dict[str, Any]:
+    import importlib
+
+    if not union_type or table is None:
+        return {}
+    enum_cls = getattr(importlib.import_module(f"tflite.{enum_module}"), enum_module)
+    class_name = _enum_names(enum_cls).get(union_type)
+    if class_name is None:
+        return {}
+    module = importlib.import_module(f"tflite.{class_name}")
+    cls = getattr(module, class_name)
+    obj = cls()
+    obj.Init(table.Bytes, table.Pos)
+    return table_to_dict(obj)
+
+
+def _ints(arr: Any) -> tuple[int, ...]:
+    return () if isinstance(arr, int) else tuple(int(x) for x in arr.tolist())
+
+
+def _floats(arr: Any) -> tuple[float, ...]:
+    return () if isinstance(arr, int) else tuple(float(x) for x in arr.tolist())
+
+
+def _unpack_int4(raw: bytes, count: int) -> bytes:
+    packed = np.frombuffer(raw, dtype=np.uint8)
+    low = (packed & 0x0F).astype(np.int8)
+    high = (packed >> 4).astype(np.int8)
+    both = np.empty(packed.size * 2, dtype=np.int8)
+    both[0::2], both[1::2] = low, high
+    both = np.where(both > 7, both - 16, both).astype(np.int8)
+    return both[:count].tobytes()
+
+
+def _buffer_data(fb_model: Any, index: int, data: bytes, path: str) -> bytes | None:
+    if index == 0 or index >= fb_model.BuffersLength():
+        return None
+    buf = fb_model.Buffers(index)
+    offset, size = buf.Offset(), buf.Size()
+    if offset > 1:  # stored after the flatbuffer; offset 1 is a placeholder
+        if offset + size > len(data):
+            raise ModelError(f"{path}: buffer {index} lies past the end of the file "
+                             f"({offset}+{size} > {len(data)} bytes)",
+                             hint="the file is truncated; re-export or copy it again", path=path)
+        return bytes(data[offset:offset + size])
+    arr = buf.DataAsNumpy()
+    if isinstance(arr, int) or arr.size == 0:
+        return None
+    return arr.tobytes()
+
+
+def _quantization(fb_tensor: Any) -> ir.Quantization | None:
+    q = fb_tensor.Quantization()
+    if q is None:
+        return None
+    scale = _floats(q.ScaleAsNumpy())
+    if not scale:
+        return None
+    zero_point = _ints(q.ZeroPointAsNumpy())
+    if len(zero_point) < len(scale):
+        zero_point = zero_point + (0,) * (len(scale) - len(zero_point))
+    return ir.Quantization(scale=scale, zero_point=zero_point, axis=int(q.QuantizedDimension()))
+
+
+def _tensor(fb_model: Any, fb_tensor: Any, index: int, data: bytes, path: str) -> ir.Tensor:
+    type_code = fb_tensor.Type()
+    dtype = TENSOR_TYPE_NAMES.get(type_code)
+    if dtype is None:
+        raise ModelError(f"{path}: tensor {index} has unknown type code {type_code}",
+                         hint="the file needs a newer TFLite schema than tinyq knows", path=path)
+    shape = _ints(fb_tensor.ShapeAsNumpy())
+    raw = _buffer_data(fb_model, fb_tensor.Buffer(), data, path)
+    if raw is not None and dtype == "int4":
+        raw = _unpack_int4(raw, int(np.prod(shape, dtype=np.int64)) if shape else 1)
+    name = fb_tensor.Name()
+    return ir.Tensor(
+        index=index,
+        name=name.decode("utf-8", "replace") if name else f"tensor_{index}",
+        shape=shape,
+        dtype=dtype,
+        quant=_quantization(fb_tensor),
+        data=raw,
+        is_variable=bool(fb_tensor.IsVariable()),
+    )
+
+
+def _opcode_name(fb_code: Any) -> str:
+    code = max(int(fb_code.DeprecatedBuiltinCode()), int(fb_code.BuiltinCode()))
+    return OPCODE_NAMES.get(code, f"BUILTIN_{code}")
+
+
+def _operator(fb_op: Any, index: int, codes: list[tuple[str, int, str | None]],
+              path: str) -> ir.Operator:
+    code_index = fb_op.OpcodeIndex()
+    if code_index >= len(codes):
+        raise ModelError(f"{path}: op {index} uses opcode index {code_index} "
+                         f"but the model has {len(codes)} operator codes",
+                         hint="the file is corrupt; re-export it", path=path)
+    name, version, custom = codes[code_index]
+    options = _union_to_dict(fb_op.BuiltinOptionsType(), fb_op.BuiltinOptions(), "BuiltinOptions")
+    if not options and fb_op.BuiltinOptions2Type():
+        options = _union_to_dict(fb_op.BuiltinOptions2Type(), fb_op.BuiltinOptions2(),
+                                 "BuiltinOptions2")
+    if name == "CUSTOM":
+        raw = fb_op.CustomOptionsAsNumpy()
+        if not isinstance(raw, int) and raw.size:
+            options = {"custom_options": raw.tobytes()}
+    return ir.Operator(
+        index=index,
+        opcode=name,
+        version=version,
+        inputs=_ints(fb_op.InputsAsNumpy()),
+        outputs=_ints(fb_op.OutputsAsNumpy()),
+        options=MappingProxyType(options),
+        custom_code=custom,
+    )
+
+
+def _parse(data: bytes, path: str) -> ir.Model:
+    import tflite
+
+    fb_model = tflite.Model.GetRootAs(data, 0)
+    num_subgraphs = fb_model.SubgraphsLength()
+    if num_subgraphs == 0:
+        raise ModelError(f"{path}: the model has no subgraph",
+                         hint="re-export it with the TFLite converter", path=path)
+    codes = []
+    for i in range(fb_model.OperatorCodesLength()):
+        fb_code = fb_model.OperatorCodes(i)
+        custom = fb_code.CustomCode()
+        codes.append((_opcode_name(fb_code), max(1, int(fb_code.Version())),
+                      custom.decode("utf-8", "replace") if custom else None))
+    sub = fb_model.Subgraphs(0)
+    tensors = tuple(_tensor(fb_model, sub.Tensors(i), i, data, path)
+                    for i in range(sub.TensorsLength()))
+    operators = tuple(_operator(sub.Operators(i), i, codes, path)
+                      for i in range(sub.OperatorsLength()))
+    n = len(tensors)
+    for op in operators:
+        for t in (*op.inputs, *op.outputs):
+            if t >= n or t < -1:
+                raise ModelError(f"{path}: op {op.index} {op.opcode} refers to tensor {t} "
+                                 f"but subgraph 0 has {n} tensors",
+                                 hint="the file is corrupt; re-export it", path=path)
+    description = fb_model.Description()
+    return ir.Model(
+        tensors=tensors,
+        operators=operators,
+        inputs=_ints(sub.InputsAsNumpy()),
+        outputs=_ints(sub.OutputsAsNumpy()),
+        description=description.decode("utf-8", "replace") if description else "",
+        schema_version=int(fb_model.Version()),
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        num_subgraphs=num_subgraphs,
+        path=path if path != "<bytes>" else None,
+    )
+
+
+def read_model_bytes(data: bytes, path: str | None = None) -> ir.Model:
+    """Parse .tflite bytes into an ``ir.Model`` (subgraph 0). Raises ``ModelError``."""
+    where = path or "<bytes>"
+    data = bytes(data)
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        found = data[4:8] if len(data) >= 8 else b""
+        raise ModelError(
+            f"{where} is not a TFLite flatbuffer (identifier {found!r}, expected b'TFL3')",
+            hint="pass a .tflite file (convert Keras models with `tinyq quantize`)",
+            path=path)
+    try:
+        return _parse(data, where)
+    except ModelError:
+        raise
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError,
+            UnicodeDecodeError, AttributeError) as exc:
+        logger.debug("parsing %s failed", where, exc_info=True)
+        raise ModelError(f"{where} is truncated or corrupt (its {len(data)} bytes end before "
+                         "the flatbuffer does, or an offset is invalid)",
+                         hint="re-export the model or copy the file again", path=path) from exc
+
+
+def read_model(path: str | os.PathLike[str]) -> ir.Model:
+    """Read a .tflite file into an ``ir.Model`` (subgraph 0). Raises ``ModelError``."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelError(f"model file {p} does not exist",
+                         hint="check the path", path=str(p)) from exc
+    except IsADirectoryError as exc:
+        raise ModelError(f"{p} is a directory, not a .tflite file",
+                         hint="pass the .tflite file itself (convert SavedModels with "
+                         "`tinyq quantize`)", path=str(p)) from exc
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {p}: {exc.strerror}",
+                         hint="check the path and its permissions", path=str(p)) from exc
+    return read_model_bytes(data, str(p))
