@@ -251,8 +251,51 @@ def _offset_vector(builder: Any, start: Any, offsets: Sequence[int]) -> int:
     return builder.EndVector()
 
 
-def write_model(model: ir.Model) -> bytes:
-    """Serialize an ``ir.Model`` (one subgraph) to .tflite bytes with identifier TFL3."""
+def write_model(model: ir.Model, external_buffers: bool = False) -> bytes:
+    """Serialize an ``ir.Model`` (one subgraph) to .tflite bytes with identifier TFL3.
+
+    ``external_buffers`` stores constant data after the flatbuffer (``Buffer.offset``/
+    ``size``, 16-byte aligned), the layout the converter uses for models over 2 GB.
+    LiteRT reads it; TFLM does not, so firmware needs the default inline layout.
+    """
+    if not external_buffers:
+        return _write(model, None)
+    # Pass 1 with placeholder offsets sizes the flatbuffer (uint64 slots have a fixed
+    # width, so real offsets in pass 2 do not change its size).
+    payloads = _payloads(model)[0]
+    probe = _write(model, [2] * len(payloads))
+    offsets, end = [], _align(len(probe))
+    for payload in payloads:
+        offsets.append(end)
+        end = _align(end + len(payload))
+    head = _write(model, offsets)
+    if len(head) != len(probe):
+        raise AssertionError("flatbuffer size changed between passes")
+    out = bytearray(end)
+    out[:len(head)] = head
+    for offset, payload in zip(offsets, payloads, strict=True):
+        out[offset:offset + len(payload)] = payload
+    return bytes(out)
+
+
+def _align(n: int) -> int:
+    return (n + BUFFER_ALIGNMENT - 1) // BUFFER_ALIGNMENT * BUFFER_ALIGNMENT
+
+
+def _payloads(model: ir.Model) -> tuple[list[bytes], list[int]]:
+    """Constant payloads (buffer i+1) and each tensor's buffer index (0: none)."""
+    payloads: list[bytes] = []
+    tensor_buffer: list[int] = []
+    for t in model.tensors:
+        if t.data is None:
+            tensor_buffer.append(0)
+            continue
+        payloads.append(_pack_int4(t.data) if t.dtype == "int4" else t.data)
+        tensor_buffer.append(len(payloads))
+    return payloads, tensor_buffer
+
+
+def _write(model: ir.Model, external_offsets: list[int] | None) -> bytes:
     import flatbuffers
 
     # The package re-exports each class under its module's name, so fetch the modules
@@ -265,21 +308,16 @@ def write_model(model: ir.Model) -> bytes:
     b = flatbuffers.Builder(_INITIAL_BUILDER_BYTES)
 
     # Buffers: 0 is the empty sentinel; one per constant tensor.
-    buffer_payloads: list[bytes | None] = [None]
-    tensor_buffer: list[int] = []
-    for t in model.tensors:
-        if t.data is None:
-            tensor_buffer.append(0)
-            continue
-        payload = _pack_int4(t.data) if t.dtype == "int4" else t.data
-        buffer_payloads.append(payload)
-        tensor_buffer.append(len(buffer_payloads) - 1)
+    payloads, tensor_buffer = _payloads(model)
     buffer_offsets = []
-    for payload in buffer_payloads:
-        data_off = _aligned_bytes(b, payload) if payload else 0
+    for i, payload in enumerate([b"", *payloads]):
+        data_off = _aligned_bytes(b, payload) if payload and external_offsets is None else 0
         Buffer.BufferStart(b)
-        if payload:
+        if data_off:
             Buffer.BufferAddData(b, data_off)
+        if payload and external_offsets is not None:
+            Buffer.BufferAddOffset(b, external_offsets[i - 1])
+            Buffer.BufferAddSize(b, len(payload))
         buffer_offsets.append(Buffer.BufferEnd(b))
 
     # Tensors.
