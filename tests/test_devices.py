@@ -1,0 +1,286 @@
+"""Device implementations: serial-port errors, line assembly over a real socket,
+the exact QEMU argv, and QEMU always being killed and its port freed."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import require_tools
+
+from tinyq.devices import StreamDevice
+from tinyq.devices.fake import FakeDevice, Fault
+from tinyq.devices.qemu import QemuDevice, qemu_argv
+from tinyq.devices.serial_port import SerialDevice, open_error
+from tinyq.errors import DeviceError, DeviceTimeoutError, ProtocolError, ToolNotFoundError
+from tinyq.protocol import Client, Timeouts
+
+# -- serial ports -------------------------------------------------------------------
+
+
+def test_port_not_found():
+    with pytest.raises(DeviceError, match=r"^serial port /dev/ttyTINYQ404 not found — plug the "
+                       r"board in and pass the right --port") as info:
+        SerialDevice("/dev/ttyTINYQ404").open()
+    assert info.value.port == "/dev/ttyTINYQ404"
+
+
+def test_permission_denied_says_dialout(monkeypatch):
+    import serial
+
+    def refuse(*args, **kwargs):
+        raise serial.SerialException(
+            errno.EACCES, "could not open port /dev/ttyACM0: [Errno 13] Permission denied: "
+            "'/dev/ttyACM0'")
+
+    monkeypatch.setattr(serial, "serial_for_url", refuse)
+    monkeypatch.setattr("sys.platform", "linux")
+    with pytest.raises(DeviceError, match=r"^permission denied opening serial port /dev/ttyACM0 "
+                       r"— add yourself to the dialout group"):
+        SerialDevice("/dev/ttyACM0").open()
+
+
+def test_busy_port_message():
+    err = open_error("COM3", OSError(errno.EBUSY, "Device or resource busy"))
+    assert str(err).startswith("serial port COM3 is busy — close the other program")
+
+
+class Server:
+    """A one-connection TCP 'board' that plays a script of (bytes, pause) steps."""
+
+    def __init__(self, script, close_after=True):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.script = script
+        self.close_after = close_after
+        self.received = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            for data, pause in self.script:
+                conn.sendall(data)
+                time.sleep(pause)
+            if not self.close_after:
+                time.sleep(3)
+        self.sock.close()
+
+    @property
+    def url(self):
+        return f"socket://127.0.0.1:{self.port}"
+
+
+def test_lines_over_a_real_socket_split_across_packets():
+    server = Server([(b"m-timestamp-mode-perf", 0.05), (b"ormance\r\nm-init-done\r", 0.05),
+                     (b"\nm-ready\r\n", 0.2)])
+    with SerialDevice(server.url) as dev:
+        assert Client(dev).wait_ready(timeout=2).mode == "performance"
+
+
+def test_truncated_line_then_silence_over_a_socket():
+    server = Server([(b"m-ready\r\nm-resu", 0.0)], close_after=False)
+    with SerialDevice(server.url) as dev:
+        assert dev.readline(1) == "m-ready"
+        start = time.monotonic()
+        with pytest.raises(DeviceTimeoutError, match="got a truncated line 'm-resu'") as info:
+            dev.readline(0.3)
+        assert 0.25 < time.monotonic() - start < 1.0
+        assert info.value.partial == "m-resu"
+
+
+def test_disconnect_over_a_socket():
+    server = Server([(b"m-ready\r\n", 0.0)])
+    with SerialDevice(server.url) as dev:
+        assert dev.readline(1) == "m-ready"
+        with pytest.raises(DeviceError, match=r"disconnected .*— check the USB cable"):
+            dev.readline(2)
+
+
+def test_endless_line_is_not_protocol():
+    server = Server([(b"\x55" * 20000, 0.5)])
+    with SerialDevice(server.url) as dev:
+        with pytest.raises(ProtocolError, match="without a line end .* check the baud rate"):
+            dev.readline(2)
+
+
+def test_stream_device_decodes_junk_as_replacement_characters():
+    class Canned(StreamDevice):
+        def __init__(self):
+            super().__init__()
+            self.data = [b"\xff\xfem-x\r\n"]
+
+        def open(self):
+            pass
+
+        def close(self):
+            pass
+
+        def _read_some(self, timeout):
+            return self.data.pop(0) if self.data else b""
+
+        def _write_all(self, data):
+            pass
+
+    assert Canned().readline(0.1) == "\ufffd\ufffdm-x"
+
+
+def test_fake_device_is_a_context_manager():
+    with FakeDevice(faults=[Fault("silent", "name")]) as dev:
+        assert dev.is_open
+    assert not dev.is_open and dev.closed_count == 1
+    with pytest.raises(ValueError):
+        Fault("explode")
+
+
+# -- QEMU ---------------------------------------------------------------------------
+
+def test_qemu_argv_is_exact():
+    assert qemu_argv("mps2-an386", "/tmp/app.elf", 4321) == [
+        "qemu-system-arm", "-machine", "mps2-an386", "-nographic", "-monitor", "none",
+        "-serial", "tcp:127.0.0.1:4321,server=on,wait=on",
+        "-semihosting-config", "enable=on,target=native",
+        "-icount", "shift=0,align=off,sleep=off",
+        "-kernel", "/tmp/app.elf",
+    ]
+    assert qemu_argv("microbit", Path("a.elf"), 1, qemu="/opt/q", icount=False,
+                     extra=("-d", "guest_errors")) == [
+        "/opt/q", "-machine", "microbit", "-nographic", "-monitor", "none",
+        "-serial", "tcp:127.0.0.1:1,server=on,wait=on",
+        "-semihosting-config", "enable=on,target=native",
+        "-d", "guest_errors", "-kernel", "a.elf",
+    ]
+
+
+def test_missing_qemu_says_how_to_install(tmp_path):
+    elf = tmp_path / "app.elf"
+    elf.write_bytes(b"\x7fELF")
+    with pytest.raises(ToolNotFoundError, match=r"^qemu-system-tinyq-nope not found on PATH — "
+                       r"install it with `sudo apt-get install qemu-system-arm`"):
+        QemuDevice(elf, "mps2-an385", qemu="qemu-system-tinyq-nope").open()
+
+
+def test_missing_elf(tmp_path):
+    require_tools("qemu-system-arm")
+    with pytest.raises(DeviceError, match=r"firmware .*nope.elf does not exist — build it first"):
+        QemuDevice(tmp_path / "nope.elf", "mps2-an385").open()
+
+
+# Tiny bare-metal programs for mps2-an385 (CMSDK UART0), built by the test itself:
+# MODE 0 boots silently, MODE 1 prints a banner but never m-ready, MODE 2 prints
+# a line and ends QEMU with exit code 3 (semihosting SYS_EXIT_EXTENDED).
+_PROGRAM = r"""
+#include <stdint.h>
+#define UART_DATA (*(volatile uint32_t *)0x40004000u)
+#define UART_STATE (*(volatile uint32_t *)0x40004004u)
+#define UART_CTRL (*(volatile uint32_t *)0x40004008u)
+extern uint32_t _stack_top;
+static void put(const char *s) {
+  while (*s) { while (UART_STATE & 1u) {} UART_DATA = (uint32_t)*s++; }
+}
+void reset(void) {
+  UART_CTRL = 3u;
+#if MODE == 1
+  put("m-timestamp-mode-performance\r\n");
+#elif MODE == 2
+  put("bye\r\n");
+  static const uint32_t block[2] = {0x20026u, 3u};
+  register uint32_t r0 __asm__("r0") = 0x20u;
+  register const uint32_t *r1 __asm__("r1") = block;
+  __asm__ volatile("bkpt 0xab" : : "r"(r0), "r"(r1) : "memory");
+#endif
+  for (;;) {}
+}
+__attribute__((section(".vectors"), used)) const void *vectors[2] = {&_stack_top, (void *)reset};
+"""
+_LINKER = """
+MEMORY { FLASH (rx) : ORIGIN = 0x0, LENGTH = 64K  RAM (rwx) : ORIGIN = 0x20000000, LENGTH = 64K }
+SECTIONS { .text : { KEEP(*(.vectors)) *(.text*) *(.rodata*) } > FLASH
+  .bss : { *(.bss*) *(COMMON) } > RAM
+  _stack_top = ORIGIN(RAM) + LENGTH(RAM); }
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_elfs(tmp_path_factory):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    d = tmp_path_factory.mktemp("tiny")
+    (d / "t.c").write_text(_PROGRAM)
+    (d / "t.ld").write_text(_LINKER)
+    elfs = {}
+    for mode, name in enumerate(("silent", "no_ready", "exit3")):
+        elfs[name] = d / f"{name}.elf"
+        subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-O1", "-nostdlib",
+                        "-ffreestanding", f"-DMODE={mode}", "-T", str(d / "t.ld"),
+                        str(d / "t.c"), "-o", str(elfs[name])], check=True)
+    return elfs
+
+
+def _assert_reaped(pid: int, tcp_port: int) -> None:
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)           # not even a zombie: waited for
+    with socket.socket() as s:    # nobody listens on the port any more
+        with pytest.raises(ConnectionRefusedError):
+            s.connect(("127.0.0.1", tcp_port))
+    with socket.socket() as s:    # and it can be listened on again (TIME_WAIT allows that)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", tcp_port))
+
+
+FAST = Timeouts(default=0.5, boot=1.0, probe_after=0.3, settle=0.05)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("program", ["silent", "no_ready"])
+def test_qemu_firmware_that_never_gets_ready_is_killed(tiny_elfs, program):
+    dev = QemuDevice(tiny_elfs[program], "mps2-an385")
+    start = time.monotonic()
+    with pytest.raises(DeviceTimeoutError, match=r"^no m-ready from QEMU mps2-an385 \(tcp:127"
+                       r".*within 1 s of opening it.* — the firmware did not start"):
+        with dev:
+            assert dev.argv[-1] == str(tiny_elfs[program])
+            pid, port = dev.pid, dev.tcp_port
+            Client(dev, timeouts=FAST).wait_ready()
+    assert time.monotonic() - start < 10
+    _assert_reaped(pid, port)
+
+
+@pytest.mark.qemu
+def test_qemu_exit_is_reported_with_its_code(tiny_elfs):
+    with QemuDevice(tiny_elfs["exit3"], "mps2-an385") as dev:
+        pid, port = dev.pid, dev.tcp_port
+        assert dev.readline(5) == "bye"
+        with pytest.raises(DeviceError, match=r"^QEMU mps2-an385 .* exited with code 3 during "
+                           r"the run") as info:
+            dev.readline(5)
+        assert info.value.returncode == 3
+    _assert_reaped(pid, port)
+
+
+@pytest.mark.qemu
+def test_qemu_killed_on_keyboard_interrupt(tiny_elfs):
+    dev = QemuDevice(tiny_elfs["silent"], "mps2-an385")
+    with pytest.raises(KeyboardInterrupt):
+        with dev:
+            pid, port = dev.pid, dev.tcp_port
+            raise KeyboardInterrupt
+    _assert_reaped(pid, port)
+
+
+@pytest.mark.qemu
+def test_qemu_that_cannot_start_quotes_its_stderr(tiny_elfs):
+    dev = QemuDevice(tiny_elfs["silent"], "no-such-machine")
+    with pytest.raises(DeviceError, match=r"exited with code 1 while starting: qemu-system-arm: "
+                       r"unsupported machine type.* — QEMU could not run silent.elf on machine "
+                       r"no-such-machine"):
+        dev.open()
+    assert dev.pid is None

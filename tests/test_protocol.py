@@ -1,0 +1,268 @@
+"""The protocol client against the scripted fake device: every command, every fault.
+
+Each fault must end in one clear error naming the port, within its (short,
+test-sized) timeout: nothing may hang.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tinyq.devices.fake import FakeDevice, FakeFirmware, Fault
+from tinyq.errors import DeviceError, DeviceTimeoutError, ProtocolError
+from tinyq.protocol import DB_CHUNK_BYTES, Client, Timeouts, parse_kv
+
+FAST = Timeouts(default=0.2, infer=0.3, infer_per_run=0.01, boot=0.5, probe_after=0.1,
+                settle=0.05)
+
+
+def client_for(*faults: Fault, firmware: FakeFirmware | None = None, **kw) -> Client:
+    device = FakeDevice(firmware, faults=faults, **kw)
+    device.open()
+    return Client(device, timeouts=FAST)
+
+
+def booted(*faults: Fault, firmware: FakeFirmware | None = None) -> Client:
+    client = client_for(*faults, firmware=firmware)
+    client.wait_ready()
+    return client
+
+
+# -- the happy path -----------------------------------------------------------
+
+def test_boot_and_every_command():
+    fw = FakeFirmware(input_sizes=(40,), compute=lambda ins: [ins[0][:3], ins[0][3:5]],
+                      ticks_per_inference=2500, clock_hz=25_000_000)
+    client = client_for(firmware=fw)
+    boot = client.wait_ready()
+    assert boot.mode == "performance" and not boot.probed
+    assert client.name() == "tinyq"
+    profile = client.profile()
+    assert (profile.firmware, profile.model) == ("tinyq-fake", "ic01")
+
+    data = bytes(range(200, 240))
+    client.load_input(data)
+    db = [c for c in client.device.commands if c.startswith("db ")]
+    assert db[0] == "db load 40"
+    assert db[1:] == ["db " + data[:DB_CHUNK_BYTES].hex(), "db " + data[DB_CHUNK_BYTES:].hex()]
+
+    result = client.infer(3, 2)
+    assert result.iterations == 3 and result.warmup == 2
+    assert result.lap_us == (0, 300)             # 3 x 2500 ticks at 25 MHz = 300 us
+    assert result.elapsed_us == 300
+    # results are the first output dequantized: (q - (-128)) / 256
+    assert result.results == pytest.approx(
+        [round((b - 256 + 128) / 256, 3) for b in data[:3]], abs=1e-3)
+    assert client.results() == result.results
+    assert client.raw_output() == (data[:3], data[3:5])
+
+    cycles = client.cycles()
+    assert cycles.ticks == (2500, 2500, 2500)
+    assert (cycles.clock_hz, cycles.counter) == (25_000_000, "systick")
+    mem = client.mem()
+    assert (mem.arena, mem.stack_peak, mem.stack_size) == (1024, 600, 8192)
+    layers = client.layers()
+    assert [(x.index, x.name, x.ticks) for x in layers] == [(0, "CONV_2D", 700),
+                                                          (1, "SOFTMAX", 300)]
+    ident = client.check_identity("0123456789abcdef0123")
+    assert (ident.model_id, ident.runtime, ident.board) == ("0123456789ab", "native", "fake")
+
+
+def test_board_booted_before_the_port_opened_is_probed():
+    client = client_for(banner_on_open=False)
+    boot = client.wait_ready()
+    assert boot.probed and boot.mode == ""
+    assert client.device.commands == ["name"]
+    assert client.name() == "tinyq"     # the probe's answer was drained, the link is in step
+
+
+def test_infer_timeout_scales_with_iterations():
+    client = booted()
+    client.load_input(b"\1\2\3\4")
+    client.device.timeouts_seen.clear()
+    client.infer(10, 5)
+    assert client.device.timeouts_seen[0] == pytest.approx(FAST.infer + 15 * FAST.infer_per_run,
+                                                           abs=0.01)
+
+
+def test_parse_kv():
+    assert parse_kv("a=1, b=x,") == {"a": "1", "b": "x"}
+    with pytest.raises(ValueError):
+        parse_kv("a")
+
+
+def test_command_rejects_what_the_firmware_cannot_buffer():
+    client = booted()
+    with pytest.raises(ValueError):
+        client.command("x" * 81)
+    with pytest.raises(ValueError):
+        client.command("name%")
+
+
+# -- faults ---------------------------------------------------------------------
+
+def _raises(cls, pattern, fn, limit):
+    start = time.monotonic()
+    with pytest.raises(cls, match=pattern) as info:
+        fn()
+    assert time.monotonic() - start < limit, "the client waited far beyond its timeout"
+    assert "fake0" in str(info.value), "the error must name the port"
+    return info.value
+
+
+def test_silent_device_at_boot():
+    client = client_for(Fault("silent"))
+    err = _raises(DeviceTimeoutError,
+                  r"^no m-ready from fake0 within 0.5 s of opening it — check that the board "
+                  r"runs tinyq firmware", client.wait_ready, 2.0)
+    assert err.port == "fake0"
+    assert client.device.commands == ["name", "name"]        # BOOT_PROBES probes, no more
+
+
+def test_silent_emulator_at_boot_hint():
+    client = client_for(Fault("silent"), emulated=True)
+    _raises(DeviceTimeoutError, "the firmware did not start on this machine",
+            client.wait_ready, 2.0)
+
+
+def test_garbage_at_boot_is_tolerated_noise():
+    client = client_for(Fault("garbage"))
+    assert client.wait_ready().mode == "performance"
+
+
+def test_disconnected_at_boot():
+    client = client_for(Fault("disconnect"))
+    _raises(DeviceError, "^fake0 disconnected", client.wait_ready, 1.0)
+
+
+def test_silent_after_a_command():
+    client = booted(Fault("silent", "name"))
+    _raises(DeviceTimeoutError,
+            r"^no m-ready from fake0 within 0.2 s after 'name'; it sent nothing — the firmware "
+            r"hung or crashed", client.name, 1.0)
+
+
+def test_missing_m_ready():
+    client = booted(Fault("no_ready", "name"))
+    _raises(DeviceTimeoutError,
+            r"^no m-ready from fake0 within 0.2 s after 'name'; last line 'm-name-dut-\[tinyq\]'",
+            client.name, 1.0)
+
+
+def test_truncated_line():
+    client = booted(Fault("truncate", "profile"))
+    _raises(DeviceTimeoutError,
+            r"after 'profile'; got a truncated line 'm-model'", client.profile, 1.0)
+
+
+def test_garbled_line_names_the_baud_rate_fix():
+    client = booted(Fault("garbage", "name"))
+    _raises(ProtocolError, r"^garbled data from fake0 in the answer to 'name'", client.name, 1.0)
+
+
+def test_too_many_stray_lines():
+    client = booted(Fault("stray", "name"))
+    _raises(ProtocolError, r"^fake0 sent over 20 non-protocol lines in the answer to 'name'",
+            client.name, 1.0)
+
+
+def test_reset_mid_infer():
+    client = booted(Fault("reset", "infer"))
+    client.load_input(b"\1\2\3\4")
+    err = _raises(ProtocolError, r"^fake0 reset while running 'infer 1 0' \(boot banner "
+                  r"'m-timestamp-mode-performance' seen again\) — the firmware crashed",
+                  lambda: client.infer(1, 0), 1.0)
+    assert err.command == "infer 1 0"
+
+
+def test_disconnect_mid_run():
+    client = booted(Fault("disconnect", "infer"))
+    client.load_input(b"\1\2\3\4")
+    _raises(DeviceError, "^fake0 disconnected .* check the USB cable", lambda: client.infer(1, 0),
+            1.0)
+
+
+def test_device_error_line():
+    client = booted(Fault("error", "name"))
+    err = _raises(ProtocolError, r"^fake0 rejected 'name': fake failure", client.name, 1.0)
+    assert err.device_error == "fake failure"
+
+
+def test_wrong_firmware_identity():
+    client = booted()
+    _raises(ProtocolError,
+            r"^wrong firmware on fake0: it was built for model 0123456789ab, expected "
+            r"feedfacecafe — flash the firmware built for this model",
+            lambda: client.check_identity("feedfacecafe0000"), 1.0)
+
+
+def test_wrong_runtime_identity():
+    client = booted()
+    _raises(ProtocolError, "it runs the native runtime, expected tflm",
+            lambda: client.check_identity("0123456789ab", runtime="tflm"), 1.0)
+
+
+def test_firmware_that_is_not_tinyq():
+    client = booted(firmware=FakeFirmware(tinyq_commands=False))
+    assert client.name() == "tinyq"       # plain MLPerf commands still work
+    _raises(ProtocolError, r"^the firmware on fake0 is not tinyq firmware \(it does not know "
+            r"tq-id\)", client.identity, 1.0)
+
+
+def test_input_larger_than_the_firmware_buffer():
+    client = booted(firmware=FakeFirmware(max_db_bytes=16))
+    _raises(ProtocolError, r"^fake0 rejected 'db load 17': Supplied buffer size 17 exceeds",
+            lambda: client.load_input(bytes(17)), 1.0)
+
+
+def test_lost_bytes_while_loading():
+    """A chunk that loses bytes shows up as m-load-done missing at the end."""
+    class Lossy(FakeDevice):
+        def write(self, data):
+            if data.startswith(b"db ") and b"load" not in data:
+                data = data[:5] + data[7:]       # one byte lost on the wire
+            super().write(data)
+
+    device = Lossy()
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    _raises(ProtocolError, "reported m-load-done not at the end", lambda: client.load_input(
+        bytes(40)), 1.0)
+
+
+def test_malformed_infer_answer():
+    class NoLaps(FakeDevice):
+        def _infer(self, args):
+            return [x for x in super()._infer(args) if not x.startswith("m-lap-us-")]
+
+    device = NoLaps()
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    _raises(ProtocolError, r"^unexpected answer to 'infer 1 0' from fake0: expected .*two "
+            r"m-lap-us- stamps", lambda: client.infer(1, 0), 1.0)
+
+
+def test_malformed_tq_answers():
+    class Broken(FakeDevice):
+        def _answer(self, words):
+            if words and words[0] == "tq-out":
+                return ["m-tq-out-1-[00]"]       # output 0 missing
+            if words and words[0] == "tq-mem":
+                return ["m-tq-mem-[arena=x]"]
+            return super()._answer(words)
+
+    device = Broken()
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    _raises(ProtocolError, "unexpected answer to 'tq-out'", client.raw_output, 1.0)
+    _raises(ProtocolError, "unexpected answer to 'tq-mem'", client.mem, 1.0)
+
+
+def test_cycles_before_any_inference():
+    client = booted()
+    _raises(ProtocolError, r"run infer first", client.cycles, 1.0)

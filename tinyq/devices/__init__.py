@@ -1,0 +1,157 @@
+"""One device interface for boards and emulators (STYLE.md rule 6).
+
+The protocol layer (``tinyq.protocol``) only sees :class:`Device`: ``open()``
+(launch an emulator or open a serial port), ``readline(timeout)``,
+``write(data)`` and ``close()``. Implementations:
+
+* :class:`tinyq.devices.serial_port.SerialDevice` -- a real board over pyserial
+  (any pyserial URL works too, e.g. ``socket://host:port``);
+* :class:`tinyq.devices.qemu.QemuDevice` -- qemu-system-arm with the UART on a
+  TCP socket;
+* :class:`tinyq.devices.renode.RenodeDevice` -- Renode with the UART on a TCP socket;
+* :class:`tinyq.devices.fake.FakeDevice` -- a scripted Python model of the
+  firmware with injectable faults, for fast tests.
+
+A device is a context manager: ``with QemuDevice(...) as dev:`` launches and
+always closes (an emulator process is killed and reaped, also on errors and
+KeyboardInterrupt).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+
+from tinyq.errors import DeviceTimeoutError, ProtocolError
+
+#: A line longer than this without a newline is not protocol text (the longest
+#: legitimate line is a tq-out chunk or a results vector, well under 4 KB).
+MAX_LINE_BYTES = 16384
+#: How long one low-level read may block while readline() waits for a line, so
+#: a deadline is honoured promptly and a dead emulator is noticed quickly.
+READ_SLICE_S = 0.05
+
+
+class Device(abc.ABC):
+    """A target that talks the tinyq/MLPerf serial protocol.
+
+    ``port`` names the target in every error message (a serial port path, or
+    e.g. ``"QEMU mps2-an386 (tcp:127.0.0.1:40123)"``). ``is_emulated`` tells
+    whether counts are emulator instruction counts or real cycles.
+    """
+
+    port: str = "device"
+    is_emulated: bool = False
+    #: What to tell the user when the link drops (emulators override).
+    disconnect_hint: str = "check the USB cable and that no other program uses the port"
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Open the link (launch the emulator, open the port). Idempotent."""
+
+    @abc.abstractmethod
+    def readline(self, timeout: float) -> str:
+        """Return the next line (without ``\\r\\n``) within ``timeout`` seconds.
+
+        Raises DeviceTimeoutError when no complete line arrives in time (its
+        ``partial`` field holds any bytes of an unfinished line), DeviceError
+        when the link is gone.
+        """
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send bytes to the device."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the link and release everything (kill an emulator). Idempotent."""
+
+    def drain(self, quiet: float) -> list[str]:
+        """Read and return lines until the device has been silent for ``quiet`` seconds."""
+        lines: list[str] = []
+        while True:
+            try:
+                lines.append(self.readline(quiet))
+            except DeviceTimeoutError:
+                return lines
+
+    def __enter__(self):
+        try:
+            self.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_serial_url(url: str, **settings):
+    """``serial.serial_for_url`` that keeps what a socket delivers during opening.
+
+    pyserial's open() ends with reset_input_buffer(), which for ``socket://``
+    reads and discards whatever already arrived; QEMU (``wait=on``) starts the
+    guest the moment we connect, so the boot banner could be thrown away. A
+    fresh socket holds no stale data, so skip that flush for sockets; a real
+    port keeps it (stale bytes from an earlier session must go).
+    """
+    import serial
+
+    ser = serial.serial_for_url(url, do_not_open=True, **settings)
+    if url.startswith("socket://"):
+        ser.reset_input_buffer = lambda: None
+    ser.open()
+    return ser
+
+
+def decode_line(raw: bytes) -> str:
+    """Bytes of one line (terminator included or not) -> text; undecodable bytes become U+FFFD."""
+    return raw.rstrip(b"\r\n").decode("ascii", "replace")
+
+
+class StreamDevice(Device):
+    """A device whose link is a byte stream: line assembly and deadlines live here.
+
+    Subclasses implement ``_read_some(timeout) -> bytes`` (``b""`` when nothing
+    arrived; raise DeviceError when the link is gone) and ``_write_all(data)``.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @abc.abstractmethod
+    def _read_some(self, timeout: float) -> bytes:
+        ...
+
+    @abc.abstractmethod
+    def _write_all(self, data: bytes) -> None:
+        ...
+
+    def readline(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                raw = bytes(self._buffer[: newline + 1])
+                del self._buffer[: newline + 1]
+                return decode_line(raw)
+            if len(self._buffer) > MAX_LINE_BYTES:
+                head = decode_line(bytes(self._buffer[:40]))
+                self._buffer.clear()
+                raise ProtocolError(
+                    f"{self.port} sent over {MAX_LINE_BYTES} bytes without a line end "
+                    f"(starting {head!r})",
+                    hint="this is not tinyq firmware output: check the baud rate and the port",
+                    port=self.port)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                partial = decode_line(bytes(self._buffer))
+                raise DeviceTimeoutError(
+                    f"no complete line from {self.port} within {timeout:g} s"
+                    + (f" (got a truncated line {partial!r})" if partial else ""),
+                    port=self.port, partial=partial)
+            self._buffer += self._read_some(min(left, READ_SLICE_S))
+
+    def write(self, data: bytes) -> None:
+        self._write_all(bytes(data))
