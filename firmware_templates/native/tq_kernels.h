@@ -1,0 +1,178 @@
+/* tinyq native runtime: int8 kernels, bit-exact with TFLM's reference kernels.
+ *
+ * Portable C99: no heap, no floating point except in QUANTIZE/DEQUANTIZE, no
+ * unaligned word access (runs on Cortex-M0). Every parameter a kernel needs is
+ * computed ahead of time by tinyq (tinyq/native/lower.py) and stored in a
+ * const params struct in flash; activations live in one static arena.
+ *
+ * Conventions: inputs are `const T *`, outputs `T *`; convolution weights are
+ * the .tflite layouts (OHWI for CONV_2D, 1HWO for DEPTHWISE_CONV_2D, OI for
+ * FULLY_CONNECTED); `bias` arrays hold TFLM's bias minus input_zp * sum(weights)
+ * per output channel (folded at generation time, exact in integers). */
+#ifndef TQ_KERNELS_H
+#define TQ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TQ_ALIGN(n) __attribute__((aligned(n)))
+#define TQ_INLINE static inline __attribute__((always_inline))
+#else
+#define TQ_ALIGN(n)
+#define TQ_INLINE static inline
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TQ_RESTRICT __restrict__
+#else
+#define TQ_RESTRICT
+#endif
+
+/* ------------------------------------------------------------------ arithmetic */
+
+/* TFLM MultiplyByQuantizedMultiplier with gemmlowp double rounding
+ * (TFLITE_SINGLE_ROUNDING off): left shift, saturating rounding doubling
+ * high multiply, rounding divide by a power of two. shift > 0 is a left shift. */
+TQ_INLINE int32_t tq_mul_by_quantized_mul(int32_t x, int32_t mult, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t a = (int32_t)((uint32_t)x << left);
+    const int64_t ab = (int64_t)a * (int64_t)mult;
+    /* SaturatingRoundingDoublingHighMul: mult >= 0, so a*mult never saturates. */
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (int64_t)(1 - (1 << 30));
+    const int64_t sum = ab + nudge;
+    /* C division truncates toward zero, as gemmlowp's does. */
+    int32_t hi = (int32_t)(sum >= 0 ? (sum >> 31) : -((-sum) >> 31));
+    {
+        const uint32_t mask = ((uint32_t)1 << right) - 1u;
+        const uint32_t rem = (uint32_t)hi & mask;
+        const uint32_t threshold = (mask >> 1) + (hi < 0 ? 1u : 0u);
+        hi = (hi >> right) + (rem > threshold ? 1 : 0);
+    }
+    return hi;
+}
+
+TQ_INLINE int32_t tq_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* ------------------------------------------------------------------ params */
+
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w;
+    int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+    int32_t in_zp, out_zp, act_min, act_max;
+    const int32_t *bias;   /* folded, per output channel */
+    const int32_t *mult;   /* per output channel */
+    const int8_t *shift;   /* per output channel */
+} tq_conv_params;
+
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, depth_mult, k_h, k_w;
+    int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+    int32_t in_zp, out_zp, act_min, act_max;
+    const int32_t *bias;
+    const int32_t *mult;
+    const int8_t *shift;
+} tq_dwconv_params;
+
+typedef struct {
+    int32_t batches, in_depth, out_depth;
+    int32_t out_zp, act_min, act_max;
+    const int32_t *bias;
+    const int32_t *mult;
+    const int8_t *shift;
+} tq_fc_params;
+
+typedef struct {
+    int32_t batches, in_h, in_w, channels, out_h, out_w, f_h, f_w;
+    int32_t stride_h, stride_w, pad_h, pad_w, act_min, act_max;
+} tq_pool_params;
+
+#define TQ_MAX_DIMS 6
+
+typedef struct {
+    int32_t size, broadcast;
+    int32_t dims[TQ_MAX_DIMS], stride1[TQ_MAX_DIMS], stride2[TQ_MAX_DIMS];
+    int32_t in1_zp, in2_zp, out_zp, left_shift;
+    int32_t in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
+    int32_t act_min, act_max;
+} tq_add_params;
+
+typedef struct {
+    int32_t size, broadcast;
+    int32_t dims[TQ_MAX_DIMS], stride1[TQ_MAX_DIMS], stride2[TQ_MAX_DIMS];
+    int32_t in1_zp, in2_zp, out_zp, out_mult, out_shift, act_min, act_max;
+} tq_mul_params;
+
+typedef struct {
+    int32_t in_dims[TQ_MAX_DIMS], out_dims[TQ_MAX_DIMS], before[TQ_MAX_DIMS];
+    int32_t value;
+} tq_pad_params;
+
+typedef struct {
+    int32_t outer, count;
+    const int32_t *sizes;  /* bytes each input contributes per outer step */
+} tq_concat_params;
+
+typedef struct {
+    int32_t size;
+    float inv_scale;       /* the output scale (TFLM divides by it) */
+    int32_t zero_point;
+} tq_quantize_params;
+
+typedef struct {
+    int32_t size, in_zp, out_zp, mult, shift;
+} tq_requantize_params;
+
+typedef struct {
+    int32_t size;
+    float scale;
+    int32_t zero_point;
+} tq_dequantize_params;
+
+typedef struct {
+    int32_t size, in_zp, out_zp, mult, shift, act_min, act_max;
+} tq_relu_params;
+
+typedef struct {
+    int32_t size, lo, hi;
+} tq_clamp_params;
+
+/* ------------------------------------------------------------------ kernels */
+
+void tq_copy(void *dst, const void *src, size_t bytes);
+
+void tq_conv2d_s8(const tq_conv_params *p, const int8_t *input, const int8_t *weights,
+                  int8_t *output);
+void tq_depthwise_conv2d_s8(const tq_dwconv_params *p, const int8_t *input,
+                            const int8_t *weights, int8_t *output);
+void tq_fully_connected_s8(const tq_fc_params *p, const int8_t *input, const int8_t *weights,
+                           int8_t *output);
+void tq_avg_pool_s8(const tq_pool_params *p, const int8_t *input, int8_t *output);
+void tq_max_pool_s8(const tq_pool_params *p, const int8_t *input, int8_t *output);
+void tq_add_s8(const tq_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *output);
+void tq_mul_s8(const tq_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *output);
+void tq_pad_s8(const tq_pad_params *p, const int8_t *input, int8_t *output);
+void tq_concat(const tq_concat_params *p, const uint8_t *const *inputs, uint8_t *output);
+void tq_quantize_f32_s8(const tq_quantize_params *p, const float *input, int8_t *output);
+void tq_requantize_s8_s8(const tq_requantize_params *p, const int8_t *input, int8_t *output);
+void tq_requantize_u8_s8(const tq_requantize_params *p, const uint8_t *input, int8_t *output);
+void tq_requantize_s8_u8(const tq_requantize_params *p, const int8_t *input, uint8_t *output);
+void tq_dequantize_s8_f32(const tq_dequantize_params *p, const int8_t *input, float *output);
+void tq_dequantize_u8_f32(const tq_dequantize_params *p, const uint8_t *input, float *output);
+void tq_relu_s8(const tq_relu_params *p, const int8_t *input, int8_t *output);
+void tq_clamp_s8(const tq_clamp_params *p, const int8_t *input, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TQ_KERNELS_H */

@@ -1,0 +1,109 @@
+"""Can the native runtime run this model? Small checks whose docstrings are the messages.
+
+``problems(model)`` runs the model-level checks below, then for every op: is
+there a lowering (``lower.LOWERINGS``), does a dtype signature match, and the
+lowering's own constraints. ``tinyq inspect --runtime native`` prints the
+result; ``codegen.render`` refuses to generate when the list is not empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tinyq import ir
+from tinyq.checks import Problem
+from tinyq.errors import UnsupportedError
+from tinyq.native.lower import LOWERINGS
+
+RUNTIME = "native"
+
+ModelCheck = Callable[[ir.Model], bool]
+_MODEL_CHECKS: list[tuple[ModelCheck, str]] = []
+
+
+def _model_check(fix: str) -> Callable[[ModelCheck], ModelCheck]:
+    def wrap(fn: ModelCheck) -> ModelCheck:
+        _MODEL_CHECKS.append((fn, fix))
+        return fn
+    return wrap
+
+
+def _message(fn: Callable[..., bool]) -> str:
+    return " ".join((fn.__doc__ or fn.__name__).split())
+
+
+@_model_check(fix="TFLM and the native runtime run subgraph 0 only; remove control flow")
+def multiple_subgraphs(model: ir.Model) -> bool:
+    """the model has more than one subgraph"""
+    return model.num_subgraphs > 1
+
+
+@_model_check(fix="convert without resource variables (stateful models are not supported)")
+def variable_tensors(model: ir.Model) -> bool:
+    """the model has variable tensors"""
+    return any(t.is_variable for t in model.tensors)
+
+
+@_model_check(fix="every model input and output must be a non-constant tensor")
+def constant_io(model: ir.Model) -> bool:
+    """a model input or output is a constant tensor"""
+    return any(model.tensors[i].is_constant for i in (*model.inputs, *model.outputs))
+
+
+@_model_check(fix="re-export the model with fixed input shapes (e.g. batch size 1)")
+def dynamic_shapes(model: ir.Model) -> bool:
+    """a tensor has an unknown (dynamic) dimension"""
+    return any(d < 0 for t in model.tensors for d in t.shape)
+
+
+def _dtypes(model: ir.Model, ids: tuple[int, ...]) -> list[str]:
+    return [model.tensors[i].dtype for i in ids if i >= 0]
+
+
+def _op_problems(model: ir.Model, op: ir.Operator) -> list[Problem]:
+    lowering = LOWERINGS.get(op.opcode)
+    if lowering is None:
+        return [Problem(RUNTIME, f"the native runtime has no kernel for {op.opcode}",
+                        "use --runtime tflm, or change the model to avoid this op",
+                        op.index, op.opcode)]
+    ins, outs = _dtypes(model, op.inputs), _dtypes(model, op.outputs)
+    if not any(sig.matches(ins, outs) for sig in lowering.signatures):
+        accepted = "; ".join(str(s) for s in lowering.signatures)
+        return [Problem(
+            RUNTIME,
+            f"unsupported dtypes ({', '.join(ins)}) -> ({', '.join(outs)}); "
+            f"the native runtime supports {accepted}",
+            "quantize to full int8 (float, int16x8 and hybrid models run on --runtime tflm)",
+            op.index, op.opcode)]
+    found = []
+    for check in lowering.constraints:
+        if check(model, op):
+            found.append(Problem(RUNTIME, _message(check), getattr(check, "fix", ""),
+                                 op.index, op.opcode))
+    return found
+
+
+def problems(model: ir.Model) -> list[Problem]:
+    """Everything that stops the native runtime from running ``model`` (empty: supported)."""
+    found = [Problem(RUNTIME, _message(fn), fix) for fn, fix in _MODEL_CHECKS if fn(model)]
+    for op in model.operators:
+        found.extend(_op_problems(model, op))
+    return found
+
+
+def require_supported(model: ir.Model) -> None:
+    """Raise ``UnsupportedError`` naming the first problem (and how many more there are)."""
+    found = problems(model)
+    if found:
+        more = f" (and {len(found) - 1} more; run `tinyq inspect --runtime native`)" \
+            if len(found) > 1 else ""
+        first = found[0]
+        raise UnsupportedError(
+            f"the native runtime cannot run this model: {first.__str__()}{more}",
+            hint=None, op=first.opcode, problems=tuple(found))
+
+
+def supported_ops_table() -> list[tuple[str, str, str]]:
+    """(opcode, dtype signatures, note) for the docs' supported-ops table."""
+    return [(name, "; ".join(str(s) for s in low.signatures), low.note)
+            for name, low in sorted(LOWERINGS.items())]
