@@ -52,9 +52,9 @@ def test_boot_and_every_command():
     assert result.iterations == 3 and result.warmup == 2
     assert result.lap_us == (0, 300)             # 3 x 2500 ticks at 25 MHz = 300 us
     assert result.elapsed_us == 300
-    # results are the first output dequantized: (q - (-128)) / 256
+    # results: every output dequantized, in output order: (q - (-128)) / 256
     assert result.results == pytest.approx(
-        [round((b - 256 + 128) / 256, 3) for b in data[:3]], abs=1e-3)
+        [round((b - 256 + 128) / 256, 3) for b in data[:5]], abs=1e-3)
     assert client.results() == result.results
     assert client.raw_output() == (data[:3], data[3:5])
 
@@ -242,6 +242,7 @@ def test_malformed_infer_answer():
     device.open()
     client = Client(device, timeouts=FAST)
     client.wait_ready()
+    client.load_input(b"\1\2\3\4")
     _raises(ProtocolError, r"^unexpected answer to 'infer 1 0' from fake0: expected .*two "
             r"m-lap-us- stamps", lambda: client.infer(1, 0), 1.0)
 
@@ -266,3 +267,28 @@ def test_malformed_tq_answers():
 def test_cycles_before_any_inference():
     client = booted()
     _raises(ProtocolError, r"run infer first", client.cycles, 1.0)
+
+
+def test_firmware_whose_runtime_failed_to_initialise():
+    client = client_for(firmware=FakeFirmware(init_error="arena too small"))
+    _raises(ProtocolError, r"^firmware on fake0 failed to start: tq_init failed: arena too small",
+            client.wait_ready, 1.0)
+
+
+def test_raw_output_before_any_inference():
+    client = booted()
+    _raises(ProtocolError, r"^fake0 rejected 'tq-out': No results: run infer first",
+            client.raw_output, 1.0)
+
+
+def test_input_of_the_wrong_size_is_refused_by_the_firmware():
+    client = booted()
+    client.load_input(b"\1\2\3")
+    _raises(ProtocolError, r"^fake0 rejected 'infer 1 0': Input db has 3 bytes, expected 4",
+            lambda: client.infer(1, 0), 1.0)
+
+
+def test_exit_emulator_then_the_link_is_gone():
+    client = booted()
+    client.exit_emulator(0)
+    _raises(DeviceError, "disconnected", client.name, 1.0)

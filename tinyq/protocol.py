@@ -118,7 +118,9 @@ class InferResult:
 class Cycles:
     clock_hz: int                # the counter's clock
     counter: str                 # systick | dwt
-    ticks: tuple[int, ...]       # one count per timed inference of the last `infer`
+    ticks: tuple[int, ...]       # one count per timed inference of the last `infer` (capped)
+    runs: int = 0                # timed inferences of the last `infer` (may exceed len(ticks))
+    total: int = 0               # their summed ticks
 
 
 @dataclass(frozen=True)
@@ -441,13 +443,15 @@ class Client:
             ticks_text = self._one(cmd, answer, "m-tq-ticks-", "m-tq-ticks-[t1,t2,...]")
             ticks = tuple(int(t) for t in ticks_text.split(",") if t.strip())
             clock = int(info["clock_hz"])
-            counter = info.get("counter", "")
+            runs = int(info.get("runs", len(ticks)))
+            total = int(info.get("total", sum(ticks)))
         except (KeyError, ValueError):
             raise self._malformed(cmd, answer, "clock_hz=<Hz> and integer ticks") from None
         if clock <= 0 or not ticks:
             raise self._malformed(cmd, answer, "a positive clock and at least one count "
                                   "(run infer first)")
-        return Cycles(clock_hz=clock, counter=counter, ticks=ticks)
+        return Cycles(clock_hz=clock, counter=info.get("counter", ""), ticks=ticks, runs=runs,
+                      total=total)
 
     def mem(self) -> Memory:
         """``tq-mem``: arena bytes, stack high-water mark, stack size."""
@@ -463,15 +467,16 @@ class Client:
                 from None
 
     def layers(self) -> tuple[Layer, ...]:
-        """``tq-layers``: ticks of each op in the last inference."""
+        """``tq-layers``: run one inference on the loaded input; ticks of each op."""
         cmd = "tq-layers"
-        answer = self.command(cmd, timeout=self.timeouts.for_payload(1 << 14))
+        answer = self.command(cmd, timeout=self.timeouts.for_infer(1, 0)
+                              + self.timeouts.for_payload(1 << 14) - self.timeouts.default)
         out = []
         for line in answer:
-            match = re.match(r"^m-tq-layer-(\d+)-\[([^,\]]*),(\d+)\]$", line)
+            match = re.match(r"^m-tq-layer-(\d+)-\[(.*),(\d+)\]$", line)
             if match:
                 out.append(Layer(int(match.group(1)), match.group(2), int(match.group(3))))
-        if [layer.index for layer in out] != list(range(len(out))):
+        if not out or [layer.index for layer in out] != list(range(len(out))):
             raise self._malformed(cmd, answer, "m-tq-layer-<i>-[<op>,<ticks>] for i = 0..n-1")
         return tuple(out)
 
@@ -494,6 +499,10 @@ class Client:
         except (KeyError, ValueError):
             raise self._malformed(cmd, answer, "m-tq-id-[model=<hash>,runtime=..,board=..]") \
                 from None
+
+    def exit_emulator(self, code: int = 0) -> None:
+        """``tq-exit C``: ask firmware built for an emulator to end it (semihosting)."""
+        self.command(f"tq-exit {int(code)}")
 
     def check_identity(self, model_id: str, runtime: str | None = None) -> Identity:
         """Refuse firmware built for another model (or runtime)."""

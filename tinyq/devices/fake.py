@@ -79,6 +79,8 @@ class FakeFirmware:
     max_db_bytes: int = 1 << 16
     mode: str = "performance"
     tinyq_commands: bool = True     # False: plain MLPerf firmware (no tq-* commands)
+    db_offset: int = 0              # added (mod 256) to db bytes when copied to the input
+    init_error: str = ""            # tq_init() failure reported at boot
     extra_boot_lines: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -102,6 +104,7 @@ class FakeDevice(Device):
         self._pending = ""
         self._dead = False
         self._silent_forever = False
+        self._exit_after_ready = False
         self._seen: dict[str | None, int] = {}
         self._reset_state()
 
@@ -133,14 +136,16 @@ class FakeDevice(Device):
 
     def _boot(self) -> None:
         self._reset_state()
+        init = [f"e-[tq_init failed: {self.fw.init_error}]"] if self.fw.init_error else []
         self._out.extend([f"m-timestamp-mode-{self.fw.mode}", "m-lap-us-0",
-                          *self.fw.extra_boot_lines, "m-init-done", "m-ready"])
+                          *self.fw.extra_boot_lines, *init, "m-init-done", "m-ready"])
 
     def readline(self, timeout: float) -> str:
+        if self._out and self.is_open:      # lines already on the wire arrive even if it died
+            self.timeouts_seen.append(timeout)
+            return self._out.popleft()
         self._check()
         self.timeouts_seen.append(timeout)
-        if self._out:
-            return self._out.popleft()
         time.sleep(max(0.0, timeout))   # a silent device really makes the host wait
         self._check()
         raise DeviceTimeoutError(f"no complete line from {self.port} within {timeout:g} s",
@@ -188,6 +193,7 @@ class FakeDevice(Device):
         answer = self._answer(words)
         if fault is None:
             self._out.extend([*answer, "m-ready"])
+            self._dead = self._dead or self._exit_after_ready
             return
         kind = fault.kind
         if kind == "silent":
@@ -213,6 +219,8 @@ class FakeDevice(Device):
     def _answer(self, words: list[str]) -> list[str]:
         fw = self.fw
         verb = words[0] if words else ""
+        if verb == "":
+            return []
         if verb == "name":
             return [f"m-name-dut-[{fw.name}]"]
         if verb == "profile":
@@ -224,23 +232,46 @@ class FakeDevice(Device):
         if verb == "infer":
             return self._infer(words[1:])
         if verb == "results":
-            return [self._results_line()]
+            return [self._results_line()] if self._outputs else self._no_results()
         if verb.startswith("tq-") and not fw.tinyq_commands:
             return [f"e-[Unknown command: {verb}]"]
         if verb == "tq-id":
-            return [f"m-tq-id-[model={fw.model_id},runtime={fw.runtime},board={fw.board}]"]
+            return [f"m-tq-id-[model={fw.model_id},runtime={fw.runtime},board={fw.board},"
+                    f"tinyq=0.1.0,counter={fw.counter},clock_hz={fw.clock_hz},"
+                    f"core_hz={fw.clock_hz},db_bytes={fw.max_db_bytes},"
+                    f"db_offset={fw.db_offset},mlperf={fw.mlperf_model}]"]
         if verb == "tq-out":
-            return [f"m-tq-out-{i}-[{out.hex()}]" for i, out in enumerate(self._outputs)]
+            if not self._outputs:
+                return self._no_results()
+            return [f"m-tq-out-{i}-[{out[k:k + 64].hex()}]"
+                    for i, out in enumerate(self._outputs)
+                    for k in range(0, max(1, len(out)), 64)]
         if verb == "tq-cycles":
             ticks = ",".join(str(t) for t in self._ticks)
-            return [f"m-tq-cycles-[clock_hz={fw.clock_hz},counter={fw.counter}]",
-                    f"m-tq-ticks-[{ticks}]"]
+            return [f"m-tq-cycles-[counter={fw.counter},clock_hz={fw.clock_hz},"
+                    f"runs={len(self._ticks)},recorded={len(self._ticks)},"
+                    f"total={sum(self._ticks)}]", f"m-tq-ticks-[{ticks}]"]
         if verb == "tq-mem":
-            return [f"m-tq-mem-[arena={fw.arena_bytes},stack_peak={fw.stack_peak},"
-                    f"stack_size={fw.stack_size}]"]
+            return [f"m-tq-mem-[arena={fw.arena_bytes},arena_section={fw.arena_bytes},"
+                    f"stack_peak={fw.stack_peak},stack_size={fw.stack_size},data=8,bss=100,"
+                    "static=108]"]
         if verb == "tq-layers":
-            return [f"m-tq-layer-{i}-[{name},{ticks}]" for i, (name, ticks) in enumerate(fw.layers)]
+            error = self._input_error()
+            if error:
+                return error
+            self._run_model()
+            return ([f"m-tq-layers-[layers={len(fw.layers)},counter={fw.counter},"
+                     f"clock_hz={fw.clock_hz}]"]
+                    + [f"m-tq-layer-{i}-[{name},{ticks}]"
+                       for i, (name, ticks) in enumerate(fw.layers)])
+        if verb == "tq-exit":
+            self._exit_after_ready = True
+            return []
         return [f"e-[Unknown command: {verb}]"]
+
+    @staticmethod
+    def _no_results() -> list[str]:
+        return ["e-[No results: run infer first]"]
 
     def _db_command(self, args: list[str]) -> list[str]:
         if not args:
@@ -252,14 +283,22 @@ class FakeDevice(Device):
             if size == 0:
                 return ["e-[Command 'db load' must be >0 bytes]"]
             if size > self.fw.max_db_bytes:
+                self._db_size = 0
                 return [f"e-[Supplied buffer size {size} exceeds maximum of "
                         f"{self.fw.max_db_bytes}]"]
             self._db_size, self._db = size, bytearray()
             return [f"m-[Expecting {size} bytes]"]
+        if args[0] == "print":
+            return ["m-buffer-" + "-".join(f"{b:02x}" for b in self._db[k:k + 8])
+                    for k in range(0, self._db_size, 8)]
         digits = args[0]
         if len(digits) % 2:
             return ["e-[Insufficent number of hex digits]"]
+        if self._db_size == 0:
+            return ["e-[Command 'db load N' must come first]"]
         for i in range(0, len(digits), 2):
+            if len(self._db) == self._db_size:
+                break
             try:
                 self._db.append(int(digits[i:i + 2], 16))
             except ValueError:
@@ -268,6 +307,23 @@ class FakeDevice(Device):
                 return ["m-load-done"]
         return []
 
+    def _input_error(self) -> list[str]:
+        need = sum(self.fw.input_sizes)
+        if len(self._db) != need:
+            return [f"e-[Input db has {len(self._db)} bytes, expected {need}]"]
+        return []
+
+    def _run_model(self) -> None:
+        inputs, pos = [], 0
+        for size in self.fw.input_sizes:
+            inputs.append(bytes((b + self.fw.db_offset) & 0xFF
+                                for b in self._db[pos:pos + size]))
+            pos += size
+        self._outputs = [bytes(o) for o in self.fw.compute(inputs)]
+        q = self.fw
+        values = [(b - 256 if b > 127 else b) for out in self._outputs for b in out]
+        self._results = [(v - q.output_zero_point) * q.output_scale for v in values]
+
     def _infer(self, args: list[str]) -> list[str]:
         n = int(args[0]) if args else 1
         w = int(args[1]) if len(args) > 1 else 10
@@ -275,15 +331,11 @@ class FakeDevice(Device):
             return ["e-[Inference iterations must be >0]"]
         if w < 0:
             return ["e-[Inference warmup must be >=0]"]
-        inputs, pos = [], 0
-        for size in self.fw.input_sizes:
-            inputs.append(bytes(self._db[pos:pos + size]).ljust(size, b"\0"))
-            pos += size
-        self._outputs = [bytes(o) for o in self.fw.compute(inputs)]
+        error = self._input_error()
+        if error:
+            return error
+        self._run_model()
         q = self.fw
-        self._results = [(b - 256 if b > 127 else b) for b in self._outputs[0]] if self._outputs \
-            else []
-        self._results = [(v - q.output_zero_point) * q.output_scale for v in self._results]
         self._ticks = [q.ticks_per_inference] * n
         t1 = int(n * q.ticks_per_inference * 1e6 / q.clock_hz)
         return [f"m-warmup-start-{w}", "m-warmup-done", f"m-infer-start-{n}", "m-lap-us-0",
