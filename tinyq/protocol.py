@@ -205,7 +205,7 @@ class Client:
             lines.append(line)
             if line.startswith("e-"):
                 raise ProtocolError(
-                    f"firmware on {self.port} failed to start: {line[2:]}",
+                    f"firmware on {self.port} failed to start: {_unbracket(line[2:])}",
                     hint="rebuild the firmware for this board; if it persists, report it",
                     port=self.port, line=line)
             if line == READY:
