@@ -1,0 +1,181 @@
+"""inspect: MAC counting by hand, the arena search in child processes, fit arithmetic, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import mlperf_model
+
+from tinyq import analyze
+from tinyq.board_profile import Board, Counter, Flashing, MemoryRegion, Uart
+from tinyq.cli import main as cli_main
+from tinyq.tflite_reader import read_model_bytes
+from tinyq.tflite_writer import GraphBuilder
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _small_net() -> bytes:
+    """conv 3x3 (3->4 ch, 6x6 -> 4x4) -> depthwise 3x3 SAME -> reshape -> FC 64->5."""
+    rng = np.random.default_rng(1)
+    g = GraphBuilder()
+    x = g.add_tensor((1, 6, 6, 3), scale=0.5, zero_point=-1)
+    w1 = g.add_constant(rng.integers(-9, 9, (4, 3, 3, 3), dtype=np.int8), scale=[0.02] * 4,
+                        zero_point=[0] * 4)
+    b1 = g.add_constant(np.zeros(4, np.int32), scale=[0.01] * 4, zero_point=[0] * 4)
+    y1 = g.add_tensor((1, 4, 4, 4), scale=0.3, zero_point=-5)
+    w2 = g.add_constant(rng.integers(-9, 9, (1, 3, 3, 4), dtype=np.int8), scale=[0.02] * 4,
+                        zero_point=[0] * 4, axis=3)
+    b2 = g.add_constant(np.zeros(4, np.int32), scale=[0.006] * 4, zero_point=[0] * 4)
+    y2 = g.add_tensor((1, 4, 4, 4), scale=0.3, zero_point=-5)
+    y3 = g.add_tensor((1, 64), scale=0.3, zero_point=-5)
+    w3 = g.add_constant(rng.integers(-9, 9, (5, 64), dtype=np.int8), scale=0.01)
+    b3 = g.add_constant(np.zeros(5, np.int32), scale=0.003)
+    y4 = g.add_tensor((1, 5), scale=0.2, zero_point=0)
+    g.add_op("CONV_2D", [x, w1, b1], [y1])
+    g.add_op("DEPTHWISE_CONV_2D", [y1, w2, b2], [y2], {"padding": "SAME"})
+    g.add_op("RESHAPE", [y2], [y3], {"new_shape": [1, 64]})
+    g.add_op("FULLY_CONNECTED", [y3, w3, b3], [y4])
+    return g.build()
+
+
+def test_macs_by_hand_on_a_small_model():
+    report = analyze.inspect(read_model_bytes(_small_net()), measure_arena=False)
+    conv, dw, reshape, fc = report.ops
+    assert conv.macs == (4 * 4 * 4) * 3 * 3 * 3      # outputs x kh x kw x in_ch = 1728
+    assert dw.macs == (4 * 4 * 4) * 3 * 3            # outputs x kh x kw = 576
+    assert reshape.macs == 0
+    assert fc.macs == 5 * 64                         # outputs x inputs = 320
+    assert report.macs == 1728 + 576 + 320
+    assert conv.weights_bytes == 4 * 27 + 4 * 4      # int8 weights + int32 bias
+    assert report.weights_bytes == 124 + (36 + 16) + (320 + 20)
+    assert conv.inputs[1].quant.count == 4 and conv.inputs[1].quant.per_channel
+    assert report.activation_bytes == 108 + 64 + 64 + 64 + 5
+
+
+MLPERF_MACS = {
+    "ad01_int8.tflite": 264_192,
+    "kws_ref_model.tflite": 2_656_768,
+    "vww_96_int8.tflite": 7_489_664,
+    "pretrainedResnet_quant.tflite": 12_501_632,
+}
+
+
+@pytest.mark.parametrize("name", sorted(MLPERF_MACS))
+def test_mlperf_macs_match_the_reference_table(name):
+    report = analyze.inspect(mlperf_model(name), measure_arena=False)
+    assert report.macs == MLPERF_MACS[name]
+    assert report.unsupported == ()
+
+
+def _allocates(data: bytes, size: int) -> bool:
+    """Allocate in a fresh child process; a crash counts as "does not allocate"."""
+    code = ("import sys, tflite_micro\n"
+            "d = sys.stdin.buffer.read()\n"
+            "try:\n"
+            f"    tflite_micro.runtime.Interpreter.from_bytes(d, arena_size={size})\n"
+            "except RuntimeError:\n"
+            "    sys.exit(1)\n")
+    proc = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,
+                          timeout=120, check=False)
+    return proc.returncode == 0
+
+
+def test_arena_search_finds_the_smallest_arena():
+    data = _small_net()
+    model = read_model_bytes(data)
+    found = analyze.measure_tflm_arena(model, data)
+    assert found.arena_bytes % 16 == 0 and not found.cached and found.probes > 0
+    assert _allocates(data, found.arena_bytes)
+    assert not _allocates(data, found.arena_bytes - 16)
+    again = analyze.measure_tflm_arena(model, data)
+    assert again.cached and again.arena_bytes == found.arena_bytes
+
+
+def test_arena_search_survives_crashing_probes(monkeypatch):
+    data = _small_net()
+    model = read_model_bytes(data)
+    reference = analyze.measure_tflm_arena(model, data, use_cache=False).arena_bytes
+    # From 0 up, tiny arenas SIGSEGV the tflite-micro interpreter: each crash loses one child.
+    monkeypatch.setattr(analyze, "arena_search_bounds", lambda m: (0, 32))
+    found = analyze.measure_tflm_arena(model, data, use_cache=False)
+    assert found.arena_bytes == reference
+
+
+def _board(flash: int, ram: int, stack: int = 4096) -> Board:
+    return Board(name="testboard", vendor="t", description="", core="cortex-m4", fpu="none",
+                 clock_hz=10**8, flash=MemoryRegion("flash", 0, flash),
+                 ram=MemoryRegion("ram", 0x20000000, ram), uart=Uart("cmsdk", 0x40004000),
+                 counter=Counter("systick", 10**8), flashing=Flashing("emulator"),
+                 stack_bytes=stack)
+
+
+def test_fit_arithmetic():
+    model = read_model_bytes(_small_net())
+    f = analyze.fit(model, _board(flash=200_000, ram=20_000), "tflm", arena_bytes=3000)
+    assert f.flash_needed == (model.size_bytes + analyze.TFLM_CODE_BYTES_REFERENCE
+                              + analyze.HARNESS_CODE_BYTES_ESTIMATE)
+    assert f.ram_needed == (3000 + 4096 + analyze.HARNESS_STATIC_RAM_ESTIMATE
+                            + analyze.TFLM_STATIC_RAM_ESTIMATE + 108)
+    assert f.fits and f.flash_over == 0 and f.ram_over == 0
+    small = analyze.fit(model, _board(flash=40_000, ram=8_000), "tflm", arena_bytes=3000)
+    assert not small.fits
+    assert small.flash_over == small.flash_needed - 40_000
+    assert small.ram_over == small.ram_needed - 8_000
+    assert f"{small.ram_over:,} bytes more RAM" in small.summary()
+    native = analyze.fit(model, _board(flash=200_000, ram=10_000), "native", arena_bytes=200)
+    assert native.flash_parts["weights"] == analyze.weights_bytes(model)
+
+
+def test_cli_json_keys_and_exit_codes(tmp_path, capsys):
+    path = tmp_path / "net.tflite"
+    path.write_bytes(_small_net())
+    out = tmp_path / "report.json"
+    assert cli_main(["inspect", str(path), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    for key in ("ops", "macs", "weights_bytes", "arena_bytes", "unsupported", "fit"):
+        assert key in report
+    assert set(report["ops"][0]) >= {"index", "type", "version", "macs", "inputs", "outputs"}
+    assert set(report["arena_bytes"]) == {"tflm", "native"}
+    assert report["arena_bytes"]["tflm"] > 0 and report["macs"] == 2624
+    assert "FULLY_CONNECTED" in capsys.readouterr().out
+    # The JSON file is not overwritten without --force.
+    assert cli_main(["inspect", str(path), "--json", str(out), "--no-arena-search"]) == 1
+
+
+def test_cli_exit_3_when_it_does_not_fit(tmp_path, capsys):
+    pytest.importorskip("tinyq.boards")
+    vww = mlperf_model("vww_96_int8.tflite")
+    out = tmp_path / "vww.json"
+    code = cli_main(["inspect", str(vww), "--board", "microbit", "--json", str(out)])
+    assert code == 3
+    fit = json.loads(out.read_text())["fit"]
+    assert fit["fits"] is False and fit["ram_over"] > 0
+    assert "bytes more RAM" in capsys.readouterr().err
+
+
+def test_cli_exit_1_for_unsupported_ops(tmp_path, capsys):
+    g = GraphBuilder()
+    x = g.add_tensor((1, 4), "float32")
+    y = g.add_tensor((1, 4), "float32")
+    g.add_op("REDUCE_PROD", [x, g.add_constant(np.array([1], np.int32))], [y])
+    path = tmp_path / "prod.tflite"
+    path.write_bytes(g.build(inputs=[x], outputs=[y]))
+    assert cli_main(["inspect", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "REDUCE_PROD is not an op TFLM implements" in captured.out
+    assert "cannot run this model" in captured.err
+
+
+def test_cli_missing_model_is_one_line(tmp_path, capsys):
+    assert cli_main(["inspect", str(tmp_path / "nope.tflite")]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "does not exist" in errors[0]
+    assert "Traceback" not in "".join(errors)

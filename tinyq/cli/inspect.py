@@ -1,0 +1,98 @@
+"""``tinyq inspect``: ops, MACs, weights, arena, problems and board fit of a .tflite."""
+
+from __future__ import annotations
+
+import argparse
+
+from tinyq.cli.ui import Console
+from tinyq.errors import FitError, UnsupportedError
+
+HELP = "analyse a .tflite: ops, MACs, weights, TFLM arena, problems, and fit on a board"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="the .tflite file")
+    parser.add_argument("--board", help="board name (see `tinyq boards`) or a board TOML file")
+    parser.add_argument("--runtime", choices=("tflm", "native"), default="tflm",
+                        help="runtime to check against (default: tflm)")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
+    parser.add_argument("--force", action="store_true", help="overwrite the --json file")
+    parser.add_argument("--no-arena-search", action="store_true",
+                        help="skip measuring the smallest TFLM arena (child processes)")
+    parser.add_argument("--cmsis-nn", action="store_true",
+                        help="estimate TFLM code size with CMSIS-NN kernels")
+
+
+def _kb(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def render(report, ui: Console) -> None:
+    """Print an ``InspectReport`` as tables."""
+    ui.print(f"model   {report.path or '<in memory>'}  ({report.size_bytes:,} bytes, "
+             f"sha256 {report.sha256[:12]}, {report.num_subgraphs} subgraph(s))")
+    ui.print("inputs  " + "; ".join(t.text() for t in report.inputs))
+    ui.print("outputs " + "; ".join(t.text() for t in report.outputs))
+    ui.print()
+    rows = []
+    for op in report.ops:
+        ins = ", ".join(t.text() for t in op.inputs if t and not t.constant)
+        outs = ", ".join(t.text() for t in op.outputs)
+        rows.append((op.index, f"{op.type} v{op.version}", ins, outs, op.weights_bytes, op.macs))
+    ui.table(("#", "op", "inputs", "outputs", "weights B", "MACs"), rows, align="rllrrr")
+    ui.print()
+    ui.print(f"MACs          {report.macs:,}")
+    ui.print(f"weights       {report.weights_bytes:,} bytes")
+    ui.print("op set        " + ", ".join(f"{n} v{v}" for n, v in report.op_set))
+    a = report.arena_tflm
+    if a is not None:
+        how = "cached" if a.cached else f"{a.probes} probes, {a.seconds:.2f} s"
+        ui.print(f"TFLM arena    {a.arena_bytes:,} bytes (smallest that allocates in "
+                 f"tflite-micro {a.tflite_micro}, {how})")
+    else:
+        ui.print("TFLM arena    not measured")
+    ui.print(f"native plan   {_kb(report.arena_native)} bytes")
+    if report.problems:
+        ui.print()
+        ui.print(f"problems ({report.runtime}):")
+        for p in report.problems:
+            ui.print(f"  {p.severity}: {p}")
+    if report.fit is not None:
+        f = report.fit
+        ui.print()
+        rows = [("flash", f.flash_needed, f.flash_available, f.flash_over,
+                 ", ".join(f"{k} {v:,}" for k, v in f.flash_parts.items())),
+                ("RAM", f.ram_needed, f.ram_available, f.ram_over,
+                 ", ".join(f"{k} {v:,}" for k, v in f.ram_parts.items()))]
+        ui.table((f"{f.board} ({f.runtime})", "needed", "available", "over", "made of"),
+                 rows, align="lrrrl")
+        ui.print(f.summary())
+
+
+def run(args: argparse.Namespace, ui: Console) -> int:
+    from tinyq.analyze import inspect
+
+    if args.json:
+        from tinyq.fileio import check_output
+
+        check_output(args.json, args.force)
+    report = inspect(args.model, board=args.board, runtime=args.runtime,
+                     measure_arena=not args.no_arena_search, progress=ui.progress,
+                     cmsis_nn=args.cmsis_nn)
+    render(report, ui)
+    if args.json:
+        from tinyq.fileio import write_text
+
+        write_text(args.json, report.to_json(), force=True)
+        ui.print(f"wrote {args.json}")
+    if report.fit is not None and not report.fit.fits:
+        f = report.fit
+        raise FitError(f"the model {f.summary()}",
+                       hint="choose a bigger board, a smaller model, or --runtime native",
+                       board=f.board, flash_over=f.flash_over, ram_over=f.ram_over)
+    if report.unsupported:
+        first = report.unsupported[0]
+        raise UnsupportedError(
+            f"{report.runtime} cannot run this model: {len(report.unsupported)} problem(s), "
+            f"first: {first}", hint=None, problems=report.unsupported)
+    return 0
