@@ -52,12 +52,11 @@ __all__ = [
 #: UART peripheral kinds tinyq's board glue knows how to drive.
 UART_KINDS: dict[str, str] = {
     "cmsdk": "Arm CMSDK APB UART (MPS2/MPS3 FPGA images)",
-    "pl011": "Arm PrimeCell PL011 (Stellaris LM3S, RP2040)",
+    "pl011": "Arm PrimeCell PL011 (Stellaris LM3S; RP2040, whose pin muxing the soc glue does)",
     "stm32-usart": "STM32 USART (SR/DR or ISR/TDR register layout chosen by soc)",
     "stm32-lpuart": "STM32 low-power UART (LPUART1)",
     "nrf-uart": "Nordic legacy UART (nRF51, nRF52 UART0 without EasyDMA)",
     "nrf-uarte": "Nordic UARTE with EasyDMA (nRF52)",
-    "rp2040": "RP2040 UART (a PL011 plus RP2040 pin muxing)",
 }
 
 #: Cycle/time counters.
