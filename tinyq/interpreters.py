@@ -77,6 +77,9 @@ class TflmInterpreter:
                              TFLM_HOST_ARENA_FACTOR * _activation_bytes(model_bytes))
         config = (rt.InterpreterConfig.kPreserveAllTensors if preserve_all_tensors
                   else rt.InterpreterConfig.kAllocationRecording)
+        from tinyq.tflite_reader import read_model_bytes
+
+        self.num_outputs = len(read_model_bytes(model_bytes).outputs)
         with capture_fd2() as log:
             try:
                 self._it = rt.Interpreter.from_bytes(
@@ -124,15 +127,7 @@ class TflmInterpreter:
                 self._it.invoke()
             except RuntimeError as exc:
                 self._fail(exc, log)
-        outputs = []
-        i = 0
-        while True:
-            try:
-                outputs.append(np.array(self._it.get_output(i), copy=True))
-            except (IndexError, RuntimeError, ValueError):
-                break
-            i += 1
-        return outputs
+        return [np.array(self._it.get_output(i), copy=True) for i in range(self.num_outputs)]
 
     def tensor(self, index: int) -> np.ndarray:
         """A tensor's value after ``invoke`` (needs ``preserve_all_tensors=True``)."""
