@@ -52,7 +52,7 @@ import numpy as np
 
 from tinyq import ir
 from tinyq.errors import UnsupportedError
-from tinyq.native import quant
+from tinyq.native import fixedpoint, quant
 
 # ----------------------------------------------------------------------------- call records
 
@@ -667,7 +667,200 @@ def fc_shape(model: ir.Model, op: ir.Operator) -> bool:
     return y.shape[-1] > w.shape[0] or x.size != batches * w.shape[1]
 
 
+# ----------------------------------------------------------------------------- nonlinear, MEAN
+# LOGISTIC, TANH, HARD_SWISH and LEAKY_RELU (int8 -> int8) are functions of one input
+# byte: they run as a 256-entry table that tinyq.native.fixedpoint fills by running
+# TFLM's integer reference computation on every input. SOFTMAX and MEAN are C kernels.
+
+
+def _lut_call(ctx: LowerContext, op: ir.Operator, table: np.ndarray, what: str) -> Call:
+    x, y = ctx.input(op, 0), ctx.output(op)
+    assert x is not None
+    return Call("tq_lut_s8", "tq_lut_params",
+                params=(("size", y.size), ("table", ctx.array("table", "int8_t", table))),
+                args=(TensorArg(x.index), TensorArg(y.index)),
+                comment=f"{what} as a 256-entry table of TFLM's integer result")
+
+
+def _lower_logistic(ctx: LowerContext, op: ir.Operator) -> Call:
+    x = ctx.input(op, 0)
+    assert x is not None
+    p = fixedpoint.sigmoid_params(*scale_zp(x))
+    return _lut_call(ctx, op, fixedpoint.lut_s8(fixedpoint.logistic_s8, p), "LOGISTIC")
+
+
+def _lower_tanh(ctx: LowerContext, op: ir.Operator) -> Call:
+    x = ctx.input(op, 0)
+    assert x is not None
+    p = fixedpoint.sigmoid_params(*scale_zp(x))
+    return _lut_call(ctx, op, fixedpoint.lut_s8(fixedpoint.tanh_s8, p), "TANH")
+
+
+def _lower_hard_swish(ctx: LowerContext, op: ir.Operator) -> Call:
+    x, y = ctx.input(op, 0), ctx.output(op)
+    assert x is not None
+    p = fixedpoint.hard_swish_params(*scale_zp(x), *scale_zp(y))
+    return _lut_call(ctx, op, fixedpoint.lut_s8(fixedpoint.hard_swish_s8, p), "HARD_SWISH")
+
+
+def _lower_leaky_relu(ctx: LowerContext, op: ir.Operator) -> Call:
+    x, y = ctx.input(op, 0), ctx.output(op)
+    assert x is not None
+    alpha = float(op.options.get("alpha", 0.0) or 0.0)
+    p = fixedpoint.leaky_relu_params(*scale_zp(x), *scale_zp(y), alpha)
+    return _lut_call(ctx, op, fixedpoint.lut_s8(fixedpoint.leaky_relu_s8, p),
+                     f"LEAKY_RELU alpha={alpha:g}")
+
+
+def _lower_softmax(ctx: LowerContext, op: ir.Operator) -> Call:
+    x, y = ctx.input(op, 0), ctx.output(op)
+    assert x is not None
+    beta = float(op.options.get("beta", 1.0))
+    p = fixedpoint.softmax_params(beta, scale_zp(x)[0])
+    depth = x.shape[-1] if x.shape else 1
+    kernel = "tq_softmax_s8_s16" if y.dtype == "int16" else "tq_softmax_s8"
+    return Call(kernel, "tq_softmax_params",
+                params=(("outer", x.size // depth if depth else 0), ("depth", depth),
+                        ("input_multiplier", p.input_multiplier),
+                        ("input_left_shift", p.input_left_shift), ("diff_min", p.diff_min)),
+                args=(TensorArg(x.index), TensorArg(y.index)),
+                comment=f"beta={beta:g} over {depth}")
+
+
+def _mean_axes(model: ir.Model, op: ir.Operator) -> list[int] | None:
+    """TFLM ``ResolveAxis``: negative axes wrapped, duplicates dropped; None if invalid."""
+    x, a = _t(model, op, 0), _t(model, op, 1)
+    if x is None or a is None or not a.is_constant:
+        return None
+    rank = len(x.shape)
+    axes: list[int] = []
+    for v in a.array().reshape(-1).tolist():
+        v = int(v) + rank if int(v) < 0 else int(v)
+        if not 0 <= v < rank:
+            return None
+        if v not in axes:
+            axes.append(v)
+    return axes
+
+
+def reduce_layout(shape: Sequence[int], axes: Sequence[int]
+                  ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+    """(kept dims, reduced dims, count) for ``tq_mean_s8``: (size, stride) runs in row-major
+    order, size-1 dims dropped and neighbours of the same kind merged."""
+    strides = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        strides[i] = strides[i + 1] * shape[i + 1]
+    kept: list[tuple[int, int]] = []
+    red: list[tuple[int, int]] = []
+    last: list[tuple[int, int]] | None = None
+    for i, d in enumerate(shape):
+        if d == 1:
+            continue
+        group = red if i in axes else kept
+        if group is last and group[-1][1] == strides[i] * d:
+            group[-1] = (group[-1][0] * d, strides[i])
+        else:
+            group.append((d, strides[i]))
+        last = group
+    count = int(np.prod([shape[a] for a in axes], dtype=np.int64)) if axes else 1
+    return kept, red, count
+
+
+def _lower_mean(ctx: LowerContext, op: ir.Operator) -> Call:
+    x, y = ctx.input(op, 0), ctx.output(op)
+    assert x is not None
+    axes = _mean_axes(ctx.model, op)
+    assert axes is not None
+    kept, red, count = reduce_layout(x.shape, axes)
+    p = fixedpoint.mean_params(*scale_zp(x), *scale_zp(y), count)
+
+    def c_list(values: Sequence[int]) -> CExpr:
+        padded = list(values) + [0] * (TQ_REDUCE_MAX_DIMS - len(values))
+        return CExpr("{" + ", ".join(str(int(v)) for v in padded) + "}")
+
+    return Call(
+        "tq_mean_s8", "tq_mean_params",
+        params=(("n_kept", len(kept)), ("n_red", len(red)),
+                ("kept_dims", c_list([d for d, _ in kept])),
+                ("kept_strides", c_list([s for _, s in kept])),
+                ("red_dims", c_list([d for d, _ in red])),
+                ("red_strides", c_list([s for _, s in red])),
+                ("bias", p.bias), ("mult", p.multiplier), ("shift", p.shift),
+                ("out_zp", p.output_zero_point)),
+        args=(TensorArg(x.index), TensorArg(y.index)),
+        comment=f"mean over axes {axes} ({count} values each)")
+
+
+#: most dims tq_mean_s8 takes (TQ_REDUCE_MAX_DIMS in tq_nonlinear.h)
+TQ_REDUCE_MAX_DIMS = 6
+
+
+@constraint(fix="quantize LOGISTIC's output with zero point -128 (TFLM requires it)")
+def logistic_output_zp(model: ir.Model, op: ir.Operator) -> bool:
+    """LOGISTIC int8 output zero point is not -128"""
+    return scale_zp(model.tensors[op.outputs[0]])[1] != -128
+
+
+@constraint(fix="use an input scale of at least 2^-28 (TFLM's LOGISTIC/TANH limit)")
+def sigmoid_scale_too_small(model: ir.Model, op: ir.Operator) -> bool:
+    """LOGISTIC/TANH input scale is too small for TFLM's fixed-point path"""
+    x = _t(model, op, 0)
+    return x is not None and float(np.float32(scale_zp(x)[0])) * (1 << 27) < 0.5
+
+
+@constraint(fix="use a HARD_SWISH output scale of at least input_scale/128 (TFLM requires it)")
+def hard_swish_output_scale(model: ir.Model, op: ir.Operator) -> bool:
+    """HARD_SWISH output scale is below input_scale/128"""
+    x = _t(model, op, 0)
+    if x is None:
+        return True
+    try:
+        fixedpoint.hard_swish_params(*scale_zp(x), *scale_zp(model.tensors[op.outputs[0]]))
+    except ValueError:
+        return True
+    return False
+
+
+@constraint(fix="quantize the SOFTMAX output as the converter does: int8 scale 1/256 zero point "
+                "-128, or int16 scale 1/65536 zero point -32768 (TFLM requires it)")
+def softmax_output_quant(model: ir.Model, op: ir.Operator) -> bool:
+    """SOFTMAX output quantization is not what TFLM requires"""
+    y = model.tensors[op.outputs[0]]
+    scale, zp = scale_zp(y)
+    f = np.float32
+    if y.dtype == "int16":
+        return zp != -32768 or abs(f(scale) - f(1.0) / f(65536)) > f(0.001) * f(1.0) / f(65536)
+    return zp != -128 or f(scale) != f(1.0) / f(256)
+
+
+@constraint(fix="use a larger SOFTMAX beta or input scale (beta * scale must exceed 2^-26)")
+def softmax_beta_too_small(model: ir.Model, op: ir.Operator) -> bool:
+    """SOFTMAX beta * input scale is too small (TFLM aborts on it)"""
+    x = _t(model, op, 0)
+    if x is None:
+        return True
+    try:
+        fixedpoint.softmax_params(float(op.options.get("beta", 1.0)), scale_zp(x)[0])
+    except ValueError:
+        return True
+    return False
+
+
+@constraint(fix="give MEAN a constant int32 axis tensor with axes inside the input's rank")
+def mean_axes(model: ir.Model, op: ir.Operator) -> bool:
+    """MEAN axes are not constant or out of range"""
+    return _mean_axes(model, op) is None
+
+
+@constraint(fix="use MEAN on tensors of at most 6 dimensions, none of size 0")
+def mean_shape(model: ir.Model, op: ir.Operator) -> bool:
+    """MEAN input has more than 6 dimensions or an empty dimension"""
+    x = _t(model, op, 0)
+    return x is None or len(x.shape) > TQ_REDUCE_MAX_DIMS or any(d <= 0 for d in x.shape)
+
+
 _S8 = ("int8",)
+_NONLINEAR_HEADERS = ("tq_nonlinear.h", "tq_fixedpoint.h")
 _CONV_SIGS = (Sig(("int8", "int8", "int32"), _S8), Sig(("int8", "int8"), _S8))
 _WEIGHTED = (non_constant_weights, weight_zero_point, unquantized, bad_activation)
 
@@ -714,6 +907,24 @@ LOWERINGS: Mapping[str, Lowering] = {
                            (unquantized,)),
     "RELU": Lowering(_lower_relu, ("tq_activations.c",), (Sig(_S8, _S8),), (unquantized,)),
     "RELU6": Lowering(_lower_relu6, ("tq_activations.c",), (Sig(_S8, _S8),), (unquantized,)),
+    "LOGISTIC": Lowering(_lower_logistic, ("tq_lut.c",), (Sig(_S8, _S8),),
+                         (unquantized, logistic_output_zp, sigmoid_scale_too_small),
+                         "256-entry table", _NONLINEAR_HEADERS),
+    "TANH": Lowering(_lower_tanh, ("tq_lut.c",), (Sig(_S8, _S8),),
+                     (unquantized, sigmoid_scale_too_small), "256-entry table",
+                     _NONLINEAR_HEADERS),
+    "HARD_SWISH": Lowering(_lower_hard_swish, ("tq_lut.c",), (Sig(_S8, _S8),),
+                           (unquantized, hard_swish_output_scale), "256-entry table",
+                           _NONLINEAR_HEADERS),
+    "LEAKY_RELU": Lowering(_lower_leaky_relu, ("tq_lut.c",), (Sig(_S8, _S8),), (unquantized,),
+                           "256-entry table, any alpha", _NONLINEAR_HEADERS),
+    "SOFTMAX": Lowering(_lower_softmax, ("tq_softmax.c",),
+                        (Sig(_S8, _S8), Sig(_S8, ("int16",))),
+                        (unquantized, softmax_output_quant, softmax_beta_too_small),
+                        "int8 or int16 output, any beta", _NONLINEAR_HEADERS),
+    "MEAN": Lowering(_lower_mean, ("tq_mean.c",), (Sig(("int8", "int32"), _S8),),
+                     (unquantized, mean_axes, mean_shape), "any axes, keep_dims or not",
+                     _NONLINEAR_HEADERS),
 }
 
 #: kernel sources every generated project gets (helpers, copies, concat)
