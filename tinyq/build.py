@@ -1,0 +1,336 @@
+"""Build a generated project with arm-none-eabi-gcc and measure the ELF.
+
+``build(DIR)`` runs ``make`` in a project made by ``tinyq generate``;
+``build(MODEL.tflite, board=B)`` first renders the project into a cache folder
+keyed by the hash of every rendered file (so a new model, board, option,
+template or tinyq version gives a new key) and reuses an existing build.
+
+Toolchain failures become one-line errors: a missing compiler or newlib is a
+:class:`ToolNotFoundError` saying what to install, a linker region overflow a
+:class:`FitError` saying how many bytes are missing, anything else a
+:class:`BuildError` quoting the first error line (the full log stays in
+``build/build.log``). Sizes are read from the ELF's section headers by a small
+ELF32 reader here (no pyelftools).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import struct
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from tinyq.board_profile import Board
+from tinyq.errors import BuildError, FitError, ToolNotFoundError, UserInputError
+from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+
+log = logging.getLogger(__name__)
+
+#: Seconds one ``make`` may run: the largest MLPerf Tiny model (vww, ~300 KB of
+#: weights as C text) compiles in well under a minute on 2 cores; ten times that
+#: covers a loaded CI machine without letting a wedged compiler hang tinyq.
+BUILD_TIMEOUT_S = 600
+#: Parallel compile jobs: the machines tinyq targets in CI have 2 cores.
+DEFAULT_JOBS = 2
+#: Toolchain prefix (the Makefile's CROSS).
+DEFAULT_CROSS = "arm-none-eabi-"
+APT_HINT = "install it: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+MAKE_HINT = "install it: sudo apt-get install make"
+#: Where ``build(MODEL, board=...)`` keeps its projects (override: TINYQ_CACHE_DIR).
+CACHE_ENV = "TINYQ_CACHE_DIR"
+#: Characters of the cache key used as the folder name.
+CACHE_KEY_CHARS = 20
+
+_OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes?")
+_ERROR_LINE = re.compile(r"(error:|undefined reference|No rule to make target|cannot find)",
+                         re.IGNORECASE)
+_SPEC_MISSING = re.compile(r"cannot read spec file '([^']+)'|cannot find -lc\b|"
+                           r"stdint\.h: No such file", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    jobs: int = DEFAULT_JOBS
+    cross: str = DEFAULT_CROSS           # toolchain prefix
+    make: str = "make"
+    cache_dir: Path | None = None        # default: $TINYQ_CACHE_DIR or ~/.cache/tinyq
+    rebuild: bool = False                # ignore an existing build in the cache
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """A built firmware and what it occupies."""
+
+    elf: Path
+    project: Path
+    board: str
+    runtime: str
+    model_sha256: str
+    flash_bytes: int          # everything programmed: vectors+text+rodata+exidx+data image
+    model_bytes: int          # the model's constants (weights, biases, parameters)
+    data_bytes: int
+    bss_bytes: int
+    arena_bytes: int          # the tensor arena section (reserved)
+    arena_region: str
+    stack_bytes: int
+    flash_available: int
+    ram_available: int        # the board's main RAM (arena/stack included when placed there)
+    sections: Mapping[str, int] = field(default_factory=dict)
+    cached: bool = False
+
+    @property
+    def code_bytes(self) -> int:
+        """Flash that is not the model: runtime, harness, board glue, libc."""
+        return self.flash_bytes - self.model_bytes
+
+    @property
+    def static_ram_bytes(self) -> int:
+        """.data + .bss (the arena and the stack are counted apart)."""
+        return self.data_bytes + self.bss_bytes
+
+    @property
+    def ram_bytes(self) -> int:
+        """RAM reserved in the main RAM region: static + arena (if there) + stack."""
+        arena = self.arena_bytes if self.arena_region == "ram" else 0
+        return self.static_ram_bytes + arena + self.stack_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "elf": str(self.elf), "board": self.board, "runtime": self.runtime,
+            "model_sha256": self.model_sha256,
+            "flash": {"code": self.code_bytes, "model": self.model_bytes,
+                      "total": self.flash_bytes, "available": self.flash_available},
+            "ram": {"data": self.data_bytes, "bss": self.bss_bytes,
+                    "static": self.static_ram_bytes, "arena": self.arena_bytes,
+                    "arena_region": self.arena_region, "stack": self.stack_bytes,
+                    "total": self.ram_bytes, "available": self.ram_available},
+            "sections": dict(self.sections), "cached": self.cached,
+        }
+
+
+# ------------------------------------------------------------------ ELF reading
+
+SHT_NOBITS = 8
+SHT_SYMTAB = 2
+SHF_ALLOC = 0x2
+
+
+@dataclass(frozen=True)
+class ElfSection:
+    name: str
+    type: int
+    flags: int
+    addr: int
+    size: int
+
+
+def read_elf(path: str | os.PathLike[str]) -> tuple[tuple[ElfSection, ...], dict[str, int]]:
+    """Sections and symbol values of a little-endian ELF32 file."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
+        raise BuildError(f"{path} is not a little-endian 32-bit ELF file",
+                         hint="rebuild the project (make clean all)")
+    (shoff,) = struct.unpack_from("<I", data, 0x20)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+    raw = []
+    for i in range(shnum):
+        raw.append(struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize))
+    strtab_off = raw[shstrndx][4]
+
+    def cstr(offset: int) -> str:
+        end = data.index(b"\0", offset)
+        return data[offset:end].decode("ascii", "replace")
+
+    sections = tuple(ElfSection(cstr(strtab_off + s[0]), s[1], s[2], s[3], s[5]) for s in raw)
+    symbols: dict[str, int] = {}
+    for s in raw:
+        if s[1] != SHT_SYMTAB:
+            continue
+        sym_off, sym_size, link, entsize = s[4], s[5], s[6], s[9] or 16
+        names_off = raw[link][4]
+        for k in range(sym_size // entsize):
+            name_idx, value, _size, _info, _other, _shndx = struct.unpack_from(
+                "<IIIBBH", data, sym_off + k * entsize)
+            if name_idx:
+                symbols[cstr(names_off + name_idx)] = value
+    return sections, symbols
+
+
+def _map_rodata_bytes(map_text: str, objects: tuple[str, ...]) -> int:
+    """Bytes of .rodata input sections from the given object files (a linker map)."""
+    total = 0
+    # " .rodata.name\n                0x00001234       0x40 build/src/native/model.o"
+    pattern = re.compile(r"^\s*\.rodata\S*\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$|"
+                         r"^\s*\.rodata\S*\n\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$",
+                         re.MULTILINE)
+    for m in pattern.finditer(map_text):
+        size = m.group(1) or m.group(3)
+        obj = m.group(2) or m.group(4)
+        if any(obj.endswith(o) for o in objects):
+            total += int(size, 16)
+    return total
+
+
+def measure(elf: Path, project: Path, record: Mapping[str, Any], cached: bool = False) -> Firmware:
+    """Sizes of a built ELF against the board budget stored in the project record."""
+    sections, symbols = read_elf(elf)
+    alloc = {s.name: s.size for s in sections if s.flags & SHF_ALLOC}
+    flash = sum(s.size for s in sections if s.flags & SHF_ALLOC and s.type != SHT_NOBITS)
+    model = symbols.get("__tq_model_end__", 0) - symbols.get("__tq_model_start__", 0)
+    if model <= 0:
+        objects = tuple("build/" + src[:-2] + ".o" for src in record.get("model_sources", ()))
+        map_file = elf.with_suffix(".map")
+        model = _map_rodata_bytes(map_file.read_text(errors="replace"), objects) \
+            if objects and map_file.exists() else 0
+    board = record["board"]
+    arena_region = board.get("arena_region", "ram")
+    return Firmware(
+        elf=elf, project=project, board=board["name"], runtime=record.get("runtime", ""),
+        model_sha256=record.get("model", {}).get("sha256", ""),
+        flash_bytes=flash, model_bytes=model,
+        data_bytes=alloc.get(".data", 0), bss_bytes=alloc.get(".bss", 0),
+        arena_bytes=alloc.get(".tq_arena", 0),
+        arena_region="ram" if arena_region == board["ram"]["name"] else arena_region,
+        stack_bytes=alloc.get(".stack", 0),
+        flash_available=board["flash"]["size"], ram_available=board["ram"]["size"],
+        sections=MappingProxyType(dict(alloc)), cached=cached,
+    )
+
+
+# ------------------------------------------------------------------ running make
+
+def check_toolchain(options: BuildOptions) -> None:
+    """Raise ToolNotFoundError unless the compiler and make are on PATH."""
+    gcc = options.cross + "gcc"
+    if shutil.which(gcc) is None:
+        raise ToolNotFoundError(f"{gcc} not found", hint=APT_HINT, tool=gcc)
+    if shutil.which(options.make) is None:
+        raise ToolNotFoundError(f"{options.make} not found", hint=MAKE_HINT, tool=options.make)
+
+
+def _region_words(region: str, record: Mapping[str, Any]) -> tuple[str, int | None]:
+    board = record["board"]
+    if region == "FLASH":
+        return "flash", board["flash"]["size"]
+    if region in ("RAM", "STACK"):
+        return "RAM", board["ram"]["size"]
+    for extra in board.get("extra_ram", ()):
+        if re.sub(r"[^0-9A-Za-z_]", "_", extra["name"]).upper() == region:
+            return f"{extra['name']} RAM", extra["size"]
+    return region, None
+
+
+def diagnose(output: str, record: Mapping[str, Any], log_path: Path) -> Exception:
+    """Turn failed compiler/linker output into the right TinyqError."""
+    board = record["board"]
+    overflows = _OVERFLOW.findall(output)
+    if overflows:
+        parts = []
+        for region, nbytes in dict(overflows).items():
+            what, size = _region_words(region, record)
+            has = f" ({size:,} bytes" if size is not None else ""
+            if has and what == "RAM":
+                has += f", {board.get('stack_bytes', 0):,} of them stack"
+            parts.append(f"{int(nbytes):,} bytes more {what} than {board['name']} has"
+                         f"{has + ')' if has else ''}")
+        model = record.get("model", {}).get("name", "the firmware")
+        return FitError(f"{model} needs " + " and ".join(parts),
+                        hint="choose a bigger board or a smaller model (or lower stack_bytes)",
+                        board=board["name"], bytes_over=int(overflows[0][1]),
+                        region=overflows[0][0])
+    if _SPEC_MISSING.search(output):
+        return ToolNotFoundError("newlib for arm-none-eabi not found",
+                                 hint="install it: sudo apt-get install libnewlib-arm-none-eabi")
+    first = next((line.strip() for line in output.splitlines() if _ERROR_LINE.search(line)),
+                 None)
+    if first is None:
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        first = lines[-1] if lines else "make failed without output"
+    return BuildError(f"firmware build failed: {first}", hint=f"full log: {log_path}",
+                      log=str(log_path))
+
+
+def run_make(project: Path, options: BuildOptions) -> str:
+    """Run make in ``project``; return its output or raise the diagnosed error."""
+    from tinyq.codegen import load_project
+
+    record = load_project(project)
+    check_toolchain(options)
+    argv = [options.make, "-C", str(project), f"-j{max(1, options.jobs)}",
+            f"CROSS={options.cross}"]
+    log.debug("running %s", " ".join(argv))
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=BUILD_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"make did not finish in {BUILD_TIMEOUT_S} s in {project}",
+                         hint="run `make` there by hand to see where it hangs") from None
+    log_path = project / "build" / "build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(proc.stdout, encoding="utf-8")
+    if proc.returncode != 0:
+        raise diagnose(proc.stdout, record, log_path)
+    return proc.stdout
+
+
+def cache_root(options: BuildOptions) -> Path:
+    if options.cache_dir is not None:
+        return Path(options.cache_dir)
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tinyq"
+
+
+def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
+          runtime: str = "native", options: Any = None,
+          build_options: BuildOptions | None = None,
+          progress: ProgressFn = null_progress) -> Firmware:
+    """Build a project folder, or a model for ``board`` (cached by content hash).
+
+    ``options`` are :class:`tinyq.codegen.GenerateOptions` (model builds only).
+    """
+    from tinyq.codegen import (
+        PROJECT_FILE,
+        files_digest,
+        load_project,
+        render_model_project,
+        write_project,
+    )
+
+    build_options = build_options or BuildOptions()
+    path = Path(target)
+    if path.is_dir():
+        if board is not None:
+            log.debug("board %s ignored: the project records its board", board)
+        check_toolchain(build_options)
+        record = load_project(path)
+        progress(ProgressEvent("build", f"compiling {path} for {record['board']['name']}"))
+        run_make(path, build_options)
+        return measure(path / "build" / "app.elf", path, record)
+    if not path.exists():
+        raise UserInputError(f"{path} not found",
+                             hint="pass a project folder or a .tflite model")
+    if board is None:
+        raise UserInputError(f"building the model {path.name} needs a board",
+                             hint="pass --board NAME (see `tinyq boards`)")
+    check_toolchain(build_options)
+    files, _info, _rt, board_obj = render_model_project(path, board, runtime, options, progress)
+    key = files_digest(files)[:CACHE_KEY_CHARS]
+    project = cache_root(build_options) / "builds" / f"{board_obj.name}-{key}"
+    elf = project / "build" / "app.elf"
+    if elf.is_file() and (project / PROJECT_FILE).is_file() and not build_options.rebuild:
+        progress(ProgressEvent("build", f"reusing the build in {project}"))
+        return measure(elf, project, load_project(project), cached=True)
+    write_project(files, project, force=True)
+    progress(ProgressEvent("build", f"compiling {path.name} for {board_obj.name} in {project}"))
+    run_make(project, build_options)
+    return measure(elf, project, load_project(project))
