@@ -1,0 +1,139 @@
+"""tinyq.run without firmware: the comparison with TFLM, inputs, units, against the fake device."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from tinyq.board_profile import Board, Counter, Emulator, Flashing, MemoryRegion, Uart
+from tinyq.devices.fake import FakeDevice, FakeFirmware
+from tinyq.errors import DataError, ProtocolError, UserInputError
+from tinyq.interpreters import TflmInterpreter
+from tinyq.protocol import Client, Timeouts
+from tinyq.run import (
+    RunOptions,
+    _specs,
+    _units,
+    lsb_diff,
+    open_device,
+    random_inputs,
+    run_on_device,
+    samples_from,
+)
+from tinyq.tflite_reader import read_model
+
+FAST = Timeouts(default=0.5, infer=0.5, boot=0.5, probe_after=0.2, settle=0.05)
+
+BOARD = Board(
+    name="testboard", vendor="t", description="t", core="cortex-m4", fpu="fpv4-sp-d16",
+    clock_hz=80_000_000, flash=MemoryRegion("flash", 0, 1 << 20),
+    ram=MemoryRegion("ram", 0x20000000, 1 << 17), uart=Uart("cmsdk", 0x40004000),
+    counter=Counter("dwt", 80_000_000), flashing=Flashing("pyocd", pyocd_target="x"),
+    emulator=Emulator(qemu_machine="mps2-an386"))
+
+
+@pytest.fixture(scope="module")
+def hello(shared_models):
+    path = shared_models / "tflm-examples" / "hello_world_int8.tflite"
+    if not path.exists():
+        pytest.skip("hello_world_int8.tflite missing")
+    return path
+
+
+def _fake_for(model_bytes, corrupt=False, db_offset=0, model_id=None):
+    oracle = TflmInterpreter(model_bytes)
+
+    def compute(inputs):
+        x = np.frombuffer(inputs[0], dtype=np.int8).reshape(1, 1)
+        out = oracle.invoke([x])[0].tobytes()
+        if corrupt:
+            out = bytes([(out[0] + 1) & 0xFF]) + out[1:]
+        return [out]
+
+    fw = FakeFirmware(input_sizes=(1,), compute=compute, db_offset=db_offset,
+                      model_id=model_id or hashlib.sha256(model_bytes).hexdigest()[:12],
+                      ticks_per_inference=1000, clock_hz=25_000_000)
+    device = FakeDevice(fw, emulated=True)
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    return client
+
+
+def test_device_output_equal_to_tflm(hello):
+    data = hello.read_bytes()
+    specs = _specs(read_model(hello).input_tensors)
+    samples = random_inputs(specs, 3, seed=0)
+    client = _fake_for(data)
+    ident, results, ticks, tick_hz, counter, mem = run_on_device(
+        client, data, BOARD, "native", samples, RunOptions(runs=3))
+    assert all(r.outputs_match and r.max_lsb_diff == 0 for r in results)
+    assert ticks == (1000, 1000, 1000) and tick_hz == 25_000_000 and counter == "systick"
+    assert _units(ticks, tick_hz, True, BOARD) == ("instructions", 40_000)
+    assert mem.arena == 1024
+
+
+def test_runner_offset_is_undone_before_sending(hello):
+    data = hello.read_bytes()
+    samples = random_inputs(_specs(read_model(hello).input_tensors), 2, seed=1)
+    client = _fake_for(data, db_offset=128)
+    _, results, *_ = run_on_device(client, data, BOARD, "native", samples, RunOptions())
+    assert all(r.outputs_match for r in results)
+
+
+def test_one_lsb_off_is_reported(hello):
+    data = hello.read_bytes()
+    samples = random_inputs(_specs(read_model(hello).input_tensors), 1, seed=2)
+    client = _fake_for(data, corrupt=True)
+    _, results, *_ = run_on_device(client, data, BOARD, "native", samples, RunOptions())
+    assert not results[0].outputs_match and results[0].max_lsb_diff == 1
+
+
+def test_wrong_model_on_the_device(hello):
+    data = hello.read_bytes()
+    samples = random_inputs(_specs(read_model(hello).input_tensors), 1, seed=2)
+    client = _fake_for(data, model_id="feedfacecafe")
+    with pytest.raises(ProtocolError, match="wrong firmware on fake0: it was built for model "
+                       "feedfacecafe"):
+        run_on_device(client, data, BOARD, "native", samples, RunOptions())
+
+
+def test_cycles_on_hardware_use_the_core_clock():
+    assert _units((10, 12, 11), 80_000_000, False, BOARD) == ("cycles", 11)
+    assert _units((10,), 10_000_000, False, BOARD) == ("cycles", 80)     # SysTick at clk/8
+
+
+def test_lsb_diff():
+    assert lsb_diff(bytes([0x7F, 0x80]), bytes([0x7E, 0x81]), np.dtype("int8")) == 1
+    assert lsb_diff(np.array([1000], "<i2").tobytes(), np.array([-1000], "<i2").tobytes(),
+                    np.dtype("int16")) == 2000
+    assert lsb_diff(b"\0", b"\0\0", np.dtype("int8")) == -1
+
+
+def test_inputs_are_normalised_and_quantized():
+    from tinyq.run import _TensorSpec
+    spec = _TensorSpec((1, 2), np.dtype("int8"), 0.5, -1)
+    one = samples_from(np.array([[1.0, -1.0]], np.float32), [spec])
+    assert len(one) == 1 and one[0][0].tolist() == [[1, -3]]
+    batch = samples_from(np.zeros((5, 1, 2), np.int8), [spec])
+    assert len(batch) == 5
+    with pytest.raises(DataError, match="model input needs"):
+        samples_from(np.zeros(3, np.int8), [spec])
+    with pytest.raises(DataError, match="NaN"):
+        samples_from(np.array([np.nan, 0.0]), [spec])
+    with pytest.raises(DataError, match="outside int8's range"):
+        samples_from(np.array([300, 0]), [spec])
+
+
+def test_device_choice_errors(tmp_path):
+    elf = tmp_path / "a.elf"
+    with pytest.raises(UserInputError, match="choose --emulator or --port, not both"):
+        open_device(BOARD, elf, "qemu", "/dev/ttyACM0", RunOptions())
+    with pytest.raises(UserInputError, match="no device given for board testboard — pass "
+                       "--emulator qemu"):
+        open_device(BOARD, elf, None, None, RunOptions())
+    with pytest.raises(UserInputError, match="has no Renode platform"):
+        open_device(BOARD, elf, "renode", None, RunOptions())
+    assert open_device(BOARD, elf, None, "/dev/ttyX", RunOptions()).baud == 115200

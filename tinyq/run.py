@@ -1,0 +1,421 @@
+"""``tinyq run``: build the firmware, run one model on a device, check it against TFLM.
+
+Steps: generate + build (cached by the content hash of the rendered project),
+open the device (QEMU/Renode, or a board's serial port before flashing it, so
+no boot output is lost), wait for the firmware, check its identity (model
+hash and runtime), send each input, run it, read the raw output bytes back and
+compare them with the ``tflite-micro`` interpreter on the host (the oracle,
+DESIGN.md section 3).
+
+Counts: under QEMU ``-icount shift=0`` one guest instruction is 1 ns of virtual
+time, so ticks × 1e9 / tick_hz are **instructions** (never milliseconds). On
+hardware ticks × core_hz / tick_hz are **cycles** (DWT counts cycles; SysTick
+runs at the core clock or a divider of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyq.board_profile import Board
+from tinyq.devices import Device
+from tinyq.errors import BoardError, DataError, DeviceError, ModelError, UserInputError
+from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.protocol import Client, Identity, Timeouts
+
+log = logging.getLogger(__name__)
+
+#: Seed of the random input used when no data is given (reproducible runs).
+RANDOM_INPUT_SEED = 0
+#: Emulators ``run`` knows.
+EMULATORS = ("qemu", "renode")
+#: Environment variable overriding the build cache folder.
+CACHE_ENV = "TINYQ_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of ``tinyq run`` beyond model, board and device."""
+
+    runs: int = 1                       # timed inferences per input (median reported)
+    warmup: int = 0                     # untimed inferences before them
+    seed: int = RANDOM_INPUT_SEED       # random input seed when no inputs are given
+    samples: int = 1                    # random inputs to try when no inputs are given
+    flash: bool = True                  # on a board: flash the firmware first
+    baud: int | None = None             # serial baud (default: the board profile's)
+    cache_dir: Path | None = None       # build cache (default: ~/.cache/tinyq/builds)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    generate: Any = None                # tinyq.codegen.GenerateOptions, or None for defaults
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """The ELF ``run`` executed and what it was built from."""
+
+    elf: Path
+    project: Path
+    digest: str                         # content hash of the rendered project (cache key)
+    cached: bool                        # True when the build came from the cache
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    outputs_match: bool
+    max_lsb_diff: int
+    device_output: tuple[bytes, ...]
+    expected_output: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    board: str
+    runtime: str
+    device: str                         # the port or emulator that ran it
+    emulated: bool
+    model: str
+    model_id: str                       # first 12 hex digits of the .tflite's sha256
+    unit: str                           # "instructions" (emulator) or "cycles" (hardware)
+    per_inference: int                  # median over the timed runs, in ``unit``
+    ticks: tuple[int, ...]              # raw counter ticks of each timed run (first input)
+    tick_hz: int
+    counter: str
+    arena_bytes: int
+    stack_peak: int
+    static_ram: int
+    outputs_match: bool                 # every sample byte-identical to TFLM
+    max_lsb_diff: int                   # largest |device - TFLM| in output quanta
+    samples: tuple[SampleResult, ...]
+    input_source: str                   # where the inputs came from
+    firmware: Firmware
+
+    @property
+    def instructions(self) -> int | None:
+        return self.per_inference if self.unit == "instructions" else None
+
+    @property
+    def cycles(self) -> int | None:
+        return self.per_inference if self.unit == "cycles" else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` record (``instructions`` under an emulator, ``cycles`` on hardware)."""
+        out: dict[str, Any] = {
+            "board": self.board,
+            "runtime": self.runtime,
+            self.unit: self.per_inference,
+            "unit": self.unit,
+            "emulated": self.emulated,
+            "arena_bytes": self.arena_bytes,
+            "stack_peak_bytes": self.stack_peak,
+            "static_ram_bytes": self.static_ram,
+            "outputs_match": self.outputs_match,
+            "max_lsb_diff": self.max_lsb_diff,
+            "samples": len(self.samples),
+            "samples_matching": sum(s.outputs_match for s in self.samples),
+            "ticks": list(self.ticks),
+            "tick_hz": self.tick_hz,
+            "counter": self.counter,
+            "model": self.model,
+            "model_id": self.model_id,
+            "device": self.device,
+            "input": self.input_source,
+            "firmware": str(self.firmware.elf),
+        }
+        return out
+
+
+# -- building -----------------------------------------------------------------------
+
+def cache_root(options: RunOptions) -> Path:
+    if options.cache_dir is not None:
+        return Path(options.cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "tinyq" / "builds"
+
+
+def build_firmware(model_path: Path, board: Board, runtime: str, options: RunOptions,
+                   progress: ProgressFn = null_progress) -> Firmware:
+    """Generate and build, reusing an earlier build of byte-identical sources."""
+    from tinyq import build as build_mod
+    from tinyq.codegen import (
+        GenerateOptions,
+        files_digest,
+        render_model_project,
+        write_project,
+    )
+
+    gen_options = options.generate or GenerateOptions()
+    files, _info, _rt, _board = render_model_project(model_path, board, runtime, gen_options,
+                                                     progress)
+    digest = files_digest(files)
+    project = cache_root(options) / f"{board.name}-{runtime}-{digest[:16]}"
+    elf = project / "build" / "app.elf"
+    if elf.is_file():
+        progress(ProgressEvent("build", f"using the cached build {project}"))
+        return Firmware(elf=elf, project=project, digest=digest, cached=True)
+    write_project(files, project, force=True)
+    built = build_mod.build(project, progress=progress)
+    return Firmware(elf=Path(built.elf), project=project, digest=digest, cached=False)
+
+
+# -- inputs and outputs -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _TensorSpec:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+
+def _specs(tensors) -> tuple[_TensorSpec, ...]:
+    out = []
+    for t in tensors:
+        scale = float(t.quant.scale[0]) if t.quant and t.quant.scale else 0.0
+        zp = int(t.quant.zero_point[0]) if t.quant and t.quant.zero_point else 0
+        out.append(_TensorSpec(tuple(int(s) for s in t.shape), t.np_dtype, scale, zp))
+    return tuple(out)
+
+
+def random_inputs(specs: Sequence[_TensorSpec], samples: int, seed: int) -> list[list[np.ndarray]]:
+    """Reproducible random inputs covering each input type's whole range."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(samples):
+        sample = []
+        for spec in specs:
+            if np.issubdtype(spec.dtype, np.integer):
+                info = np.iinfo(spec.dtype)
+                sample.append(rng.integers(info.min, info.max, size=spec.shape, endpoint=True,
+                                           dtype=spec.dtype))
+            else:
+                sample.append(rng.standard_normal(spec.shape).astype(spec.dtype))
+        out.append(sample)
+    return out
+
+
+def _conform(value: np.ndarray, spec: _TensorSpec, where: str) -> np.ndarray:
+    """One sample for one input tensor: quantize float data for an integer input."""
+    arr = np.asarray(value)
+    if arr.size != int(np.prod(spec.shape)):
+        raise DataError(f"{where} has {arr.size} values, the model input needs "
+                        f"{int(np.prod(spec.shape))} (shape {spec.shape})",
+                        hint="pass data shaped like the model input")
+    if np.issubdtype(arr.dtype, np.floating) and np.issubdtype(spec.dtype, np.integer):
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"{where} contains NaN or infinity", hint="clean the data")
+        if spec.scale <= 0:
+            raise DataError(f"{where} is float but the model input is {spec.dtype} without "
+                            "a quantization scale", hint="pass integer data")
+        info = np.iinfo(spec.dtype)
+        arr = np.clip(np.round(arr / spec.scale) + spec.zero_point, info.min, info.max)
+    elif np.issubdtype(arr.dtype, np.integer) and np.issubdtype(spec.dtype, np.integer):
+        info = np.iinfo(spec.dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise DataError(f"{where} has values outside {spec.dtype}'s range",
+                            hint=f"pass {spec.dtype} data (or float data to be quantized)")
+    return arr.astype(spec.dtype).reshape(spec.shape)
+
+
+def samples_from(inputs: Any, specs: Sequence[_TensorSpec]) -> list[list[np.ndarray]]:
+    """Normalise ``inputs`` to a list of samples, each a list of one array per model input.
+
+    Accepted: one array (one sample, or a batch whose first axis is samples) for a
+    one-input model; a sequence of per-input arrays/batches; a list of samples.
+    """
+    if len(specs) == 1:
+        arr = np.asarray(inputs)
+        size = int(np.prod(specs[0].shape))
+        if arr.size == size:
+            return [[_conform(arr, specs[0], "the input")]]
+        if arr.ndim >= 1 and arr.size == arr.shape[0] * size:
+            return [[_conform(x, specs[0], f"input sample {i}")] for i, x in enumerate(arr)]
+        raise DataError(f"the input data has shape {arr.shape}; the model input needs "
+                        f"{specs[0].shape} per sample",
+                        hint="pass data shaped like the model input")
+    per_input = list(inputs)
+    if len(per_input) != len(specs):
+        raise DataError(f"the model has {len(specs)} inputs, the data {len(per_input)}",
+                        hint="pass one array per model input")
+    batches = [np.asarray(x) for x in per_input]
+    counts = {b.size // int(np.prod(s.shape)) for b, s in zip(batches, specs, strict=True)}
+    if len(counts) != 1:
+        raise DataError("the model inputs' data hold different numbers of samples",
+                        hint="pass the same number of samples for every input")
+    n = counts.pop()
+    return [[_conform(b.reshape(n, -1)[i], s, f"input {k} sample {i}")
+             for k, (b, s) in enumerate(zip(batches, specs, strict=True))] for i in range(n)]
+
+
+def lsb_diff(device: bytes, expected: bytes, dtype: np.dtype) -> int:
+    """Largest difference in output quanta (float outputs: in units of the bit pattern)."""
+    if len(device) != len(expected):
+        return -1
+    if np.issubdtype(dtype, np.floating):
+        view = np.dtype(f"<i{dtype.itemsize}")
+    else:
+        view = np.dtype(dtype).newbyteorder("<")
+    a = np.frombuffer(device, dtype=view).astype(np.int64)
+    b = np.frombuffer(expected, dtype=view).astype(np.int64)
+    return int(np.max(np.abs(a - b))) if a.size else 0
+
+
+# -- running ------------------------------------------------------------------------
+
+def open_device(board: Board, elf: Path, emulator: str | None, port: str | None,
+                options: RunOptions) -> Device:
+    """The device for ``board``: an emulator, or the serial port of a real board."""
+    if emulator and port:
+        raise UserInputError("choose --emulator or --port, not both",
+                             hint="--emulator runs in an emulator, --port on a board")
+    if emulator == "qemu":
+        if not board.emulator.qemu_machine:
+            raise BoardError(f"board {board.name} has no QEMU machine",
+                             hint="run it on the board with --port, or pick an emulated board "
+                                  "(`tinyq boards`)", board=board.name)
+        from tinyq.devices.qemu import QemuDevice
+        return QemuDevice(elf, board.emulator.qemu_machine)
+    if emulator == "renode":
+        if not board.emulator.renode_platform:
+            raise BoardError(f"board {board.name} has no Renode platform",
+                             hint="use --emulator qemu or --port", board=board.name)
+        from tinyq.devices.renode import RenodeDevice
+        return RenodeDevice(elf, board.emulator.renode_platform, renode_uart(board))
+    if emulator:
+        raise UserInputError(f"unknown emulator {emulator!r}",
+                             hint=f"use one of {', '.join(EMULATORS)}")
+    if not port:
+        hint = ("pass --emulator qemu" if board.can_emulate
+                else "pass --port with the board's serial port")
+        raise UserInputError(f"no device given for board {board.name}", hint=hint)
+    from tinyq.devices.serial_port import SerialDevice
+    return SerialDevice(port, baud=options.baud or board.uart.baud)
+
+
+def renode_uart(board: Board) -> str:
+    """The Renode peripheral of the board's UART (platforms name it by address order)."""
+    return "sysbus.uart0" if board.uart.kind in ("cmsdk", "pl011") else "sysbus.usart1"
+
+
+def _units(ticks: Sequence[int], tick_hz: int, emulated: bool, board: Board) -> tuple[str, int]:
+    median = statistics.median(ticks)
+    if emulated:
+        return "instructions", round(median * 1e9 / tick_hz)
+    return "cycles", round(median * board.clock_hz / tick_hz)
+
+
+def run_on_device(client: Client, model_bytes: bytes, board: Board, runtime: str,
+                  samples: list[list[np.ndarray]], options: RunOptions,
+                  progress: ProgressFn = null_progress, model_sha256: str | None = None
+                  ) -> tuple[Identity, list[SampleResult], tuple[int, ...], int, str, Any]:
+    """Identity check, then every sample: send, infer, read back, compare with TFLM."""
+    from tinyq.interpreters import TflmInterpreter
+
+    sha = model_sha256 or hashlib.sha256(model_bytes).hexdigest()
+    ident = client.check_identity(sha, runtime=runtime)
+    offset = int(ident.extra.get("db_offset", "0") or 0)
+    oracle = TflmInterpreter(model_bytes)
+    results: list[SampleResult] = []
+    ticks: tuple[int, ...] = ()
+    tick_hz = 0
+    counter = ""
+    for n, sample in enumerate(samples):
+        payload = b"".join(np.ascontiguousarray(x).tobytes() for x in sample)
+        if offset:
+            payload = bytes((b - offset) & 0xFF for b in payload)
+        client.load_input(payload)
+        first = n == 0
+        client.infer(options.runs if first else 1, options.warmup if first else 0)
+        device_out = client.raw_output()
+        if first:
+            cycles = client.cycles()
+            ticks, tick_hz, counter = cycles.ticks, cycles.clock_hz, cycles.counter
+        reference = oracle.invoke(sample)
+        expected = tuple(np.ascontiguousarray(o).tobytes() for o in reference)
+        if len(device_out) != len(expected):
+            raise DeviceError(
+                f"{client.port} returned {len(device_out)} outputs, the model has "
+                f"{len(expected)}", hint="the firmware was built for another model: rebuild it",
+                port=client.port)
+        diffs = [lsb_diff(d, e, r.dtype)
+                 for d, e, r in zip(device_out, expected, reference, strict=True)]
+        if any(d < 0 for d in diffs):
+            raise DeviceError(f"{client.port} returned outputs of the wrong size",
+                              hint="the firmware was built for another model: rebuild it",
+                              port=client.port)
+        results.append(SampleResult(outputs_match=device_out == expected,
+                                    max_lsb_diff=max(diffs, default=0),
+                                    device_output=device_out, expected_output=expected))
+        progress(ProgressEvent("run", "comparing outputs with TFLM", done=n + 1,
+                               total=len(samples)))
+    mem = client.mem()
+    return ident, results, ticks, tick_hz, counter, mem
+
+
+def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | None = None,
+        port: str | None = None, inputs: Any = None, runtime: str = "native",
+        options: RunOptions | None = None, progress: ProgressFn = null_progress) -> RunResult:
+    """Build ``model_path`` for ``board``, run it on the device, compare with TFLM."""
+    from tinyq import boards
+    from tinyq.tflite_reader import read_model
+
+    options = options or RunOptions()
+    if options.runs < 1 or options.warmup < 0 or options.samples < 1:
+        raise UserInputError("runs and samples must be >= 1 and warmup >= 0",
+                             hint="e.g. --runs 5 --warmup 1")
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
+                         path=str(path))
+    board_obj = board if isinstance(board, Board) else boards.load(board)
+    if emulator is None and port is None and board_obj.emulated_only and \
+            board_obj.emulator.qemu_machine:
+        emulator = "qemu"               # a board that exists only as an emulator model
+    model = read_model(path)
+    model_bytes = path.read_bytes()
+    specs = _specs(model.input_tensors)
+    if inputs is None:
+        samples = random_inputs(specs, options.samples, options.seed)
+        source = f"random (seed {options.seed}, {options.samples} sample(s))"
+    else:
+        samples = samples_from(inputs, specs)
+        source = f"given data ({len(samples)} sample(s))"
+    if not samples:
+        raise DataError("the input data holds no samples", hint="pass at least one sample")
+
+    progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
+    firmware = build_firmware(path, board_obj, runtime, options, progress)
+    device = open_device(board_obj, firmware.elf, emulator, port, options)
+    with device:
+        if not device.is_emulated and options.flash:
+            from tinyq.flash import flash
+            progress(ProgressEvent("flash", f"flashing {board_obj.name}"))
+            flash(firmware.elf, board_obj, progress=progress)
+        progress(ProgressEvent("run", f"waiting for the firmware on {device.port}"))
+        client = Client(device, timeouts=options.timeouts)
+        client.wait_ready()
+        ident, results, ticks, tick_hz, counter, mem = run_on_device(
+            client, model_bytes, board_obj, runtime, samples, options, progress,
+            model_sha256=model.sha256 or None)
+    unit, per_inference = _units(ticks, tick_hz, device.is_emulated, board_obj)
+    return RunResult(
+        board=board_obj.name, runtime=runtime, device=device.port, emulated=device.is_emulated,
+        model=str(path), model_id=ident.model_id, unit=unit, per_inference=per_inference,
+        ticks=ticks, tick_hz=tick_hz, counter=counter, arena_bytes=mem.arena,
+        stack_peak=mem.stack_peak, static_ram=int(mem.extra.get("static", 0)),
+        outputs_match=all(s.outputs_match for s in results),
+        max_lsb_diff=max(s.max_lsb_diff for s in results), samples=tuple(results),
+        input_source=source, firmware=firmware)
+
+
+__all__ = ["Firmware", "RunOptions", "RunResult", "SampleResult", "run", "run_on_device"]
