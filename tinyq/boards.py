@@ -193,7 +193,7 @@ def _describe(value: object) -> str:
         return "a table"
     if isinstance(value, list):
         return "an array"
-    return f"{type(value).__name__} {value!r}"
+    return repr(value)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -286,10 +286,10 @@ def _rule_core(d: dict[str, Any], rep: _Reporter) -> None:
         raise rep.fail("fpu", f'"{d["fpu"]}" is not available on a {d["core"]}',
                        f"use one of: {', '.join(allowed)}")
     if d["dsp"] and d["core"] not in _DSP_CORES:
-        raise rep.fail("dsp", f"{d['core']} has no DSP extension",
+        raise rep.fail("dsp", f"= true, but {d['core']} has no DSP extension",
                        "set dsp = false (DSP exists on Cortex-M4/M7/M33/M55)")
     if d["mve"] and d["core"] not in _MVE_CORES:
-        raise rep.fail("mve", f"{d['core']} has no MVE (Helium)",
+        raise rep.fail("mve", f"= true, but {d['core']} has no MVE (Helium)",
                        "set mve = false (MVE exists on Cortex-M55)")
 
 
@@ -423,7 +423,7 @@ def loads(text: str, source: str = "<string>") -> Board:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise rep.fail("", f"is not valid TOML ({exc})",
+        raise rep.fail("", f"not valid TOML ({exc})",
                        "fix the syntax at that line (see docs/boards.md for an example)") from None
     data = _check_table(raw, _SCHEMA, "", rep)
     for rule in _RULES:
