@@ -10,8 +10,9 @@ void tq_copy(void *dst, const void *src, size_t bytes)
     }
 }
 
-void tq_concat(const tq_concat_params *p, const uint8_t *const *inputs, uint8_t *output)
+void tq_concat(const tq_concat_params *p, const uint8_t *const *inputs, void *out)
 {
+    uint8_t *output = (uint8_t *)out;
     int32_t o, i;
     for (o = 0; o < p->outer; ++o) {
         for (i = 0; i < p->count; ++i) {

@@ -161,7 +161,7 @@ void tq_max_pool_s8(const tq_pool_params *p, const int8_t *input, int8_t *output
 void tq_add_s8(const tq_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *output);
 void tq_mul_s8(const tq_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *output);
 void tq_pad_s8(const tq_pad_params *p, const int8_t *input, int8_t *output);
-void tq_concat(const tq_concat_params *p, const uint8_t *const *inputs, uint8_t *output);
+void tq_concat(const tq_concat_params *p, const uint8_t *const *inputs, void *output);
 void tq_quantize_f32_s8(const tq_quantize_params *p, const float *input, int8_t *output);
 void tq_requantize_s8_s8(const tq_requantize_params *p, const int8_t *input, int8_t *output);
 void tq_requantize_u8_s8(const tq_requantize_params *p, const uint8_t *input, int8_t *output);

@@ -1,0 +1,34 @@
+"""Every native kernel, bit for bit against the tflite-micro interpreter on random cases.
+
+Each op gets ``CASES_PER_OP`` random cases (shapes, strides, dilations, padding,
+fused activations, scales, zero points, weights, per-channel and per-tensor),
+packed 50 to a model so one host compile covers many cases.
+benchmarks/native_ops_random.py runs the same with --cases 1000.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tinyq.native.opcases import CASES, run_cases
+
+#: random cases per op in the default test run (the benchmark runs >= 1000)
+CASES_PER_OP = 100
+
+
+@pytest.fixture(autouse=True)
+def _need_cc(tmp_path, monkeypatch):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (apt-get install gcc)")
+
+
+@pytest.mark.parametrize("opcode", sorted(CASES))
+def test_op_is_bit_exact_with_tflm(opcode):
+    results = run_cases(opcode, CASES_PER_OP, seed=2024)
+    assert len(results) == CASES_PER_OP
+    bad = [r for r in results if not r.identical]
+    assert not bad, (f"{len(bad)}/{len(results)} {opcode} cases differ from TFLM, e.g. "
+                     f"{bad[0].label} (max diff {bad[0].max_diff})")
+
