@@ -1,0 +1,35 @@
+"""tinyq generate: write a self-contained firmware project for a model and a board."""
+
+from __future__ import annotations
+
+HELP = "generate a firmware project (runtime, board glue, harness, Makefile) for a .tflite model"
+
+
+def add_arguments(p) -> None:
+    from tinyq.codegen import OPTIMIZE_LEVELS, RUNTIMES
+    from tinyq.codegen.harness import MLPERF_MODELS
+
+    p.add_argument("model", help="int8 .tflite model")
+    p.add_argument("--board", required=True, help="board name or path to a board TOML file")
+    p.add_argument("--runtime", default="native", choices=RUNTIMES, help="runtime (default native)")
+    p.add_argument("-o", "--out", required=True, help="project folder to create")
+    p.add_argument("--force", action="store_true", help="replace an existing project folder")
+    p.add_argument("--mlperf-model", default="", choices=("",) + MLPERF_MODELS,
+                   metavar="{" + ",".join(MLPERF_MODELS) + "}",
+                   help="what `profile` answers (m-model-[...]) for the MLPerf Tiny runner")
+    p.add_argument("--optimize", default="O2", choices=OPTIMIZE_LEVELS,
+                   help="gcc optimisation level in the Makefile (default O2)")
+
+
+def run(args, ui) -> int:
+    from tinyq.codegen import GenerateOptions, generate
+
+    project = generate(args.model, args.board, runtime=args.runtime, out_dir=args.out,
+                       options=GenerateOptions(mlperf_model=args.mlperf_model,
+                                               optimize=args.optimize),
+                       force=args.force, progress=ui.progress)
+    ui.print(f"generated {project.path} ({len(project.files)} files) for {project.board}, "
+             f"runtime {project.runtime}, model {project.model_name} "
+             f"(sha256 {project.model_sha256[:12]}), arena {project.arena_bytes:,} bytes")
+    ui.print(f"build it with `tinyq build {project.path}` or `make -C {project.path}`")
+    return 0
