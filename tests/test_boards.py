@@ -291,3 +291,12 @@ def test_cli_validate_needs_a_file(capsys):
     with pytest.raises(SystemExit) as info:
         main(["boards", "validate"])
     assert info.value.code == 2
+
+
+def test_the_example_in_the_docs_is_valid():
+    doc = (Path(__file__).parents[1] / "docs" / "boards.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, re.DOTALL)
+    assert blocks, "docs/boards.md lost its TOML example"
+    for block in blocks:
+        board = boards.loads(block, source="docs/boards.md")
+        assert board.name == "my-f446"
