@@ -145,7 +145,9 @@ class OpenOcdBackend(FlashBackend):
         if not board.flashing.openocd_config:
             raise UserInputError(f"board {board.name} has no flashing.openocd_config",
                                  hint="add one to its TOML file or use --method pyocd")
-        argv = ["openocd", "-f", board.flashing.openocd_config]
+        argv = ["openocd"]
+        for cfg in board.flashing.openocd_config.split():  # several files: "interface/x.cfg target/y.cfg"
+            argv += ["-f", cfg]
         if options.probe:
             argv += ["-c", f"adapter serial {options.probe}"]
         verify = " verify" if options.verify else ""
