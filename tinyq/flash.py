@@ -146,7 +146,8 @@ class OpenOcdBackend(FlashBackend):
             raise UserInputError(f"board {board.name} has no flashing.openocd_config",
                                  hint="add one to its TOML file or use --method pyocd")
         argv = ["openocd"]
-        for cfg in board.flashing.openocd_config.split():  # several files: "interface/x.cfg target/y.cfg"
+        # several files allowed: "interface/cmsis-dap.cfg target/nrf52.cfg"
+        for cfg in board.flashing.openocd_config.split():
             argv += ["-f", cfg]
         if options.probe:
             argv += ["-c", f"adapter serial {options.probe}"]
