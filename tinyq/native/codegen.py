@@ -150,7 +150,7 @@ class _Emitter:
         if t.is_constant:
             return self.const_tensor(index)
         off = self.plan.offsets[index]
-        return f"(({ctype} *)(void *)TQ_ARENA({off}))"
+        return f"TQ_PTR({ctype}, {off})"
 
     def arg(self, op_index: int, arg: lower.Arg) -> str:
         if isinstance(arg, lower.TensorArg):
