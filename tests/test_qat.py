@@ -1,0 +1,208 @@
+"""QAT: Keras 3 -> tf-keras carry-over, fake-quant fine-tuning, int8 conversion, missing extra."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from tinyq.cli import main
+from tinyq.errors import ToolNotFoundError, UnsupportedError
+
+
+def require_qat() -> None:
+    """Skip unless the [qat] extra is importable (checked without importing tfmot)."""
+    for module, package in (("tensorflow", "tensorflow"), ("tf_keras", "tf-keras"),
+                            ("tensorflow_model_optimization", "tensorflow-model-optimization")):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"needs the [qat] extra: {package} is not installed "
+                        "(pip install 'tinyq[qat]')")
+
+
+@pytest.fixture(scope="module")
+def keras():
+    require_qat()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras
+
+
+def _randomize_bn(layer, rng) -> None:
+    """Give a BatchNormalization layer non-trivial statistics, so a lost setting shows."""
+    gamma, beta, mean, var = layer.get_weights()
+    layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.3, beta.shape),
+                       rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+
+
+# --------------------------------------------------------------------------- missing extra
+
+@pytest.mark.parametrize("absent", ["tensorflow_model_optimization", "tf_keras"])
+def test_missing_extra_says_how_to_install(absent, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, absent, None)  # `import absent` now raises ImportError
+    out = tmp_path / "out.tflite"
+    code = main(["qat", str(tmp_path / "model.keras"), "--train", str(tmp_path / "t.npz"),
+                 "--calib", str(tmp_path / "t.npz"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "pip install 'tinyq[qat]'" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_import_qat_stack_raises_tool_not_found(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf_keras", None)
+    from tinyq.qat import import_qat_stack
+
+    with pytest.raises(ToolNotFoundError, match=r"tinyq\[qat\]"):
+        import_qat_stack()
+
+
+# --------------------------------------------------------------------------- carry-over
+
+@pytest.mark.tensorflow
+def test_carry_sequential_outputs_equal(keras):
+    from tinyq.keras_carry import carry_to_tf_keras, is_tf_keras_model
+
+    rng = np.random.default_rng(1)
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        L.Conv2D(6, 3, padding="same", use_bias=False),
+        L.BatchNormalization(),
+        L.ReLU(max_value=6.0),
+        L.DepthwiseConv2D(3, depth_multiplier=2, activation="relu"),
+        L.MaxPooling2D(),
+        L.Dropout(0.3),
+        L.Flatten(),
+        L.Dense(10, kernel_regularizer=keras.regularizers.L2(1e-3)),
+        L.Softmax(),
+    ])
+    _randomize_bn(model.layers[1], rng)
+    x = rng.random((16, 8, 8, 1), dtype=np.float32)
+    result = carry_to_tf_keras(model, x)
+
+    assert is_tf_keras_model(result.model)
+    assert [type(layer).__name__ for layer in result.model.layers[1:]] == [
+        type(layer).__name__ for layer in model.layers]
+    want = np.asarray(model(x, training=False))
+    got = np.asarray(result.model(x, training=False))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert result.max_abs_diff <= 1e-5
+    assert result.dropped == ()
+    assert result.model.layers[-2].kernel_regularizer is not None
+
+
+@pytest.mark.tensorflow
+def test_carry_functional_outputs_equal(keras):
+    from tinyq.keras_carry import carry_to_tf_keras
+
+    rng = np.random.default_rng(2)
+    L = keras.layers
+    inp = keras.Input((8, 8, 2), name="image")
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    bn = L.BatchNormalization()
+    y = bn(L.Conv2D(8, 1)(x))
+    x = L.Add()([x, y])
+    head = keras.Sequential([keras.Input((8, 8, 8)), L.Conv2D(5, 3), L.GlobalAveragePooling2D()])
+    shared = L.Dense(5, activation="tanh")
+    a = shared(head(x))
+    b = shared(L.Dense(5)(L.GlobalMaxPooling2D()(x)))
+    out = L.Dense(3)(L.Concatenate()([a, b, L.Multiply()([a, b])]))
+    model = keras.Model(inp, out)
+    _randomize_bn(bn, rng)
+
+    x = rng.normal(size=(8, 8, 8, 2)).astype(np.float32)
+    result = carry_to_tf_keras(model, x)
+    np.testing.assert_allclose(np.asarray(result.model(x)), np.asarray(model(x)),
+                               rtol=1e-5, atol=1e-6)
+    # the shared Dense is one layer in the rebuild too
+    assert sum(type(layer).__name__ == "Dense" for layer in result.model.layers) == 3
+
+
+@pytest.mark.tensorflow
+def test_carry_names_every_unsupported_layer(keras):
+    from tinyq.keras_carry import carry_to_tf_keras
+
+    L = keras.layers
+    inp = keras.Input((4,))
+    x = L.Lambda(lambda t: t * 2.0, name="times_two")(L.Dense(3, name="fc")(inp))
+    model = keras.Model(inp, x + 1.0)
+    with pytest.raises(UnsupportedError) as info:
+        carry_to_tf_keras(model)
+    message = str(info.value)
+    assert "'times_two' (Lambda" in message and "keras.ops" in message
+    assert "\n" not in message
+    assert "'fc'" not in message
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = L.Dense(2)
+
+        def call(self, t):
+            return self.fc(t)
+
+    sub = Sub()
+    sub(np.zeros((1, 4), np.float32))
+    with pytest.raises(UnsupportedError, match="subclassed"):
+        carry_to_tf_keras(sub)
+
+
+# --------------------------------------------------------------------------- QAT + conversion
+
+@pytest.mark.tensorflow
+def test_qat_fine_tune_converts_to_int8_that_tflm_runs(keras):
+    from tinyq.interpreters import TflmInterpreter
+    from tinyq.progress import ProgressEvent
+    from tinyq.qat import QatOptions, convert_int8, fine_tune, int8_predict, to_tf_keras
+    from tinyq.tflite_reader import read_model_bytes
+
+    rng = np.random.default_rng(3)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(4, 3, activation="relu"),
+                              L.Flatten(), L.Dense(3)])
+    x = rng.random((96, 6, 6, 1), dtype=np.float32)
+    y = (x[:, :3, :, 0].mean(axis=(1, 2)) > x[:, 3:, :, 0].mean(axis=(1, 2))).astype(np.int64)
+    y[::7] = 2
+    events: list[ProgressEvent] = []
+    tfk_model, diff = to_tf_keras(model, x[:4])
+    assert diff is not None and diff <= 1e-5
+    q_model, history = fine_tune(tfk_model, x, y, QatOptions(epochs=1, batch_size=32),
+                                 val=(x[:32], y[:32]), progress=events.append)
+    assert [h.epoch for h in history] == [1]
+    assert history[0].val_accuracy is not None
+    assert any(e.done == 1 and e.total == 1 for e in events)
+    # fake-quant wrappers were inserted
+    assert any("Quantize" in type(layer).__name__ for layer in q_model.layers)
+    env_before = os.environ.get("TF_USE_LEGACY_KERAS")
+
+    tflite = convert_int8(q_model, x[:32])
+    assert os.environ.get("TF_USE_LEGACY_KERAS") == env_before
+    interp = TflmInterpreter(tflite)
+    assert interp.input_details(0).dtype == np.int8
+    assert interp.output_details(0).dtype == np.int8
+    ir = read_model_bytes(tflite)
+    assert {t.dtype for t in ir.tensors if not t.is_constant} <= {"int8", "int32"}, \
+        "full-integer model has float activations"
+    scores = int8_predict(tflite, x[:16])
+    float_scores = np.asarray(q_model(x[:16], training=False))
+    out = interp.output_details(0)
+    # the int8 model reproduces the fake-quant model within a few output steps
+    assert np.max(np.abs(scores - float_scores)) <= 4 * out.scale
+
+
+@pytest.mark.tensorflow
+def test_tfmot_import_leaves_keras3_in_place(keras):
+    """tfmot sets TF_USE_LEGACY_KERAS=1 on import; tinyq must undo it."""
+    from tinyq.qat import import_qat_stack
+
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    tf, tfk, tfmot = import_qat_stack()
+    assert os.environ.get("TF_USE_LEGACY_KERAS") == before
+    assert tfk.__name__ == "tf_keras"
+    assert tf.keras.version().startswith("3.")

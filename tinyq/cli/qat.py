@@ -1,0 +1,79 @@
+"""tinyq qat: quantization-aware fine-tuning, then full-integer int8 conversion."""
+
+from __future__ import annotations
+
+HELP = ("fine-tune a float Keras model with fake quantization (QAT) and convert it to int8; "
+        "compares float, post-training int8 and QAT int8 accuracy")
+
+
+def add_arguments(p) -> None:
+    from tinyq.qat import DEFAULT_CALIB_SAMPLES, QatOptions
+
+    d = QatOptions()
+    p.add_argument("model", help="float Keras model: .keras, .h5 (Sequential or Functional)")
+    p.add_argument("--train", required=True,
+                   help="training data: .npz with x and integer (or one-hot) labels y")
+    p.add_argument("--val", help="held-out data (.npz with x, y): per-epoch validation "
+                                 "accuracy and the float/PTQ/QAT comparison")
+    p.add_argument("--calib", required=True,
+                   help="calibration data for the int8 converter (.npz, .npy or image folder)")
+    p.add_argument("--calib-samples", type=int, default=DEFAULT_CALIB_SAMPLES,
+                   help=f"calibration samples to use (default {DEFAULT_CALIB_SAMPLES})")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help=f"fine-tuning epochs (default {d.epochs})")
+    p.add_argument("--lr", type=float, default=d.learning_rate,
+                   help=f"Adam learning rate (default {d.learning_rate:g})")
+    p.add_argument("--batch", type=int, default=d.batch_size,
+                   help=f"batch size (default {d.batch_size})")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    p.add_argument("--no-ptq", action="store_true",
+                   help="skip the post-training int8 comparison row")
+    p.add_argument("-o", "--output", required=True, help="output .tflite (int8, int8 I/O)")
+    p.add_argument("--json", help="also write the measurements as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def run(args, ui) -> int:
+    import json
+
+    from tinyq.fileio import check_output, write_bytes, write_text
+    from tinyq.qat import QatOptions, import_qat_stack, qat
+
+    check_output(args.output, args.force)
+    if args.json:
+        check_output(args.json, args.force)
+    import_qat_stack()  # the missing-extra error before any data is read
+    options = QatOptions(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch,
+                         calib_samples=args.calib_samples, seed=args.seed,
+                         compare_ptq=not args.no_ptq)
+    result = qat(args.model, args.train, options, calib=args.calib, val=args.val,
+                 progress=ui.progress)
+    write_bytes(args.output, result.tflite, force=args.force)
+    if args.json:
+        write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n", force=args.force)
+
+    ui.print(f"wrote {args.output} ({result.size_bytes:,} bytes): int8 input "
+             f"(scale {result.input_scale:.6g}, zero point {result.input_zero_point}), "
+             f"int8 output (scale {result.output_scale:.6g}, "
+             f"zero point {result.output_zero_point})")
+    if result.carried_from_keras3:
+        ui.print(f"Keras 3 model rebuilt in tf-keras for QAT (max output difference "
+                 f"{result.carry_max_abs_diff:.3g})")
+    where = ("held-out validation data" if result.eval_on == "validation"
+             else "the TRAINING data (pass --val for a held-out figure)")
+    ui.print(f"accuracy on {where}, {result.eval_samples} samples; int8 rows measured on the "
+             f"tflite-micro interpreter:")
+    rows = [("float", _pct(result.float_accuracy), "-"),
+            ("PTQ int8", _pct(result.ptq_accuracy),
+             "-" if result.ptq_accuracy is None
+             else f"{100 * (result.ptq_accuracy - result.float_accuracy):+.2f}"),
+            ("QAT int8", _pct(result.qat_accuracy),
+             f"{100 * (result.qat_accuracy - result.float_accuracy):+.2f}")]
+    ui.table(["model", "accuracy", "vs float (points)"], rows, align="lrr")
+    if result.ptq_error:
+        ui.warn(f"PTQ row missing: {result.ptq_error}")
+    return 0
