@@ -1,0 +1,132 @@
+"""tinyq.build: toolchain errors, linker overflow -> FitError, sizes, model cache."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import require_tools
+
+from tinyq import boards
+from tinyq.build import BuildOptions, build, diagnose, read_elf
+from tinyq.cli import main
+from tinyq.codegen import GenerateOptions, ModelInfo, RuntimeSources, render_project, write_project
+from tinyq.errors import BuildError, FitError, ToolNotFoundError
+
+FIXTURE_RUNTIME = Path(__file__).parent / "fixtures" / "test_runtime.c"
+NO_TOOLCHAIN = BuildOptions(cross="/nonexistent/arm-none-eabi-")
+RECORD = {"board": {"name": "microbit", "flash": {"name": "flash", "size": 262144},
+                    "ram": {"name": "ram", "size": 16384}, "stack_bytes": 2048,
+                    "extra_ram": [{"name": "psram", "size": 1024}]},
+          "model": {"name": "kws.tflite"}}
+
+
+def fixture_project(tmp_path: Path, board_name: str, input_bytes: int = 16,
+                    runtime_text: str | None = None) -> Path:
+    board = boards.load(board_name)
+    text = runtime_text if runtime_text is not None else FIXTURE_RUNTIME.read_text()
+    files = render_project(
+        board, RuntimeSources("test", {"test_runtime.c": text}, arena_bytes=2 * input_bytes),
+        ModelInfo("test", "7e5700000001" + "0" * 52, input_bytes=input_bytes, num_layers=2),
+        GenerateOptions(semihosting=True))
+    return write_project(files, tmp_path / board_name, force=True)
+
+
+def test_missing_compiler_says_how_to_install(tmp_path):
+    project = fixture_project(tmp_path, "mps2-an386")
+    with pytest.raises(ToolNotFoundError) as info:
+        build(project, build_options=NO_TOOLCHAIN)
+    assert str(info.value) == (
+        "/nonexistent/arm-none-eabi-gcc not found — install it: sudo apt-get install "
+        "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+
+
+def test_missing_compiler_cli_exit_code(tmp_path, monkeypatch, capsys):
+    project = fixture_project(tmp_path, "mps2-an386")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["build", str(project)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("error: arm-none-eabi-gcc not found — install it: sudo apt-get "
+                           "install gcc-arm-none-eabi libnewlib-arm-none-eabi")
+
+
+def test_diagnose_overflow_is_a_fit_error(tmp_path):
+    out = ("ld: build/app.elf section `.bss' will not fit in region `RAM'\n"
+           "ld: region `RAM' overflowed by 5120 bytes\ncollect2: error: ld returned 1\n")
+    err = diagnose(out, RECORD, tmp_path / "build.log")
+    assert isinstance(err, FitError) and err.exit_code == 3
+    assert err.bytes_over == 5120
+    assert "kws.tflite needs 5,120 bytes more RAM than microbit has (16,384 bytes, 2,048 of " \
+           "them stack)" in str(err)
+    flash = diagnose("region `FLASH' overflowed by 12 bytes", RECORD, tmp_path / "l")
+    assert "12 bytes more flash than microbit has (262,144 bytes)" in str(flash)
+    extra = diagnose("region `PSRAM' overflowed by 7 bytes", RECORD, tmp_path / "l")
+    assert "7 bytes more psram RAM" in str(extra)
+
+
+def test_diagnose_compile_error_quotes_first_error(tmp_path):
+    out = ("gcc -c model.c\nmodel.c:3:1: error: unknown type name 'foo'\n"
+           "model.c:9:1: error: second\nmake: *** [Makefile:40] Error 1\n")
+    err = diagnose(out, RECORD, tmp_path / "build.log")
+    assert isinstance(err, BuildError)
+    assert str(err).startswith("firmware build failed: model.c:3:1: error: unknown type name")
+    assert "build.log" in str(err)
+    missing = diagnose("arm-none-eabi-gcc: fatal error: cannot read spec file 'nano.specs'",
+                       RECORD, tmp_path / "l")
+    assert isinstance(missing, ToolNotFoundError) and "libnewlib-arm-none-eabi" in str(missing)
+
+
+@pytest.mark.qemu
+def test_build_reports_sizes_that_match_arm_size(tmp_path):
+    require_tools("arm-none-eabi-gcc")
+    fw = build(fixture_project(tmp_path, "mps2-an386"))
+    assert fw.elf.is_file() and fw.board == "mps2-an386" and not fw.cached
+    sizes = {}
+    for line in subprocess.run(["arm-none-eabi-size", "-A", str(fw.elf)], capture_output=True,
+                               text=True, check=True).stdout.splitlines()[2:]:
+        parts = line.split()
+        if len(parts) == 3:
+            sizes[parts[0]] = int(parts[1])
+    assert fw.flash_bytes == sum(sizes.get(s, 0) for s in
+                                 (".vectors", ".text", ".rodata", ".ARM.exidx", ".data"))
+    assert fw.static_ram_bytes == sizes[".data"] + sizes[".bss"]
+    assert fw.arena_bytes == 32 and fw.stack_bytes == 16384
+    assert fw.flash_available == 4 * 1024 * 1024
+    _, symbols = read_elf(fw.elf)
+    assert symbols["__stack_top__"] == 0x20400000
+
+
+@pytest.mark.qemu
+def test_ram_overflow_on_microbit_is_a_fit_error(tmp_path):
+    require_tools("arm-none-eabi-gcc")
+    project = fixture_project(tmp_path, "microbit", input_bytes=20000)   # 16 KB RAM board
+    with pytest.raises(FitError, match=r"needs [\d,]+ bytes more RAM than microbit has"):
+        build(project)
+
+
+@pytest.mark.qemu
+def test_compile_error_is_a_build_error(tmp_path):
+    require_tools("arm-none-eabi-gcc")
+    project = fixture_project(tmp_path, "mps2-an386", runtime_text="int tq_init(void) { oops }\n")
+    with pytest.raises(BuildError, match=r"test_runtime\.c:1:\d+: error: 'oops' undeclared"):
+        build(project)
+    assert (project / "build" / "build.log").is_file()
+
+
+@pytest.mark.qemu
+def test_model_build_is_cached(tmp_path, shared_models):
+    require_tools("arm-none-eabi-gcc")
+    model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
+    if not model.exists():
+        pytest.skip("hello_world_int8.tflite missing from ../shared/models/tflm-examples")
+    opts = BuildOptions(cache_dir=tmp_path / "cache")
+    first = build(model, board="microbit", build_options=opts)
+    again = build(model, board="microbit", build_options=opts)
+    assert not first.cached and again.cached and again.elf == first.elf
+    assert 0 < first.model_bytes < first.flash_bytes
+    other = build(model, board="microbit", options=GenerateOptions(optimize="Os"),
+                  build_options=opts)
+    assert other.elf != first.elf and not other.cached
+    shutil.rmtree(tmp_path / "cache")
