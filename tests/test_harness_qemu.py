@@ -173,3 +173,30 @@ def test_harness_on_qemu(tmp_path, board_name):
 @pytest.mark.parametrize("board_name", SLOW_BOARDS)
 def test_harness_on_every_qemu_board(tmp_path, board_name):
     check_board(tmp_path, board_name)
+
+
+def test_fault_is_reported_and_ends_qemu(tmp_path):
+    """A bus fault inside the runtime prints e-[HardFault ...] and exits QEMU with code 2."""
+    from tinyq.devices.qemu import QemuDevice
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    board = boards.load("mps2-an386")
+    faulty = FIXTURE_RUNTIME.read_text().replace(
+        "int tq_invoke(void)\n{",
+        "int tq_invoke(void)\n{\n    (void)*(volatile uint32_t *)0xFFFFFFF0u;")
+    files = render_project(
+        board, RuntimeSources("test", {"test_runtime.c": faulty}, arena_bytes=2 * INPUT_BYTES),
+        ModelInfo("test.tflite", MODEL_ID + "0" * 52, input_bytes=INPUT_BYTES, num_layers=2),
+        GenerateOptions(semihosting=True))
+    fw = build(write_project(files, tmp_path / "faulty", force=True))
+    with QemuDevice(fw.elf, board.emulator.qemu_machine) as dev:
+        s = Session(dev)
+        s.until_ready()
+        assert s(f"db load {INPUT_BYTES}") == [f"m-[Expecting {INPUT_BYTES} bytes]"]
+        assert s("db " + "00" * INPUT_BYTES) == ["m-load-done"]
+        dev.write(b"infer 1 0%")
+        lines = [dev.readline(ANSWER_TIMEOUT_S) for _ in range(6)]
+        fault = lines[-1]
+        assert re.fullmatch(r"e-\[HardFault pc=0x[0-9a-f]{8} lr=0x[0-9a-f]{8} cfsr=0x[0-9a-f]{8} "
+                            r"hfsr=0x[0-9a-f]{8} bfar=0xfffffff0\]", fault), lines
+        assert dev.wait_exit(ANSWER_TIMEOUT_S) == 2
