@@ -155,12 +155,10 @@ def test_carry_names_every_unsupported_layer(keras):
 
 # --------------------------------------------------------------------------- QAT + conversion
 
-@pytest.mark.tensorflow
-def test_qat_fine_tune_converts_to_int8_that_tflm_runs(keras):
-    from tinyq.interpreters import TflmInterpreter
-    from tinyq.progress import ProgressEvent
-    from tinyq.qat import QatOptions, convert_int8, fine_tune, int8_predict, to_tf_keras
-    from tinyq.tflite_reader import read_model_bytes
+@pytest.fixture(scope="module")
+def qat_case(keras):
+    """A tiny Keras 3 conv net, carried to tf-keras, fine-tuned 1 epoch with QAT, converted."""
+    from tinyq.qat import QatOptions, convert_int8, fine_tune, to_tf_keras
 
     rng = np.random.default_rng(3)
     L = keras.layers
@@ -169,20 +167,34 @@ def test_qat_fine_tune_converts_to_int8_that_tflm_runs(keras):
     x = rng.random((96, 6, 6, 1), dtype=np.float32)
     y = (x[:, :3, :, 0].mean(axis=(1, 2)) > x[:, 3:, :, 0].mean(axis=(1, 2))).astype(np.int64)
     y[::7] = 2
-    events: list[ProgressEvent] = []
+    events: list = []
     tfk_model, diff = to_tf_keras(model, x[:4])
-    assert diff is not None and diff <= 1e-5
     q_model, history = fine_tune(tfk_model, x, y, QatOptions(epochs=1, batch_size=32),
                                  val=(x[:32], y[:32]), progress=events.append)
-    assert [h.epoch for h in history] == [1]
-    assert history[0].val_accuracy is not None
-    assert any(e.done == 1 and e.total == 1 for e in events)
-    # fake-quant wrappers were inserted
-    assert any("Quantize" in type(layer).__name__ for layer in q_model.layers)
     env_before = os.environ.get("TF_USE_LEGACY_KERAS")
-
     tflite = convert_int8(q_model, x[:32])
-    assert os.environ.get("TF_USE_LEGACY_KERAS") == env_before
+    return {"x": x, "diff": diff, "q_model": q_model, "history": history, "events": events,
+            "tflite": tflite, "env_unchanged": os.environ.get("TF_USE_LEGACY_KERAS") == env_before}
+
+
+@pytest.mark.tensorflow
+def test_qat_fine_tune_reports_epochs(qat_case):
+    assert qat_case["diff"] is not None and qat_case["diff"] <= 1e-5
+    assert [h.epoch for h in qat_case["history"]] == [1]
+    assert qat_case["history"][0].val_accuracy is not None
+    assert any(e.done == 1 and e.total == 1 for e in qat_case["events"])
+    # fake-quant wrappers were inserted
+    assert any("Quantize" in type(layer).__name__ for layer in qat_case["q_model"].layers)
+
+
+@pytest.mark.tensorflow
+def test_qat_converts_to_int8_that_tflm_runs(qat_case):
+    from tinyq.interpreters import TflmInterpreter
+    from tinyq.qat import int8_predict
+    from tinyq.tflite_reader import read_model_bytes
+
+    tflite, x = qat_case["tflite"], qat_case["x"]
+    assert qat_case["env_unchanged"]
     interp = TflmInterpreter(tflite)
     assert interp.input_details(0).dtype == np.int8
     assert interp.output_details(0).dtype == np.int8
@@ -190,10 +202,33 @@ def test_qat_fine_tune_converts_to_int8_that_tflm_runs(keras):
     assert {t.dtype for t in ir.tensors if not t.is_constant} <= {"int8", "int32"}, \
         "full-integer model has float activations"
     scores = int8_predict(tflite, x[:16])
-    float_scores = np.asarray(q_model(x[:16], training=False))
+    float_scores = np.asarray(qat_case["q_model"](x[:16], training=False))
     out = interp.output_details(0)
     # the int8 model reproduces the fake-quant model within a few output steps
     assert np.max(np.abs(scores - float_scores)) <= 4 * out.scale
+
+
+@pytest.mark.tensorflow
+def test_qat_model_native_runtime_equals_tflm(qat_case):
+    """tinyq's native runtime (host build) gives the TFLM interpreter's outputs bit for bit."""
+    import shutil
+
+    from tinyq.interpreters import TflmInterpreter
+    from tinyq.native.host import HostModel
+    from tinyq.tflite_reader import read_model_bytes
+
+    if shutil.which(os.environ.get("CC", "gcc")) is None:
+        pytest.skip("no host C compiler (gcc) for the native runtime's host build")
+    tflite = qat_case["tflite"]
+    tflm = TflmInterpreter(tflite)
+    native = HostModel(read_model_bytes(tflite))
+    inp = tflm.input_details(0)
+    x = qat_case["x"][:24]
+    q = np.clip(np.round(x / inp.scale) + inp.zero_point, -128, 127).astype(np.int8)
+    for row in q:
+        want = tflm.invoke([row.reshape(inp.shape)])[0]
+        got = native.invoke([row.reshape(inp.shape)])[0]
+        np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
 
 
 @pytest.mark.tensorflow
