@@ -135,3 +135,50 @@ def test_kernels_build_warning_free_for_cortex_m(tmp_path, cpu_flags, source) ->
             "-o", str(tmp_path / "k.o")]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+# ----------------------------------------------------------------------------- converter output
+
+
+@pytest.mark.tensorflow
+def test_converter_model_with_every_nonlinear_op_is_bit_exact() -> None:
+    """The ops as the TFLite converter emits them (LOGISTIC/TANH with their fixed output
+    quantization, HARD_SWISH, LEAKY_RELU alpha, MEAN from global pooling, SOFTMAX)."""
+    from tests.conftest import require_tensorflow
+    require_tensorflow()
+    import tensorflow as tf
+
+    from tinyq.interpreters import TflmInterpreter
+    from tinyq.native.host import HostModel
+    from tinyq.tflite_reader import read_model_bytes
+
+    k = tf.keras
+    inp = k.Input((6, 6, 3))
+    x = k.layers.Conv2D(4, 3, padding="same")(inp)
+    branches = [k.layers.Activation(a)(x) for a in ("sigmoid", "tanh", "hard_swish")]
+    branches.append(k.layers.LeakyReLU(negative_slope=0.1)(x))
+    y = k.layers.GlobalAveragePooling2D()(k.layers.Concatenate()(branches))
+    y = k.layers.Softmax()(k.layers.Dense(10)(y))
+    model = k.Model(inp, y)
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(20):
+            yield [rng.standard_normal((1, 6, 6, 3)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    data = conv.convert()
+    m = read_model_bytes(data)
+    ops = {op.opcode for op in m.operators}
+    assert {"LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "MEAN", "SOFTMAX"} <= ops
+    assert not support.problems(m)
+    ours, theirs = HostModel(m), TflmInterpreter(data)
+    for _ in range(20):
+        x_in = rng.integers(-128, 128, size=m.input_tensors[0].shape).astype(np.int8)
+        a, b = ours.invoke([x_in])[0], theirs.invoke([x_in])[0]
+        assert np.array_equal(a.reshape(-1), np.asarray(b).reshape(-1))
