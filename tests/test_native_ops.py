@@ -32,3 +32,11 @@ def test_op_is_bit_exact_with_tflm(opcode):
     assert not bad, (f"{len(bad)}/{len(results)} {opcode} cases differ from TFLM, e.g. "
                      f"{bad[0].label} (max diff {bad[0].max_diff})")
 
+
+
+def test_every_lowering_has_random_cases():
+    from tinyq.native.lower import LOWERINGS
+
+    # EXPAND_DIMS shares RESHAPE's lowering (and its cases)
+    missing = sorted(set(LOWERINGS) - set(CASES) - {"EXPAND_DIMS"})
+    assert not missing, f"ops without random bit-exactness cases: {missing}"
