@@ -215,11 +215,29 @@ def _output_is_probability(tfk_model) -> bool:
     return getattr(last, "get_config", dict)().get("activation") == "softmax"
 
 
+def check_quantizable(tfk_model) -> None:
+    """Every layer has a fake-quant recipe in tfmot's default 8-bit scheme; else name them all."""
+    import_qat_stack()
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry_module,
+    )
+
+    registry = registry_module.Default8BitQuantizeRegistry()
+    missing = [f"'{layer.name}' ({type(layer).__name__})" for layer in tfk_model.layers
+               if type(layer).__name__ != "InputLayer" and not registry.supports(layer)]
+    if missing:
+        raise UnsupportedError(
+            f"QAT (tfmot default 8-bit scheme) has no fake-quant recipe for: {', '.join(missing)}",
+            hint="replace them (e.g. Multiply/Subtract/Rescaling are not covered) "
+            "or quantize without QAT (`tinyq quantize`)", layers=tuple(missing))
+
+
 def fine_tune(tfk_model, x: np.ndarray, y: np.ndarray, options: QatOptions,
               val: tuple[np.ndarray, np.ndarray] | None = None,
               progress: ProgressFn = null_progress):
     """Wrap ``tfk_model`` with fake quantization and train it; return ``(model, history)``."""
     tf, tfk, tfmot = import_qat_stack()
+    check_quantizable(tfk_model)
     tfk.utils.set_random_seed(options.seed)
     try:
         with _quiet():
