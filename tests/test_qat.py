@@ -247,3 +247,16 @@ def test_tfmot_import_leaves_keras3_in_place(keras):
     assert os.environ.get("TF_USE_LEGACY_KERAS") == before
     assert tfk.__name__ == "tf_keras"
     assert tf.keras.version().startswith("3.")
+
+
+def test_docs_list_every_carried_layer():
+    """docs/qat.md names exactly the layers in the carry table."""
+    import re
+    from pathlib import Path
+
+    from tinyq.keras_carry import CARRIERS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "qat.md").read_text()
+    section = text.split("### Layers carried from Keras 3 to tf-keras", 1)[1]
+    section = section.split("(the table", 1)[0]
+    assert set(re.findall(r"`(\w+)`", section)) == set(CARRIERS)
