@@ -149,7 +149,7 @@ def test_fake_device_is_a_context_manager():
 def test_qemu_argv_is_exact():
     assert qemu_argv("mps2-an386", "/tmp/app.elf", 4321) == [
         "qemu-system-arm", "-machine", "mps2-an386", "-nographic", "-monitor", "none",
-        "-serial", "tcp:127.0.0.1:4321,server=on,wait=on",
+        "-serial", "tcp:127.0.0.1:4321,server=on,wait=on,nodelay=on",
         "-semihosting-config", "enable=on,target=native",
         "-icount", "shift=0,align=off,sleep=off",
         "-kernel", "/tmp/app.elf",
@@ -157,7 +157,7 @@ def test_qemu_argv_is_exact():
     assert qemu_argv("microbit", Path("a.elf"), 1, qemu="/opt/q", icount=False,
                      extra=("-d", "guest_errors")) == [
         "/opt/q", "-machine", "microbit", "-nographic", "-monitor", "none",
-        "-serial", "tcp:127.0.0.1:1,server=on,wait=on",
+        "-serial", "tcp:127.0.0.1:1,server=on,wait=on,nodelay=on",
         "-semihosting-config", "enable=on,target=native",
         "-d", "guest_errors", "-kernel", "a.elf",
     ]

@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 RANDOM_INPUT_SEED = 0
 #: Emulators ``run`` knows.
 EMULATORS = ("qemu", "renode")
-#: Environment variable overriding the build cache folder.
-CACHE_ENV = "TINYQ_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -52,19 +50,9 @@ class RunOptions:
     samples: int = 1                    # random inputs to try when no inputs are given
     flash: bool = True                  # on a board: flash the firmware first
     baud: int | None = None             # serial baud (default: the board profile's)
-    cache_dir: Path | None = None       # build cache (default: ~/.cache/tinyq/builds)
+    build: Any = None                   # tinyq.build.BuildOptions, or None for defaults
     timeouts: Timeouts = field(default_factory=Timeouts)
     generate: Any = None                # tinyq.codegen.GenerateOptions, or None for defaults
-
-
-@dataclass(frozen=True)
-class Firmware:
-    """The ELF ``run`` executed and what it was built from."""
-
-    elf: Path
-    project: Path
-    digest: str                         # content hash of the rendered project (cache key)
-    cached: bool                        # True when the build came from the cache
 
 
 @dataclass(frozen=True)
@@ -95,7 +83,7 @@ class RunResult:
     max_lsb_diff: int                   # largest |device - TFLM| in output quanta
     samples: tuple[SampleResult, ...]
     input_source: str                   # where the inputs came from
-    firmware: Firmware
+    firmware: Any                       # tinyq.build.Firmware (ELF, sizes, cache state)
 
     @property
     def instructions(self) -> int | None:
@@ -128,44 +116,22 @@ class RunResult:
             "device": self.device,
             "input": self.input_source,
             "firmware": str(self.firmware.elf),
+            "flash_bytes": self.firmware.flash_bytes,
+            "code_bytes": self.firmware.code_bytes,
+            "model_bytes": self.firmware.model_bytes,
         }
         return out
 
 
 # -- building -----------------------------------------------------------------------
 
-def cache_root(options: RunOptions) -> Path:
-    if options.cache_dir is not None:
-        return Path(options.cache_dir)
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "tinyq" / "builds"
-
-
 def build_firmware(model_path: Path, board: Board, runtime: str, options: RunOptions,
-                   progress: ProgressFn = null_progress) -> Firmware:
-    """Generate and build, reusing an earlier build of byte-identical sources."""
-    from tinyq import build as build_mod
-    from tinyq.codegen import (
-        GenerateOptions,
-        files_digest,
-        render_model_project,
-        write_project,
-    )
+                   progress: ProgressFn = null_progress):
+    """Generate and build (tinyq.build caches by the content hash of the rendered project)."""
+    from tinyq.build import BuildOptions, build
 
-    gen_options = options.generate or GenerateOptions()
-    files, _info, _rt, _board = render_model_project(model_path, board, runtime, gen_options,
-                                                     progress)
-    digest = files_digest(files)
-    project = cache_root(options) / f"{board.name}-{runtime}-{digest[:16]}"
-    elf = project / "build" / "app.elf"
-    if elf.is_file():
-        progress(ProgressEvent("build", f"using the cached build {project}"))
-        return Firmware(elf=elf, project=project, digest=digest, cached=True)
-    write_project(files, project, force=True)
-    built = build_mod.build(project, progress=progress)
-    return Firmware(elf=Path(built.elf), project=project, digest=digest, cached=False)
+    return build(model_path, board, runtime=runtime, options=options.generate,
+                 build_options=options.build or BuildOptions(), progress=progress)
 
 
 # -- inputs and outputs -------------------------------------------------------------
@@ -418,4 +384,4 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         input_source=source, firmware=firmware)
 
 
-__all__ = ["Firmware", "RunOptions", "RunResult", "SampleResult", "run", "run_on_device"]
+__all__ = ["RunOptions", "RunResult", "SampleResult", "run", "run_on_device"]
