@@ -1,0 +1,113 @@
+"""``tinyq run``: build, run on QEMU or a board, and check the outputs against TFLM."""
+
+from __future__ import annotations
+
+HELP = ("build a model for a board, run it in QEMU or on the board, and compare its raw "
+        "outputs with the tflite-micro interpreter")
+
+
+def add_arguments(p) -> None:
+    from tinyq.codegen import RUNTIMES
+    from tinyq.run import EMULATORS, RANDOM_INPUT_SEED
+
+    p.add_argument("model", help="the int8 .tflite model")
+    p.add_argument("--board", required=True, help="board name (see `tinyq boards`) or TOML file")
+    p.add_argument("--emulator", choices=EMULATORS,
+                   help="run in this emulator (default for emulator-only boards: qemu)")
+    p.add_argument("--port", help="run on a board at this serial port (e.g. /dev/ttyACM0)")
+    p.add_argument("--baud", type=int, help="serial baud rate (default: the board profile's)")
+    p.add_argument("--no-flash", action="store_true",
+                   help="with --port: the board already runs this firmware; do not flash it")
+    p.add_argument("--runtime", default="native", choices=RUNTIMES,
+                   help="runtime to build (default native)")
+    p.add_argument("--input", metavar="DATA",
+                   help="input samples (.npy/.npz or any format `tinyq.data` reads); "
+                        f"default: random inputs from seed {RANDOM_INPUT_SEED}")
+    p.add_argument("--samples", type=int, default=1,
+                   help="random inputs to try when --input is not given (default 1)")
+    p.add_argument("--seed", type=int, default=RANDOM_INPUT_SEED,
+                   help=f"seed of the random inputs (default {RANDOM_INPUT_SEED})")
+    p.add_argument("--runs", type=int, default=1,
+                   help="timed inferences on the first input; the median is reported (default 1)")
+    p.add_argument("--warmup", type=int, default=0, help="untimed inferences before them")
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite the --json file")
+
+
+def load_inputs(path: str):
+    """The samples in ``path``: tinyq.data's reader when installed, else .npy/.npz here."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from tinyq.errors import DataError
+
+    try:
+        from tinyq.data import load_data
+    except ModuleNotFoundError as exc:
+        if exc.name != "tinyq.data":
+            raise
+        load_data = None
+    if load_data is not None:
+        data = load_data(path)
+        return getattr(data, "x", data)
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"input data {file} not found", hint="pass an existing .npy or .npz file")
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {file} as .npy/.npz: {exc}",
+                        hint="save the inputs with numpy.save or numpy.savez") from exc
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        key = "x" if "x" in loaded.files else (loaded.files[0] if loaded.files else None)
+        if key is None:
+            raise DataError(f"{file} holds no arrays", hint="save the inputs under the key 'x'")
+        return loaded[key]
+
+
+def run(args, ui) -> int:
+    import json
+    from pathlib import Path
+
+    from tinyq.codegen import GenerateOptions
+    from tinyq.fileio import check_output, write_text
+    from tinyq.run import RunOptions
+    from tinyq.run import run as run_model
+
+    if args.json:
+        check_output(Path(args.json), args.force)     # refuse before minutes of work
+    inputs = load_inputs(args.input) if args.input else None
+    options = RunOptions(runs=args.runs, warmup=args.warmup, seed=args.seed,
+                         samples=args.samples, flash=not args.no_flash, baud=args.baud,
+                         generate=GenerateOptions())
+    result = run_model(args.model, args.board, emulator=args.emulator, port=args.port,
+                       inputs=inputs, runtime=args.runtime, options=options,
+                       progress=ui.progress)
+    unit = result.unit
+    note = " (QEMU icount: 1 instruction = 1 ns of virtual time)" if result.emulated else ""
+    ui.print(f"{Path(result.model).name} on {result.board} ({result.runtime}) via {result.device}")
+    matched = sum(s.outputs_match for s in result.samples)
+    ui.table(("measure", "value"), [
+        (f"{unit} per inference", f"{result.per_inference:,}{note}"),
+        ("timed runs", f"{len(result.ticks)} (median; ticks at {result.tick_hz:,} Hz "
+                       f"{result.counter})"),
+        ("arena", f"{result.arena_bytes:,} bytes"),
+        ("stack peak", f"{result.stack_peak:,} bytes"),
+        ("static RAM", f"{result.static_ram:,} bytes"),
+        ("flash", f"{result.firmware.flash_bytes:,} bytes"),
+        ("inputs", result.input_source),
+        ("outputs vs TFLM", f"{'identical' if result.outputs_match else 'DIFFERENT'} "
+                            f"({matched}/{len(result.samples)} samples byte-identical, "
+                            f"max {result.max_lsb_diff} LSB)"),
+    ], align="ll")
+    if args.json:
+        write_text(Path(args.json), json.dumps(result.to_json(), indent=2) + "\n")
+        ui.print(f"wrote {args.json}")
+    if not result.outputs_match:
+        ui.error(f"the device's outputs differ from TFLM's by up to {result.max_lsb_diff} LSB "
+                 "— a runtime bug: please report it with this model")
+        return 1
+    return 0
