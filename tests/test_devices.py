@@ -324,3 +324,75 @@ def test_renode_launches_and_is_reaped(tiny_elfs):
         with pytest.raises(DeviceTimeoutError):
             dev.readline(0.5)
     _assert_reaped(pid, port)
+
+
+# -- faults through the real harness (tq_main.c + D1's test runtime) -------------------
+
+FIXTURE = Path(__file__).parent / "fixtures" / "test_runtime.c"
+
+
+def _harness_elf(out: Path, runtime_text: str) -> Path:
+    from tinyq import boards
+    from tinyq.codegen import (
+        GenerateOptions,
+        ModelInfo,
+        RuntimeSources,
+        render_project,
+        write_project,
+    )
+
+    files = render_project(
+        boards.load("mps2-an385"),
+        RuntimeSources(name="test", files={"test_runtime.c": runtime_text}, arena_bytes=32),
+        ModelInfo(name="t", sha256="7e5700000001" + "0" * 52, input_bytes=16, num_layers=2),
+        GenerateOptions(semihosting=True))
+    project = write_project(files, out)
+    done = subprocess.run(["make", "-C", str(project), "-j2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return project / "build" / "app.elf"
+
+
+@pytest.fixture(scope="module")
+def faulty_elfs(tmp_path_factory):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm", "make")
+    base = FIXTURE.read_text()
+    marker = "int tq_invoke(void)\n{\n"
+    assert marker in base, "tests/fixtures/test_runtime.c changed: update this test"
+    d = tmp_path_factory.mktemp("harness")
+    return {
+        # ~4e9 instructions per inference: QEMU runs it for seconds, the host gives up first
+        "hang": _harness_elf(d / "hang", "#define TQ_TEST_SPIN 0x7FFFFFFFu\n" + base),
+        # an undefined instruction in the runtime: HardFault report, then QEMU exits
+        "fault": _harness_elf(d / "fault", base.replace(
+            marker, marker + '    __asm volatile(".syntax unified\\n udf #0");\n')),
+    }
+
+
+@pytest.mark.qemu
+def test_firmware_that_hangs_mid_command_times_out_and_qemu_is_reaped(faulty_elfs):
+    dev = QemuDevice(faulty_elfs["hang"], "mps2-an385")
+    start = time.monotonic()
+    with pytest.raises(DeviceTimeoutError, match=r"^no m-ready from QEMU mps2-an385 .* within "
+                       r"1\.01 s after 'infer 1 0'; last line 'm-lap-us-\d+' — the firmware hung"):
+        with dev:
+            pid, port = dev.pid, dev.tcp_port
+            client = Client(dev, timeouts=Timeouts(infer=1.0, infer_per_run=0.01))
+            client.wait_ready()
+            client.load_input(bytes(16))
+            client.infer(1, 0)
+    assert time.monotonic() - start < 10
+    _assert_reaped(pid, port)
+
+
+@pytest.mark.qemu
+def test_hardfault_is_reported_with_the_firmware_words(faulty_elfs):
+    with QemuDevice(faulty_elfs["fault"], "mps2-an385") as dev:
+        pid, port = dev.pid, dev.tcp_port
+        client = Client(dev)
+        client.wait_ready()
+        client.load_input(bytes(16))
+        with pytest.raises(DeviceError, match=r"^QEMU mps2-an385 .* failed during 'infer 1 0': "
+                           r"HardFault pc=0x[0-9a-f]+.*; then QEMU mps2-an385 .* exited with "
+                           r"code 2 during the run — the firmware crashed"):
+            client.infer(1, 0)
+    _assert_reaped(pid, port)

@@ -292,3 +292,12 @@ def test_exit_emulator_then_the_link_is_gone():
     client = booted()
     client.exit_emulator(0)
     _raises(DeviceError, "disconnected", client.name, 1.0)
+
+
+def test_crash_report_then_disconnect_leads_with_the_firmware_words():
+    client = booted(Fault("crash", "infer"))
+    client.load_input(b"\1\2\3\4")
+    err = _raises(DeviceError, r"^fake0 failed during 'infer 1 0': HardFault pc=0x00000456 "
+                  r"lr=0x00000123; then fake0 disconnected .* — the firmware crashed: usually "
+                  r"a stack overflow", lambda: client.infer(1, 0), 1.0)
+    assert err.device_error.startswith("HardFault")

@@ -252,7 +252,9 @@ class Client:
             except DeviceTimeoutError as exc:
                 partial = getattr(exc, "partial", "")
                 last = answer[-1] if answer else ""
-                if partial:
+                if errors:
+                    seen = f"; it reported {self._errors_text(errors)}"
+                elif partial:
                     seen = f"; got a truncated line {partial!r}"
                 elif last:
                     seen = f"; last line {last!r}"
@@ -261,6 +263,15 @@ class Client:
                 raise DeviceTimeoutError(
                     f"no m-ready from {self.port} within {limit:g} s after '{shown}'{seen}",
                     hint=self._hang_hint(), port=self.port, command=cmd) from exc
+            except DeviceError as exc:
+                if not errors:
+                    raise
+                # The firmware said why before the link went (a HardFault report, then
+                # the emulator exits): lead with the firmware's words.
+                raise DeviceError(
+                    f"{self.port} failed during '{shown}': {self._errors_text(errors)}; "
+                    f"then {exc.message}", hint=self._crash_hint(errors), port=self.port,
+                    command=cmd, device_error=self._errors_text(errors)) from exc
             text = line.strip()
             if not text:
                 continue
@@ -269,9 +280,10 @@ class Client:
                     f"garbled data from {self.port} in the answer to '{shown}': {text[:60]!r}",
                     hint=self._garble_hint(), port=self.port, command=cmd, line=text)
             if _BANNER.match(text):
+                said = f" after reporting {self._errors_text(errors)}" if errors else ""
                 raise ProtocolError(
-                    f"{self.port} reset while running '{shown}' (boot banner {text!r} seen again)",
-                    hint=self._reset_hint(), port=self.port, command=cmd)
+                    f"{self.port} reset while running '{shown}'{said} (boot banner {text!r} "
+                    "seen again)", hint=self._reset_hint(), port=self.port, command=cmd)
             if text == READY:
                 break
             if text.startswith("e-"):
@@ -287,7 +299,7 @@ class Client:
                         f"answer to '{shown}' (e.g. {text[:60]!r})",
                         hint=self._garble_hint(), port=self.port, command=cmd)
         if errors:
-            detail = "; ".join(_unbracket(e[2:].strip()) for e in errors)
+            detail = self._errors_text(errors)
             if "Unknown command" in detail:
                 hint = ("the firmware on the device is not tinyq firmware (or is older): "
                         "flash the firmware tinyq built")
@@ -297,6 +309,16 @@ class Client:
                                 port=self.port, command=cmd, device_error=detail)
         log.debug("%s %r -> %r", self.port, cmd[:30], answer)
         return answer
+
+    @staticmethod
+    def _errors_text(errors: list[str]) -> str:
+        return "; ".join(_unbracket(e[2:].strip()) for e in errors)
+
+    def _crash_hint(self, errors: list[str]) -> str:
+        if any("HardFault" in e for e in errors):
+            return ("the firmware crashed: usually a stack overflow or too small an arena; "
+                    "rebuild with a larger stack_bytes, and report it if it persists")
+        return self.device.disconnect_hint
 
     def _hang_hint(self) -> str:
         if self.device.is_emulated:

@@ -220,10 +220,15 @@ class EmulatorDevice(StreamDevice):
         return DeviceError(f"{self.port} exited with code {rc} {when}{detail}",
                            hint=hint, port=self.port, returncode=rc)
 
+    #: Lines of the emulator's output that are routine, not a diagnosis.
+    output_noise: tuple[str, ...] = ()
+
     def output_tail(self) -> str:
         """The last characters the emulator wrote to stdout/stderr, on one line."""
         text = self._last_output if self._output is None else _read_all(self._output)
-        return " ".join(text.split())[-OUTPUT_TAIL_CHARS:]
+        lines = [line for line in text.splitlines()
+                 if line.strip() and not any(n in line for n in self.output_noise)]
+        return " ".join(" ".join(lines).split())[-OUTPUT_TAIL_CHARS:]
 
     @property
     def pid(self) -> int | None:
@@ -269,6 +274,8 @@ class EmulatorDevice(StreamDevice):
         if output is not None:
             self._last_output = _read_all(output)
             output.close()
+            if self._last_output.strip():
+                log.debug("%s output:\n%s", self.emulator_name, self._last_output.rstrip())
 
     def __del__(self) -> None:  # last resort; close() is the contract
         with contextlib.suppress(Exception):

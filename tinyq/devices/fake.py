@@ -32,6 +32,7 @@ FAULT_KINDS = (
     "reset",       # start answering, then reboot (banner again)
     "disconnect",  # the link drops (cable pulled, emulator died)
     "error",       # answer e-[...] (and m-ready)
+    "crash",       # report a HardFault (e-[...]), then the link drops (QEMU exits)
 )
 
 
@@ -212,6 +213,9 @@ class FakeDevice(Device):
             self._out.extend(answer[:1])
             self._boot()
         elif kind == "disconnect":
+            self._dead = True
+        elif kind == "crash":
+            self._out.extend([*answer[:1], "e-[HardFault pc=0x00000456 lr=0x00000123]"])
             self._dead = True
         elif kind == "error":
             self._out.extend(["e-[fake failure]", "m-ready"])

@@ -57,6 +57,7 @@ class QemuDevice(EmulatorDevice):
     binary = QEMU_BINARY
     install_hint = QEMU_INSTALL_HINT
     disconnect_hint = "the firmware or QEMU crashed; rerun with --verbose for QEMU's messages"
+    output_noise = ("QEMU waiting for connection",)
 
     def __init__(self, elf: str | os.PathLike[str], machine: str, *,
                  qemu: str = QEMU_BINARY, icount: bool = True,
