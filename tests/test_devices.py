@@ -396,3 +396,17 @@ def test_hardfault_is_reported_with_the_firmware_words(faulty_elfs):
                            r"code 2 during the run — the firmware crashed"):
             client.infer(1, 0)
     _assert_reaped(pid, port)
+
+
+@pytest.mark.qemu
+def test_qemu_left_open_is_reaped_at_interpreter_exit(tiny_elfs):
+    import sys
+
+    script = ("import sys\nfrom tinyq.devices.qemu import QemuDevice\n"
+              f"dev = QemuDevice({str(tiny_elfs['silent'])!r}, 'mps2-an385')\n"
+              "dev.open()\nprint(dev.pid, dev.tcp_port, flush=True)\nsys.exit(0)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    pid, port = (int(x) for x in done.stdout.split())
+    _assert_reaped(pid, port)
