@@ -137,3 +137,21 @@ def test_device_choice_errors(tmp_path):
     with pytest.raises(UserInputError, match="has no Renode platform"):
         open_device(BOARD, elf, "renode", None, RunOptions())
     assert open_device(BOARD, elf, None, "/dev/ttyX", RunOptions()).baud == 115200
+
+
+def test_json_on_hardware_reports_cycles_and_milliseconds():
+    from types import SimpleNamespace
+
+    from tinyq.run import RunResult
+
+    fw = SimpleNamespace(elf="app.elf", flash_bytes=10, code_bytes=6, model_bytes=4)
+    result = RunResult(
+        board="b", runtime="native", device="/dev/ttyACM0", emulated=False, model="m.tflite",
+        model_id="0123456789ab", unit="cycles", per_inference=80_000, ticks=(80_000,),
+        tick_hz=80_000_000, counter="dwt", core_hz=80_000_000, arena_bytes=100, stack_peak=50,
+        static_ram=20, outputs_match=True, max_lsb_diff=0, samples=(), input_source="random",
+        firmware=fw)
+    record = result.to_json()
+    assert record["cycles"] == 80_000 and "instructions" not in record
+    assert record["ms"] == 1.0
+    assert result.cycles == 80_000 and result.instructions is None

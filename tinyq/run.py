@@ -76,6 +76,7 @@ class RunResult:
     ticks: tuple[int, ...]              # raw counter ticks of each timed run (first input)
     tick_hz: int
     counter: str
+    core_hz: int                        # the board's core clock (cycles -> milliseconds)
     arena_bytes: int
     stack_peak: int
     static_ram: int
@@ -101,6 +102,8 @@ class RunResult:
             self.unit: self.per_inference,
             "unit": self.unit,
             "emulated": self.emulated,
+            "ms": (None if self.emulated or not self.core_hz
+                   else round(self.per_inference * 1000 / self.core_hz, 4)),
             "arena_bytes": self.arena_bytes,
             "stack_peak_bytes": self.stack_peak,
             "static_ram_bytes": self.static_ram,
@@ -377,7 +380,8 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
     return RunResult(
         board=board_obj.name, runtime=runtime, device=device.port, emulated=device.is_emulated,
         model=str(path), model_id=ident.model_id, unit=unit, per_inference=per_inference,
-        ticks=ticks, tick_hz=tick_hz, counter=counter, arena_bytes=mem.arena,
+        ticks=ticks, tick_hz=tick_hz, counter=counter, core_hz=board_obj.clock_hz,
+        arena_bytes=mem.arena,
         stack_peak=mem.stack_peak, static_ram=int(mem.extra.get("static", 0)),
         outputs_match=all(s.outputs_match for s in results),
         max_lsb_diff=max(s.max_lsb_diff for s in results), samples=tuple(results),
