@@ -155,16 +155,40 @@ def import_qat_stack():
 
 
 @contextlib.contextmanager
+def _capture_fd(fd: int) -> Any:
+    """Collect what C code writes to file descriptor ``fd``; the text lands in the yielded list."""
+    import sys
+    import tempfile
+
+    sink: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(fd)
+        try:
+            os.dup2(tmp.fileno(), fd)
+            yield sink
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+@contextlib.contextmanager
 def _quiet() -> Any:
-    """Collect what TensorFlow prints (Python stdout and C-level stderr) into the debug log."""
-    from tinyq.interpreters import capture_fd2
+    """Send what TensorFlow prints (Python and C-level stdout/stderr, warnings) to the debug log."""
+    import warnings
 
     buffer = io.StringIO()
-    with capture_fd2() as native, contextlib.redirect_stdout(buffer):
+    with _capture_fd(1) as out, _capture_fd(2) as err, contextlib.redirect_stdout(buffer), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         yield
-    text = (buffer.getvalue() + "".join(native)).strip()
-    if text:
-        log.debug("TensorFlow said:\n%s", text)
+    text = "\n".join(t.strip() for t in [buffer.getvalue(), *out, *err] if t.strip())
+    text += "".join(f"\nwarning: {w.message}" for w in caught)
+    if text.strip():
+        log.debug("TensorFlow said:\n%s", text.strip())
 
 
 # --------------------------------------------------------------------------- data
@@ -269,9 +293,9 @@ def fine_tune(tfk_model, x: np.ndarray, y: np.ndarray, options: QatOptions,
                 f"accuracy {stats.accuracy:.4f}{val_text}",
                 done=stats.epoch, total=options.epochs))
 
-    with _quiet():
-        q_model.fit(x, y, epochs=options.epochs, batch_size=options.batch_size,
-                    validation_data=val, shuffle=True, verbose=0, callbacks=[_Progress()])
+    # not inside _quiet(): the progress callback may write to the terminal
+    q_model.fit(x, y, epochs=options.epochs, batch_size=options.batch_size,
+                validation_data=val, shuffle=True, verbose=0, callbacks=[_Progress()])
     return q_model, tuple(history)
 
 
@@ -360,6 +384,14 @@ class _Prepared:
     calib: np.ndarray
 
 
+def _input_shape(model) -> tuple[int | None, ...]:
+    inputs = list(getattr(model, "inputs", None) or [])
+    if len(inputs) != 1:
+        raise UnsupportedError(f"tinyq qat handles models with one input; this one has "
+                               f"{len(inputs)}", hint="quantize it with `tinyq quantize`")
+    return tuple(None if d is None else int(d) for d in inputs[0].shape[1:])
+
+
 def _prepare(model_path, train, options: QatOptions, calib, val,
              progress: ProgressFn) -> _Prepared:
     import_qat_stack()  # fail early, before any work, when the extra is missing
@@ -372,6 +404,15 @@ def _prepare(model_path, train, options: QatOptions, calib, val,
     va = _arrays(val, "validation data") if val is not None else None
     y_val = class_labels(va.y, "validation data") if va is not None else None
     cal = _arrays(calib, "calibration data").x if calib is not None else tr.x
+    want = _input_shape(model)
+    for what, arr in (("training data", tr.x), ("validation data", va.x if va else None),
+                      ("calibration data", cal)):
+        if arr is not None and (arr.ndim != len(want) + 1 or any(
+                w is not None and w != a for w, a in zip(want, arr.shape[1:], strict=False))):
+            raise DataError(f"{what} has samples of shape {tuple(arr.shape[1:])}, the model "
+                            f"input is {want}", hint="pass data shaped like the model input")
+    if len(tr.x) == 0:
+        raise DataError("the training data holds no samples", hint="pass a non-empty --train")
     tfk_model, carry_diff = to_tf_keras(model, tr.x[:8], progress)
     classes = int(np.prod(tfk_model.outputs[0].shape[1:]))
     _check_labels(y_train, classes, "training data")

@@ -63,6 +63,10 @@ def run(args, ui) -> int:
     if result.carried_from_keras3:
         ui.print(f"Keras 3 model rebuilt in tf-keras for QAT (max output difference "
                  f"{result.carry_max_abs_diff:.3g})")
+    ui.table(["epoch", "loss", "accuracy", "val accuracy"],
+             [(h.epoch, f"{h.loss:.4f}", _pct(h.accuracy), _pct(h.val_accuracy))
+              for h in result.history], align="rrrr")
+    ui.print()
     where = ("held-out validation data" if result.eval_on == "validation"
              else "the TRAINING data (pass --val for a held-out figure)")
     ui.print(f"accuracy on {where}, {result.eval_samples} samples; int8 rows measured on the "
