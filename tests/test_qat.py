@@ -168,8 +168,9 @@ def qat_case(keras):
 
     rng = np.random.default_rng(3)
     L = keras.layers
-    model = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(4, 3, activation="relu"),
-                              L.Flatten(), L.Dense(3)])
+    model = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(4, 3), L.BatchNormalization(),
+                              L.ReLU(), L.Flatten(), L.Dense(3)])
+    _randomize_bn(model.layers[1], rng)  # tfmot folds Conv2D+BatchNormalization
     x = rng.random((96, 6, 6, 1), dtype=np.float32)
     y = (x[:, :3, :, 0].mean(axis=(1, 2)) > x[:, 3:, :, 0].mean(axis=(1, 2))).astype(np.int64)
     y[::7] = 2

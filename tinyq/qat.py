@@ -239,6 +239,19 @@ def _output_is_probability(tfk_model) -> bool:
     return getattr(last, "get_config", dict)().get("activation") == "softmax"
 
 
+#: tfmot folds a BatchNormalization into the convolution right before it (its transforms).
+_BN_FOLD_INTO = ("Conv2D", "DepthwiseConv2D")
+
+
+def _folded_batch_norm(layer) -> bool:
+    """A BatchNormalization fed only by a Conv2D/DepthwiseConv2D: tfmot handles the pair."""
+    if type(layer).__name__ != "BatchNormalization":
+        return False
+    nodes = getattr(layer, "_inbound_nodes", [])
+    inbound = [getattr(n, "inbound_layers", None) for n in nodes]
+    return len(inbound) == 1 and type(inbound[0]).__name__ in _BN_FOLD_INTO
+
+
 def check_quantizable(tfk_model) -> None:
     """Every layer has a fake-quant recipe in tfmot's default 8-bit scheme; else name them all."""
     import_qat_stack()
@@ -248,7 +261,8 @@ def check_quantizable(tfk_model) -> None:
 
     registry = registry_module.Default8BitQuantizeRegistry()
     missing = [f"'{layer.name}' ({type(layer).__name__})" for layer in tfk_model.layers
-               if type(layer).__name__ != "InputLayer" and not registry.supports(layer)]
+               if type(layer).__name__ != "InputLayer" and not registry.supports(layer)
+               and not _folded_batch_norm(layer)]
     if missing:
         raise UnsupportedError(
             f"QAT (tfmot default 8-bit scheme) has no fake-quant recipe for: {', '.join(missing)}",
