@@ -22,7 +22,9 @@ extern "C" {
 #if defined(__GNUC__) || defined(__clang__)
 #define TQ_ALIGN(n) __attribute__((aligned(n)))
 #define TQ_INLINE static inline __attribute__((always_inline))
+#define TQ_NOINLINE __attribute__((noinline))
 #else
+#define TQ_NOINLINE
 #define TQ_ALIGN(n)
 #define TQ_INLINE static inline
 #endif
@@ -37,25 +39,29 @@ extern "C" {
 
 /* TFLM MultiplyByQuantizedMultiplier with gemmlowp double rounding
  * (TFLITE_SINGLE_ROUNDING off): left shift, saturating rounding doubling
- * high multiply, rounding divide by a power of two. shift > 0 is a left shift. */
+ * high multiply, rounding divide by a power of two. shift > 0 is a left shift.
+ *
+ * Branch-free forms of gemmlowp's steps, equal for every int32 input:
+ * - SaturatingRoundingDoublingHighMul(a, m), m >= 0 (never saturates):
+ *   trunc((a*m + (a*m >= 0 ? 2^30 : 1 - 2^30)) / 2^31) == (a*m + 2^30) >> 31
+ *   (for a negative numerator, trunc(N / 2^31) == floor((N + 2^31 - 1) / 2^31));
+ * - RoundingDivideByPOT(x, e), e > 0: (x >> e) + (remainder > threshold) ==
+ *   (x >> e) + ((rem + 2^(e-1) - (x < 0)) >> e) with rem = x & (2^e - 1),
+ *   computed in uint32 so it cannot overflow. */
 TQ_INLINE int32_t tq_mul_by_quantized_mul(int32_t x, int32_t mult, int32_t shift)
 {
     const int32_t left = shift > 0 ? shift : 0;
     const int32_t right = shift > 0 ? 0 : -shift;
     const int32_t a = (int32_t)((uint32_t)x << left);
-    const int64_t ab = (int64_t)a * (int64_t)mult;
-    /* SaturatingRoundingDoublingHighMul: mult >= 0, so a*mult never saturates. */
-    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (int64_t)(1 - (1 << 30));
-    const int64_t sum = ab + nudge;
-    /* C division truncates toward zero, as gemmlowp's does. */
-    int32_t hi = (int32_t)(sum >= 0 ? (sum >> 31) : -((-sum) >> 31));
+    const int32_t hi = (int32_t)(((int64_t)a * (int64_t)mult + ((int64_t)1 << 30)) >> 31);
+    if (right == 0) {
+        return hi;
+    }
     {
         const uint32_t mask = ((uint32_t)1 << right) - 1u;
-        const uint32_t rem = (uint32_t)hi & mask;
-        const uint32_t threshold = (mask >> 1) + (hi < 0 ? 1u : 0u);
-        hi = (hi >> right) + (rem > threshold ? 1 : 0);
+        const uint32_t half = ((uint32_t)1 << (right - 1)) - (uint32_t)(hi < 0);
+        return (hi >> right) + (int32_t)((((uint32_t)hi & mask) + half) >> right);
     }
-    return hi;
 }
 
 TQ_INLINE int32_t tq_clamp(int32_t v, int32_t lo, int32_t hi)
