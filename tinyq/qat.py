@@ -120,15 +120,37 @@ class QatResult:
 
 # --------------------------------------------------------------------------- imports
 
+#: (module, pip package) of the [qat] extra.
+_QAT_MODULES = (("tensorflow", "tensorflow"), ("tf_keras", "tf-keras"),
+                ("tensorflow_model_optimization", "tensorflow-model-optimization"))
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def import_qat_stack():
     """``(tensorflow, tf_keras, tensorflow_model_optimization)``, leaving ``tf.keras`` alone.
 
     Raises :class:`ToolNotFoundError` naming the ``[qat]`` extra when any is missing.
     """
+    missing = [package for module, package in _QAT_MODULES if not _importable(module)]
+    if missing:  # say it before the slow TensorFlow import
+        raise ToolNotFoundError(f"{', '.join(missing)} not installed", hint=QAT_INSTALL_HINT,
+                                tool=missing[0])
     try:
         import tensorflow as tf
     except ImportError as exc:
-        raise ToolNotFoundError("TensorFlow is not installed", hint=QAT_INSTALL_HINT,
+        raise ToolNotFoundError(f"TensorFlow does not import: {exc}", hint=QAT_INSTALL_HINT,
                                 tool="tensorflow") from exc
     tfk = import_tf_keras()
     saved = os.environ.get(_LEGACY_ENV)
