@@ -20,6 +20,9 @@ Held-out data: a stratified 40% test split, used for per-epoch validation and fo
 the reported accuracies; no model selection uses it (the last epoch is converted).
 The int8 accuracies come from the tflite-micro interpreter (real TFLM on the host).
 With ``--control`` the same is run on the un-rebalanced model (PTQ already fine).
+A second control ("float FT") fine-tunes the rebalanced model for the same epochs
+*without* fake quantization and then applies PTQ, so the QAT gain is not mistaken
+for the effect of extra training.
 """
 
 from __future__ import annotations
@@ -94,6 +97,26 @@ def run_case(name: str, model_path: Path, data, seeds, epochs: int, lr: float) -
     return rows
 
 
+def float_finetune_ptq(model_path: Path, data, seed: int, epochs: int, lr: float,
+                       out: Path) -> tuple[float, float]:
+    """Control for "QAT is just more training": the same fine-tuning without fake
+    quantization, then post-training int8. Returns (float accuracy, PTQ int8 accuracy)."""
+    import keras
+
+    from tinyq.qat import accuracy, int8_predict, ptq_int8
+
+    x_train, x_test, y_train, y_test = data
+    keras.utils.set_random_seed(seed)
+    model = keras.models.load_model(model_path)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x_train, y_train, epochs=epochs, batch_size=32, shuffle=True, verbose=0)
+    tuned = out / f"float_finetuned_seed{seed}.keras"
+    model.save(tuned)
+    float_acc = accuracy(np.asarray(model(x_test)), y_test)
+    return float_acc, accuracy(int8_predict(ptq_int8(tuned, x_train[:200]), x_test), y_test)
+
+
 def native_check(tflite: bytes, x) -> str:
     """Compare the QAT model on tinyq's native runtime (host build) with TFLM, every sample."""
     try:
@@ -155,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     model.save(out / "model.keras")
     rows += run_case(f"spread {args.spread:g}", out / "model.keras", data, args.seeds,
                      args.epochs, args.lr)
+    controls = []
+    for seed in args.seeds:
+        controls.append(float_finetune_ptq(out / "model.keras", data, seed, args.epochs,
+                                           args.lr, out))
+        print(f"control: same fine-tuning without fake quant, seed {seed}: float "
+              f"{controls[-1][0]:.4f}, then PTQ int8 {controls[-1][1]:.4f}", flush=True)
 
     print()
     print(f"{'case':<11} {'float':>7} {'PTQ int8':>9} {'QAT int8 (mean, min..max)':>27}")
@@ -165,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<11} {results[0].float_accuracy:7.4f} "
               f"{'n/a' if ptq is None else f'{ptq:.4f}':>9} "
               f"{np.mean(qat_accs):>11.4f} ({min(qat_accs):.4f}..{max(qat_accs):.4f})")
+    ft_float, ft_ptq = (np.array([c[i] for c in controls]) for i in (0, 1))
+    print(f"{'float FT':<11} {np.mean(ft_float):7.4f} {np.mean(ft_ptq):>9.4f} "
+          f"{'-':>11}   (spread case fine-tuned in float, then PTQ; mean over seeds, "
+          f"PTQ {ft_ptq.min():.4f}..{ft_ptq.max():.4f})")
     last = rows[-1][2]
     (out / "qat.tflite").write_bytes(last.tflite)
     print(native_check(last.tflite, x_test))
