@@ -40,3 +40,15 @@ def test_every_lowering_has_random_cases():
     # EXPAND_DIMS shares RESHAPE's lowering (and its cases)
     missing = sorted(set(LOWERINGS) - set(CASES) - {"EXPAND_DIMS"})
     assert not missing, f"ops without random bit-exactness cases: {missing}"
+
+
+#: ops whose kernels have a SIMD (Cortex-M DSP) path
+SIMD_OPS = ("CONV_2D", "FULLY_CONNECTED")
+
+
+@pytest.mark.parametrize("opcode", SIMD_OPS)
+def test_simd_path_is_bit_exact_with_tflm(opcode):
+    """The DSP code paths, run on the host with portable stand-ins for SXTB16/SMLAD."""
+    results = run_cases(opcode, CASES_PER_OP, seed=77, defines=("TQ_SIMD_EMULATE",))
+    bad = [r for r in results if not r.identical]
+    assert not bad, f"{len(bad)} {opcode} cases differ, e.g. {bad[0].label}"

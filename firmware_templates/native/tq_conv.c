@@ -107,6 +107,33 @@ static TQ_NOINLINE void mac_2x2(const int8_t *TQ_RESTRICT a, const int8_t *TQ_RE
 {
     int32_t s00 = acc[0], s01 = acc[1], s10 = acc[2], s11 = acc[3];
     const int8_t *end = a + n;
+#ifdef TQ_SIMD
+    const int8_t *end4 = a + (n & ~(int32_t)3);
+    while (a < end4) {
+        /* 4 taps: even lanes (0, 2) then odd lanes (1, 3) of each word */
+        const uint32_t uw = tq_load32(u), vw = tq_load32(v);
+        const uint32_t ue = tq_sxtb16(uw), uo = tq_sxtb16_ror8(uw);
+        const uint32_t ve = tq_sxtb16(vw), vo = tq_sxtb16_ror8(vw);
+        uint32_t w = tq_load32(a), t;
+        t = tq_sxtb16(w);
+        s00 = tq_smlad(t, ue, s00);
+        s01 = tq_smlad(t, ve, s01);
+        t = tq_sxtb16_ror8(w);
+        s00 = tq_smlad(t, uo, s00);
+        s01 = tq_smlad(t, vo, s01);
+        w = tq_load32(b);
+        t = tq_sxtb16(w);
+        s10 = tq_smlad(t, ue, s10);
+        s11 = tq_smlad(t, ve, s11);
+        t = tq_sxtb16_ror8(w);
+        s10 = tq_smlad(t, uo, s10);
+        s11 = tq_smlad(t, vo, s11);
+        a += 4;
+        b += 4;
+        u += 4;
+        v += 4;
+    }
+#endif
     while (a < end) {
         const int32_t av = *a++;
         const int32_t bv = *b++;

@@ -22,6 +22,17 @@ void tq_fully_connected_s8(const tq_fc_params *p, const int8_t *input, const int
             const int8_t *TQ_RESTRICT w1 = w0 + n;
             int32_t a0 = p->bias[oc], a1 = p->bias[oc + 1];
             int32_t i = 0;
+#ifdef TQ_SIMD
+            for (; i + 4 <= n; i += 4) {
+                const uint32_t xw = tq_load32(x + i);
+                const uint32_t xe = tq_sxtb16(xw), xo = tq_sxtb16_ror8(xw);
+                const uint32_t u = tq_load32(w0 + i), v = tq_load32(w1 + i);
+                a0 = tq_smlad(xe, tq_sxtb16(u), a0);
+                a0 = tq_smlad(xo, tq_sxtb16_ror8(u), a0);
+                a1 = tq_smlad(xe, tq_sxtb16(v), a1);
+                a1 = tq_smlad(xo, tq_sxtb16_ror8(v), a1);
+            }
+#endif
             for (; i + 4 <= n; i += 4) {
                 const int32_t x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
                 a0 += x0 * w0[i] + x1 * w0[i + 1] + x2 * w0[i + 2] + x3 * w0[i + 3];

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,6 +64,63 @@ TQ_INLINE int32_t tq_mul_by_quantized_mul(int32_t x, int32_t mult, int32_t shift
         return (hi >> right) + (int32_t)((((uint32_t)hi & mask) + half) >> right);
     }
 }
+
+/* ------------------------------------------------------------------ SIMD primitives
+ * On cores with the DSP extension and unaligned word loads (Cortex-M4/M7/M33/M55)
+ * the dot-product kernels unpack 4 int8 per word (SXTB16) and multiply-accumulate
+ * pairs (SMLAD): the same integer sums, in fewer instructions. Define
+ * TQ_SIMD_EMULATE to run the same code paths on any host with C stand-ins (the
+ * tests do, so the SIMD paths are checked bit for bit against TFLM too). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_UNALIGNED) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define TQ_SIMD 1
+TQ_INLINE uint32_t tq_sxtb16(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+TQ_INLINE uint32_t tq_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+TQ_INLINE int32_t tq_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+#elif defined(TQ_SIMD_EMULATE)
+#define TQ_SIMD 1
+TQ_INLINE uint32_t tq_sxtb16(uint32_t x)
+{
+    const uint32_t lo = (uint32_t)(int32_t)(int8_t)(x & 0xFFu) & 0xFFFFu;
+    const uint32_t hi = (uint32_t)(int32_t)(int8_t)((x >> 16) & 0xFFu) & 0xFFFFu;
+    return lo | (hi << 16);
+}
+TQ_INLINE uint32_t tq_sxtb16_ror8(uint32_t x)
+{
+    return tq_sxtb16((x >> 8) | (x << 24));
+}
+TQ_INLINE int32_t tq_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    const int32_t lo = (int32_t)(int16_t)(a & 0xFFFFu) * (int32_t)(int16_t)(b & 0xFFFFu);
+    const int32_t hi = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
+}
+#endif
+
+#ifdef TQ_SIMD
+/* a little-endian word from any address (one LDR on cores with unaligned access) */
+TQ_INLINE uint32_t tq_load32(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+#endif
 
 TQ_INLINE int32_t tq_clamp(int32_t v, int32_t lo, int32_t hi)
 {

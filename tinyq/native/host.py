@@ -91,12 +91,21 @@ def _kernel_sources() -> list[Path]:
     return sorted(codegen.kernels_dir().glob("*.c"))
 
 
-def kernel_library() -> Path:
-    """The static library of every kernel, compiled once per kernel-source hash."""
+def _define_flags(defines: Sequence[str]) -> list[str]:
+    return [f"-D{d}" for d in defines]
+
+
+def kernel_library(defines: Sequence[str] = ()) -> Path:
+    """The static library of every kernel, compiled once per kernel-source hash.
+
+    ``defines`` are preprocessor macros, e.g. ``("TQ_SIMD_EMULATE",)`` to run the
+    SIMD (DSP) code paths with portable stand-ins on the host.
+    """
     cc = _cc()
     kdir = codegen.kernels_dir()
+    flags = [*CFLAGS, *_define_flags(defines)]
     h = hashlib.sha256()
-    h.update(" ".join((cc, *CFLAGS)).encode())
+    h.update(" ".join((cc, *flags)).encode())
     for path in sorted(kdir.glob("*.[ch]")):
         h.update(path.name.encode())
         h.update(path.read_bytes())
@@ -106,17 +115,17 @@ def kernel_library() -> Path:
         objs = []
         for src in _kernel_sources():
             obj = tmp / (src.stem + ".o")
-            _run([cc, *CFLAGS, "-I", str(kdir), "-c", str(src), "-o", str(obj)])
+            _run([cc, *flags, "-I", str(kdir), "-c", str(src), "-o", str(obj)])
             objs.append(str(obj))
         _run(["ar", "rcs", str(tmp / "libtq_kernels.a"), *objs])
 
     return _atomic_dir(final, build) / "libtq_kernels.a"
 
 
-def build_shared(model_c: str) -> Path:
+def build_shared(model_c: str, defines: Sequence[str] = ()) -> Path:
     """Compile one generated model.c against the kernel library into a shared object."""
     cc = _cc()
-    lib = kernel_library()
+    lib = kernel_library(defines)
     kdir = codegen.kernels_dir()
     common = templates_dir() / "common"
     key = hashlib.sha256(model_c.encode() + str(lib).encode()).hexdigest()[:20]
@@ -125,8 +134,9 @@ def build_shared(model_c: str) -> Path:
     def build(tmp: Path) -> None:
         src = tmp / "model.c"
         src.write_text(model_c)
-        _run([cc, *CFLAGS, "-shared", "-I", str(kdir), "-I", str(common), str(src),
-              "-L", str(lib.parent), "-ltq_kernels", "-lm", "-o", str(tmp / "model.so")])
+        _run([cc, *CFLAGS, *_define_flags(defines), "-shared", "-I", str(kdir),
+              "-I", str(common), str(src), "-L", str(lib.parent), "-ltq_kernels", "-lm",
+              "-o", str(tmp / "model.so")])
 
     return _atomic_dir(final, build) / "model.so"
 
@@ -142,10 +152,11 @@ class HostModel:
     like the model's output tensors.
     """
 
-    def __init__(self, model: ir.Model, options: codegen.NativeOptions | None = None) -> None:
+    def __init__(self, model: ir.Model, options: codegen.NativeOptions | None = None,
+                 defines: Sequence[str] = ()) -> None:
         self.model = model
         self.sources = codegen.render(model, options)
-        self.path = build_shared(self.sources.model_c)
+        self.path = build_shared(self.sources.model_c, defines)
         lib = ctypes.CDLL(str(self.path))
         for name, restype, argtypes in (
             ("tq_init", ctypes.c_int, []),

@@ -508,8 +508,12 @@ class CaseResult:
 
 def run_cases(opcode: str, count: int, seed: int = 0,
               per_model: int = CASES_PER_MODEL,
-              generators: Mapping[str, CaseGen] = MappingProxyType(CASES)) -> list[CaseResult]:
-    """Generate ``count`` random ``opcode`` cases; compare native host vs tflite-micro."""
+              generators: Mapping[str, CaseGen] = MappingProxyType(CASES),
+              defines: tuple[str, ...] = ()) -> list[CaseResult]:
+    """Generate ``count`` random ``opcode`` cases; compare native host vs tflite-micro.
+
+    ``defines`` go to the host build (``("TQ_SIMD_EMULATE",)`` checks the DSP paths).
+    """
     from tinyq.interpreters import TflmInterpreter
     from tinyq.native.host import HostModel
     from tinyq.tflite_reader import read_model_bytes
@@ -527,7 +531,7 @@ def run_cases(opcode: str, count: int, seed: int = 0,
         data = [a for c in cases for _, a in c.inputs]
         model_bytes = g.build(inputs, outputs)
         model = read_model_bytes(model_bytes)
-        ours = HostModel(model).invoke(data)
+        ours = HostModel(model, defines=defines).invoke(data)
         theirs = TflmInterpreter(model_bytes).invoke(data)
         pos = 0
         for c in cases:
