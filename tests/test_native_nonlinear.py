@@ -72,6 +72,72 @@ def test_reduce_layout_merges_runs() -> None:
     assert lower.reduce_layout((3, 4), []) == ([(12, 1)], [], 1)
 
 
+# ----------------------------------------------------------------------------- Prepare precision
+
+
+def _float32_variant(opcode: str, si: float, zi: int, so: float, zo: int, alpha: float
+                     ) -> np.ndarray:
+    """The table TFLM's mid-2026 sources would give (scale ratios divided in float32)."""
+    from tinyq.native.quant import quantize_multiplier
+    f = np.float32
+    if opcode == "HARD_SWISH":
+        p = fixedpoint.hard_swish_params(si, zi, so, zo)
+        m, e = quantize_multiplier(float(f(1 / 128) * f(si) / f(so)))
+        p = fixedpoint.HardSwishParams(zi, zo, p.reluish_multiplier_fixedpoint_int16,
+                                       p.reluish_multiplier_exponent,
+                                       fixedpoint.downscale_int32_to_int16_multiplier(m), e)
+        return fixedpoint.lut_s8(fixedpoint.hard_swish_s8, p)
+    ma, sa = quantize_multiplier(float(f(si) * f(alpha) / f(so)))
+    mi, s_i = quantize_multiplier(float(f(si) / f(so)))
+    return fixedpoint.lut_s8(fixedpoint.leaky_relu_s8,
+                             fixedpoint.LeakyReluParams(zi, zo, ma, sa, mi, s_i))
+
+
+def _native_table(opcode: str, si: float, zi: int, so: float, zo: int, alpha: float
+                  ) -> np.ndarray:
+    if opcode == "HARD_SWISH":
+        return fixedpoint.lut_s8(fixedpoint.hard_swish_s8,
+                                 fixedpoint.hard_swish_params(si, zi, so, zo))
+    return fixedpoint.lut_s8(fixedpoint.leaky_relu_s8,
+                             fixedpoint.leaky_relu_params(si, zi, so, zo, alpha))
+
+
+#: (input scale, zp, output scale, zp, alpha) where float32 and double Prepare math give
+#: different tables (found by a seeded search; the first HARD_SWISH one by the 1000-case
+#: benchmark before the fix: input -55 gave -82 where TFLM gives -81)
+_PRECISION_CASES = {
+    "HARD_SWISH": [(0.005090498365461826, 17, 0.0009434911189600825, 89, 0.0),
+                   (0.0010466000530868769, -96, 0.0009182796929962933, -109, 0.0),
+                   (0.005064876284450293, -108, 0.00526082469150424, 39, 0.0),
+                   (0.32561179995536804, 16, 0.16946977376937866, -115, 0.0),
+                   (0.28258708119392395, -114, 1.1178961992263794, 55, 0.0)],
+    "LEAKY_RELU": [(0.04516089707612991, 91, 0.011512601748108864, -109, -0.12284386903047562),
+                   (0.6799452304840088, 58, 0.2925388514995575, -42, -0.24703273177146912),
+                   (0.005427595227956772, 119, 0.0033607848454266787, 35, 1.2284194231033325),
+                   (0.18953484296798706, 101, 0.4461596608161926, 86, 1.695788860321045)],
+}
+
+
+@pytest.mark.parametrize("opcode", sorted(_PRECISION_CASES))
+def test_prepare_divides_in_double_like_the_tflm_build(opcode: str) -> None:
+    """The tflite-micro build divides scales in double; float32 differs in ~1/1000 cases.
+
+    Each case here is one where the two precisions give different tables (checked),
+    run on all 256 inputs, so this fails if the native math falls back to float32."""
+    from tinyq.interpreters import TflmInterpreter
+    from tinyq.tflite_writer import TensorSpec, single_op_model
+
+    x = fixedpoint.INT8_VALUES.astype(np.int8).reshape(1, 256)
+    for si, zi, so, zo, alpha in _PRECISION_CASES[opcode]:
+        ours = _native_table(opcode, si, zi, so, zo, alpha)
+        assert not np.array_equal(ours, _float32_variant(opcode, si, zi, so, zo, alpha))
+        model = single_op_model(opcode, [TensorSpec((1, 256), "int8", si, zi)],
+                                [TensorSpec((1, 256), "int8", so, zo)],
+                                {"alpha": alpha} if opcode == "LEAKY_RELU" else {})
+        ref = TflmInterpreter(model).invoke([x])[0].reshape(-1)
+        assert np.array_equal(ref, ours), (si, zi, so, zo, alpha)
+
+
 # ----------------------------------------------------------------------------- support checks
 
 

@@ -9,9 +9,11 @@ the same integer arithmetic TFLM's reference kernels run (gemmlowp fixed point,
 Each function names the TFLM/gemmlowp function it mirrors. Arrays are int64
 holding int32 (or int16) values; every step that wraps, saturates or
 truncates in C does so here the same way. Prepare-time parameter math is
-done in the precision TFLM uses (float32 where TFLM multiplies floats,
-double where it widens first); the ``*_params`` functions return what
-TFLM's ``Prepare`` stores.
+done in the precision the tflite-micro PyPI build uses, read from its binary
+(``objdump -d`` of ``_runtime.so``): scale ratios and products are computed in
+double from the float32 scales (cvtss2sd, then mulsd/divsd), including where
+the TFLM sources of mid-2026 still divide in float32 (HARD_SWISH, LEAKY_RELU).
+The ``*_params`` functions return what TFLM's ``Prepare`` stores.
 """
 
 from __future__ import annotations
@@ -289,12 +291,15 @@ def downscale_int32_to_int16_multiplier(m: int) -> int:
 
 def hard_swish_params(input_scale: float, input_zp: int, output_scale: float,
                       output_zp: int) -> HardSwishParams:
-    """HARD_SWISH int8 Prepare: the scale ratios are taken in float32, then widened."""
+    """HARD_SWISH int8 Prepare. ``hires_input_scale = input_scale / 128`` is a float32
+    product (exact); the two ratios are divided in double, as the tflite-micro build
+    does (its binary converts both operands with cvtss2sd before divsd: the float32
+    quotient differs in ~1 case in 1000)."""
     f = np.float32
-    hires_input_scale = f(1.0 / 128.0) * f(input_scale)
-    reluish_scale = f(3.0) / f(32768.0)
-    out_m, out_e = quantize_multiplier(float(hires_input_scale / f(output_scale)))
-    rel_m, rel_e = quantize_multiplier(float(hires_input_scale / reluish_scale))
+    hires_input_scale = float(f(1.0 / 128.0) * f(input_scale))
+    reluish_scale = float(f(3.0) / f(32768.0))
+    out_m, out_e = quantize_multiplier(hires_input_scale / float(f(output_scale)))
+    rel_m, rel_e = quantize_multiplier(hires_input_scale / reluish_scale)
     if out_e > 0:
         raise ValueError("HARD_SWISH output scale is below input_scale/128 (TFLM rejects it)")
     return HardSwishParams(int(input_zp), int(output_zp),
@@ -333,10 +338,12 @@ class LeakyReluParams:
 
 def leaky_relu_params(input_scale: float, input_zp: int, output_scale: float,
                       output_zp: int, alpha: float) -> LeakyReluParams:
-    """LEAKY_RELU int8 Prepare: ``input_scale * alpha / output_scale`` in float32."""
+    """LEAKY_RELU int8 Prepare: ``alpha * input_scale / output_scale`` and
+    ``input_scale / output_scale`` in double (float32 operands widened first, as in
+    the tflite-micro build's binary)."""
     f = np.float32
-    alpha_real = float(f(input_scale) * f(alpha) / f(output_scale))
-    identity_real = float(f(input_scale) / f(output_scale))
+    alpha_real = float(f(alpha)) * float(f(input_scale)) / float(f(output_scale))
+    identity_real = float(f(input_scale)) / float(f(output_scale))
     ma, sa = quantize_multiplier(alpha_real)
     mi, si = quantize_multiplier(identity_real)
     return LeakyReluParams(int(input_zp), int(output_zp), ma, sa, mi, si)
