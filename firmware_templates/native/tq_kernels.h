@@ -49,20 +49,23 @@ extern "C" {
  * - RoundingDivideByPOT(x, e), e > 0: (x >> e) + (remainder > threshold) ==
  *   (x >> e) + ((rem + 2^(e-1) - (x < 0)) >> e) with rem = x & (2^e - 1),
  *   computed in uint32 so it cannot overflow. */
+TQ_INLINE int32_t tq_srdhm(int32_t a, int32_t mult)
+{
+    return (int32_t)(((int64_t)a * (int64_t)mult + ((int64_t)1 << 30)) >> 31);
+}
+
 TQ_INLINE int32_t tq_mul_by_quantized_mul(int32_t x, int32_t mult, int32_t shift)
 {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
-    const int32_t a = (int32_t)((uint32_t)x << left);
-    const int32_t hi = (int32_t)(((int64_t)a * (int64_t)mult + ((int64_t)1 << 30)) >> 31);
-    if (right == 0) {
-        return hi;
-    }
-    {
+    if (shift < 0) {
+        /* the usual case (multiplier < 0.5): high multiply, then round by 2^-shift */
+        const int32_t hi = tq_srdhm(x, mult);
+        const int32_t right = -shift;
         const uint32_t mask = ((uint32_t)1 << right) - 1u;
-        const uint32_t half = ((uint32_t)1 << (right - 1)) - (uint32_t)(hi < 0);
+        /* 2^(right-1) - (hi < 0) == (mask >> 1) + (hi >= 0) */
+        const uint32_t half = (mask >> 1) + (uint32_t)(hi >= 0);
         return (hi >> right) + (int32_t)((((uint32_t)hi & mask) + half) >> right);
     }
+    return tq_srdhm((int32_t)((uint32_t)x << shift), mult);
 }
 
 /* ------------------------------------------------------------------ SIMD primitives

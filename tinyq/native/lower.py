@@ -278,7 +278,10 @@ def _lower_depthwise(ctx: LowerContext, op: ir.Operator) -> Call:
             ("in_zp", x_zp), ("out_zp", y_zp), ("act_min", lo), ("act_max", hi),
             ("bias", ctx.array("bias", "int32_t", kbias)), ("mult", mult), ("shift", shift),
         ),
-        args=(TensorArg(x.index), TensorArg(w.index), TensorArg(y.index)),
+        # channel-major weights (out_c x k_h x k_w): each channel's taps contiguous
+        args=(TensorArg(x.index),
+              ctx.array("w", "int8_t", weights.reshape(kh * kw, oc).T.copy()),
+              TensorArg(y.index)),
         comment=f"{kh}x{kw} depthwise x{mult_ch} {ic}->{oc} stride {sh}x{sw} {pad}",
     )
 
