@@ -36,6 +36,17 @@ TQ_INLINE void dot2(const int8_t *TQ_RESTRICT x, const int8_t *TQ_RESTRICT w0,
 {
     int32_t s0 = *a0, s1 = *a1;
     int32_t i = 0;
+#ifdef TQ_SIMD
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t xw = tq_load32(x + i);
+        const uint32_t xe = tq_sxtb16(xw), xo = tq_sxtb16_ror8(xw);
+        const uint32_t u = tq_load32(w0 + i), v = tq_load32(w1 + i);
+        s0 = tq_smlad(xe, tq_sxtb16(u), s0);
+        s0 = tq_smlad(xo, tq_sxtb16_ror8(u), s0);
+        s1 = tq_smlad(xe, tq_sxtb16(v), s1);
+        s1 = tq_smlad(xo, tq_sxtb16_ror8(v), s1);
+    }
+#endif
     for (; i + 2 <= n; i += 2) {
         const int32_t x0 = x[i], x1 = x[i + 1];
         s0 += x0 * w0[i] + x1 * w0[i + 1];
@@ -231,7 +242,7 @@ static void gather_patch(const tq_conv_params *p, const int8_t *in_b, int32_t iy
 /* Receptive fields of at most this many bytes are gathered into two local
  * buffers (2 x this on the stack), so every pixel, border or not, runs the
  * 2x2 inner kernel over one contiguous run. */
-#define TQ_CONV_PATCH_MAX 128
+#define TQ_CONV_PATCH_MAX 160
 
 void tq_conv2d_s8(const tq_conv_params *p, const int8_t *input, const int8_t *weights,
                   int8_t *output)
