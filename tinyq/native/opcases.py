@@ -307,11 +307,16 @@ def gen_concat(g: GraphBuilder, rng: np.random.Generator) -> Case:
     return Case(tuple(data), (y,), f"{count} inputs axis {axis} -> {tuple(out)}")
 
 
+def _rand_u8(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.integers(0, 256, size=shape, dtype=np.int64).astype(np.uint8)
+
+
 def gen_quantize(g: GraphBuilder, rng: np.random.Generator) -> Case:
     shape = tuple(int(rng.integers(1, 8)) for _ in range(int(rng.integers(1, 4))))
     out_scale, out_zp = rand_scale(rng, 1e-3, 0.2), rand_zp(rng)
+    out_dtype = "int8"
     kind = rng.random()
-    if kind < 0.5:
+    if kind < 0.4:
         x = g.add_tensor(shape, "float32")
         data = (rng.standard_normal(shape) * out_scale * 60 + out_scale * rng.uniform(-40, 40))
         # exact halfway points exercise the rounding
@@ -319,22 +324,43 @@ def gen_quantize(g: GraphBuilder, rng: np.random.Generator) -> Case:
         data = np.where(half, (rng.integers(-140, 140, size=shape) + 0.5) * out_scale, data)
         arr = data.astype(np.float32)
         label = "float32->int8"
-    else:
+    elif kind < 0.7:
         in_scale = rand_scale(rng, 1e-3, 0.2)
         x = g.add_tensor(shape, "int8", scale=in_scale, zero_point=rand_zp(rng))
         arr = rand_int8(rng, shape)
         label = "int8->int8"
-    y = g.add_tensor(shape, "int8", scale=out_scale, zero_point=out_zp)
+    elif kind < 0.85:
+        # a uint8 model input, as the converter writes with inference_input_type=uint8
+        same = rng.random() < 0.5
+        in_scale = out_scale if same else rand_scale(rng, 1e-3, 0.2)
+        in_zp = out_zp + 128 if same else int(rng.integers(0, 256))
+        x = g.add_tensor(shape, "uint8", scale=in_scale, zero_point=in_zp)
+        arr = _rand_u8(rng, shape)
+        label = "uint8->int8"
+    else:
+        in_scale = rand_scale(rng, 1e-3, 0.2)
+        x = g.add_tensor(shape, "int8", scale=in_scale, zero_point=rand_zp(rng))
+        arr = rand_int8(rng, shape)
+        out_dtype, out_zp = "uint8", int(rng.integers(0, 256))
+        label = "int8->uint8"
+    y = g.add_tensor(shape, out_dtype, scale=out_scale, zero_point=out_zp)
     g.add_op("QUANTIZE", [x], [y], {})
     return Case(((x, arr),), (y,), f"{shape} {label}")
 
 
 def gen_dequantize(g: GraphBuilder, rng: np.random.Generator) -> Case:
     shape = tuple(int(rng.integers(1, 8)) for _ in range(int(rng.integers(1, 4))))
-    x = g.add_tensor(shape, "int8", scale=rand_scale(rng, 1e-4, 10.0), zero_point=rand_zp(rng))
+    if rng.random() < 0.8:
+        x = g.add_tensor(shape, "int8", scale=rand_scale(rng, 1e-4, 10.0),
+                         zero_point=rand_zp(rng))
+        arr = rand_int8(rng, shape)
+    else:
+        x = g.add_tensor(shape, "uint8", scale=rand_scale(rng, 1e-4, 10.0),
+                         zero_point=int(rng.integers(0, 256)))
+        arr = _rand_u8(rng, shape)
     y = g.add_tensor(shape, "float32")
     g.add_op("DEQUANTIZE", [x], [y], {})
-    return Case(((x, rand_int8(rng, shape)),), (y,), f"{shape}")
+    return Case(((x, arr),), (y,), f"{shape} {arr.dtype}")
 
 
 def _unary(opcode: str) -> CaseGen:
