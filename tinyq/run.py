@@ -15,11 +15,12 @@ runs at the core clock or a divider of it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,32 @@ def run_on_device(client: Client, model_bytes: bytes, board: Board, runtime: str
     return ident, results, ticks, tick_hz, counter, mem
 
 
+@contextlib.contextmanager
+def session(board: Board, elf: Path, emulator: str | None = None, port: str | None = None,
+            options: RunOptions | None = None,
+            progress: ProgressFn = null_progress) -> Iterator[Client]:
+    """One device session for ``elf``: open (flash a board first), wait for the firmware.
+
+    Yields a ready :class:`Client`; the device is closed (an emulator reaped) on exit.
+    An emulator-only board defaults to QEMU. Used by ``bench``, ``validate`` and
+    ``deploy`` so several stages share one boot.
+    """
+    options = options or RunOptions()
+    if emulator is None and port is None and board.emulated_only and \
+            board.emulator.qemu_machine:
+        emulator = "qemu"
+    device = open_device(board, Path(elf), emulator, port, options)
+    with device:
+        if not device.is_emulated and options.flash:
+            from tinyq.flash import flash
+            progress(ProgressEvent("flash", f"flashing {board.name}"))
+            flash(Path(elf), board, progress=progress)
+        progress(ProgressEvent("run", f"waiting for the firmware on {device.port}"))
+        client = Client(device, timeouts=options.timeouts)
+        client.wait_ready()
+        yield client
+
+
 def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | None = None,
         port: str | None = None, inputs: Any = None, runtime: str = "native",
         options: RunOptions | None = None, progress: ProgressFn = null_progress) -> RunResult:
@@ -388,4 +415,4 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         input_source=source, firmware=firmware)
 
 
-__all__ = ["RunOptions", "RunResult", "SampleResult", "run", "run_on_device"]
+__all__ = ["RunOptions", "RunResult", "SampleResult", "run", "run_on_device", "session"]
