@@ -43,7 +43,7 @@ __all__ = ["GenerateOptions", "Project", "RuntimeSources", "ModelInfo", "RUNTIME
 #: The record of what a project was generated from (read by ``tinyq build``).
 PROJECT_FILE = "tinyq_project.json"
 #: Runtimes ``generate`` can emit.
-RUNTIMES = ("native",)
+RUNTIMES = ("native", "tflm")
 #: Optimisation levels the Makefile accepts.
 OPTIMIZE_LEVELS = ("O2", "Os", "O3", "O1", "O0")
 #: Section the arena is put in (the linker script places it in the board's arena_region).
@@ -72,6 +72,11 @@ class RuntimeSources:
     arena_bytes: int
     model_sources: tuple[str, ...] = ()   # files holding the model's constants
     inputs_preserved: bool = False     # True if tq_invoke() never clobbers its inputs
+    # Project-level files the runtime needs rendered with the whole project's context
+    # (output path -> template; e.g. TFLM's CMakeLists.txt) and the runtime facts they
+    # use (also stored in tinyq_project.json as "runtime_context").
+    project_templates: Mapping[str, str] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,10 +175,21 @@ def render_project(board: Board, runtime: RuntimeSources, model: ModelInfo,
     sources = sorted(p for p in files if p.endswith(".c"))
     include_dirs = sorted({posixpath.dirname(p) or "." for p in files if p.endswith(".h")},
                           key=lambda d: (d != ".", d))
+    runtime_makefiles = sorted(p for p in runtime.files if p.endswith(".mk"))
     files["Makefile"] = render(
         "Makefile.j2", generated=generated, board=board, optimize=options.optimize,
         sources=sources, include_dirs=include_dirs, arena_section=ARENA_SECTION,
+        runtime_makefiles=runtime_makefiles,
     )
+    for rel, template in runtime.project_templates.items():
+        if rel in files:
+            raise ValueError(f"runtime project file {rel!r} clashes")
+        files[rel] = render(
+            template, generated=generated, board=board, optimize=options.optimize,
+            sources=sources, include_dirs=include_dirs, arena_section=ARENA_SECTION,
+            runtime_makefiles=runtime_makefiles, runtime=runtime.context, model=model,
+            semihosting=semihosting, tinyq_version=version,
+        )
     record = {
         "generated_by": f"tinyq {version}",
         "tinyq_version": version,
@@ -183,6 +199,7 @@ def render_project(board: Board, runtime: RuntimeSources, model: ModelInfo,
                   "input_bytes": model.input_bytes, "layers": model.num_layers},
         "arena_bytes": runtime.arena_bytes,
         "model_sources": list(runtime.model_sources),
+        "runtime_context": _jsonable(runtime.context),
         "semihosting": semihosting,
         "harness": _jsonable(config),
         "options": _jsonable(options),
@@ -224,7 +241,9 @@ def model_info(model: Any, path: Path) -> ModelInfo:
     )
 
 
-def runtime_sources(model: Any, runtime: str, options: GenerateOptions) -> RuntimeSources:
+def runtime_sources(model: Any, runtime: str, options: GenerateOptions,
+                    board: Board | None = None,
+                    progress: ProgressFn = null_progress) -> RuntimeSources:
     """Render the chosen runtime for ``model``."""
     if runtime == "native":
         from tinyq.native.codegen import NativeOptions
@@ -236,6 +255,16 @@ def runtime_sources(model: Any, runtime: str, options: GenerateOptions) -> Runti
         return RuntimeSources(name="native", files=dict(src.files),
                               arena_bytes=int(src.arena_bytes), model_sources=model_files,
                               inputs_preserved=False)
+    if runtime == "tflm":
+        from tinyq.tflm.codegen import TflmOptions
+        from tinyq.tflm.codegen import render as tflm_render
+
+        src = tflm_render(model, options.runtime_options or TflmOptions(), board=board,
+                          progress=progress)
+        return RuntimeSources(name="tflm", files=dict(src.files), arena_bytes=src.arena_bytes,
+                              model_sources=src.model_sources, inputs_preserved=False,
+                              project_templates=dict(src.project_templates),
+                              context=dict(src.context))
     raise UserInputError(f"unknown runtime {runtime!r}", hint=f"use one of {', '.join(RUNTIMES)}")
 
 
@@ -257,7 +286,7 @@ def render_model_project(model_path: str | os.PathLike[str], board: Board | str,
     model = read_model(path)
     info = model_info(model, path)
     progress(ProgressEvent("generate", f"rendering the {runtime} runtime for {board_obj.name}"))
-    rt = runtime_sources(model, runtime, options)
+    rt = runtime_sources(model, runtime, options, board_obj, progress)
     files = render_project(board_obj, rt, info, options)
     return files, info, rt, board_obj
 
