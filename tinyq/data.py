@@ -1,0 +1,280 @@
+"""The one data loader for every tinyq command that takes samples.
+
+Accepted inputs:
+
+* ``.npz`` with an array ``x`` (samples, batch first) and optionally ``y`` (labels:
+  class indices ``(N,)`` or one-hot ``(N, C)``);
+* ``.npy`` (samples only);
+* a folder of images (``.png .jpg .jpeg .bmp .gif .ppm .pgm .tif .tiff``, read with
+  Pillow). Images are resized to the model input (``input_shape`` is required),
+  converted to grayscale when the input has 1 channel and to RGB when it has 3,
+  and scaled by ``image_scale``: ``"0-1"`` (pixel / 255, the default),
+  ``"-1-1"`` (pixel / 127.5 - 1) or ``"0-255"`` (pixel values as they are). When
+  the folder has sub-folders, each sub-folder is a class: its images get label
+  ``i`` where ``i`` is the sub-folder's rank in sorted name order.
+
+Checks (each a :class:`~tinyq.errors.DataError` with one line and the fix): a missing
+or unreadable file, a missing ``x``, a non-numeric dtype, samples whose shape is not
+the model input (a missing batch dimension, or a missing trailing channel dimension of
+1, is added when that reading is the only one that fits), NaN/inf values, no samples,
+fewer samples than asked, labels that do not match the samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyq.errors import DataError, ToolNotFoundError
+
+log = logging.getLogger(__name__)
+
+#: image file suffixes read from a folder (lower case)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
+
+#: --image-scale choices: name -> (multiplier, offset) applied to 0..255 pixel values
+IMAGE_SCALES: dict[str, tuple[float, float]] = {
+    "0-1": (1.0 / 255.0, 0.0),
+    "-1-1": (1.0 / 127.5, -1.0),
+    "0-255": (1.0, 0.0),
+}
+DEFAULT_IMAGE_SCALE = "0-1"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Samples (batch first), optional labels, and where they came from."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def class_labels(self) -> np.ndarray | None:
+        """Labels as class indices (one-hot rows become their argmax), or None."""
+        if self.y is None:
+            return None
+        y = self.y
+        if y.ndim == 2 and y.shape[1] > 1:
+            return np.argmax(y, axis=1).astype(np.int64)
+        y = y.reshape(len(y), -1)
+        if y.shape[1] != 1 or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            return None
+        return y[:, 0].astype(np.int64)
+
+
+def load_data(path: str | os.PathLike[str] | Dataset | np.ndarray,
+              input_shape: Sequence[int | None] | None = None,
+              dtype: np.dtype | str | None = None,
+              image_scale: str = DEFAULT_IMAGE_SCALE,
+              limit: int | None = None) -> Dataset:
+    """Load and check samples for a model whose input (without batch) is ``input_shape``.
+
+    ``dtype``: the dtype the samples must become (e.g. ``float32``); integer data
+    converts to a float dtype, float data never converts to an integer one. Without
+    it, floating data becomes float32 and integer data keeps its dtype.
+    ``limit``: use the first ``limit`` samples; fewer than that is an error.
+    An already loaded :class:`Dataset` or array goes through the same checks.
+    """
+    if image_scale not in IMAGE_SCALES:
+        raise DataError(f"unknown image scale {image_scale!r}",
+                        hint=f"use one of {', '.join(IMAGE_SCALES)}")
+    if isinstance(path, Dataset):
+        x, y, source = path.x, path.y, path.source
+    elif isinstance(path, np.ndarray):
+        x, y, source = path, None, "array"
+    else:
+        x, y, source = _read(Path(path), input_shape, image_scale)
+    x = _check_dtype(x, dtype, source)
+    if input_shape is not None:
+        x = _fit_shape(x, tuple(input_shape), source)
+    elif x.ndim == 0:
+        raise DataError(f"{source} holds a scalar, not samples",
+                        hint="save an array of samples, batch first")
+    if x.shape[0] == 0:
+        raise DataError(f"{source} holds no samples", hint="pass a file with at least one sample")
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"the number of samples asked must be at least 1, got {limit}",
+                            hint="pass a positive sample count")
+        if x.shape[0] < limit:
+            raise DataError(f"{source} holds {x.shape[0]} samples, {limit} were asked",
+                            hint=f"pass at most {x.shape[0]} samples or a bigger file")
+        x = x[:limit]
+    _check_finite(x, source)
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] < x.shape[0] or (limit is None and y.shape[0] != x.shape[0]):
+            raise DataError(f"{source} has {x.shape[0]} samples but labels y of shape "
+                            f"{tuple(y.shape)}", hint="save one label per sample in y")
+        y = y[: x.shape[0]]
+    return Dataset(x=x, y=y, source=source)
+
+
+# --------------------------------------------------------------------------- reading
+
+def _read(path: Path, input_shape, image_scale: str):
+    if not path.exists():
+        raise DataError(f"data {path} not found",
+                        hint="pass an existing .npz, .npy file or image folder")
+    if path.is_dir():
+        return _read_folder(path, input_shape, image_scale)
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".npy"):
+        raise DataError(f"{path}: unknown data format {suffix or '(no suffix)'}",
+                        hint="pass a .npz (x, optional y), a .npy, or a folder of images")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{path} holds Python objects, not numeric arrays",
+                            hint="save numeric arrays with numpy.save/numpy.savez") from exc
+        raise DataError(f"{path} is not a valid {suffix} file: {exc}",
+                        hint="re-create it with numpy.save/numpy.savez") from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a valid {suffix} file ({exc})",
+                        hint="re-create it with numpy.save/numpy.savez") from exc
+    if isinstance(loaded, np.ndarray):
+        if suffix == ".npz":
+            raise DataError(f"{path} is a .npy array, not a .npz archive",
+                            hint="rename it to .npy or save with numpy.savez(x=...)")
+        return loaded, None, str(path)
+    with loaded:
+        files = list(loaded.files)
+        if "x" not in files:
+            found = ", ".join(files) if files else "no arrays"
+            raise DataError(f"{path} has no array 'x' (found: {found})",
+                            hint="save the samples as numpy.savez(file, x=samples, y=labels)")
+        try:
+            x = loaded["x"]
+            y = loaded["y"] if "y" in files else None
+        except ValueError as exc:
+            raise DataError(f"{path} holds Python objects, not numeric arrays",
+                            hint="save numeric arrays with numpy.savez") from exc
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path} is truncated or corrupt ({exc})",
+                            hint="re-create it with numpy.savez") from exc
+    return x, y, str(path)
+
+
+def _import_pil():
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise ToolNotFoundError("reading image folders needs Pillow",
+                                hint="pip install pillow (part of tinyq[convert])") from exc
+    return Image
+
+
+def _read_folder(folder: Path, input_shape, image_scale: str):
+    Image = _import_pil()
+    if input_shape is None or len(input_shape) != 3 or input_shape[-1] not in (1, 3) \
+            or input_shape[0] is None or input_shape[1] is None:
+        raise DataError(f"{folder} is an image folder, but the model input "
+                        f"{None if input_shape is None else tuple(input_shape)} is not an "
+                        "image of shape (height, width, 1 or 3)",
+                        hint="pass the samples as a .npz or .npy file instead")
+    height, width, channels = (int(d) for d in input_shape)
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    if classes:
+        entries = [(f, label) for label, sub in enumerate(classes)
+                   for f in sorted(sub.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        entries = [(f, None) for f in sorted(folder.iterdir())
+                   if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not entries:
+        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})",
+                        hint="put image files in the folder (or one sub-folder per class)")
+    scale, offset = IMAGE_SCALES[image_scale]
+    mode = "L" if channels == 1 else "RGB"
+    x = np.empty((len(entries), height, width, channels), dtype=np.float32)
+    for i, (file, _) in enumerate(entries):
+        try:
+            with Image.open(file) as img:
+                img = img.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(img, dtype=np.float32)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read image {file} ({exc})",
+                            hint="remove or replace the file") from exc
+        x[i] = pixels.reshape(height, width, channels) * scale + offset
+    y = np.array([label for _, label in entries], dtype=np.int64) if classes else None
+    log.debug("read %d images from %s (scale %s)", len(entries), folder, image_scale)
+    source = f"{folder} ({len(entries)} images, scale {image_scale})"
+    return x, y, source
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_dtype(x: np.ndarray, dtype, source: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"{source} holds {x.dtype} data, not numbers",
+                        hint="save the samples as a float32 (or integer) array")
+    if dtype is None:
+        return x.astype(np.float32) if x.dtype.kind == "f" and x.dtype != np.float32 else x
+    want = np.dtype(dtype)
+    if want.kind not in "fiu":
+        raise DataError(f"cannot feed {want} inputs from data", hint="use a numeric model input")
+    if x.dtype == want:
+        return x
+    if x.dtype.kind == "f" and want.kind != "f":
+        raise DataError(f"{source} holds {x.dtype} samples, the model input is {want}",
+                        hint=f"save the samples as {want}, or pass float data to quantize")
+    if want.kind != "f":
+        info = np.iinfo(want)
+        if x.size and (x.min() < info.min or x.max() > info.max):
+            raise DataError(f"{source} holds {x.dtype} values in [{x.min()}, {x.max()}], "
+                            f"outside the {want} input range",
+                            hint=f"save the samples as {want}")
+    return x.astype(want)
+
+
+def _matches(shape: tuple[int, ...], want: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(want) and all(
+        w is None or w == s for s, w in zip(shape, want, strict=True))
+
+
+def _fit_shape(x: np.ndarray, want: tuple[int | None, ...], source: str) -> np.ndarray:
+    """Samples shaped ``(N, *want)``; add a missing batch or channel-1 dim when unambiguous."""
+    if x.ndim == len(want) + 1 and _matches(x.shape[1:], want):
+        return x
+    readings = []
+    if _matches(x.shape, want):                                   # one sample, no batch dim
+        readings.append(x[None, ...])
+    if want and want[-1] == 1 and x.ndim == len(want) and _matches(x.shape[1:], want[:-1]):
+        readings.append(x[..., None])                             # channel dim of 1 missing
+    if len(readings) == 1:
+        log.debug("%s: reshaped %s to %s", source, x.shape, readings[0].shape)
+        return readings[0]
+    shown = tuple("?" if d is None else d for d in want)
+    if len(readings) > 1:
+        raise DataError(f"{source} has shape {tuple(x.shape)}: ambiguous for the model input "
+                        f"{shown} (one sample, or samples without the channel dim?)",
+                        hint=f"save the samples with shape (N, {', '.join(map(str, shown))})")
+    sample = tuple(x.shape[1:]) if x.ndim else ()
+    raise DataError(f"{source} has samples of shape {sample} (array {tuple(x.shape)}), "
+                    f"the model input is {shown}",
+                    hint=f"save the samples with shape (N, {', '.join(map(str, shown))})")
+
+
+def _check_finite(x: np.ndarray, source: str) -> None:
+    if x.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return
+    nans = int(np.isnan(x).sum())
+    infs = int(bad.sum()) - nans
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    samples = int(bad.reshape(len(x), -1).any(axis=1).sum())
+    raise DataError(f"{source} holds {nans} NaN and {infs} inf values in {samples} sample(s), "
+                    f"first at sample {first[0]} index {first}",
+                    hint="clean or drop those samples")

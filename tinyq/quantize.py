@@ -1,0 +1,288 @@
+"""Post-training quantization: a float Keras/TensorFlow model -> a .tflite file.
+
+Modes (what each does to weights and activations; real = scale x (q - zero_point)):
+
+============ ================================ ==================================== =========
+mode         weights                          activations                          TFLM runs
+============ ================================ ==================================== =========
+``int8``     int8, per-channel (symmetric)    int8, per-tensor (asymmetric), ranges  yes
+             (FC per-tensor with                from the calibration data; int8 I/O
+             ``per_tensor_dense``)              unless ``io="float32"``
+``int16x8``  int8, per-channel                int16 (symmetric, zero point 0), ranges  yes (ops
+                                                from calibration; int16 I/O unless    with int16
+                                                ``io="float32"``                       kernels)
+``dynamic``  int8, per-channel                float32; weights dequantized or int8     no
+                                                kernels quantize activations on the   (hybrid)
+                                                fly (no calibration)
+``float16``  float16                          float32 (weights dequantized at load)    no
+``float32``  float32                          float32                                   yes
+============ ================================ ==================================== =========
+
+The calibration data (see :func:`tinyq.data.load_data`) is run through the float
+model by the converter; each activation's observed min/max sets its scale and zero
+point. Weights need no calibration: their own min/max set their scales.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tinyq.errors import ConversionError, DataError, UserInputError
+from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+
+log = logging.getLogger(__name__)
+
+STAGE = "quantize"
+MODES = ("int8", "int16x8", "dynamic", "float16", "float32")
+#: Modes whose activations are quantized, so the converter needs calibration data.
+CALIBRATED_MODES = ("int8", "int16x8")
+#: Calibration samples used when the caller does not say (all of them if fewer).
+DEFAULT_CALIB_SAMPLES = 500
+#: Allowed ``io`` per mode; the first is the default.
+IO_TYPES: dict[str, tuple[str, ...]] = {
+    "int8": ("int8", "float32"),
+    "int16x8": ("int16", "float32"),
+    "dynamic": ("float32",),
+    "float16": ("float32",),
+    "float32": ("float32",),
+}
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """How to quantize. ``io=None`` means the mode's default (integer I/O for int8/int16x8)."""
+
+    mode: str = "int8"
+    io: str | None = None
+    per_tensor_dense: bool = False      # FULLY_CONNECTED weights per-tensor (old TFLM builds)
+    calib_samples: int | None = None    # None: all, at most DEFAULT_CALIB_SAMPLES
+    image_scale: str = "0-1"            # for image-folder calibration data
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UserInputError(f"unknown quantization mode {self.mode!r}",
+                                 hint=f"use one of {', '.join(MODES)}")
+        if self.io is not None and self.io not in IO_TYPES[self.mode]:
+            raise UserInputError(f"--io {self.io} does not go with --mode {self.mode}",
+                                 hint=f"use --io {' or '.join(IO_TYPES[self.mode])}")
+        if self.calib_samples is not None and self.calib_samples < 1:
+            raise DataError(f"--calib-samples must be at least 1, got {self.calib_samples}",
+                            hint="pass a positive number of calibration samples")
+
+    @property
+    def io_type(self) -> str:
+        return self.io or IO_TYPES[self.mode][0]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: dtype, shape and (for integer tensors) scale/zero point."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    scale: float | None = None
+    zero_point: int | None = None
+
+    def describe(self) -> str:
+        text = f"{self.dtype}{list(self.shape)}"
+        if self.scale is not None:
+            text += f" scale {self.scale:.6g} zero point {self.zero_point}"
+        return text
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    tflite: bytes = field(repr=False)
+    model: str                               # the float model it came from
+    mode: str
+    io: str
+    per_tensor_dense: bool
+    source_size_bytes: int                   # the float model on disk
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    ops: tuple[tuple[str, int], ...]         # (op name, count) in first-use order
+    calib_samples: int                       # 0 for modes without calibration
+    loader: str                              # how the float model was loaded
+    repairs: tuple[str, ...]
+    seconds: float
+    output: str | None = None                # where it was written, if it was
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.tflite)
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data.pop("tflite")
+        data["size_bytes"] = self.size_bytes
+        data["ops"] = [{"op": op, "count": n} for op, n in self.ops]
+        return data
+
+
+# --------------------------------------------------------------------------- describing
+
+def tensor_specs(model, indices) -> tuple[TensorSpec, ...]:
+    """TensorSpecs of ``model``'s tensors at ``indices`` (an ir.Model)."""
+    specs = []
+    for i in indices:
+        t = model.tensors[i]
+        q = t.quant if t.dtype not in ("float32", "float16") else None
+        specs.append(TensorSpec(t.name, t.dtype, tuple(t.shape),
+                                float(q.scale[0]) if q and q.scale else None,
+                                int(q.zero_point[0]) if q and q.zero_point else None))
+    return tuple(specs)
+
+
+def op_counts(model) -> tuple[tuple[str, int], ...]:
+    counts = Counter(op.opcode for op in model.operators)
+    seen = dict.fromkeys(op.opcode for op in model.operators)
+    return tuple((name, counts[name]) for name in seen)
+
+
+#: Ops whose weights (input 1) decide hybrid vs integer vs float16.
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D",
+              "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "EMBEDDING_LOOKUP")
+
+
+def detect_mode(model) -> str:
+    """The quantization mode a .tflite (an ir.Model) was made with, from its tensor types."""
+    activation_types = {model.tensors[o].dtype for op in model.operators
+                        if op.opcode not in ("QUANTIZE", "DEQUANTIZE") for o in op.outputs}
+    if "int16" in activation_types:
+        return "int16x8"
+    if "int8" in activation_types or "uint8" in activation_types:
+        return "int8"
+    weight_types = {model.tensors[op.inputs[1]].dtype for op in model.operators
+                    if op.opcode in WEIGHT_OPS and len(op.inputs) > 1 and op.inputs[1] >= 0}
+    if any(t.dtype == "float16" and t.is_constant for t in model.tensors):
+        return "float16"
+    if weight_types & {"int8", "int4"}:
+        return "dynamic"
+    return "float32"
+
+
+# --------------------------------------------------------------------------- converting
+
+def _key_line(exc: BaseException, log_text: str) -> str:
+    """The converter's most telling line: an MLIR 'error:' line if any, else the last line."""
+    lines = [ln.strip() for ln in (str(exc) + "\n" + log_text).splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln:
+            return ln[ln.index("error:"):][:300]
+    first = str(exc).strip().splitlines()
+    return (first[-1] if first else type(exc).__name__)[:300]
+
+
+def _configure(converter, tf, options: QuantizeOptions, calib: np.ndarray | None) -> None:
+    mode = options.mode
+    if mode == "float32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    if options.per_tensor_dense:
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    if mode == "dynamic":
+        return
+
+    def representative():
+        for i in range(len(calib)):
+            yield [calib[i:i + 1]]
+
+    converter.representative_dataset = representative
+    if mode == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io = tf.int8
+    else:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        io = tf.int16
+    if options.io_type != "float32":
+        converter.inference_input_type = io
+        converter.inference_output_type = io
+
+
+def calibration_samples(calib: Any, input_shape, options: QuantizeOptions) -> np.ndarray:
+    """The calibration inputs (float32, batch first), checked against the model input."""
+    from tinyq.data import load_data
+
+    data = load_data(calib, input_shape=input_shape, dtype="float32",
+                     image_scale=options.image_scale, limit=options.calib_samples)
+    x = data.x
+    if options.calib_samples is None:
+        x = x[:DEFAULT_CALIB_SAMPLES]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def convert(float_model, options: QuantizeOptions, calib: np.ndarray | None) -> bytes:
+    """Run the TFLite converter on a loaded :class:`~tinyq.model_loader.FloatModel`."""
+    from tinyq.interpreters import capture_fd2
+    from tinyq.model_loader import import_tensorflow, make_converter
+
+    tf = import_tensorflow()
+    converter = make_converter(float_model)
+    _configure(converter, tf, options, calib)
+    with capture_fd2() as captured, contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:  # noqa: BLE001 - converter raises many types; one line out
+            error = exc
+    text = " ".join(captured)
+    raise ConversionError(
+        f"the TFLite converter failed ({options.mode}): {_key_line(error, text)}",
+        hint="try another --mode (float32 shows whether the model converts at all), or "
+             "replace the layer it names", mode=options.mode) from error
+
+
+def quantize(model_path: str | os.PathLike[str], calib: Any = None,
+             options: QuantizeOptions = QuantizeOptions(),
+             output: str | os.PathLike[str] | None = None, force: bool = False,
+             progress: ProgressFn = null_progress) -> QuantizeResult:
+    """Convert ``model_path`` to .tflite in ``options.mode``; write ``output`` atomically if given.
+
+    ``calib``: calibration data (a path, a :class:`tinyq.data.Dataset` or an array),
+    required for int8 and int16x8, checked against the model input for every mode.
+    """
+    from tinyq.fileio import check_output, write_bytes
+    from tinyq.model_loader import load_model
+    from tinyq.tflite_reader import read_model_bytes
+
+    if output is not None:
+        check_output(output, force)
+    start = time.perf_counter()
+    progress(ProgressEvent(STAGE, f"loading {model_path}"))
+    float_model = load_model(model_path)
+    samples = None
+    if calib is not None:
+        samples = calibration_samples(calib, float_model.input_shape, options)
+    elif options.mode in CALIBRATED_MODES:
+        raise DataError(f"--mode {options.mode} needs calibration data",
+                        hint="pass --calib with samples like the model's inputs")
+    used = len(samples) if samples is not None and options.mode in CALIBRATED_MODES else 0
+    progress(ProgressEvent(STAGE, f"converting to {options.mode}"
+                           + (f" with {used} calibration samples" if used else "")))
+    tflite = convert(float_model, options, samples if used else None)
+    model = read_model_bytes(tflite)
+    if output is not None:
+        write_bytes(output, tflite, force=force)
+        progress(ProgressEvent(STAGE, f"wrote {output}"))
+    return QuantizeResult(
+        tflite=tflite, model=str(model_path), mode=options.mode, io=options.io_type,
+        per_tensor_dense=options.per_tensor_dense, source_size_bytes=float_model.size_bytes,
+        inputs=tensor_specs(model, model.inputs), outputs=tensor_specs(model, model.outputs),
+        ops=op_counts(model), calib_samples=used, loader=float_model.loader,
+        repairs=float_model.repairs, seconds=time.perf_counter() - start,
+        output=None if output is None else str(output))
