@@ -191,7 +191,7 @@ typedef struct {
 
 typedef struct {
     int32_t size;
-    float inv_scale;       /* the output scale (TFLM divides by it) */
+    float scale;           /* the output scale: q = round(x / scale) + zero_point */
     int32_t zero_point;
 } tq_quantize_params;
 

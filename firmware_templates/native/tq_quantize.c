@@ -13,7 +13,7 @@ void tq_quantize_f32_s8(const tq_quantize_params *p, const float *input, int8_t 
 {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        float r = roundf(input[i] / p->inv_scale);
+        float r = roundf(input[i] / p->scale);
         int32_t q;
         /* clamp before converting: out-of-range floats are undefined in C */
         if (r > 1000.0f) {

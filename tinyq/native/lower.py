@@ -473,7 +473,7 @@ def _lower_quantize(ctx: LowerContext, op: ir.Operator) -> Call:
     sy, zy = scale_zp(y)
     if x.dtype == "float32":
         return Call("tq_quantize_f32_s8", "tq_quantize_params",
-                    params=(("size", y.size), ("inv_scale", CExpr(_c_float(sy))),
+                    params=(("size", y.size), ("scale", CExpr(c_float(sy))),
                             ("zero_point", zy)),
                     args=(TensorArg(x.index), TensorArg(y.index)))
     sx, zx = scale_zp(x)
@@ -486,10 +486,15 @@ def _lower_quantize(ctx: LowerContext, op: ir.Operator) -> Call:
                 args=(TensorArg(x.index), TensorArg(y.index)))
 
 
-def _c_float(value: float) -> str:
-    """A float32 literal that reads back as the same float32."""
-    f = float(quant.f32(value))
-    return f"{np.format_float_scientific(np.float32(f), unique=True)}f" if f else "0.0f"
+def c_float(value: float) -> str:
+    """A C float literal that reads back as exactly ``float32(value)``."""
+    f = np.float32(value)
+    if not np.isfinite(f):
+        raise UnsupportedError(f"non-finite quantization parameter {value!r}",
+                               hint="re-convert the model; its scales must be finite")
+    if f == 0:
+        return "0.0f"
+    return np.format_float_scientific(f, unique=True, exp_digits=2) + "f"
 
 
 def _lower_dequantize(ctx: LowerContext, op: ir.Operator) -> Call:
@@ -498,7 +503,7 @@ def _lower_dequantize(ctx: LowerContext, op: ir.Operator) -> Call:
     sx, zx = scale_zp(x)
     kernel = "tq_dequantize_s8_f32" if x.dtype == "int8" else "tq_dequantize_u8_f32"
     return Call(kernel, "tq_dequantize_params",
-                params=(("size", y.size), ("scale", CExpr(_c_float(sx))), ("zero_point", zx)),
+                params=(("size", y.size), ("scale", CExpr(c_float(sx))), ("zero_point", zx)),
                 args=(TensorArg(x.index), TensorArg(y.index)))
 
 
