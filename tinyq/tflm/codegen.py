@@ -1,0 +1,388 @@
+"""Render the TFLM runtime of a project for one model.
+
+``render(model, options)`` checks that TFLM can run the model, measures (or takes)
+the arena, and renders from ``firmware_templates/tflm/``::
+
+    tflm/model_data.h      declaration of the model array
+    tflm/model_data.cc     the .tflite as an alignas(16) const array in .rodata.tq_model
+    tflm/tflm_runtime.cc   tq_runtime.h on top of tflite::MicroInterpreter
+    tflm/tflm.mk           the project Makefile's TFLM part (TFLM_DIR, OPTIMIZED_KERNEL_DIR)
+
+plus two project-level templates the project renderer fills in with the whole
+file list (``project_templates``): ``CMakeLists.txt`` and ``README.md``.
+
+The op resolver is a ``MicroMutableOpResolver<N>`` registering exactly the
+model's distinct ops, ``N`` their count; the registration method of each op
+comes from one table (:data:`RESOLVER_METHODS`). An op without a registration is
+refused here, before anything is written.
+
+The arena (DESIGN.md section 7): the smallest arena the host ``tflite-micro``
+interpreter allocates with (a 64-bit build, so an upper bound for 32-bit
+Cortex-M), plus :data:`ARENA_MARGIN_BYTES`, plus, when the project defaults to
+CMSIS-NN kernels, the scratch buffers CMSIS-NN asks for and the reference
+kernels measured on the host do not (:func:`cmsis_nn_scratch_bytes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import tinyq
+from tinyq import checks, ir
+from tinyq.board_profile import Board
+from tinyq.errors import ModelError, UnsupportedError, UserInputError
+from tinyq.progress import ProgressFn, null_progress
+from tinyq.templating import render as render_template
+
+#: TFLite builtin op -> the ``tflite::MicroMutableOpResolver`` method that registers it
+#: (tensorflow/lite/micro/micro_mutable_op_resolver.h of tflite-micro; the key set is
+#: kept equal to ``tinyq.checks.TFLM_BUILTIN_OPS`` by a test).
+RESOLVER_METHODS: Mapping[str, str] = MappingProxyType({
+    "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax",
+    "ARG_MIN": "AddArgMin", "ASSIGN_VARIABLE": "AddAssignVariable",
+    "AVERAGE_POOL_2D": "AddAveragePool2D", "BATCH_MATMUL": "AddBatchMatMul",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "BROADCAST_ARGS": "AddBroadcastArgs",
+    "BROADCAST_TO": "AddBroadcastTo", "CALL_ONCE": "AddCallOnce", "CAST": "AddCast",
+    "CEIL": "AddCeil", "CONCATENATION": "AddConcatenation", "CONV_2D": "AddConv2D",
+    "COS": "AddCos", "CUMSUM": "AddCumSum", "DEPTH_TO_SPACE": "AddDepthToSpace",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize",
+    "DIV": "AddDiv", "DYNAMIC_UPDATE_SLICE": "AddDynamicUpdateSlice",
+    "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "ELU": "AddElu", "EQUAL": "AddEqual",
+    "EXP": "AddExp", "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill", "FLOOR": "AddFloor",
+    "FLOOR_DIV": "AddFloorDiv", "FLOOR_MOD": "AddFloorMod",
+    "FULLY_CONNECTED": "AddFullyConnected", "GATHER": "AddGather",
+    "GATHER_ND": "AddGatherNd", "GREATER": "AddGreater", "GREATER_EQUAL": "AddGreaterEqual",
+    "HARD_SWISH": "AddHardSwish", "IF": "AddIf", "L2_NORMALIZATION": "AddL2Normalization",
+    "L2_POOL_2D": "AddL2Pool2D", "LEAKY_RELU": "AddLeakyRelu", "LESS": "AddLess",
+    "LESS_EQUAL": "AddLessEqual", "LOG": "AddLog", "LOGICAL_AND": "AddLogicalAnd",
+    "LOGICAL_NOT": "AddLogicalNot", "LOGICAL_OR": "AddLogicalOr", "LOGISTIC": "AddLogistic",
+    "LOG_SOFTMAX": "AddLogSoftmax", "MAXIMUM": "AddMaximum", "MAX_POOL_2D": "AddMaxPool2D",
+    "MIRROR_PAD": "AddMirrorPad", "MEAN": "AddMean", "MINIMUM": "AddMinimum",
+    "MUL": "AddMul", "NEG": "AddNeg", "NOT_EQUAL": "AddNotEqual", "PACK": "AddPack",
+    "PAD": "AddPad", "PADV2": "AddPadV2", "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize",
+    "READ_VARIABLE": "AddReadVariable", "REDUCE_ALL": "AddReduceAll",
+    "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu",
+    "RELU6": "AddRelu6", "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "REVERSE_V2": "AddReverseV2",
+    "ROUND": "AddRound", "RSQRT": "AddRsqrt", "SELECT_V2": "AddSelectV2",
+    "SHAPE": "AddShape", "SIN": "AddSin", "SLICE": "AddSlice", "SOFTMAX": "AddSoftmax",
+    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd", "SPACE_TO_DEPTH": "AddSpaceToDepth",
+    "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "SQUEEZE": "AddSqueeze", "SQRT": "AddSqrt",
+    "SQUARE": "AddSquare", "SQUARED_DIFFERENCE": "AddSquaredDifference",
+    "STRIDED_SLICE": "AddStridedSlice", "SUB": "AddSub", "SUM": "AddSum", "SVDF": "AddSvdf",
+    "TANH": "AddTanh", "TRANSPOSE_CONV": "AddTransposeConv", "TRANSPOSE": "AddTranspose",
+    "UNPACK": "AddUnpack", "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "VAR_HANDLE": "AddVarHandle", "WHILE": "AddWhile", "ZEROS_LIKE": "AddZerosLike",
+})
+
+#: Custom ops whose kernels are part of the TFLM library tinyq builds
+#: (tensorflow/lite/micro/kernels/). The Signal* and Ethos-U custom ops need sources
+#: tinyq does not compile (signal/, the Ethos-U driver), so they are refused.
+CUSTOM_RESOLVER_METHODS: Mapping[str, str] = MappingProxyType({
+    "TFLite_Detection_PostProcess": "AddDetectionPostprocess",
+    "CIRCULAR_BUFFER": "AddCircularBuffer",
+})
+
+#: Kernel sets a project can default to (make's OPTIMIZED_KERNEL_DIR; "" = reference).
+KERNELS = ("reference", "cmsis_nn")
+
+#: Bytes added to the host-measured arena. The measurement comes from the pinned
+#: ``tflite-micro`` wheel; TFLM_DIR may hold another TFLM commit whose allocator
+#: differs by tens to hundreds of bytes (persistent buffers, alignment), and the
+#: device build is 32-bit (smaller than the 64-bit host figure). 1 KB covers the
+#: former with room to spare at a cost that every board with a TFLM-sized model has.
+ARENA_MARGIN_BYTES = 1024
+#: TFLM aligns arena allocations to 16 bytes; the arena size is kept a multiple of it.
+ARENA_ALIGN = 16
+#: CMSIS-NN aligns each scratch request the way TFLM's allocator does.
+SCRATCH_ALIGN = 16
+
+PREFIX = "tflm"
+TEMPLATE_DIR = "tflm"
+#: Project-level files the project renderer fills in (they need the whole file list).
+PROJECT_TEMPLATES: Mapping[str, str] = MappingProxyType({
+    "CMakeLists.txt": f"{TEMPLATE_DIR}/CMakeLists.txt.j2",
+    "README.md": f"{TEMPLATE_DIR}/README.md.j2",
+})
+
+_TQ_TYPES = {"int8": "TQ_INT8", "uint8": "TQ_UINT8", "int16": "TQ_INT16",
+             "int32": "TQ_INT32", "float32": "TQ_FLOAT32"}
+
+
+@dataclass(frozen=True)
+class TflmOptions:
+    """Options of the TFLM runtime (``GenerateOptions.runtime_options``)."""
+
+    kernels: str = "reference"           # the project's default kernels: reference | cmsis_nn
+    arena_bytes: int | None = None       # use this arena (bytes) instead of measuring it
+    arena_margin_bytes: int = ARENA_MARGIN_BYTES
+    use_arena_cache: bool = True         # reuse an earlier host measurement of the same model
+
+
+@dataclass(frozen=True)
+class ResolverOp:
+    """One registration in the generated op resolver."""
+
+    opcode: str          # "CONV_2D", or the custom op's name
+    method: str          # "AddConv2D"
+    custom: bool = False
+
+
+@dataclass(frozen=True)
+class ArenaPlan:
+    """How the arena size was chosen (all bytes)."""
+
+    bytes: int                    # the array in the firmware (multiple of 16)
+    measured: int | None          # smallest host tflite-micro arena; None when given
+    margin: int
+    cmsis_nn_scratch: int         # extra for CMSIS-NN scratch buffers (0 for reference)
+    given: bool = False           # TflmOptions.arena_bytes was used
+
+    def comment(self) -> str:
+        if self.given:
+            return f"{self.bytes} bytes as given (TflmOptions.arena_bytes / --arena-bytes)"
+        parts = [f"{self.measured} bytes (smallest arena the host tflite-micro interpreter "
+                 "allocates with, a 64-bit upper bound)", f"{self.margin} bytes margin"]
+        if self.cmsis_nn_scratch:
+            parts.append(f"{self.cmsis_nn_scratch} bytes for CMSIS-NN scratch buffers")
+        return " + ".join(parts) + f", rounded up to {ARENA_ALIGN}"
+
+
+@dataclass(frozen=True)
+class TflmSources:
+    """The generated TFLM runtime for one model."""
+
+    files: Mapping[str, str]               # relative path -> text
+    arena: ArenaPlan
+    ops: tuple[ResolverOp, ...]            # registration order
+    layer_names: tuple[str, ...]           # opcode of every op of subgraph 0, in order
+    kernels: str
+    model_sources: tuple[str, ...]         # files holding the model's constants
+    project_templates: Mapping[str, str] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.arena.bytes
+
+    @property
+    def resolver_size(self) -> int:
+        """N of MicroMutableOpResolver<N>."""
+        return len(self.ops)
+
+
+def round_up(value: int, align: int) -> int:
+    return -(-value // align) * align
+
+
+def resolver_ops(model: ir.Model) -> tuple[ResolverOp, ...]:
+    """The model's distinct ops with their registration method (first-use order).
+
+    Raises UnsupportedError naming the first op TFLM (or tinyq's table) cannot register.
+    """
+    ops: dict[str, ResolverOp] = {}
+    for op in model.operators:
+        if op.opcode == "CUSTOM":
+            name = op.custom_code or ""
+            method = CUSTOM_RESOLVER_METHODS.get(name)
+            if method is None:
+                raise UnsupportedError(
+                    f"op {op.index} is the custom op {name!r}, which tinyq's TFLM project "
+                    "cannot register (it builds TFLM's builtin kernels only)",
+                    hint="replace the layer with builtin ops, or register it yourself in "
+                    "tflm/tflm_runtime.cc", op=name, op_index=op.index)
+            ops.setdefault(name, ResolverOp(name, method, custom=True))
+            continue
+        method = RESOLVER_METHODS.get(op.opcode)
+        if method is None:
+            raise UnsupportedError(
+                f"op {op.index} {op.opcode} has no MicroMutableOpResolver registration, so "
+                "TFLM cannot run it",
+                hint="replace the layer with ops listed in docs/supported_ops.md "
+                "(or try --runtime native) and convert again", op=op.opcode, op_index=op.index)
+        ops.setdefault(op.opcode, ResolverOp(op.opcode, method))
+    return tuple(ops.values())
+
+
+def check_model(model: ir.Model) -> tuple[ResolverOp, ...]:
+    """Refuse a model TFLM cannot run (tinyq.checks errors, then the resolver table)."""
+    if not model.operators:
+        raise UnsupportedError("the model has no operators", hint="export a model with layers")
+    ops = resolver_ops(model)
+    errors = [p for p in checks.problems(model, "tflm") if p.severity == "error"]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise UnsupportedError(f"TFLM cannot run this model: {first.message}{more}",
+                               hint=first.fix, op=first.opcode, op_index=first.op_index)
+    for t in (*model.input_tensors, *model.output_tensors):
+        if t.dtype not in _TQ_TYPES:
+            raise UnsupportedError(
+                f"tensor {t.name!r} is {t.dtype}; the harness exchanges int8, uint8, int16, "
+                "int32 or float32 inputs and outputs", hint="quantize with int8 inputs/outputs")
+    return ops
+
+
+def _filter_size(model: ir.Model, op: ir.Operator) -> tuple[int, int, int]:
+    """(kernel h, kernel w, input channels) of a conv/depthwise op."""
+    weights = model.tensors[op.inputs[1]]
+    act = model.tensors[op.inputs[0]]
+    channels = act.shape[-1] if act.shape else 1
+    if len(weights.shape) == 4:
+        return weights.shape[1], weights.shape[2], channels
+    return 1, 1, channels
+
+
+def cmsis_nn_scratch_bytes(model: ir.Model) -> int:
+    """An upper bound of the scratch CMSIS-NN kernels request beyond the reference ones.
+
+    TFLM plans scratch buffers like tensors, live for one op, so the arena grows at
+    most by the largest single request. Bounds per op (CMSIS-NN
+    ``arm_*_get_buffer_size`` for Cortex-M with and without DSP):
+
+    * CONV_2D: im2col of two output pixels as int16, ``2 * align4(kh*kw*cin) * 2``;
+    * DEPTHWISE_CONV_2D: ``cin * kh * kw * 2`` (int16 column); counted like CONV_2D;
+    * AVERAGE_POOL_2D: ``cin * 4`` (int32 sums);
+    * FULLY_CONNECTED / BATCH_MATMUL: ``4 * output channels`` (per-channel sums).
+
+    MVE (Cortex-M55) kernels ask for other sizes; there the allocation error on the
+    UART says by how much the arena is short.
+    """
+    largest = 0
+    for op in model.operators:
+        need = 0
+        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(op.inputs) > 1:
+            kh, kw, cin = _filter_size(model, op)
+            need = 2 * round_up(kh * kw * cin, 4) * 2
+        elif op.opcode == "AVERAGE_POOL_2D":
+            act = model.tensors[op.inputs[0]]
+            need = 4 * (act.shape[-1] if act.shape else 1)
+        elif op.opcode in ("FULLY_CONNECTED", "BATCH_MATMUL"):
+            out = model.tensors[op.outputs[0]]
+            need = 4 * (out.shape[-1] if out.shape else 1)
+        largest = max(largest, round_up(need, SCRATCH_ALIGN) if need else 0)
+    return largest
+
+
+def plan_arena(model: ir.Model, model_bytes: bytes, options: TflmOptions,
+               progress: ProgressFn = null_progress) -> ArenaPlan:
+    """The arena size: given, or host-measured + margin (+ CMSIS-NN scratch)."""
+    scratch = cmsis_nn_scratch_bytes(model) if options.kernels == "cmsis_nn" else 0
+    if options.arena_bytes is not None:
+        if options.arena_bytes <= 0:
+            raise UserInputError(f"arena of {options.arena_bytes} bytes",
+                                 hint="give a positive number of bytes, or leave it unset "
+                                 "to measure")
+        return ArenaPlan(bytes=round_up(options.arena_bytes, ARENA_ALIGN), measured=None,
+                         margin=0, cmsis_nn_scratch=0, given=True)
+    if options.arena_margin_bytes < 0:
+        raise UserInputError(f"negative arena margin {options.arena_margin_bytes}",
+                             hint="use 0 or more bytes")
+    from tinyq.analyze import measure_tflm_arena
+
+    measured = measure_tflm_arena(model, model_bytes, use_cache=options.use_arena_cache,
+                                  progress=progress).arena_bytes
+    total = round_up(measured + options.arena_margin_bytes + scratch, ARENA_ALIGN)
+    return ArenaPlan(bytes=total, measured=measured, margin=options.arena_margin_bytes,
+                     cmsis_nn_scratch=scratch)
+
+
+def _model_bytes(model: ir.Model, model_bytes: bytes | None) -> bytes:
+    if model_bytes is None:
+        if not model.path:
+            raise ModelError("the TFLM runtime embeds the .tflite file itself, but this model "
+                             "was built in memory", hint="pass model_bytes= (or save it and "
+                             "read it with tinyq.read_model)")
+        try:
+            model_bytes = Path(model.path).read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read {model.path}: {exc.strerror}",
+                             hint="check that the model file still exists",
+                             path=model.path) from exc
+    if model.sha256 and hashlib.sha256(model_bytes).hexdigest() != model.sha256:
+        raise ModelError(f"{model.path or 'the model bytes'} changed since it was read "
+                         "(sha256 differs)", hint="read the model again and regenerate",
+                         path=model.path)
+    return model_bytes
+
+
+def _tensor_dims(t: ir.Tensor) -> str:
+    return "x".join(str(d) for d in t.shape) or "scalar"
+
+
+def render(model: ir.Model, options: TflmOptions | None = None, *, board: Board | None = None,
+           model_bytes: bytes | None = None, header: str | None = None,
+           progress: ProgressFn = null_progress) -> TflmSources:
+    """Render the TFLM runtime files for ``model`` (nothing is written).
+
+    ``board`` adds the board facts (name, arena region) to comments and to the
+    project templates' context; ``header`` replaces the "Generated by" line.
+    """
+    options = options or TflmOptions()
+    if options.kernels not in KERNELS:
+        raise UserInputError(f"unknown TFLM kernels {options.kernels!r}",
+                             hint=f"use one of {', '.join(KERNELS)}")
+    ops = check_model(model)
+    data = _model_bytes(model, model_bytes)
+    arena = plan_arena(model, data, options, progress)
+    source = Path(model.path).name if model.path else "<in-memory model>"
+    sha = hashlib.sha256(data).hexdigest()
+    if header is None:
+        where = f" for board {board.name}" if board is not None else ""
+        header = (f"Generated by tinyq {tinyq.__version__} (tinyq generate --runtime tflm)"
+                  f"{where} from {source} sha256 {sha}. Do not edit: regenerate.")
+    layer_names = tuple(op.opcode if op.opcode != "CUSTOM" else (op.custom_code or "CUSTOM")
+                        for op in model.operators)
+    ctx: dict[str, Any] = {
+        "generated": header,
+        "model_name": source,
+        "model_sha256": sha,
+        "model_id": sha[:12],
+        "model_bytes": data,
+        "model_len": len(data),
+        "ops": ops,
+        "resolver_size": len(ops),
+        "layer_names": layer_names,
+        "arena": arena,
+        "arena_comment": arena.comment(),
+        "arena_region": board.arena_region if board is not None else "ram",
+        "board_name": board.name if board is not None else "",
+        "kernels": options.kernels,
+        "inputs": [{"name": t.name, "dtype": t.dtype, "dims": _tensor_dims(t)}
+                   for t in model.input_tensors],
+        "outputs": [{"name": t.name, "dtype": t.dtype, "dims": _tensor_dims(t)}
+                    for t in model.output_tensors],
+        "prefix": PREFIX,
+        "tq_types": _TQ_TYPES,
+    }
+    files = {
+        f"{PREFIX}/model_data.h": render_template(f"{TEMPLATE_DIR}/model_data.h.j2", **ctx),
+        f"{PREFIX}/model_data.cc": render_template(f"{TEMPLATE_DIR}/model_data.cc.j2", **ctx),
+        f"{PREFIX}/tflm_runtime.cc": render_template(f"{TEMPLATE_DIR}/tflm_runtime.cc.j2",
+                                                     **ctx),
+        f"{PREFIX}/tflm.mk": render_template(f"{TEMPLATE_DIR}/tflm.mk.j2", **ctx),
+    }
+    # What the project templates (CMakeLists.txt, README.md) and the library builder need.
+    context = {
+        "kernels": options.kernels,
+        "arena_bytes": arena.bytes,
+        "arena_measured_bytes": arena.measured,
+        "arena_margin_bytes": arena.margin,
+        "arena_cmsis_nn_scratch_bytes": arena.cmsis_nn_scratch,
+        "arena_comment": arena.comment(),
+        "resolver": [op.opcode for op in ops],
+        "prefix": PREFIX,
+        "cxx_sources": [f"{PREFIX}/model_data.cc", f"{PREFIX}/tflm_runtime.cc"],
+        "model_len": len(data),
+        "arch_flags": list(board.cflags) if board is not None else [],
+    }
+    return TflmSources(files=files, arena=arena, ops=ops, layer_names=layer_names,
+                       kernels=options.kernels, model_sources=(f"{PREFIX}/model_data.cc",),
+                       project_templates=dict(PROJECT_TEMPLATES),
+                       context=MappingProxyType(context))
+

@@ -1,0 +1,382 @@
+"""Where the TensorFlow Lite Micro source tree comes from.
+
+Lookup order (:func:`locate`): ``--tflm-dir DIR``, then ``$TINYQ_TFLM_DIR``, then
+the tree ``tinyq setup tflm`` put in the user cache
+(``$TINYQ_CACHE_DIR`` or ``~/.cache/tinyq``, ``/tflm/<commit>``). A tree counts
+as TFLM when it has ``tensorflow/lite/micro/micro_interpreter.h``; its
+third-party code is expected where TFLM's own ``make third_party_downloads``
+puts it (``tensorflow/lite/micro/tools/make/downloads/<name>``).
+
+:func:`setup` downloads the pinned TFLM commit (a GitHub archive tarball) and the
+third-party archives TFLM pins at that commit, verifies each against the
+checksum recorded in :data:`PINS`, extracts them and applies TFLM's flatbuffers
+patch. An archive without a recorded checksum is refused (its sha256 is shown so
+a maintainer can check it and record it); nothing is installed half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyq.errors import ToolError, ToolNotFoundError, UserInputError
+from tinyq.fileio import atomic_path
+from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming a TFLM tree (after --tflm-dir, before the cache).
+TFLM_DIR_ENV = "TINYQ_TFLM_DIR"
+#: Environment variable of tinyq's cache root (shared with tinyq.build / tinyq.analyze).
+CACHE_ENV = "TINYQ_CACHE_DIR"
+#: A file every TFLM tree has.
+MARKER = "tensorflow/lite/micro/micro_interpreter.h"
+#: Where TFLM's Makefile downloads its third-party code, relative to the tree.
+DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
+#: Written into a tree made by `tinyq setup tflm` (what was installed, verified how).
+SETUP_RECORD = "tinyq_tflm.json"
+#: Seconds one HTTP request may stall (connect or between reads) before setup gives up.
+DOWNLOAD_TIMEOUT_S = 60
+#: Largest archive accepted (the TFLM tarball is ~10 MB, CMSIS_6 ~40 MB).
+MAX_ARCHIVE_BYTES = 512 << 20
+
+#: The TFLM commit tinyq pins (tflite-micro main, 2026-08-20).
+TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
+
+OFFLINE_MESSAGE = "cannot download TFLM (offline?)"
+OFFLINE_HINT = "point tinyq at a tree with --tflm-dir DIR or TINYQ_TFLM_DIR"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One archive `tinyq setup tflm` installs.
+
+    ``sha256`` is recorded by tinyq after checking a download; ``md5`` is the value
+    TFLM's own download script checks at :data:`TFLM_COMMIT` (copied from that
+    script, named in ``source``). At least one is required to install it.
+    """
+
+    name: str
+    url: str
+    top: str               # the archive's top folder
+    dest: str              # where its contents go, relative to the tree root
+    source: str            # where the pin (and md5) come from
+    sha256: str | None = None
+    md5: str | None = None
+    patch: str | None = None    # TFLM patch (path in the TFLM tree) applied after extraction
+    cmsis_nn: bool = False      # needed only for CMSIS-NN kernels
+
+    @property
+    def kind(self) -> str:
+        return "zip" if self.url.endswith(".zip") else "tar.gz"
+
+
+_MAKE = "tensorflow/lite/micro/tools/make"
+
+#: The pinned archives. Checksums: no sha256 could be computed for these archives
+#: (tinyq's build machine is offline), so the third-party ones carry the MD5 that
+#: TFLM's own scripts verify, and the TFLM tarball carries none yet: `tinyq setup
+#: tflm` refuses it until its sha256 is recorded here.
+PINS: tuple[Archive, ...] = (
+    Archive("tflite-micro",
+            f"https://github.com/tensorflow/tflite-micro/archive/{TFLM_COMMIT}.tar.gz",
+            top=f"tflite-micro-{TFLM_COMMIT}", dest=".",
+            source="tinyq's pin"),
+    Archive("flatbuffers",
+            "https://github.com/google/flatbuffers/archive/refs/tags/v25.9.23.zip",
+            top="flatbuffers-25.9.23", dest=f"{DOWNLOADS}/flatbuffers",
+            source=f"{_MAKE}/flatbuffers_download.sh",
+            md5="023eca1e211d64007124420cd6be29c7", patch=f"{_MAKE}/flatbuffers.patch"),
+    Archive("gemmlowp",
+            "https://github.com/google/gemmlowp/archive/"
+            "719139ce755a0f31cbf1c37f7f98adcc7fc9f425.zip",
+            top="gemmlowp-719139ce755a0f31cbf1c37f7f98adcc7fc9f425",
+            dest=f"{DOWNLOADS}/gemmlowp", source=f"{_MAKE}/third_party_downloads.inc",
+            md5="7e8191b24853d75de2af87622ad293ba"),
+    Archive("ruy",
+            "https://github.com/google/ruy/archive/d37128311b445e758136b8602d1bbd2a755e115d.zip",
+            top="ruy-d37128311b445e758136b8602d1bbd2a755e115d", dest=f"{DOWNLOADS}/ruy",
+            source=f"{_MAKE}/third_party_downloads.inc",
+            md5="abf7a91eb90d195f016ebe0be885bb6e"),
+    Archive("cmsis",
+            "https://github.com/ARM-software/CMSIS_6/archive/"
+            "5782d6f8057906d360f4b95ec08a2354afe5c9b9.zip",
+            top="CMSIS_6-5782d6f8057906d360f4b95ec08a2354afe5c9b9", dest=f"{DOWNLOADS}/cmsis",
+            source=f"{_MAKE}/ext_libs/cmsis_download.sh",
+            md5="563e7c6465f63bdc034359e9b536b366", cmsis_nn=True),
+    Archive("cmsis_nn",
+            "https://github.com/ARM-software/CMSIS-NN/archive/"
+            "4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae.zip",
+            top="CMSIS-NN-4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae",
+            dest=f"{DOWNLOADS}/cmsis_nn", source=f"{_MAKE}/ext_libs/cmsis_nn_download.sh",
+            md5="c960031e7d10cf31c477fb34ef460106", cmsis_nn=True),
+)
+
+#: Files that show a dependency is in place (relative to the tree).
+DEPENDENCY_FILES: Mapping[str, str] = {
+    "flatbuffers": f"{DOWNLOADS}/flatbuffers/include/flatbuffers/flatbuffers.h",
+    "gemmlowp": f"{DOWNLOADS}/gemmlowp/fixedpoint/fixedpoint.h",
+    "ruy": f"{DOWNLOADS}/ruy/ruy/profiler/instrumentation.h",
+    "cmsis": f"{DOWNLOADS}/cmsis/CMSIS/Core/Include/cmsis_compiler.h",
+    "cmsis_nn": f"{DOWNLOADS}/cmsis_nn/Include/arm_nnfunctions.h",
+}
+#: Dependencies the CMSIS-NN kernels need on top of the rest.
+CMSIS_NN_DEPENDENCIES = ("cmsis", "cmsis_nn")
+
+
+@dataclass(frozen=True)
+class TflmTree:
+    """A TFLM source tree tinyq builds against."""
+
+    path: Path             # absolute
+    origin: str            # "--tflm-dir", "TINYQ_TFLM_DIR" or "cache"
+    commit: str | None     # git commit when known (setup record or .git)
+
+    def missing(self, kernels: str = "reference") -> tuple[str, ...]:
+        """Third-party dependencies not found in the tree for ``kernels``."""
+        names = [n for n in DEPENDENCY_FILES if n not in CMSIS_NN_DEPENDENCIES]
+        if kernels == "cmsis_nn":
+            names += list(CMSIS_NN_DEPENDENCIES)
+        return tuple(n for n in names if not (self.path / DEPENDENCY_FILES[n]).is_file())
+
+    def require(self, kernels: str = "reference") -> TflmTree:
+        """Raise a one-line UserInputError if a dependency for ``kernels`` is missing."""
+        missing = self.missing(kernels)
+        if missing:
+            raise UserInputError(
+                f"the TFLM tree {self.path} has no {', '.join(missing)} in {DOWNLOADS}",
+                hint="run `make -f tensorflow/lite/micro/tools/make/Makefile "
+                "third_party_downloads` there (OPTIMIZED_KERNEL_DIR=cmsis_nn "
+                "TARGET=cortex_m_generic for CMSIS), or `tinyq setup tflm`",
+                path=str(self.path), missing=missing)
+        return self
+
+
+def cache_root() -> Path:
+    """``$TINYQ_CACHE_DIR``, else ``$XDG_CACHE_HOME/tinyq``, else ``~/.cache/tinyq``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tinyq"
+
+
+def cached_tree_path(root: Path | None = None, commit: str = TFLM_COMMIT) -> Path:
+    """Where `tinyq setup tflm` installs the pinned tree."""
+    return (root or cache_root()) / "tflm" / commit
+
+
+def _git_commit(path: Path) -> str | None:
+    git = path / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not head.startswith("ref: "):
+        return head or None
+    ref = head[5:]
+    try:
+        return (git / ref).read_text().strip()
+    except OSError:
+        pass
+    try:
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return None
+
+
+def tree_commit(path: Path) -> str | None:
+    """The commit of a tree: from `tinyq setup`'s record, else its .git, else None."""
+    try:
+        record = json.loads((path / SETUP_RECORD).read_text())
+        commit = record.get("commit")
+        if isinstance(commit, str) and commit:
+            return commit
+    except (OSError, ValueError):
+        pass
+    return _git_commit(path)
+
+
+def check_tree(path: str | os.PathLike[str], origin: str) -> TflmTree:
+    """A TflmTree for ``path``, or a one-line UserInputError saying what is wrong."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise UserInputError(f"{origin} {p} is not a folder",
+                             hint="pass the root of a tflite-micro checkout "
+                             "(or run `tinyq setup tflm`)", path=str(p))
+    if not (p / MARKER).is_file():
+        raise UserInputError(f"{origin} {p} is not a TensorFlow Lite Micro tree (no {MARKER})",
+                             hint="pass the root of a tflite-micro checkout "
+                             "(or run `tinyq setup tflm`)", path=str(p))
+    p = p.resolve()
+    return TflmTree(path=p, origin=origin, commit=tree_commit(p))
+
+
+def locate(tflm_dir: str | os.PathLike[str] | None = None, *,
+           env: Mapping[str, str] | None = None, cache: Path | None = None) -> TflmTree:
+    """Find the TFLM tree: ``tflm_dir``, then $TINYQ_TFLM_DIR, then the user cache."""
+    env = os.environ if env is None else env
+    if tflm_dir:
+        return check_tree(tflm_dir, "--tflm-dir")
+    if env.get(TFLM_DIR_ENV):
+        return check_tree(env[TFLM_DIR_ENV], TFLM_DIR_ENV)
+    cached = cached_tree_path(cache)
+    if (cached / MARKER).is_file():
+        return check_tree(cached, "cache")
+    raise UserInputError(
+        "no TensorFlow Lite Micro source tree found (no --tflm-dir, no "
+        f"{TFLM_DIR_ENV}, nothing in {cached})",
+        hint="run `tinyq setup tflm` (needs internet), or pass --tflm-dir DIR / set "
+        f"{TFLM_DIR_ENV} to a tflite-micro checkout")
+
+
+# ------------------------------------------------------------------ setup (download)
+
+Fetch = Callable[[str], bytes]
+
+
+def http_fetch(url: str) -> bytes:
+    """GET ``url`` (follows redirects); the offline error is one line."""
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310
+            data = response.read(MAX_ARCHIVE_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        log.debug("downloading %s failed: %s", url, exc)
+        raise ToolError(OFFLINE_MESSAGE, hint=OFFLINE_HINT, url=url,
+                        reason=str(getattr(exc, "reason", exc))) from None
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise ToolError(f"{url} is larger than {MAX_ARCHIVE_BYTES >> 20} MB",
+                        hint="check the pin in tinyq/tflm/source.py", url=url)
+    return data
+
+
+def verify(archive: Archive, data: bytes) -> str:
+    """Check ``data`` against the recorded checksum; return how it was verified."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    if archive.sha256 is not None:
+        if sha256 != archive.sha256:
+            raise ToolError(f"{archive.name} archive has sha256 {sha256}, expected "
+                            f"{archive.sha256}", hint="the download is corrupt or the "
+                            "archive changed upstream; retry, or use --tflm-dir", url=archive.url)
+        return f"sha256 {sha256}"
+    if archive.md5 is not None:
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if md5 != archive.md5:
+            raise ToolError(f"{archive.name} archive has md5 {md5}, expected {archive.md5} "
+                            f"(from {archive.source})", hint="the download is corrupt or the "
+                            "archive changed upstream; retry, or use --tflm-dir", url=archive.url)
+        return f"md5 {md5} (TFLM's pin in {archive.source}); sha256 {sha256}"
+    raise ToolError(
+        f"tinyq has no recorded checksum for the {archive.name} archive {archive.url} "
+        f"(its sha256 is {sha256}), so it will not install it",
+        hint="check that archive and record its sha256 in PINS (tinyq/tflm/source.py), or "
+        "use --tflm-dir DIR / TINYQ_TFLM_DIR with a tree you trust", url=archive.url,
+        sha256=sha256)
+
+
+def _safe_target(root: Path, name: str) -> Path:
+    target = (root / name).resolve()
+    if target != root and root not in target.parents:
+        raise ToolError(f"archive member {name!r} escapes the extraction folder",
+                        hint="the archive is not a plain source archive; use --tflm-dir")
+    return target
+
+
+def extract(archive: Archive, data: bytes, into: Path) -> Path:
+    """Extract ``data`` into ``into``; return the archive's top folder."""
+    into = into.resolve()
+    if archive.kind == "zip":
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                target = _safe_target(into, info.filename)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    else:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tf:
+            for member in tf.getmembers():
+                _safe_target(into, member.name)
+            tf.extractall(into, filter="data")
+    top = into / archive.top
+    if not top.is_dir():
+        raise ToolError(f"the {archive.name} archive has no folder {archive.top}",
+                        hint="the pin in tinyq/tflm/source.py is out of date", url=archive.url)
+    return top
+
+
+def apply_patch(folder: Path, patch_file: Path) -> None:
+    """Apply a TFLM patch (``-p1``) to ``folder`` with patch(1)."""
+    exe = shutil.which("patch")
+    if exe is None:
+        raise ToolNotFoundError("patch not found (needed for TFLM's flatbuffers patch)",
+                                hint="install it: sudo apt-get install patch", tool="patch")
+    proc = subprocess.run([exe, "-p1", "--batch", "--forward", "-i", str(patch_file)],
+                          cwd=folder, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        first = (proc.stdout + proc.stderr).strip().splitlines()[:1]
+        raise ToolError(f"applying {patch_file.name} failed: {' '.join(first)}",
+                        hint="the pins in tinyq/tflm/source.py disagree with TFLM; use --tflm-dir")
+
+
+def setup(dest: str | os.PathLike[str] | None = None, *, cmsis_nn: bool = True,
+          force: bool = False, fetch: Fetch = http_fetch,
+          progress: ProgressFn = null_progress) -> TflmTree:
+    """Download, verify and install the pinned TFLM tree (default: the user cache).
+
+    Every archive is downloaded and verified before anything is installed; the
+    tree appears atomically. An existing complete tree is reused unless ``force``.
+    """
+    target = Path(dest).expanduser() if dest else cached_tree_path()
+    if (target / MARKER).is_file() and not force:
+        tree = check_tree(target, "cache" if dest is None else "--dir")
+        if not tree.missing("cmsis_nn" if cmsis_nn else "reference"):
+            progress(ProgressEvent("setup", f"TFLM is already in {target}"))
+            return tree
+    wanted = [a for a in PINS if cmsis_nn or not a.cmsis_nn]
+    payloads: list[tuple[Archive, bytes, str]] = []
+    for i, archive in enumerate(wanted):
+        progress(ProgressEvent("setup", f"downloading {archive.name}", done=i,
+                               total=len(wanted)))
+        data = fetch(archive.url)
+        payloads.append((archive, data, verify(archive, data)))
+    progress(ProgressEvent("setup", "verified", done=len(wanted), total=len(wanted)))
+    with atomic_path(target, force=True) as tmp:
+        work = tmp.parent / (tmp.name + ".extract")
+        work.mkdir()
+        record = []
+        for archive, data, how in payloads:
+            top = extract(archive, data, work / archive.name)
+            dest_dir = tmp / archive.dest
+            if archive.dest == ".":
+                shutil.move(str(top), str(tmp))
+            else:
+                dest_dir.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(top), str(dest_dir))
+                for build_file in [*dest_dir.rglob("BUILD"), *dest_dir.rglob("BUILD.bazel")]:
+                    build_file.unlink()     # as TFLM's download scripts do
+                if archive.patch:
+                    apply_patch(dest_dir, tmp / archive.patch)
+            record.append({"name": archive.name, "url": archive.url, "verified": how})
+        shutil.rmtree(work, ignore_errors=True)
+        (tmp / SETUP_RECORD).write_text(json.dumps(
+            {"commit": TFLM_COMMIT, "archives": record}, indent=2) + "\n")
+    progress(ProgressEvent("setup", f"installed TFLM {TFLM_COMMIT[:12]} in {target}"))
+    return check_tree(target, "cache" if dest is None else "--dir")
