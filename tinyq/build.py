@@ -62,6 +62,7 @@ class BuildOptions:
     make: str = "make"
     cache_dir: Path | None = None        # default: $TINYQ_CACHE_DIR or ~/.cache/tinyq
     rebuild: bool = False                # ignore an existing build in the cache
+    tflm_dir: str | None = None          # TFLM tree (None: $TINYQ_TFLM_DIR, then the cache)
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,13 @@ def run_make(project: Path, options: BuildOptions) -> str:
     check_toolchain(options)
     argv = [options.make, "-C", str(project), f"-j{max(1, options.jobs)}",
             f"CROSS={options.cross}"]
+    if record.get("runtime") == "tflm":
+        from tinyq.tflm.library import make_variables
+
+        # TFLM itself is compiled once per core/float ABI/kernels into the cache.
+        argv += make_variables(project, record, tflm_dir=options.tflm_dir, cross=options.cross,
+                               make=options.make, jobs=options.jobs,
+                               cache=cache_root(options))
     log.debug("running %s", " ".join(argv))
     try:
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -324,7 +332,13 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
                              hint="pass --board NAME (see `tinyq boards`)")
     check_toolchain(build_options)
     files, _info, _rt, board_obj = render_model_project(path, board, runtime, options, progress)
-    key = files_digest(files)[:CACHE_KEY_CHARS]
+    identity = dict(files)
+    if runtime == "tflm":
+        from tinyq.tflm.source import locate
+
+        tree = locate(build_options.tflm_dir)   # the ELF also depends on the TFLM tree
+        identity["<tflm tree>"] = f"{tree.path} {tree.commit}"
+    key = files_digest(identity)[:CACHE_KEY_CHARS]
     project = cache_root(build_options) / "builds" / f"{board_obj.name}-{key}"
     elf = project / "build" / "app.elf"
     if elf.is_file() and (project / PROJECT_FILE).is_file() and not build_options.rebuild:

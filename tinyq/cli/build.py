@@ -17,6 +17,11 @@ def add_arguments(p) -> None:
     p.add_argument("--optimize", default="O2", choices=OPTIMIZE_LEVELS,
                    help="gcc optimisation level when building a model (default O2)")
     p.add_argument("--rebuild", action="store_true", help="ignore a cached build of the model")
+    p.add_argument("--tflm-dir", metavar="DIR",
+                   help="TFLM source tree for --runtime tflm (default: $TINYQ_TFLM_DIR, "
+                   "then `tinyq setup tflm`'s cache)")
+    p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
+                   help="TFLM kernels for --runtime tflm (default reference)")
     p.add_argument("--json", metavar="OUT", help="also write the sizes as JSON")
 
 
@@ -31,9 +36,15 @@ def run(args, ui) -> int:
     from tinyq.codegen import GenerateOptions
     from tinyq.fileio import write_text
 
+    runtime_options = None
+    if args.runtime == "tflm":
+        from tinyq.tflm.codegen import TflmOptions
+
+        runtime_options = TflmOptions(kernels=args.kernels)
     fw = build(args.target, board=args.board, runtime=args.runtime,
-               options=GenerateOptions(optimize=args.optimize),
-               build_options=BuildOptions(rebuild=args.rebuild), progress=ui.progress)
+               options=GenerateOptions(optimize=args.optimize, runtime_options=runtime_options),
+               build_options=BuildOptions(rebuild=args.rebuild, tflm_dir=args.tflm_dir),
+               progress=ui.progress)
     ui.print(f"{'reused' if fw.cached else 'built'} {fw.elf} for {fw.board} ({fw.runtime})")
     ui.table(
         ("memory", "what", "bytes", "of board", "used"),

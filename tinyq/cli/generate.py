@@ -17,6 +17,8 @@ def add_arguments(p) -> None:
     p.add_argument("--mlperf-model", default="", choices=("",) + MLPERF_MODELS,
                    metavar="{" + ",".join(MLPERF_MODELS) + "}",
                    help="what `profile` answers (m-model-[...]) for the MLPerf Tiny runner")
+    p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
+                   help="default TFLM kernels of a --runtime tflm project (default reference)")
     p.add_argument("--optimize", default="O2", choices=OPTIMIZE_LEVELS,
                    help="gcc optimisation level in the Makefile (default O2)")
 
@@ -24,9 +26,15 @@ def add_arguments(p) -> None:
 def run(args, ui) -> int:
     from tinyq.codegen import GenerateOptions, generate
 
+    runtime_options = None
+    if args.runtime == "tflm":
+        from tinyq.tflm.codegen import TflmOptions
+
+        runtime_options = TflmOptions(kernels=args.kernels)
     project = generate(args.model, args.board, runtime=args.runtime, out_dir=args.out,
                        options=GenerateOptions(mlperf_model=args.mlperf_model,
-                                               optimize=args.optimize),
+                                               optimize=args.optimize,
+                                               runtime_options=runtime_options),
                        force=args.force, progress=ui.progress)
     ui.print(f"generated {project.path} ({len(project.files)} files) for {project.board}, "
              f"runtime {project.runtime}, model {project.model_name} "

@@ -20,6 +20,11 @@ def add_arguments(p) -> None:
                    help="with --port: the board already runs this firmware; do not flash it")
     p.add_argument("--runtime", default="native", choices=RUNTIMES,
                    help="runtime to build (default native)")
+    p.add_argument("--tflm-dir", metavar="DIR",
+                   help="TFLM source tree for --runtime tflm (default: $TINYQ_TFLM_DIR, "
+                   "then `tinyq setup tflm`'s cache)")
+    p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
+                   help="TFLM kernels for --runtime tflm (default reference)")
     p.add_argument("--input", metavar="DATA",
                    help="input samples (.npy/.npz or any format `tinyq.data` reads); "
                         f"default: random inputs from seed {RANDOM_INPUT_SEED}")
@@ -80,9 +85,17 @@ def run(args, ui) -> int:
     if args.json:
         check_output(Path(args.json), args.force)     # refuse before minutes of work
     inputs = load_inputs(args.input) if args.input else None
+    from tinyq.build import BuildOptions
+
+    runtime_options = None
+    if args.runtime == "tflm":
+        from tinyq.tflm.codegen import TflmOptions
+
+        runtime_options = TflmOptions(kernels=args.kernels)
     options = RunOptions(runs=args.runs, warmup=args.warmup, seed=args.seed,
                          samples=args.samples, flash=not args.no_flash, baud=args.baud,
-                         generate=GenerateOptions())
+                         generate=GenerateOptions(runtime_options=runtime_options),
+                         build=BuildOptions(tflm_dir=args.tflm_dir))
     result = run_model(args.model, args.board, emulator=args.emulator, port=args.port,
                        inputs=inputs, runtime=args.runtime, options=options,
                        progress=ui.progress)
