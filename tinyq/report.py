@@ -1,0 +1,460 @@
+"""Reports: the JSON records of bench/validate/deploy as Markdown with tables and PNG plots.
+
+A *record* is the dict a command writes with ``--json`` (``BenchResult.to_json``,
+``ValidateResult.to_json``, ``DeployResult.to_json``). The renderer shows the
+sections a record has:
+
+* ``latency``/``ram``/``flash``/``outputs_match`` (bench): latency table (the unit
+  says instructions under an emulator, cycles + ms on a board), RAM and flash
+  against the board's budget, the output check;
+* ``layers``: the per-layer table and a bar chart PNG;
+* ``device_accuracy`` (validate): accuracy on the device, on the host and of the
+  float model, bit-exactness, and an accuracy-vs-size plot (with ``compare``
+  rows when the record has them);
+* ``stages`` (deploy): seconds per pipeline stage.
+
+``compare_markdown`` puts several records side by side (two runtimes, two
+boards, before/after). Every file is written atomically and nothing is
+overwritten without ``force`` (:mod:`tinyq.fileio`); all paths are checked
+before the first is written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyq.errors import UserInputError
+from tinyq.fileio import check_output, write_bytes, write_text
+
+log = logging.getLogger(__name__)
+
+#: Plot size in inches and resolution: readable on GitHub without zooming.
+FIGURE_WIDTH_IN = 8.0
+FIGURE_DPI = 110
+#: Height per bar of the per-layer chart (inches), with a floor.
+LAYER_BAR_IN = 0.28
+MIN_FIGURE_HEIGHT_IN = 2.5
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    images: tuple[Path, ...]
+
+
+# -- records ----------------------------------------------------------------------------
+
+def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``--json`` record, or a UserInputError naming the file."""
+    file = Path(path)
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserInputError(f"{file} not found",
+                             hint="pass JSON files written by tinyq bench/validate/deploy --json",
+                             path=str(file)) from None
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{file} is not readable JSON: {exc}",
+                             hint="pass JSON files written by tinyq --json",
+                             path=str(file)) from None
+    if not isinstance(record, dict) or not any(k in record for k in
+                                               ("latency", "device_accuracy", "stages")):
+        raise UserInputError(f"{file} is not a tinyq bench/validate/deploy record",
+                             hint="pass JSON files written by tinyq bench/validate/deploy --json",
+                             path=str(file))
+    return record
+
+
+def write_json(record: Mapping[str, Any], path: str | os.PathLike[str],
+               force: bool = False) -> Path:
+    """Write a record atomically (refuses an existing file without ``force``)."""
+    check_output(path, force)
+    return write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+# -- formatting -------------------------------------------------------------------------
+
+def _n(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f} %"
+
+
+def _share(part: int | None, whole: int | None) -> str:
+    if not part or not whole:
+        return "–"
+    return f"{100 * part / whole:.2f} %"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> str:
+    align = align or "l" + "r" * (len(headers) - 1)
+    marks = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(marks) + " |"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines)
+
+
+def _name(record: Mapping[str, Any]) -> str:
+    model = record.get("model") or "model"
+    return Path(str(model)).name
+
+
+def _unit(record: Mapping[str, Any]) -> str:
+    return (record.get("latency") or {}).get("unit", "cycles")
+
+
+# -- sections ---------------------------------------------------------------------------
+
+def _latency_section(rec: Mapping[str, Any]) -> list[str]:
+    lat = rec["latency"]
+    unit = lat.get("unit", "cycles")
+    has_ms = "ms" in lat
+    headers = ["", unit] + (["ms"] if has_ms else [])
+    rows = []
+    for key in ("median", "min", "max", "p95"):
+        row = [key, _n(lat.get(key))]
+        if has_ms:
+            row.append(_n(lat.get("ms" if key == "median" else f"ms_{key}")))
+        rows.append(row)
+    out = ["## Latency per inference", "",
+           _table(headers, rows), "",
+           f"{lat.get('recorded', lat.get('runs'))} timed run(s) after {lat.get('warmup', 0)} "
+           f"warm-up(s); counter {lat.get('counter', '?')} at {_n(lat.get('tick_hz'))} Hz."]
+    if lat.get("emulated") or unit == "instructions":
+        out.append("Counts are **emulator instructions** (QEMU `-icount shift=0`: 1 instruction "
+                   "= 1 ns of virtual time), not cycles or time on a real core.")
+    elif has_ms:
+        out.append(f"Milliseconds at the core clock ({_n(lat.get('core_hz'))} Hz).")
+    macs = rec.get("macs")
+    per = rec.get(f"macs_per_{unit[:-1]}")
+    if macs:
+        out.append(f"{_n(macs)} MACs per inference: {_n(per)} MACs per {unit[:-1]}.")
+    return out + [""]
+
+
+def _memory_section(rec: Mapping[str, Any]) -> list[str]:
+    out = []
+    ram = rec.get("ram")
+    if ram:
+        avail = ram.get("available")
+        rows = [["static (.data + .bss)", _n(ram.get("static")), _share(ram.get("static"), avail)],
+                ["stack (high-water mark)", _n(ram.get("stack_peak")),
+                 _share(ram.get("stack_peak"), avail)],
+                ["arena (used)", _n(ram.get("arena")), _share(ram.get("arena"), avail)],
+                ["**total peak**", f"**{_n(ram.get('total'))}**", _share(ram.get("total"), avail)],
+                ["board RAM", _n(avail), ""]]
+        out += ["## RAM", "", _table(["", "bytes", "of the board"], rows), ""]
+        if ram.get("stack_reserved") or ram.get("arena_reserved"):
+            out += [f"Reserved by the linker script: stack {_n(ram.get('stack_reserved'))} B, "
+                    f"arena section {_n(ram.get('arena_reserved'))} B "
+                    f"(in {ram.get('arena_region', 'ram')}).", ""]
+    flash = rec.get("flash")
+    if flash:
+        avail = flash.get("available")
+        rows = [["code (runtime, harness, glue, libc)", _n(flash.get("code")),
+                 _share(flash.get("code"), avail)],
+                ["model (weights, biases, parameters)", _n(flash.get("model")),
+                 _share(flash.get("model"), avail)],
+                ["**total**", f"**{_n(flash.get('total'))}**", _share(flash.get("total"), avail)],
+                ["board flash", _n(avail), ""]]
+        out += ["## Flash", "", _table(["", "bytes", "of the board"], rows), ""]
+    return out
+
+
+def _output_section(rec: Mapping[str, Any]) -> list[str]:
+    if "outputs_match" not in rec or "latency" not in rec:
+        return []
+    lsb = rec.get("bench_max_lsb_diff", rec.get("max_lsb_diff"))
+    verdict = ("identical to the tflite-micro interpreter" if rec["outputs_match"]
+               else f"**different** from the tflite-micro interpreter (max {lsb} LSB)")
+    return ["## Output check", "",
+            f"The device's raw output for the benchmark input ({rec.get('input', '?')}) is "
+            f"{verdict}.", ""]
+
+
+def _layers_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
+    layers = rec.get("layers")
+    if not layers:
+        return []
+    unit = _unit(rec)
+    per_key = f"macs_per_{unit[:-1]}"
+    rows = [[layer["index"], layer["op"], _n(layer.get(unit)), f"{100 * layer['share']:.1f} %",
+             _n(layer.get("macs")), _n(layer.get(per_key))] for layer in layers]
+    total = sum(int(layer.get(unit) or 0) for layer in layers)
+    median = (rec.get("latency") or {}).get("median")
+    out = ["## Per-layer profile", "",
+           _table(["#", "op", unit, "share", "MACs", f"MACs/{unit[:-1]}"], rows, "rlrrrr"), "",
+           f"Sum over layers: {_n(total)} {unit} (one inference with the layer hook on"
+           + (f"; the timed median is {_n(median)})." if median else ").")]
+    if image:
+        out += ["", f"![per-layer profile]({image})"]
+    return out + [""]
+
+
+def _accuracy_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
+    if "device_accuracy" not in rec:
+        return []
+    rows = [["samples", f"{_n(rec.get('samples'))} of {_n(rec.get('samples_requested'))}"],
+            ["on-device top-1", _pct(rec.get("device_accuracy"))],
+            ["host top-1 (tflite-micro)", _pct(rec.get("host_accuracy"))]]
+    if rec.get("float_accuracy") is not None:
+        rows.append(["float model top-1", _pct(rec.get("float_accuracy"))])
+    rows += [["bit-exact outputs", f"{_n(rec.get('bit_exact_count'))} of {_n(rec.get('samples'))}"
+              + (" (all)" if rec.get("bit_exact") else "")],
+             ["max LSB difference", _n(rec.get("max_lsb_diff"))]]
+    out = ["## Accuracy", "", _table(["", ""], rows, "lr"), ""]
+    if not rec.get("complete", True):
+        out += [f"**Incomplete:** the device stopped after {_n(rec.get('samples'))} of "
+                f"{_n(rec.get('samples_requested'))} samples; {_n(rec.get('missing'))} are "
+                f"missing ({rec.get('error')}). Resume with `tinyq validate ... --resume`.", ""]
+    if image:
+        out += [f"![accuracy vs size]({image})", ""]
+    return out
+
+
+def _stages_section(rec: Mapping[str, Any]) -> list[str]:
+    stages = rec.get("stages")
+    if not stages:
+        return []
+    rows = [[s["name"], f"{s['seconds']:.2f}", s.get("summary", "")] for s in stages]
+    total = rec.get("wall_seconds", sum(s["seconds"] for s in stages))
+    rows.append(["**total (wall clock)**", f"**{total:.2f}**", ""])
+    return ["## Pipeline stages", "", _table(["stage", "seconds", "result"], rows, "lrl"), ""]
+
+
+def _title(rec: Mapping[str, Any]) -> str:
+    kind = rec.get("kind", "report")
+    return (f"# tinyq {kind}: {_name(rec)} on {rec.get('board', '?')} "
+            f"({rec.get('runtime', '?')})")
+
+
+def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None) -> str:
+    """The Markdown of one record; ``images`` maps "layers"/"accuracy" to relative PNG paths."""
+    images = images or {}
+    out = [_title(record), ""]
+    facts = [f"model `{_name(record)}` ({record.get('model_id', '?')})",
+             f"device {record.get('device', '?')}", f"tinyq {record.get('tinyq', '?')}"]
+    out += ["; ".join(facts) + ".", ""]
+    out += _stages_section(record)
+    if "latency" in record:
+        out += _latency_section(record)
+        out += _memory_section(record)
+        out += _output_section(record)
+        out += _layers_section(record, images.get("layers"))
+    out += _accuracy_section(record, images.get("accuracy"))
+    return "\n".join(out).rstrip() + "\n"
+
+
+# -- plots --------------------------------------------------------------------------------
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def layers_png(record: Mapping[str, Any]) -> bytes | None:
+    """Horizontal bars: each layer's count, labelled with its share."""
+    layers = record.get("layers")
+    if not layers:
+        return None
+    plt = _pyplot()
+    unit = _unit(record)
+    labels = [f"{layer['index']} {layer['op']}" for layer in layers]
+    values = [int(layer.get(unit) or 0) for layer in layers]
+    height = max(MIN_FIGURE_HEIGHT_IN, LAYER_BAR_IN * len(layers) + 1.0)
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, height))
+    try:
+        bars = ax.barh(range(len(values)), values, color="#4477aa")
+        ax.set_yticks(range(len(values)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{unit} per inference" + (" (emulated)" if unit == "instructions" else ""))
+        ax.set_title(f"{_name(record)} on {record.get('board', '?')} "
+                     f"({record.get('runtime', '?')}): per-layer profile", fontsize=10)
+        for bar, layer in zip(bars, layers, strict=True):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                    f" {100 * layer['share']:.1f}%", va="center", fontsize=7)
+        ax.margins(x=0.12)
+        return _png(fig)
+    finally:
+        plt.close(fig)
+
+
+def accuracy_points(record: Mapping[str, Any]) -> list[tuple[str, int, float]]:
+    """(label, size in bytes, accuracy) points the record knows."""
+    points: list[tuple[str, int, float]] = []
+    for row in record.get("compare") or ():
+        size, acc = row.get("size_bytes"), row.get("accuracy")
+        if size and acc is not None:
+            points.append((str(row.get("mode", "?")), int(size), float(acc)))
+    model_size = (record.get("flash") or {}).get("model") or record.get("tflite_bytes")
+    if record.get("float_accuracy") is not None and record.get("float_model_bytes"):
+        points.append(("float (host)", int(record["float_model_bytes"]),
+                       float(record["float_accuracy"])))
+    if model_size:
+        if record.get("host_accuracy") is not None:
+            points.append(("int8 host (tflite-micro)", int(model_size),
+                           float(record["host_accuracy"])))
+        if record.get("device_accuracy") is not None:
+            points.append(("int8 on device", int(model_size), float(record["device_accuracy"])))
+    return points
+
+
+def accuracy_png(record: Mapping[str, Any]) -> bytes | None:
+    points = accuracy_points(record)
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN * 0.75, 4.0))
+    try:
+        markers = "osD^v<>p*"
+        for n, (label, size, acc) in enumerate(points):
+            ax.scatter([size / 1024], [100 * acc], marker=markers[n % len(markers)], s=60,
+                       label=label, zorder=3)
+        ax.set_xlabel("model size (KiB)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_title(f"{_name(record)}: accuracy vs size", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        return _png(fig)
+    finally:
+        plt.close(fig)
+
+
+# -- writing ------------------------------------------------------------------------------
+
+def write_report(record: Mapping[str, Any], path: str | os.PathLike[str],
+                 force: bool = False) -> ReportFiles:
+    """Write ``path`` (Markdown) and its PNGs beside it (``<stem>-layers.png`` ...)."""
+    md = Path(path)
+    pngs = {"layers": layers_png(record), "accuracy": accuracy_png(record)}
+    targets = {k: md.with_name(f"{md.stem}-{k}.png") for k, v in pngs.items() if v}
+    for target in (md, *targets.values()):
+        check_output(target, force)          # refuse before writing anything
+    for key, target in targets.items():
+        write_bytes(target, pngs[key] or b"")
+    write_text(md, markdown(record, {k: t.name for k, t in targets.items()}))
+    return ReportFiles(markdown=md, images=tuple(targets.values()))
+
+
+# -- side by side -------------------------------------------------------------------------
+
+def _get(rec: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = rec
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+#: Rows of the side-by-side table: (label, dotted key). ``{unit}`` is each record's unit.
+COMPARE_ROWS: tuple[tuple[str, str], ...] = (
+    ("model", "model"),
+    ("board", "board"),
+    ("runtime", "runtime"),
+    ("device", "device"),
+    ("latency unit", "latency.unit"),
+    ("latency median", "latency.median"),
+    ("latency p95", "latency.p95"),
+    ("latency ms (median)", "latency.ms"),
+    ("RAM static", "ram.static"),
+    ("RAM stack peak", "ram.stack_peak"),
+    ("RAM arena", "ram.arena"),
+    ("RAM total", "ram.total"),
+    ("flash code", "flash.code"),
+    ("flash model", "flash.model"),
+    ("flash total", "flash.total"),
+    ("outputs match TFLM", "outputs_match"),
+    ("samples", "samples"),
+    ("on-device accuracy", "device_accuracy"),
+    ("host accuracy", "host_accuracy"),
+    ("float accuracy", "float_accuracy"),
+    ("bit-exact", "bit_exact"),
+    ("max LSB diff", "max_lsb_diff"),
+)
+_RATIO_KEYS = {"latency.median", "latency.p95", "latency.ms", "ram.static", "ram.stack_peak",
+               "ram.arena", "ram.total", "flash.code", "flash.model", "flash.total"}
+_ACCURACY_KEYS = {"device_accuracy", "host_accuracy", "float_accuracy"}
+
+
+def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> str:
+    """Records side by side; with two, a ratio column (second / first, same unit only)."""
+    if len(records) < 2:
+        raise UserInputError("comparing needs at least two records",
+                             hint="pass two or more JSON files: tinyq report a.json b.json")
+    two = len(records) == 2
+    headers = ["", *labels] + (["ratio (2nd / 1st)"] if two else [])
+    same_unit = len({_unit(r) for r in records if "latency" in r}) <= 1
+    rows = []
+    for label, key in COMPARE_ROWS:
+        values = [_get(r, key) for r in records]
+        if all(v is None for v in values):
+            continue
+        if key == "model":
+            cells = [Path(str(v)).name if v else "–" for v in values]
+        elif key in _ACCURACY_KEYS:
+            cells = [_pct(v) for v in values]
+        else:
+            cells = [_n(v) for v in values]
+        row = [label, *cells]
+        if two:
+            a, b = values
+            ok = (key in _RATIO_KEYS and isinstance(a, (int, float)) and isinstance(b, (int, float))
+                  and a and (same_unit or not key.startswith("latency")))
+            row.append(f"{b / a:.3f}" if ok else "")
+        rows.append(row)
+    out = ["# tinyq report: side by side", "",
+           _table(headers, rows, "l" + "r" * (len(headers) - 1)), ""]
+    if not same_unit:
+        out += ["Latency units differ (emulator instructions vs cycles on a board): "
+                "no latency ratio is given.", ""]
+    layered = [r for r in records if r.get("layers")]
+    if two and len(layered) == 2:
+        a, b = layered
+        if [x["op"] for x in a["layers"]] == [x["op"] for x in b["layers"]]:
+            ua, ub = _unit(a), _unit(b)
+            lrows = [[x["index"], x["op"], _n(x.get(ua)), _n(y.get(ub)),
+                      f"{(y.get(ub) or 0) / x[ua]:.3f}" if x.get(ua) and ua == ub else ""]
+                     for x, y in zip(a["layers"], b["layers"], strict=True)]
+            out += ["## Per layer", "", _table(["#", "op", f"{labels[0]} ({ua})",
+                                                f"{labels[1]} ({ub})", "ratio"], lrows,
+                                               "rlrrr"), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def labels_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Column labels: the file names (their stems when those are distinct)."""
+    stems = [Path(p).stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
+
+
+__all__ = ["ReportFiles", "accuracy_png", "compare_markdown", "labels_for", "layers_png",
+           "load_record", "markdown", "write_json", "write_report"]

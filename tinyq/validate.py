@@ -1,0 +1,417 @@
+"""``tinyq validate``: accuracy on the device, sample by sample, against the host.
+
+Streams N labelled samples to the device in **one session** (``db load``/``db``
+with the runner's 31-byte chunks, ``infer 1 0``, ``tq-out``), reads every raw
+output back and computes:
+
+* on-device top-1 accuracy;
+* host top-1 accuracy with the ``tflite-micro`` interpreter (the oracle);
+* how many outputs are byte-identical to the host's, and the largest LSB difference;
+* optionally the float model's accuracy (``reference``, via :mod:`tinyq.evaluate`).
+
+Never silently truncated: when the device fails mid-way the result says how
+many samples were done and that the rest are missing (``complete=False``, with
+the device's error), and its JSON can be passed back as ``resume`` to continue
+from the first missing sample in a new session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyq.board_profile import Board
+from tinyq.errors import DataError, DeviceError, ModelError, UserInputError
+from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.protocol import Client, Timeouts
+
+log = logging.getLogger(__name__)
+
+#: Samples between progress events (a bar per sample would flood a log file).
+PROGRESS_EVERY = 10
+#: Record format version of the JSON (``resume`` refuses other versions).
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    """Options of ``tinyq validate`` beyond model, board, device and data."""
+
+    samples: int | None = None          # the first N samples (None: all)
+    reference: str | None = None        # float model whose accuracy is reported too
+    flash: bool = True                  # on a board: flash the firmware first
+    baud: int | None = None
+    build: Any = None                   # tinyq.build.BuildOptions
+    generate: Any = None                # tinyq.codegen.GenerateOptions
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    index: int                 # position in the data file
+    label: int
+    device_pred: int
+    host_pred: int
+    lsb_diff: int              # largest |device - host| over the outputs, in quanta
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.lsb_diff == 0
+
+    def to_list(self) -> list[int]:
+        return [self.index, self.label, self.device_pred, self.host_pred, self.lsb_diff]
+
+    @classmethod
+    def from_list(cls, row: Sequence[int]) -> SampleRecord:
+        index, label, device_pred, host_pred, lsb = (int(v) for v in row)
+        return cls(index, label, device_pred, host_pred, lsb)
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    model: str
+    model_id: str
+    data: str
+    data_sha256: str
+    board: str
+    runtime: str
+    device: str
+    emulated: bool
+    requested: int                       # samples asked for
+    records: tuple[SampleRecord, ...]    # samples done (resumed ones included)
+    error: str | None = None             # why the device stopped early
+    resumed: int = 0                     # records taken from a previous partial run
+    float_accuracy: float | None = None
+    reference: str | None = None
+    seconds: float = 0.0                 # device time of this session
+
+    @property
+    def samples(self) -> int:
+        return len(self.records)
+
+    @property
+    def complete(self) -> bool:
+        return self.samples == self.requested
+
+    @property
+    def missing(self) -> int:
+        return self.requested - self.samples
+
+    @property
+    def device_accuracy(self) -> float | None:
+        if not self.records:
+            return None
+        return sum(r.device_pred == r.label for r in self.records) / self.samples
+
+    @property
+    def host_accuracy(self) -> float | None:
+        if not self.records:
+            return None
+        return sum(r.host_pred == r.label for r in self.records) / self.samples
+
+    @property
+    def bit_exact_count(self) -> int:
+        return sum(r.bit_exact for r in self.records)
+
+    @property
+    def bit_exact(self) -> bool:
+        """Every output done is byte-identical to the host's (see ``complete`` for coverage)."""
+        return bool(self.records) and self.bit_exact_count == self.samples
+
+    @property
+    def max_lsb_diff(self) -> int:
+        return max((r.lsb_diff for r in self.records), default=0)
+
+    @property
+    def agreement(self) -> int:
+        """Samples where the device and the host predict the same class."""
+        return sum(r.device_pred == r.host_pred for r in self.records)
+
+    def to_json(self) -> dict[str, Any]:
+        from tinyq import __version__
+
+        return {
+            "kind": "validate",
+            "version": RECORD_VERSION,
+            "tinyq": __version__,
+            "model": self.model,
+            "model_id": self.model_id,
+            "data": self.data,
+            "data_sha256": self.data_sha256,
+            "board": self.board,
+            "runtime": self.runtime,
+            "device": self.device,
+            "emulated": self.emulated,
+            "samples": self.samples,
+            "samples_requested": self.requested,
+            "complete": self.complete,
+            "missing": self.missing,
+            "error": self.error,
+            "resumed": self.resumed,
+            "device_accuracy": self.device_accuracy,
+            "host_accuracy": self.host_accuracy,
+            "float_accuracy": self.float_accuracy,
+            "reference": self.reference,
+            "bit_exact": self.bit_exact,
+            "bit_exact_count": self.bit_exact_count,
+            "max_lsb_diff": self.max_lsb_diff,
+            "prediction_agreement": self.agreement,
+            "seconds": round(self.seconds, 3),
+            "per_sample_columns": ["index", "label", "device_pred", "host_pred", "lsb_diff"],
+            "per_sample": [r.to_list() for r in self.records],
+        }
+
+
+# -- data -----------------------------------------------------------------------------
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_labelled(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
+    """Inputs and integer labels of a test set (``tinyq.data`` when present, else .npz x/y)."""
+    file = Path(path)
+    if not file.exists():
+        raise DataError(f"test data {file} not found", hint="pass an .npz file with x and y")
+    try:
+        from tinyq.data import load_data
+    except ModuleNotFoundError as exc:
+        if exc.name != "tinyq.data":
+            raise
+        load_data = None
+    if load_data is not None:
+        loaded = load_data(file)
+        x, y = getattr(loaded, "x", None), getattr(loaded, "y", None)
+    else:
+        try:
+            npz = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read {file} as .npz: {exc}",
+                            hint="save the test set with numpy.savez(path, x=..., y=...)") from exc
+        if isinstance(npz, np.ndarray):
+            raise DataError(f"{file} holds inputs only, validate needs labels",
+                            hint="save the test set with numpy.savez(path, x=..., y=...)")
+        with npz:
+            x = npz["x"] if "x" in npz.files else None
+            y = npz["y"] if "y" in npz.files else None
+    if x is None:
+        raise DataError(f"{file} has no inputs (x)", hint="save them under the key 'x'")
+    if y is None:
+        raise DataError(f"{file} has no labels (y): accuracy needs them",
+                        hint="save the labels under the key 'y'")
+    return x, labels_of(y, file)
+
+
+def labels_of(y: Any, where: str | os.PathLike[str] = "the data") -> np.ndarray:
+    """Class indices from integer labels or one-hot rows."""
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] > 1:
+        return np.argmax(arr, axis=1).astype(np.int64)
+    arr = arr.reshape(-1)
+    if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
+        raise DataError(f"the labels in {where} are not class indices",
+                        hint="store integer class labels (or one-hot rows) under 'y'")
+    return arr.astype(np.int64)
+
+
+def top1(output: np.ndarray, scale: float, zero_point: int) -> int:
+    """The predicted class of one output tensor (a single score: > 0.5 after dequantizing)."""
+    flat = np.asarray(output).reshape(-1)
+    if flat.size == 1:
+        value = float(flat[0])
+        if np.issubdtype(flat.dtype, np.integer) and scale > 0:
+            value = (value - zero_point) * scale
+        return int(value > 0.5)
+    return int(np.argmax(flat))
+
+
+# -- resuming ------------------------------------------------------------------------
+
+def resume_records(previous: Mapping[str, Any], model_sha256: str, data_sha256: str,
+                   requested: int) -> tuple[SampleRecord, ...]:
+    """The samples a partial ``validate`` JSON already holds, after checking it matches."""
+    if previous.get("kind") != "validate" or previous.get("version") != RECORD_VERSION:
+        raise UserInputError("the --resume file is not a tinyq validate record",
+                             hint="pass the JSON an interrupted `tinyq validate --json` wrote")
+    if not model_sha256.startswith(str(previous.get("model_id", "")).lower() or "-"):
+        raise UserInputError(
+            f"the --resume file is for model {previous.get('model_id')}, not this one "
+            f"({model_sha256[:12]})", hint="resume with the same model, or start afresh")
+    if previous.get("data_sha256") != data_sha256:
+        raise UserInputError("the --resume file was made with other test data",
+                             hint="resume with the same --data file, or start afresh")
+    try:
+        records = tuple(SampleRecord.from_list(row) for row in previous.get("per_sample", ()))
+    except (TypeError, ValueError) as exc:
+        raise UserInputError(f"the --resume file's per_sample rows are damaged: {exc}",
+                             hint="start afresh without --resume") from None
+    if [r.index for r in records] != list(range(len(records))):
+        raise UserInputError("the --resume file's samples are not the first N in order",
+                             hint="start afresh without --resume")
+    if len(records) > requested:
+        raise UserInputError(f"the --resume file holds {len(records)} samples, more than the "
+                             f"{requested} asked for", hint="raise --samples or start afresh")
+    return records
+
+
+# -- running ------------------------------------------------------------------------
+
+def validate_on_device(client: Client, model_path: str | os.PathLike[str], runtime: str,
+                       x: Any, labels: np.ndarray, *, data_name: str = "",
+                       data_sha256: str = "", samples: int | None = None,
+                       done: Sequence[SampleRecord] = (), board_name: str = "",
+                       progress: ProgressFn = null_progress) -> ValidateResult:
+    """Run every sample not yet ``done`` on an open, ready device; never raises mid-way.
+
+    A DeviceError after the identity check ends the loop: the result holds the
+    samples done and ``error`` says why the rest are missing.
+    """
+    from tinyq.interpreters import TflmInterpreter
+    from tinyq.run import _specs, lsb_diff, samples_from
+    from tinyq.tflite_reader import read_model
+
+    path = Path(model_path)
+    model = read_model(path)
+    model_bytes = path.read_bytes()
+    specs = _specs(model.input_tensors)
+    all_samples = samples_from(x, specs)
+    if len(all_samples) != len(labels):
+        raise DataError(f"{data_name or 'the data'} has {len(all_samples)} inputs but "
+                        f"{len(labels)} labels", hint="store one label per sample")
+    requested = len(all_samples) if samples is None else samples
+    if requested < 1 or requested > len(all_samples):
+        raise DataError(f"--samples {requested} is outside 1..{len(all_samples)} "
+                        f"({data_name or 'the data'} holds {len(all_samples)})",
+                        hint=f"pass --samples between 1 and {len(all_samples)}")
+    out_spec = _specs(model.output_tensors)[0]
+    sha = model.sha256 or hashlib.sha256(model_bytes).hexdigest()
+    ident = client.check_identity(sha, runtime=runtime)
+    offset = int(ident.extra.get("db_offset", "0") or 0)
+    oracle = TflmInterpreter(model_bytes)
+    records = list(done)
+    error: str | None = None
+    start = time.monotonic()
+    progress(ProgressEvent("validate", f"{requested - len(records)} sample(s) on {client.port}",
+                           done=len(records), total=requested))
+    for i in range(len(records), requested):
+        sample = all_samples[i]
+        payload = b"".join(np.ascontiguousarray(a).tobytes() for a in sample)
+        if offset:
+            payload = bytes((b - offset) & 0xFF for b in payload)
+        try:
+            client.load_input(payload)
+            client.infer(1, 0)
+            device_out = client.raw_output()
+        except DeviceError as exc:
+            error = f"sample {i}: {exc}"
+            log.info("validate stopped at sample %d: %s", i, exc)
+            break
+        reference = oracle.invoke(sample)
+        expected = [np.ascontiguousarray(o).tobytes() for o in reference]
+        if len(device_out) != len(expected):
+            error = (f"sample {i}: the device returned {len(device_out)} outputs, the model "
+                     f"has {len(expected)} (firmware built for another model?)")
+            break
+        diffs = [lsb_diff(d, e, r.dtype) for d, e, r in zip(device_out, expected, reference,
+                                                             strict=True)]
+        if any(d < 0 for d in diffs):
+            error = f"sample {i}: the device returned outputs of the wrong size"
+            break
+        device0 = np.frombuffer(device_out[0], dtype=reference[0].dtype)
+        records.append(SampleRecord(
+            index=i, label=int(labels[i]),
+            device_pred=top1(device0, out_spec.scale, out_spec.zero_point),
+            host_pred=top1(reference[0], out_spec.scale, out_spec.zero_point),
+            lsb_diff=max(diffs, default=0)))
+        n = len(records)
+        if n % PROGRESS_EVERY == 0 or n == requested:
+            progress(ProgressEvent("validate", "samples on the device", done=n,
+                                   total=requested))
+    return ValidateResult(
+        model=str(path), model_id=ident.model_id, data=data_name, data_sha256=data_sha256,
+        board=board_name or ident.board, runtime=runtime, device=client.port,
+        emulated=client.device.is_emulated, requested=requested, records=tuple(records),
+        error=error, resumed=len(done), seconds=time.monotonic() - start)
+
+
+def reference_accuracy(reference: str | os.PathLike[str], x: Any, labels: np.ndarray,
+                       progress: ProgressFn = null_progress) -> float:
+    """Top-1 accuracy of the float model on the same samples (:mod:`tinyq.evaluate`)."""
+    from tinyq.evaluate import evaluate
+
+    progress(ProgressEvent("validate", f"evaluating the float model {Path(reference).name}"))
+    result = evaluate(reference, (x, labels), progress=progress)
+    accuracy = getattr(result, "accuracy", None)
+    if accuracy is None and isinstance(result, Mapping):
+        accuracy = result.get("accuracy")
+    if accuracy is None:
+        raise ModelError(f"could not evaluate {reference}",
+                         hint="check that it is a classifier with one output")
+    return float(accuracy)
+
+
+def validate(model_path: str | os.PathLike[str], board: Board | str,
+             data: str | os.PathLike[str], emulator: str | None = None,
+             port: str | None = None, runtime: str = "native",
+             options: ValidateOptions | None = None,
+             resume: Mapping[str, Any] | None = None,
+             progress: ProgressFn = null_progress) -> ValidateResult:
+    """Build (cached), open the device once, run the samples, compare with the host."""
+    from dataclasses import replace
+
+    from tinyq import boards
+    from tinyq.build import BuildOptions, build
+    from tinyq.run import RunOptions, session
+    from tinyq.tflite_reader import read_model
+
+    options = options or ValidateOptions()
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
+                         path=str(path))
+    board_obj = board if isinstance(board, Board) else boards.load(board)
+    x, labels = load_labelled(data)
+    data_sha = file_sha256(data)
+    requested = options.samples if options.samples is not None else len(labels)
+    done: tuple[SampleRecord, ...] = ()
+    if resume is not None:
+        done = resume_records(resume, read_model(path).sha256, data_sha, requested)
+    float_accuracy = None
+    if options.reference:
+        n = min(requested, len(labels))
+        float_accuracy = reference_accuracy(options.reference, np.asarray(x)[:n], labels[:n],
+                                            progress)
+    progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
+    firmware = build(path, board_obj, runtime=runtime, options=options.generate,
+                     build_options=options.build or BuildOptions(), progress=progress)
+    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts)
+    if len(done) >= requested:
+        raise UserInputError(f"the --resume file already holds all {requested} samples",
+                             hint="nothing to resume; drop --resume to start afresh")
+    result = None
+    try:
+        with session(board_obj, firmware.elf, emulator, port, run_options, progress) as client:
+            result = validate_on_device(client, path, runtime, x, labels, data_name=str(data),
+                                        data_sha256=data_sha, samples=requested, done=done,
+                                        board_name=board_obj.name, progress=progress)
+    except DeviceError as exc:
+        if result is None:       # failed before or at the identity check
+            raise
+        log.info("closing the device failed after validate: %s", exc)
+    return replace(result, float_accuracy=float_accuracy, reference=options.reference)
+
+
+__all__ = ["SampleRecord", "ValidateOptions", "ValidateResult", "load_labelled",
+           "resume_records", "top1", "validate", "validate_on_device"]
