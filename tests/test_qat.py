@@ -261,3 +261,77 @@ def test_docs_list_every_carried_layer():
     section = text.split("### Layers carried from Keras 3 to tf-keras", 1)[1]
     section = section.split("(the table", 1)[0]
     assert set(re.findall(r"`(\w+)`", section)) == set(CARRIERS)
+
+
+# --------------------------------------------------------------------------- API and CLI
+
+@pytest.fixture(scope="module")
+def digits_files(keras, tmp_path_factory):
+    """A small float Keras 3 model on 8x8 digits, saved, with train/val .npz files."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"),
+                              L.Flatten(), L.Dense(10)])
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:600], y[:600], epochs=3, verbose=0)
+    folder = tmp_path_factory.mktemp("qat_digits")
+    np.savez(folder / "train.npz", x=x[:600], y=y[:600])
+    np.savez(folder / "val.npz", x=x[1500:], y=y[1500:])
+    np.savez(folder / "nolabels.npz", x=x[:50])
+    model.save(folder / "model.keras")
+    return folder
+
+
+@pytest.mark.tensorflow
+def test_cli_qat_writes_int8_model_and_json(digits_files, capsys):
+    import json
+
+    from tinyq.interpreters import TflmInterpreter
+
+    f = digits_files
+    out, report = f / "qat.tflite", f / "qat.json"
+    code = main(["qat", str(f / "model.keras"), "--train", str(f / "train.npz"),
+                 "--val", str(f / "val.npz"), "--calib", str(f / "train.npz"),
+                 "--calib-samples", "50", "--epochs", "1", "-o", str(out), "--json", str(report)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    interp = TflmInterpreter(out.read_bytes())
+    assert interp.input_details(0).dtype == np.int8
+    data = json.loads(report.read_text())
+    assert data["eval_on"] == "validation" and data["eval_samples"] == 297
+    assert len(data["history"]) == 1 and data["history"][0]["val_accuracy"] is not None
+    assert data["carried_from_keras3"] is True
+    for key in ("float_accuracy", "ptq_accuracy", "qat_accuracy"):
+        assert 0.0 <= data[key] <= 1.0
+    for row in ("float", "PTQ int8", "QAT int8"):
+        assert row in captured.out
+
+    # an existing output is refused without --force, and left untouched
+    before = out.read_bytes()
+    code = main(["qat", str(f / "model.keras"), "--train", str(f / "train.npz"),
+                 "--calib", str(f / "train.npz"), "-o", str(out)])
+    assert code == 1 and "--force" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("args, message", [
+    (["--train", "{f}/nolabels.npz"], "no labels"),
+    (["--train", "{f}/train.npz", "--epochs", "0"], "epochs must be at least 1"),
+])
+def test_cli_qat_bad_input_is_one_line(digits_files, capsys, args, message):
+    f = digits_files
+    out = f / "bad.tflite"
+    argv = ["qat", str(f / "model.keras"), "--calib", str(f / "train.npz"), "-o", str(out)]
+    code = main(argv + [a.format(f=f) for a in args])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in err
+    assert not out.exists()

@@ -50,9 +50,6 @@ from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 log = logging.getLogger(__name__)
 
 STAGE = "qat"
-#: Samples of the calibration data given to the converter's representative
-#: dataset (sets the int8 input scale and any range QAT did not learn).
-DEFAULT_CALIB_SAMPLES = 200
 _LEGACY_ENV = "TF_USE_LEGACY_KERAS"
 
 
@@ -63,13 +60,13 @@ class QatOptions:
     epochs: int = 3
     learning_rate: float = 1e-4      # fine-tuning: small, the float weights are already good
     batch_size: int = 32
-    calib_samples: int = DEFAULT_CALIB_SAMPLES
+    calib_samples: int | None = None  # None: all, at most tinyq.quantize.DEFAULT_CALIB_SAMPLES
     seed: int = 0                    # weight shuffling and dropout, for reproducible runs
     compare_ptq: bool = True         # also quantize without QAT and measure it (the PTQ row)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "calib_samples"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise DataError(f"{name} must be at least 1, got {getattr(self, name)}",
                                 hint=f"pass a positive --{name.replace('_', '-')}")
         if not self.learning_rate > 0:
@@ -147,11 +144,9 @@ def import_qat_stack():
     if missing:  # say it before the slow TensorFlow import
         raise ToolNotFoundError(f"{', '.join(missing)} not installed", hint=QAT_INSTALL_HINT,
                                 tool=missing[0])
-    try:
-        import tensorflow as tf
-    except ImportError as exc:
-        raise ToolNotFoundError(f"TensorFlow does not import: {exc}", hint=QAT_INSTALL_HINT,
-                                tool="tensorflow") from exc
+    from tinyq.model_loader import import_tensorflow
+
+    tf = import_tensorflow()  # quiet C++ logging, same as the rest of tinyq
     tfk = import_tf_keras()
     saved = os.environ.get(_LEGACY_ENV)
     # Resolve tf.keras under the caller's setting before tfmot flips the variable.
@@ -395,17 +390,25 @@ class _Arrays:
     y: np.ndarray | None
 
 
-def _arrays(data: Any, what: str) -> _Arrays:
-    """Accept a loaded dataset (anything with ``.x`` / ``.y``), an ``(x, y)`` tuple, or a path."""
+def _as_data(data: Any, what: str) -> Any:
+    """An ``(x, y)`` tuple becomes a :class:`tinyq.data.Dataset`; anything else is kept."""
+    from tinyq.data import Dataset
+
     if isinstance(data, tuple):
         x, y = data
-        return _Arrays(np.asarray(x, dtype=np.float32), None if y is None else np.asarray(y))
-    if hasattr(data, "x"):
-        y = getattr(data, "y", None)
-        return _Arrays(np.asarray(data.x, dtype=np.float32), None if y is None else np.asarray(y))
+        return Dataset(x=np.asarray(x), y=None if y is None else np.asarray(y), source=what)
+    return data
+
+
+def _arrays(data: Any, what: str, input_shape: tuple[int | None, ...]) -> _Arrays:
+    """Load and check ``data`` with :func:`tinyq.data.load_data` for the model's input.
+
+    ``data``: a path, a loaded :class:`tinyq.data.Dataset`, or an ``(x, y)`` tuple.
+    """
     from tinyq.data import load_data
 
-    return _arrays(load_data(data), what)
+    loaded = load_data(_as_data(data, what), input_shape=input_shape, dtype="float32")
+    return _Arrays(np.asarray(loaded.x, dtype=np.float32), loaded.y)
 
 
 @dataclass(frozen=True)
@@ -435,27 +438,21 @@ def _prepare(model_path, train, options: QatOptions, calib, val,
 
     progress(ProgressEvent(STAGE, f"loading {model_path}"))
     model = load_keras_model(model_path)
-    tr = _arrays(train, "training data")
-    y_train = class_labels(tr.y, "training data")
-    va = _arrays(val, "validation data") if val is not None else None
-    y_val = class_labels(va.y, "validation data") if va is not None else None
-    cal = _arrays(calib, "calibration data").x if calib is not None else tr.x
     want = _input_shape(model)
-    for what, arr in (("training data", tr.x), ("validation data", va.x if va else None),
-                      ("calibration data", cal)):
-        if arr is not None and (arr.ndim != len(want) + 1 or any(
-                w is not None and w != a for w, a in zip(want, arr.shape[1:], strict=False))):
-            raise DataError(f"{what} has samples of shape {tuple(arr.shape[1:])}, the model "
-                            f"input is {want}", hint="pass data shaped like the model input")
-    if len(tr.x) == 0:
-        raise DataError("the training data holds no samples", hint="pass a non-empty --train")
+    tr = _arrays(train, "training data", want)
+    y_train = class_labels(tr.y, "training data")
+    va = _arrays(val, "validation data", want) if val is not None else None
+    y_val = class_labels(va.y, "validation data") if va is not None else None
+    from tinyq.quantize import QuantizeOptions, calibration_samples
+
+    cal = calibration_samples(_as_data(calib, "calibration data") if calib is not None else tr.x,
+                              want, QuantizeOptions(calib_samples=options.calib_samples))
     tfk_model, carry_diff = to_tf_keras(model, tr.x[:8], progress)
     classes = int(np.prod(tfk_model.outputs[0].shape[1:]))
     _check_labels(y_train, classes, "training data")
     if y_val is not None:
         _check_labels(y_val, classes, "validation data")
-    return _Prepared(model, tfk_model, carry_diff, tr, y_train, va, y_val,
-                     cal[:options.calib_samples])
+    return _Prepared(model, tfk_model, carry_diff, tr, y_train, va, y_val, cal)
 
 
 def _train_convert(prep: _Prepared, options: QatOptions, progress: ProgressFn):
@@ -523,9 +520,12 @@ def qat(model_path: str | os.PathLike[str], train: Any, options: QatOptions = Qa
 
 
 def ptq_int8(model_path: str | os.PathLike[str], calib_x: np.ndarray) -> bytes:
-    """Post-training full-integer int8 (int8 I/O) of the same float model, via tinyq.quantize."""
+    """Post-training full-integer int8 (int8 I/O) of the same float model, via tinyq.quantize,
+    calibrated with the same samples as the QAT conversion."""
     from tinyq.quantize import QuantizeOptions, quantize
 
-    result = quantize(model_path, calib_x, QuantizeOptions(mode="int8", io="int8"))
+    samples = np.asarray(calib_x, dtype=np.float32)
+    result = quantize(model_path, samples,
+                      QuantizeOptions(mode="int8", io="int8", calib_samples=len(samples)))
     return result.tflite
 

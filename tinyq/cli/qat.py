@@ -7,7 +7,8 @@ HELP = ("fine-tune a float Keras model with fake quantization (QAT) and convert 
 
 
 def add_arguments(p) -> None:
-    from tinyq.qat import DEFAULT_CALIB_SAMPLES, QatOptions
+    from tinyq.qat import QatOptions
+    from tinyq.quantize import DEFAULT_CALIB_SAMPLES
 
     d = QatOptions()
     p.add_argument("model", help="float Keras model: .keras, .h5 (Sequential or Functional)")
@@ -17,8 +18,9 @@ def add_arguments(p) -> None:
                                  "accuracy and the float/PTQ/QAT comparison")
     p.add_argument("--calib", required=True,
                    help="calibration data for the int8 converter (.npz, .npy or image folder)")
-    p.add_argument("--calib-samples", type=int, default=DEFAULT_CALIB_SAMPLES,
-                   help=f"calibration samples to use (default {DEFAULT_CALIB_SAMPLES})")
+    p.add_argument("--calib-samples", type=int,
+                   help=f"calibration samples to use (default: all, at most "
+                   f"{DEFAULT_CALIB_SAMPLES}); fewer in the file is an error")
     p.add_argument("--epochs", type=int, default=d.epochs,
                    help=f"fine-tuning epochs (default {d.epochs})")
     p.add_argument("--lr", type=float, default=d.learning_rate,
