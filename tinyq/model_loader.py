@@ -56,17 +56,23 @@ class FloatModel:
     loader: str                                 # how it was loaded (see module doc)
     repairs: tuple[str, ...] = ()               # legacy config keys dropped, per layer
     size_bytes: int = 0                         # on disk (a SavedModel: all its files)
+    param_count: int | None = None              # weights (Keras models; None: unknown)
     keras_model: Any = field(default=None, repr=False, compare=False)
 
 
 def import_tensorflow():
     """``tensorflow`` (quietly), or ToolNotFoundError naming the extra."""
+    from tinyq.interpreters import capture_fd2
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow as tf
-    except ImportError as exc:
-        raise ToolNotFoundError(f"TensorFlow is not installed ({exc})",
-                                hint=CONVERT_HINT) from exc
+    with capture_fd2() as noise:  # C++ start-up lines (oneDNN notices) stay off the terminal
+        try:
+            import keras  # noqa: F401 - imported here so its start-up output is captured too
+            import tensorflow as tf
+        except ImportError as exc:
+            raise ToolNotFoundError(f"TensorFlow is not installed ({exc})",
+                                    hint=CONVERT_HINT) from exc
+    log.debug("TensorFlow import: %s", " ".join(noise).strip())
     return tf
 
 
@@ -162,7 +168,8 @@ def load_model(path: str | os.PathLike[str]) -> FloatModel:
         path=str(p), kind=kind, input_shape=_shape(inputs[0].shape[1:]),
         input_dtype=str(getattr(inputs[0].dtype, "name", inputs[0].dtype)),
         output_shapes=tuple(_shape(o.shape[1:]) for o in model.outputs),
-        loader=loader, repairs=tuple(repairs), size_bytes=_disk_size(p), keras_model=model)
+        loader=loader, repairs=tuple(repairs), size_bytes=_disk_size(p),
+        param_count=int(model.count_params()), keras_model=model)
 
 
 def _signature(p: Path, tf):

@@ -108,6 +108,7 @@ class QuantizeResult:
     io: str
     per_tensor_dense: bool
     source_size_bytes: int                   # the float model on disk
+    param_count: int | None                  # float weights (Keras models; None: unknown)
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     ops: tuple[tuple[str, int], ...]         # (op name, count) in first-use order
@@ -282,6 +283,7 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
     return QuantizeResult(
         tflite=tflite, model=str(model_path), mode=options.mode, io=options.io_type,
         per_tensor_dense=options.per_tensor_dense, source_size_bytes=float_model.size_bytes,
+        param_count=float_model.param_count,
         inputs=tensor_specs(model, model.inputs), outputs=tensor_specs(model, model.outputs),
         ops=op_counts(model), calib_samples=used, loader=float_model.loader,
         repairs=float_model.repairs, seconds=time.perf_counter() - start,

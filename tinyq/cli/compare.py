@@ -1,0 +1,67 @@
+"""tinyq compare: quantize in several modes, one table of size, accuracy, error, latency."""
+
+from __future__ import annotations
+
+HELP = ("quantize a float model in every mode and compare size, accuracy, error vs float, "
+        "host latency and whether TFLM runs it")
+
+
+def add_arguments(p) -> None:
+    from tinyq.cli.quantize import add_data_arguments
+    from tinyq.quantize import MODES
+
+    p.add_argument("model", help="float model: .keras, .h5 or a SavedModel folder")
+    p.add_argument("--calib", required=True, help="calibration data (.npz, .npy, image folder)")
+    p.add_argument("--data", required=True, help="test data (.npz with x and labels y, ...)")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                   help="modes to compare (default: all)")
+    p.add_argument("--per-tensor-dense", action="store_true",
+                   help="per-tensor weights for FULLY_CONNECTED")
+    p.add_argument("--calib-samples", type=int, metavar="N",
+                   help="use the first N calibration samples (default: all, at most 500)")
+    add_data_arguments(p)
+    p.add_argument("--json", metavar="OUT", help="write the table as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against size (PNG)")
+    p.add_argument("--force", action="store_true", help="overwrite --json/--plot files")
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def run(args, ui) -> int:
+    import json
+
+    from tinyq.compare import CompareOptions, compare, plot
+    from tinyq.fileio import check_output, write_text
+
+    for out in (args.json, args.plot):
+        if out:
+            check_output(out, args.force)
+    options = CompareOptions(modes=tuple(dict.fromkeys(args.modes)),
+                             per_tensor_dense=args.per_tensor_dense,
+                             calib_samples=args.calib_samples, image_scale=args.image_scale)
+    r = compare(args.model, args.calib, args.data, options, progress=ui.progress)
+    float_size = next((row.size_bytes for row in r.rows if row.mode == "float32"), None)
+    rows = []
+    for row in r.rows:
+        rel = (f"{100 * row.size_bytes / float_size:.0f}%"
+               if row.size_bytes and float_size else "")
+        rows.append((row.mode, _num(row.size_bytes, ","), rel,
+                     _num(None if row.accuracy is None else 100 * row.accuracy, ".2f"),
+                     _num(row.max_abs_error, ".4g"), _num(row.rmse, ".4g"),
+                     _num(row.latency_us, ".1f"),
+                     "yes" if row.tflm_runs else f"no: {row.error or row.tflm_note}"))
+    ref = ("" if r.reference_accuracy is None
+           else f", float accuracy {100 * r.reference_accuracy:.2f}%")
+    ui.print(f"{r.model} on {r.samples} samples of {r.data}{ref}")
+    ui.table(("mode", "size B", "vs f32", "top-1 %", "max abs err", "RMSE", "host us",
+              "TFLM runs"), rows, align="lrrrrrrl")
+    ui.print(f"host us: {r.latency_interpreter}; errors are against the float32 model")
+    if args.json:
+        write_text(args.json, json.dumps(r.to_json(), indent=2) + "\n", force=args.force)
+        ui.print(f"wrote {args.json}")
+    if args.plot:
+        plot(r, args.plot, force=args.force)
+        ui.print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,202 @@
+"""Quantize one float model in several modes and measure each on the same test data.
+
+Per mode: file size, top-1 accuracy (with labels), error vs the float model (the
+float32 conversion, see :mod:`tinyq.evaluate`), host latency per sample, and whether
+the ``tflite-micro`` interpreter runs it (actually tried: one inference).
+
+Latency is measured on LiteRT (``ai-edge-litert``) with its default op resolver
+(XNNPACK where it applies), batch 1, :data:`LATENCY_WARMUP` untimed then the median of
+:data:`LATENCY_RUNS` timed invocations of the first test sample. It is a host
+figure for relative comparison only, not a microcontroller latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tinyq.errors import ConversionError, ModelError, UnsupportedError
+from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.quantize import MODES, QuantizeOptions
+
+log = logging.getLogger(__name__)
+
+STAGE = "compare"
+#: Untimed invocations before timing (first calls allocate and warm caches).
+LATENCY_WARMUP = 5
+#: Timed invocations; the median is reported.
+LATENCY_RUNS = 50
+LATENCY_INTERPRETER = (f"LiteRT (ai-edge-litert) default resolver, batch 1, median of "
+                       f"{LATENCY_RUNS} runs")
+
+#: Why TFLM rejects a mode (its own message is a generic "failed to allocate tensors").
+KNOWN_TFLM_REJECTIONS = {
+    "dynamic": "TFLM does not run hybrid (dynamic-range) models",
+    "float16": "TFLM cannot dequantize float16 weights",
+}
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    modes: tuple[str, ...] = MODES
+    per_tensor_dense: bool = False
+    calib_samples: int | None = None
+    image_scale: str = "0-1"
+
+    def __post_init__(self) -> None:
+        for mode in self.modes:
+            QuantizeOptions(mode=mode)  # validates the name
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    mode: str
+    size_bytes: int | None
+    accuracy: float | None
+    max_abs_error: float | None
+    rmse: float | None
+    top1_agreement: float | None
+    latency_us: float | None            # host, per sample (see LATENCY_INTERPRETER)
+    tflm_runs: bool
+    tflm_note: str                      # why not, when it does not
+    error: str | None = None            # conversion failed: the converter's line
+    tflite: bytes | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    model: str
+    data: str
+    samples: int
+    source_size_bytes: int
+    reference_accuracy: float | None
+    latency_interpreter: str
+    rows: tuple[ModeResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for row in data["rows"]:
+            row.pop("tflite")
+        return data
+
+
+def host_latency_us(model_bytes: bytes, x: np.ndarray) -> float:
+    """Median microseconds per inference of one sample on LiteRT's default resolver."""
+    from tinyq.evaluate import quantize_input
+    from tinyq.interpreters import LiteRTInterpreter
+
+    it = LiteRTInterpreter(model_bytes, reference_kernels=False)
+    inp = it.input_details(0)
+    sample = quantize_input(x[:1], inp.dtype, inp.scale, inp.zero_point).reshape(inp.shape)
+    for _ in range(LATENCY_WARMUP):
+        it.invoke([sample])
+    times = []
+    for _ in range(LATENCY_RUNS):
+        t0 = time.perf_counter()
+        it.invoke([sample])
+        times.append(time.perf_counter() - t0)
+    return 1e6 * statistics.median(times)
+
+
+def tflm_check(model_bytes: bytes, x: np.ndarray) -> tuple[bool, str]:
+    """Whether the tflite-micro interpreter prepares and runs one inference of the model."""
+    from tinyq.evaluate import quantize_input
+    from tinyq.interpreters import TflmInterpreter
+    from tinyq.quantize import detect_mode
+    from tinyq.tflite_reader import read_model_bytes
+
+    mode = detect_mode(read_model_bytes(model_bytes))
+    try:
+        it = TflmInterpreter(model_bytes)
+        inp = it.input_details(0)
+        it.invoke([quantize_input(x[:1], inp.dtype, inp.scale, inp.zero_point)
+                   .reshape(inp.shape)])
+    except (UnsupportedError, ModelError) as exc:
+        return False, KNOWN_TFLM_REJECTIONS.get(mode, exc.message)
+    return True, ""
+
+
+def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
+            options: CompareOptions = CompareOptions(),
+            progress: ProgressFn = null_progress) -> CompareReport:
+    """Quantize ``model_path`` in each of ``options.modes`` and measure each on ``data``."""
+    from tinyq.data import load_data
+    from tinyq.evaluate import evaluate_bytes
+    from tinyq.model_loader import load_model
+    from tinyq.quantize import calibration_samples, convert
+
+    progress(ProgressEvent(STAGE, f"loading {model_path}"))
+    float_model = load_model(model_path)
+    test = load_data(data, input_shape=float_model.input_shape, dtype="float32",
+                     image_scale=options.image_scale)
+    q_options = {m: QuantizeOptions(mode=m, per_tensor_dense=options.per_tensor_dense,
+                                    calib_samples=options.calib_samples,
+                                    image_scale=options.image_scale) for m in options.modes}
+    samples = calibration_samples(calib, float_model.input_shape, q_options[options.modes[0]])
+    progress(ProgressEvent(STAGE, "converting the float32 reference"))
+    reference = convert(float_model, QuantizeOptions(mode="float32"), None)
+    rows, ref_acc = [], None
+    for n, mode in enumerate(options.modes):
+        progress(ProgressEvent(STAGE, f"{mode}: converting", n, len(options.modes)))
+        try:
+            tflite = reference if mode == "float32" else convert(
+                float_model, q_options[mode], samples)
+        except ConversionError as exc:
+            rows.append(ModeResult(mode, None, None, None, None, None, None, False,
+                                   "not converted", error=exc.message))
+            continue
+        progress(ProgressEvent(STAGE, f"{mode}: evaluating", n, len(options.modes)))
+        report = evaluate_bytes(tflite, test, reference, "litert", name=mode,
+                                reference_name=str(model_path), layers=False)
+        ref_acc = report.reference_accuracy
+        runs, note = tflm_check(tflite, test.x)
+        m = report.metrics
+        rows.append(ModeResult(
+            mode=mode, size_bytes=len(tflite), accuracy=report.accuracy,
+            max_abs_error=m.max_abs_error if m else None, rmse=m.rmse if m else None,
+            top1_agreement=m.top1_agreement if m else None,
+            latency_us=host_latency_us(tflite, test.x), tflm_runs=runs, tflm_note=note,
+            tflite=tflite))
+    progress(ProgressEvent(STAGE, "done", len(options.modes), len(options.modes)))
+    return CompareReport(model=str(model_path), data=test.source, samples=len(test),
+                         source_size_bytes=float_model.size_bytes, reference_accuracy=ref_acc,
+                         latency_interpreter=LATENCY_INTERPRETER, rows=tuple(rows))
+
+
+def plot(report: CompareReport, path: str | os.PathLike[str], force: bool = False) -> None:
+    """PNG: accuracy (or top-1 agreement without labels) against file size, one point per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tinyq.fileio import atomic_path
+
+    rows = [r for r in report.rows if r.size_bytes is not None]
+    use_acc = any(r.accuracy is not None for r in rows)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    try:
+        for i, r in enumerate(rows):
+            y = r.accuracy if use_acc else r.top1_agreement
+            if y is None:
+                continue
+            ax.scatter(r.size_bytes / 1024, 100 * y, color="tab:blue" if r.tflm_runs
+                       else "tab:red")
+            ax.annotate(r.mode, (r.size_bytes / 1024, 100 * y), textcoords="offset points",
+                        xytext=(5, 6 - 11 * (i % 3)), fontsize=9)  # staggered: sizes may coincide
+        ax.set_xlabel("model size (KiB)")
+        ax.set_ylabel("top-1 accuracy (%)" if use_acc else "top-1 agreement with float (%)")
+        ax.set_title(f"{os.path.basename(report.model)}: blue = TFLM runs it, red = it does not",
+                     fontsize=9)
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        with atomic_path(path, force) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
