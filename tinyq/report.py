@@ -113,7 +113,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "
 
 
 def _name(record: Mapping[str, Any]) -> str:
-    model = record.get("model") or "model"
+    model = record.get("source_model") or record.get("model") or "model"
     return Path(str(model)).name
 
 
@@ -250,7 +250,8 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
     """The Markdown of one record; ``images`` maps "layers"/"accuracy" to relative PNG paths."""
     images = images or {}
     out = [_title(record), ""]
-    facts = [f"model `{_name(record)}` ({record.get('model_id', '?')})",
+    facts = [f"model `{Path(str(record.get('model', '?'))).name}` "
+             f"({record.get('model_id', '?')})",
              f"device {record.get('device', '?')}", f"tinyq {record.get('tinyq', '?')}"]
     out += ["; ".join(facts) + ".", ""]
     out += _stages_section(record)
@@ -314,7 +315,8 @@ def accuracy_points(record: Mapping[str, Any]) -> list[tuple[str, int, float]]:
         size, acc = row.get("size_bytes"), row.get("accuracy")
         if size and acc is not None:
             points.append((str(row.get("mode", "?")), int(size), float(acc)))
-    model_size = (record.get("flash") or {}).get("model") or record.get("tflite_bytes")
+    # .tflite sizes on both axes' points (the float model is measured as a float .tflite).
+    model_size = record.get("tflite_bytes") or (record.get("flash") or {}).get("model")
     if record.get("float_accuracy") is not None and record.get("float_model_bytes"):
         points.append(("float (host)", int(record["float_model_bytes"]),
                        float(record["float_accuracy"])))
@@ -340,6 +342,8 @@ def accuracy_png(record: Mapping[str, Any]) -> bytes | None:
                        label=label, zorder=3)
         ax.set_xlabel("model size (KiB)")
         ax.set_ylabel("top-1 accuracy (%)")
+        lowest = min(100 * acc for _label, _size, acc in points)
+        ax.set_ylim(max(0.0, lowest - 5.0), 100.5)
         ax.set_title(f"{_name(record)}: accuracy vs size", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -91,6 +91,8 @@ class ValidateResult:
     resumed: int = 0                     # records taken from a previous partial run
     float_accuracy: float | None = None
     reference: str | None = None
+    float_model_bytes: int | None = None    # the float reference as .tflite
+    tflite_bytes: int = 0                   # the model under test (.tflite file)
     seconds: float = 0.0                 # device time of this session
 
     @property
@@ -160,6 +162,8 @@ class ValidateResult:
             "host_accuracy": self.host_accuracy,
             "float_accuracy": self.float_accuracy,
             "reference": self.reference,
+            "float_model_bytes": self.float_model_bytes,
+            "tflite_bytes": self.tflite_bytes,
             "bit_exact": self.bit_exact,
             "bit_exact_count": self.bit_exact_count,
             "max_lsb_diff": self.max_lsb_diff,
@@ -343,23 +347,28 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
         model=str(path), model_id=ident.model_id, data=data_name, data_sha256=data_sha256,
         board=board_name or ident.board, runtime=runtime, device=client.port,
         emulated=client.device.is_emulated, requested=requested, records=tuple(records),
-        error=error, resumed=len(done), seconds=time.monotonic() - start)
+        error=error, resumed=len(done), seconds=time.monotonic() - start,
+        tflite_bytes=len(model_bytes))
 
 
 def reference_accuracy(reference: str | os.PathLike[str], x: Any, labels: np.ndarray,
-                       progress: ProgressFn = null_progress) -> float:
-    """Top-1 accuracy of the float model on the same samples (:mod:`tinyq.evaluate`)."""
-    from tinyq.evaluate import evaluate
+                       progress: ProgressFn = null_progress) -> tuple[float, int]:
+    """Top-1 accuracy of the float model on the same samples, and its float .tflite size.
+
+    Uses :mod:`tinyq.evaluate` (Keras/SavedModel references are converted to a float32
+    .tflite in memory and run on LiteRT).
+    """
+    from tinyq.data import Dataset
+    from tinyq.evaluate import evaluate_bytes, reference_tflite
 
     progress(ProgressEvent("validate", f"evaluating the float model {Path(reference).name}"))
-    result = evaluate(reference, (x, labels), progress=progress)
-    accuracy = getattr(result, "accuracy", None)
-    if accuracy is None and isinstance(result, Mapping):
-        accuracy = result.get("accuracy")
-    if accuracy is None:
-        raise ModelError(f"could not evaluate {reference}",
-                         hint="check that it is a classifier with one output")
-    return float(accuracy)
+    ref_bytes, ref_name = reference_tflite(reference, progress)
+    report = evaluate_bytes(ref_bytes, Dataset(x=np.asarray(x), y=labels, source=str(reference)),
+                            name=ref_name, layers=False, progress=progress)
+    if report.accuracy is None:
+        raise ModelError(f"could not compute the accuracy of {reference}",
+                         hint="pass a classifier with one output and integer labels")
+    return float(report.accuracy), len(ref_bytes)
 
 
 def validate(model_path: str | os.PathLike[str], board: Board | str,
@@ -388,11 +397,11 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
     done: tuple[SampleRecord, ...] = ()
     if resume is not None:
         done = resume_records(resume, read_model(path).sha256, data_sha, requested)
-    float_accuracy = None
+    float_accuracy = float_bytes = None
     if options.reference:
         n = min(requested, len(labels))
-        float_accuracy = reference_accuracy(options.reference, np.asarray(x)[:n], labels[:n],
-                                            progress)
+        float_accuracy, float_bytes = reference_accuracy(options.reference, np.asarray(x)[:n],
+                                                         labels[:n], progress)
     progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
     firmware = build(path, board_obj, runtime=runtime, options=options.generate,
                      build_options=options.build or BuildOptions(), progress=progress)
@@ -410,7 +419,8 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
         if result is None:       # failed before or at the identity check
             raise
         log.info("closing the device failed after validate: %s", exc)
-    return replace(result, float_accuracy=float_accuracy, reference=options.reference)
+    return replace(result, float_accuracy=float_accuracy, reference=options.reference,
+                   float_model_bytes=float_bytes)
 
 
 __all__ = ["SampleRecord", "ValidateOptions", "ValidateResult", "load_labelled",
