@@ -1,0 +1,12 @@
+"""tinyq's native int8 runtime: the model compiled ahead of time to C.
+
+* ``planner``  tensor lifetimes -> offsets in one static arena (``plan``)
+* ``support``  can the native runtime run a model (``problems``)
+* ``lower``    the one table opcode -> kernel call with precomputed parameters
+* ``quant``    TFLM's Prepare-time quantization arithmetic, exactly
+* ``codegen``  ``render(model)`` -> model.c + the kernel sources it needs
+* ``host``     the same C built for this machine (``HostModel``), for tests
+* ``opcases``  random single-op cases checked bit for bit against tflite-micro
+
+Kernels live in ``firmware_templates/native/``.
+"""
