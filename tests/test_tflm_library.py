@@ -1,0 +1,183 @@
+"""The cached TFLM library: key logic and reuse, without TFLM code.
+
+A fake `make` records its calls; one test (qemu marker: needs arm-none-eabi-gcc)
+runs the real `make tflm-lib` of a generated project over a fake TFLM tree of
+empty files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from tflm_helpers import make_fake_tflm, tiny_model_bytes
+
+from tinyq import boards
+from tinyq.codegen import GenerateOptions, generate, load_project
+from tinyq.errors import BuildError, UserInputError
+from tinyq.tflm import library, source
+from tinyq.tflm.codegen import TflmOptions
+from tinyq.tflm.library import (
+    KEY_FILE,
+    LIBRARY_NAME,
+    ensure_library,
+    library_folder,
+    library_key,
+    project_arch,
+)
+
+GCC = "arm-none-eabi-gcc (15:12.2.rel1-1) 12.2.1 20221205"
+
+
+@pytest.fixture()
+def tree(tmp_path) -> source.TflmTree:
+    return source.check_tree(make_fake_tflm(tmp_path / "tflite-micro"), "--tflm-dir")
+
+
+def _key(board: str, tree, kernels="reference", version="1.0", compiler=GCC):
+    return library_key(boards.load(board).cflags, kernels, tree, compiler, version)
+
+
+def test_boards_with_the_same_core_and_float_abi_share_a_library(tree, tmp_path):
+    an386 = _key("mps2-an386", tree)            # Cortex-M4F
+    netduino = _key("netduinoplus2", tree)      # Cortex-M4F too
+    assert an386 == netduino
+    assert library_folder(an386, tmp_path) == library_folder(netduino, tmp_path)
+    assert library_folder(an386, tmp_path).name.startswith("cortex-m4-hard-reference-")
+
+
+@pytest.mark.parametrize("change", [
+    {"board": "microbit"},                      # another core, soft float
+    {"board": "mps2-an385"},                    # Cortex-M3
+    {"kernels": "cmsis_nn"},
+    {"version": "1.1"},
+    {"compiler": "arm-none-eabi-gcc 13.2"},
+])
+def test_core_float_abi_kernels_version_and_compiler_change_the_key(tree, tmp_path, change):
+    base = {"board": "mps2-an386", "kernels": "reference", "version": "1.0", "compiler": GCC}
+    a = _key(base["board"], tree, base["kernels"], base["version"], base["compiler"])
+    base.update(change)
+    b = _key(base["board"], tree, base["kernels"], base["version"], base["compiler"])
+    assert a.digest() != b.digest()
+    assert library_folder(a, tmp_path) != library_folder(b, tmp_path)
+
+
+def test_another_tflm_tree_is_another_library(tree, tmp_path):
+    other = source.check_tree(make_fake_tflm(tmp_path / "other"), "--tflm-dir")
+    assert _key("mps2-an386", tree).digest() != _key("mps2-an386", other).digest()
+    commit = dataclasses.replace(tree, commit="abc")
+    assert _key("mps2-an386", tree).digest() != _key("mps2-an386", commit).digest()
+
+
+def test_unknown_kernels_are_refused(tree):
+    with pytest.raises(UserInputError, match="unknown TFLM kernels"):
+        _key("mps2-an386", tree, kernels="xtensa")
+
+
+def test_project_arch_comes_from_the_project_record():
+    record = {"board": {"core": "cortex-m0", "fpu": "none"}, "runtime_context": {}}
+    assert project_arch(record) == ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft")
+    an386 = boards.load("mps2-an386")
+    record = {"board": {"core": an386.core, "fpu": an386.fpu},
+              "runtime_context": {"arch_flags": list(an386.cflags)}}
+    assert project_arch(record) == an386.cflags
+
+
+@pytest.fixture()
+def project(tmp_path) -> Path:
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(tiny_model_bytes())
+    return generate(model, "mps2-an386", runtime="tflm", out_dir=tmp_path / "project",
+                    options=GenerateOptions(runtime_options=TflmOptions(arena_bytes=4096))).path
+
+
+@pytest.fixture()
+def fake_make(tmp_path) -> tuple[str, Path]:
+    """A `make` that writes $TFLM_BUILD/libtflm.a and logs its arguments."""
+    calls = tmp_path / "make-calls.txt"
+    script = tmp_path / "fake-make"
+    script.write_text(f"""#!/bin/sh
+echo "$@" >> {calls}
+for arg in "$@"; do
+  case "$arg" in TFLM_BUILD=*) dir="${{arg#TFLM_BUILD=}}";; esac
+done
+mkdir -p "$dir" && echo lib > "$dir/{LIBRARY_NAME}"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script), calls
+
+
+def _calls(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_the_library_is_built_once_and_reused(project, tree, tmp_path, fake_make, monkeypatch):
+    make, calls = fake_make
+    monkeypatch.setattr(library, "compiler_version", lambda cross: GCC)
+    record = load_project(project)
+    cache = tmp_path / "cache"
+    first = ensure_library(project, record, tree, make=make, cache=cache)
+    assert not first.reused and first.path.is_file()
+    assert len(_calls(calls)) == 1
+    argv = _calls(calls)[0].split()
+    assert "tflm-lib" in argv and f"TFLM_DIR={tree.path}" in argv
+    assert f"TFLM_BUILD={first.folder}" in argv and "OPTIMIZED_KERNEL_DIR=" in argv
+    assert json.loads((first.folder / KEY_FILE).read_text())["kernels"] == "reference"
+
+    again = ensure_library(project, record, tree, make=make, cache=cache)
+    assert again.reused and again.folder == first.folder
+    assert len(_calls(calls)) == 1                      # no second make
+
+    nn = ensure_library(project, record, tree, kernels="cmsis_nn", make=make, cache=cache)
+    assert not nn.reused and nn.folder != first.folder
+    assert "OPTIMIZED_KERNEL_DIR=cmsis_nn" in _calls(calls)[1].split()
+    assert nn.make_variables() == (f"TFLM_DIR={tree.path}", f"TFLM_BUILD={nn.folder}",
+                                   "OPTIMIZED_KERNEL_DIR=cmsis_nn")
+
+
+def test_an_unfinished_library_is_built_again(project, tree, tmp_path, fake_make, monkeypatch):
+    make, calls = fake_make
+    monkeypatch.setattr(library, "compiler_version", lambda cross: GCC)
+    record = load_project(project)
+    lib = ensure_library(project, record, tree, make=make, cache=tmp_path / "c")
+    (lib.folder / KEY_FILE).unlink()                    # e.g. interrupted before the key
+    assert not ensure_library(project, record, tree, make=make, cache=tmp_path / "c").reused
+    assert len(_calls(calls)) == 2
+
+
+def test_a_failing_library_build_is_one_build_error(project, tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(library, "compiler_version", lambda cross: GCC)
+    script = tmp_path / "failing-make"
+    script.write_text("#!/bin/sh\necho 'kernels/conv.cc:1:1: error: boom'\nexit 2\n")
+    script.chmod(0o755)
+    with pytest.raises(BuildError, match="building TFLM failed: kernels/conv.cc:1:1: error"):
+        ensure_library(project, load_project(project), tree, make=str(script),
+                       cache=tmp_path / "c")
+
+
+def test_a_tree_without_its_downloads_is_refused_before_building(project, tmp_path):
+    bare = source.check_tree(make_fake_tflm(tmp_path / "bare", files=(source.MARKER,)), "x")
+    with pytest.raises(UserInputError, match="has no flatbuffers"):
+        ensure_library(project, load_project(project), bare, make="false", cache=tmp_path)
+
+
+@pytest.mark.qemu
+def test_real_make_builds_the_library_from_a_tflm_layout(project, tree, tmp_path):
+    if shutil.which("arm-none-eabi-g++") is None or shutil.which("make") is None:
+        pytest.skip("arm-none-eabi-g++ or make not installed")
+    record = load_project(project)
+    lib = ensure_library(project, record, tree, cache=tmp_path / "cache")
+    members = subprocess.run(["arm-none-eabi-ar", "t", str(lib.path)], capture_output=True,
+                             text=True, check=True).stdout.split()
+    # both common.cc files are kept although they share a name; no tests, no debug_log
+    assert members.count("common.cc.o") == 2
+    assert "micro_interpreter.cc.o" in members and "conv.cc.o" in members
+    assert not any("test" in m or "debug_log" in m for m in members)
+    objects = sorted(p.name for p in lib.folder.rglob("*.o"))
+    assert ensure_library(project, record, tree, cache=tmp_path / "cache").reused
+    assert sorted(p.name for p in lib.folder.rglob("*.o")) == objects

@@ -1,0 +1,270 @@
+"""Finding and installing a TFLM tree (no network, no real TFLM code).
+
+`setup` is exercised with a fake fetch that serves small synthetic archives with
+TFLM's layout, and checksums computed from those archives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import tarfile
+import urllib.error
+import zipfile
+from pathlib import Path
+
+import pytest
+from tflm_helpers import make_fake_tflm
+
+from tinyq.cli import main
+from tinyq.errors import ToolError, UserInputError
+from tinyq.tflm import source
+from tinyq.tflm.source import (
+    DOWNLOADS,
+    MARKER,
+    OFFLINE_HINT,
+    OFFLINE_MESSAGE,
+    SETUP_RECORD,
+    Archive,
+    check_tree,
+    locate,
+    setup,
+    verify,
+)
+
+# ------------------------------------------------------------------ lookup order
+
+
+@pytest.fixture()
+def trees(tmp_path):
+    a = make_fake_tflm(tmp_path / "a")
+    b = make_fake_tflm(tmp_path / "b")
+    cache = tmp_path / "cache"
+    make_fake_tflm(source.cached_tree_path(cache))
+    return a, b, cache
+
+
+def test_lookup_order_is_flag_then_env_then_cache(trees):
+    a, b, cache = trees
+    env = {"TINYQ_TFLM_DIR": str(b)}
+    assert locate(a, env=env, cache=cache).path == a.resolve()
+    assert locate(a, env=env, cache=cache).origin == "--tflm-dir"
+    assert locate(None, env=env, cache=cache).path == b.resolve()
+    assert locate(None, env=env, cache=cache).origin == "TINYQ_TFLM_DIR"
+    found = locate(None, env={}, cache=cache)
+    assert found.origin == "cache" and found.path == source.cached_tree_path(cache).resolve()
+
+
+def test_no_tree_anywhere_is_one_line_saying_how_to_get_one(tmp_path):
+    with pytest.raises(UserInputError) as err:
+        locate(None, env={}, cache=tmp_path / "empty")
+    text = str(err.value)
+    assert "\n" not in text
+    assert "tinyq setup tflm" in text and "--tflm-dir" in text and "TINYQ_TFLM_DIR" in text
+
+
+def test_a_folder_without_tflm_is_refused(tmp_path):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(UserInputError, match="is not a TensorFlow Lite Micro tree"):
+        locate(tmp_path / "x", env={}, cache=tmp_path)
+    with pytest.raises(UserInputError, match="TINYQ_TFLM_DIR .* is not a folder"):
+        locate(None, env={"TINYQ_TFLM_DIR": str(tmp_path / "nope")}, cache=tmp_path)
+
+
+def test_missing_third_party_code_is_named(tmp_path):
+    tree = check_tree(make_fake_tflm(tmp_path / "t", files=(MARKER,)), "--tflm-dir")
+    assert tree.missing() == ("flatbuffers", "gemmlowp", "ruy")
+    assert tree.missing("cmsis_nn")[-2:] == ("cmsis", "cmsis_nn")
+    with pytest.raises(UserInputError, match="has no flatbuffers, gemmlowp, ruy"):
+        tree.require()
+    full = check_tree(make_fake_tflm(tmp_path / "full"), "--tflm-dir")
+    assert full.require("cmsis_nn") is full
+
+
+def test_commit_comes_from_the_setup_record_or_git(tmp_path):
+    t = make_fake_tflm(tmp_path / "t")
+    assert check_tree(t, "x").commit is None
+    (t / ".git" / "refs" / "heads").mkdir(parents=True)
+    (t / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (t / ".git" / "refs" / "heads" / "main").write_text("abc123\n")
+    assert check_tree(t, "x").commit == "abc123"
+    (t / SETUP_RECORD).write_text(json.dumps({"commit": "def456"}))
+    assert check_tree(t, "x").commit == "def456"
+
+
+# ------------------------------------------------------------------ checksums
+
+
+def test_every_pin_names_its_source_and_urls_are_immutable():
+    assert source.PINS[0].name == "tflite-micro" and source.TFLM_COMMIT in source.PINS[0].url
+    for pin in source.PINS:
+        assert pin.url.startswith("https://github.com/")
+        assert pin.source
+        # commits or release tags, never a branch
+        assert "/archive/refs/heads/" not in pin.url and "master" not in pin.url
+        if pin.md5 is not None:
+            assert len(pin.md5) == 32
+        if pin.sha256 is not None:
+            assert len(pin.sha256) == 64
+
+
+def test_an_archive_without_a_checksum_is_refused_with_its_sha256():
+    data = b"some archive"
+    with pytest.raises(ToolError) as err:
+        verify(Archive("x", "https://github.com/a/b/archive/c.tar.gz", "t", ".", "s"), data)
+    text = str(err.value)
+    assert "no recorded checksum" in text and hashlib.sha256(data).hexdigest() in text
+    assert "\n" not in text
+
+
+def test_checksums_are_checked():
+    data = b"payload"
+    good = Archive("x", "u", "t", ".", "s", sha256=hashlib.sha256(data).hexdigest())
+    assert verify(good, data).startswith("sha256 ")
+    with pytest.raises(ToolError, match="expected"):
+        verify(dataclasses.replace(good, sha256="0" * 64), data)
+    md5 = Archive("x", "u", "t", ".", "flatbuffers_download.sh",
+                  md5=hashlib.md5(data).hexdigest())
+    assert "TFLM's pin in flatbuffers_download.sh" in verify(md5, data)
+    with pytest.raises(ToolError, match="md5"):
+        verify(dataclasses.replace(md5, md5="0" * 32), data)
+
+
+# ------------------------------------------------------------------ setup
+
+
+def test_offline_setup_fails_in_one_line(monkeypatch, tmp_path, capsys):
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(source.urllib.request, "urlopen", no_network)
+    with pytest.raises(ToolError) as err:
+        setup(tmp_path / "tflm")
+    assert str(err.value) == f"{OFFLINE_MESSAGE} — {OFFLINE_HINT}"
+    assert not (tmp_path / "tflm").exists()
+    monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["setup", "tflm"]) == 1
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert err_lines[-1] == ("error: cannot download TFLM (offline?) — point tinyq at a tree "
+                             "with --tflm-dir DIR or TINYQ_TFLM_DIR")
+
+
+def _tar(top: str, files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for rel, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{top}/{rel}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _zip(top: str, files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for rel, text in files.items():
+            zf.writestr(f"{top}/{rel}", text)
+    return buf.getvalue()
+
+
+PATCH = """--- a/include/flatbuffers/base.h
++++ b/include/flatbuffers/base.h
+@@ -1 +1,2 @@
+ #define BASE 1
++#define PATCHED_BY_TFLM 1
+"""
+
+
+@pytest.fixture()
+def fake_pins(monkeypatch):
+    """Synthetic archives with TFLM's layout, and pins carrying their checksums."""
+    make = "tensorflow/lite/micro/tools/make"
+    payloads = {
+        "tflite-micro": _tar("tflm-top", {MARKER: "", f"{make}/flatbuffers.patch": PATCH}),
+        "flatbuffers": _zip("fb-top", {"include/flatbuffers/flatbuffers.h": "",
+                                        "include/flatbuffers/base.h": "#define BASE 1\n",
+                                        "BUILD": "bazel", "src/BUILD.bazel": "bazel"}),
+        "gemmlowp": _zip("g-top", {"fixedpoint/fixedpoint.h": ""}),
+        "ruy": _zip("r-top", {"ruy/profiler/instrumentation.h": ""}),
+        "cmsis": _zip("c-top", {"CMSIS/Core/Include/cmsis_compiler.h": ""}),
+        "cmsis_nn": _zip("n-top", {"Include/arm_nnfunctions.h": ""}),
+    }
+    tops = {"tflite-micro": "tflm-top", "flatbuffers": "fb-top", "gemmlowp": "g-top",
+            "ruy": "r-top", "cmsis": "c-top", "cmsis_nn": "n-top"}
+    pins = []
+    for pin in source.PINS:
+        url = f"https://example.invalid/{pin.name}" + (".zip" if pin.kind == "zip" else ".tar.gz")
+        pins.append(dataclasses.replace(
+            pin, url=url, top=tops[pin.name], md5=None,
+            sha256=hashlib.sha256(payloads[pin.name]).hexdigest()))
+    monkeypatch.setattr(source, "PINS", tuple(pins))
+    fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        name = url.rsplit("/", 1)[1].split(".")[0]
+        return payloads[name]
+
+    return fetch, fetched, payloads
+
+
+def test_setup_installs_verified_archives_in_tflm_layout(tmp_path, fake_pins):
+    fetch, fetched, _ = fake_pins
+    tree = setup(tmp_path / "tflm", fetch=fetch)
+    root = tmp_path / "tflm"
+    assert tree.path == root.resolve() and tree.commit == source.TFLM_COMMIT
+    assert tree.missing("cmsis_nn") == ()
+    assert "PATCHED_BY_TFLM" in (root / DOWNLOADS / "flatbuffers/include/flatbuffers/base.h"
+                                 ).read_text()
+    assert not list((root / DOWNLOADS / "flatbuffers").rglob("BUILD*"))
+    record = json.loads((root / SETUP_RECORD).read_text())
+    assert [a["name"] for a in record["archives"]] == [p.name for p in source.PINS]
+    assert all(a["verified"].startswith("sha256 ") for a in record["archives"])
+    # a second setup reuses the tree
+    n = len(fetched)
+    assert setup(tmp_path / "tflm", fetch=fetch).path == tree.path
+    assert len(fetched) == n
+
+
+def test_setup_without_cmsis_nn_skips_it(tmp_path, fake_pins):
+    fetch, fetched, _ = fake_pins
+    tree = setup(tmp_path / "tflm", fetch=fetch, cmsis_nn=False)
+    assert tree.missing() == () and tree.missing("cmsis_nn") == ("cmsis", "cmsis_nn")
+    assert not any("cmsis" in u for u in fetched)
+
+
+def test_a_bad_checksum_installs_nothing(tmp_path, fake_pins, monkeypatch):
+    fetch, _, _ = fake_pins
+    pins = list(source.PINS)
+    pins[3] = dataclasses.replace(pins[3], sha256="0" * 64)
+    monkeypatch.setattr(source, "PINS", tuple(pins))
+    with pytest.raises(ToolError, match="ruy archive has sha256"):
+        setup(tmp_path / "tflm", fetch=fetch)
+    assert not (tmp_path / "tflm").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_archive_members_may_not_escape(tmp_path):
+    evil = _zip("top", {"../../evil.txt": "x"})
+    archive = Archive("x", "u.zip", "top", ".", "s")
+    with pytest.raises(ToolError, match="escapes"):
+        source.extract(archive, evil, tmp_path / "out")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_the_real_pins_refuse_the_unchecked_tflm_archive(tmp_path):
+    """Documented limitation: the TFLM tarball has no recorded checksum yet."""
+    tflm = source.PINS[0]
+    assert tflm.sha256 is None and tflm.md5 is None
+    with pytest.raises(ToolError, match="no recorded checksum for the tflite-micro archive"):
+        setup(tmp_path / "t", fetch=lambda url: b"downloaded bytes")
+    assert not (tmp_path / "t").exists()
+
+
+def test_cached_tree_lives_under_tinyq_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path))
+    assert source.cached_tree_path() == tmp_path / "tflm" / source.TFLM_COMMIT
+    assert Path(source.cache_root()) == tmp_path
