@@ -1,0 +1,72 @@
+"""``tinyq validate``: on-device accuracy over a labelled test set, checked against the host."""
+
+from __future__ import annotations
+
+HELP = ("stream labelled test samples to a board or emulator: on-device top-1 accuracy vs the "
+        "tflite-micro interpreter, bit-exact count, max LSB difference")
+
+
+def add_arguments(p) -> None:
+    from tinyq.cli.bench import add_output_arguments, add_target_arguments
+
+    add_target_arguments(p)
+    p.add_argument("--data", required=True, metavar="TEST.npz",
+                   help="labelled test samples (x, y), e.g. examples/digits/out/test.npz")
+    p.add_argument("--samples", type=int, help="use the first N samples (default: all)")
+    p.add_argument("--reference", metavar="FLOAT_MODEL",
+                   help="also report this float model's accuracy (.keras/.h5/SavedModel or a "
+                        "float .tflite)")
+    p.add_argument("--resume", metavar="PARTIAL.json",
+                   help="continue an interrupted run from the JSON it wrote")
+    add_output_arguments(p)
+
+
+def print_validate(result, ui) -> None:
+    from pathlib import Path
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.2f}%"
+
+    ui.print(f"{Path(result.model).name} on {result.board} ({result.runtime}) via "
+             f"{result.device}: {result.samples} of {result.requested} samples"
+             + (f" ({result.resumed} resumed)" if result.resumed else ""))
+    rows = [("on-device top-1", pct(result.device_accuracy)),
+            ("host top-1 (tflite-micro)", pct(result.host_accuracy))]
+    if result.float_accuracy is not None:
+        rows.append(("float model top-1", pct(result.float_accuracy)))
+    rows += [("bit-exact outputs", f"{result.bit_exact_count}/{result.samples}"),
+             ("max LSB difference", str(result.max_lsb_diff)),
+             ("same prediction", f"{result.agreement}/{result.samples}"),
+             ("device time", f"{result.seconds:.1f} s")]
+    ui.table(("measure", "value"), rows, align="lr")
+
+
+def run(args, ui) -> int:
+    from tinyq.cli.bench import build_options, check_outputs, write_outputs
+    from tinyq.report import load_record
+    from tinyq.validate import ValidateOptions, validate
+
+    if args.resume and args.json and args.resume == args.json:
+        args.force = True       # resuming into the same file replaces it by design
+    check_outputs(args)
+    resume = load_record(args.resume) if args.resume else None
+    generate, build = build_options(args)
+    options = ValidateOptions(samples=args.samples, reference=args.reference,
+                              flash=not args.no_flash, baud=args.baud, build=build,
+                              generate=generate)
+    result = validate(args.model, args.board, args.data, emulator=args.emulator, port=args.port,
+                      runtime=args.runtime, options=options, resume=resume,
+                      progress=ui.progress)
+    print_validate(result, ui)
+    write_outputs(args, result.to_json(), ui)
+    if not result.complete:
+        how = (f"resume with --resume {args.json}" if args.json
+               else "rerun with --json OUT to be able to resume")
+        ui.error(f"the device stopped after {result.samples} of {result.requested} samples; "
+                 f"the other {result.missing} are missing ({result.error}) — {how}")
+        return 1
+    if not result.bit_exact:
+        ui.error(f"{result.samples - result.bit_exact_count} of {result.samples} outputs differ "
+                 f"from TFLM's (max {result.max_lsb_diff} LSB) — a runtime bug: please report it")
+        return 1
+    return 0
