@@ -258,7 +258,8 @@ def diagnose(output: str, record: Mapping[str, Any], log_path: Path) -> Exceptio
                       log=str(log_path))
 
 
-def run_make(project: Path, options: BuildOptions) -> str:
+def run_make(project: Path, options: BuildOptions,
+             progress: ProgressFn = null_progress) -> str:
     """Run make in ``project``; return its output or raise the diagnosed error."""
     from tinyq.codegen import load_project
 
@@ -272,7 +273,7 @@ def run_make(project: Path, options: BuildOptions) -> str:
         # TFLM itself is compiled once per core/float ABI/kernels into the cache.
         argv += make_variables(project, record, tflm_dir=options.tflm_dir, cross=options.cross,
                                make=options.make, jobs=options.jobs,
-                               cache=cache_root(options))
+                               cache=cache_root(options), progress=progress)
     log.debug("running %s", " ".join(argv))
     try:
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -322,7 +323,7 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
         check_toolchain(build_options)
         record = load_project(path)
         progress(ProgressEvent("build", f"compiling {path} for {record['board']['name']}"))
-        run_make(path, build_options)
+        run_make(path, build_options, progress)
         return measure(path / "build" / "app.elf", path, record)
     if not path.exists():
         raise UserInputError(f"{path} not found",
@@ -346,5 +347,5 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
         return measure(elf, project, load_project(project), cached=True)
     write_project(files, project, force=True)
     progress(ProgressEvent("build", f"compiling {path.name} for {board_obj.name} in {project}"))
-    run_make(project, build_options)
+    run_make(project, build_options, progress)
     return measure(elf, project, load_project(project))

@@ -39,5 +39,9 @@ def run(args, ui) -> int:
     ui.print(f"generated {project.path} ({len(project.files)} files) for {project.board}, "
              f"runtime {project.runtime}, model {project.model_name} "
              f"(sha256 {project.model_sha256[:12]}), arena {project.arena_bytes:,} bytes")
-    ui.print(f"build it with `tinyq build {project.path}` or `make -C {project.path}`")
+    if project.runtime == "tflm":
+        ui.print(f"build it with `tinyq build {project.path} --tflm-dir DIR` or "
+                 f"`make -C {project.path} TFLM_DIR=DIR` (see its README.md)")
+    else:
+        ui.print(f"build it with `tinyq build {project.path}` or `make -C {project.path}`")
     return 0
