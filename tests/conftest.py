@@ -60,3 +60,21 @@ def require_tools(*names: str) -> None:
 def require_tensorflow() -> None:
     """Skip the calling test unless TensorFlow (the [convert] extra) is importable."""
     pytest.importorskip("tensorflow", reason="needs the [convert] extra (tensorflow-cpu)")
+
+
+@pytest.fixture(scope="session")
+def digits_artifacts(tmp_path_factory) -> dict[str, Path]:
+    """The examples/digits model, trained once per session (about 15 s).
+
+    Returns paths: ``model`` (digits.keras), ``train``, ``calib``, ``test`` (.npz with x, y).
+    Skips without TensorFlow/scikit-learn.
+    """
+    require_tensorflow()
+    pytest.importorskip("sklearn", reason="needs scikit-learn (the digits data set)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "tinyq_examples_digits_train", REPO / "examples" / "digits" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.train(tmp_path_factory.mktemp("digits"))
