@@ -54,6 +54,7 @@ class LibraryKey:
     tflm_dir: str                  # the tree (absolute)
     tflm_commit: str | None
     compiler: str                  # first line of `gcc --version`
+    fragment: str = ""             # sha256 of firmware_templates/tflm/tflm.mk.j2 (sources, flags)
 
     def digest(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -134,7 +135,15 @@ def library_key(arch_flags: Sequence[str], kernels: str, tree: source.TflmTree,
         from tinyq import __version__ as tinyq_version
     return LibraryKey(arch_flags=tuple(arch_flags), kernels=kernels,
                       tinyq_version=tinyq_version, tflm_dir=str(tree.path),
-                      tflm_commit=tree.commit, compiler=compiler)
+                      tflm_commit=tree.commit, compiler=compiler, fragment=fragment_digest())
+
+
+def fragment_digest() -> str:
+    """sha256 of the make fragment template: it decides the library's sources and flags."""
+    from tinyq.resources import templates_dir
+
+    text = (templates_dir() / "tflm" / "tflm.mk.j2").read_bytes()
+    return hashlib.sha256(text).hexdigest()[:KEY_CHARS]
 
 
 def library_folder(key: LibraryKey, cache: Path | None = None) -> Path:

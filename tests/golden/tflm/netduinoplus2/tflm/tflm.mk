@@ -54,7 +54,9 @@ endif
 # ---------------------------------------------------------------- flags (as TFLM's Makefile)
 TFLM_INCLUDES := -I$(TFLM_DIR) -I$(TFLM_DOWNLOADS)/flatbuffers/include \
                  -I$(TFLM_DOWNLOADS)/gemmlowp -I$(TFLM_DOWNLOADS)/ruy
-TFLM_DEFINES  := -DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON -DNDEBUG
+# KERNELS_OPTIMIZED_FOR_SPEED: TFLM's default OPTIMIZE_KERNELS_FOR (CMSIS-NN needs one of the two).
+TFLM_DEFINES  := -DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON -DNDEBUG \
+                 -DKERNELS_OPTIMIZED_FOR_SPEED
 ifeq ($(OPTIMIZED_KERNEL_DIR),cmsis_nn)
 TFLM_INCLUDES += -I$(CMSIS_PATH) -I$(CMSIS_NN_PATH) -I$(CMSIS_PATH)/CMSIS/Core/Include \
                  -I$(CMSIS_NN_PATH)/Include
