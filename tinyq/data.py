@@ -45,6 +45,9 @@ IMAGE_SCALES: dict[str, tuple[float, float]] = {
     "0-255": (1.0, 0.0),
 }
 DEFAULT_IMAGE_SCALE = "0-1"
+#: file signatures: .npy arrays, and the zip archives .npz files are
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK"
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +134,11 @@ def _read(path: Path, input_shape, image_scale: str):
     if suffix not in (".npz", ".npy"):
         raise DataError(f"{path}: unknown data format {suffix or '(no suffix)'}",
                         hint="pass a .npz (x, optional y), a .npy, or a folder of images")
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if not magic.startswith((NPY_MAGIC, ZIP_MAGIC)):
+        raise DataError(f"{path} is not a valid {suffix} file (neither a numpy array nor a "
+                        "zip archive)", hint="re-create it with numpy.save/numpy.savez")
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:

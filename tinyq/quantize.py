@@ -29,6 +29,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -177,11 +178,15 @@ def detect_mode(model) -> str:
 # --------------------------------------------------------------------------- converting
 
 def _key_line(exc: BaseException, log_text: str) -> str:
-    """The converter's most telling line: an MLIR 'error:' line if any, else the last line."""
+    """The converter's most telling line: the op it rejects and where, else its last line."""
     lines = [ln.strip() for ln in (str(exc) + "\n" + log_text).splitlines() if ln.strip()]
     for ln in lines:
-        if "error:" in ln:
-            return ln[ln.index("error:"):][:300]
+        if "error:" not in ln:
+            continue
+        op = re.search(r"'[\w.]+' op .*", ln)
+        where = re.search(r'fused\["[^"]*", "([^"@]+)', ln)
+        text = op.group(0) if op else ln[ln.index("error:") + 6:].strip()
+        return (text + (f" (at {where.group(1)})" if where else ""))[:300]
     first = str(exc).strip().splitlines()
     return (first[-1] if first else type(exc).__name__)[:300]
 
