@@ -78,3 +78,37 @@ def digits_artifacts(tmp_path_factory) -> dict[str, Path]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.train(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def tiny_float_model(tmp_path_factory) -> dict[str, Path]:
+    """A 1.1k-parameter float Keras model (6x6x1 -> conv -> dense 16 -> 3) and data for it.
+
+    The dense layer has 1024 weights, the converter's threshold for quantizing a weight
+    in dynamic-range mode, so every mode changes something. Returns paths: ``model``
+    (.keras), ``calib`` (.npz x), ``test`` (.npz x, y with y = the float model's top-1
+    on half the samples, a wrong class on the other half).
+    """
+    require_tensorflow()
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((6, 6, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(16, activation="relu", name="hidden"),
+        keras.layers.Dense(3, name="out"),
+    ])
+    rng = np.random.default_rng(1)
+    folder = tmp_path_factory.mktemp("tiny_model")
+    paths = {"model": folder / "tiny.keras", "calib": folder / "calib.npz",
+             "test": folder / "test.npz"}
+    model.save(paths["model"])
+    np.savez(paths["calib"], x=rng.random((64, 6, 6, 1), dtype=np.float32))
+    x_test = rng.random((40, 6, 6, 1), dtype=np.float32)
+    top1 = np.argmax(model.predict(x_test, verbose=0), axis=1)
+    y = np.where(np.arange(40) < 20, top1, (top1 + 1) % 3)
+    np.savez(paths["test"], x=x_test, y=y)
+    return paths
