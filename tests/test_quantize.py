@@ -1,0 +1,268 @@
+"""tinyq.quantize and tinyq.model_loader: every mode converts and runs; bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from conftest import mlperf_model
+
+from tinyq.errors import (
+    ConversionError,
+    DataError,
+    ModelError,
+    OutputExistsError,
+    ToolNotFoundError,
+    UserInputError,
+)
+from tinyq.model_loader import check_model_path
+from tinyq.quantize import MODES, QuantizeOptions, detect_mode
+
+# --------------------------------------------------------------------------- no TensorFlow needed
+
+
+@pytest.mark.parametrize("name, setup, message", [
+    ("missing.keras", None, "not found"),
+    ("model.tflite", b"TFL3", "already a .tflite"),
+    ("model.onnx", b"x", "unknown model format"),
+    ("folder", "dir", "without saved_model.pb"),
+])
+def test_model_path_errors(tmp_path, name, setup, message):
+    path = tmp_path / name
+    if setup == "dir":
+        path.mkdir()
+    elif setup is not None:
+        path.write_bytes(setup)
+    with pytest.raises(ModelError, match=message):
+        check_model_path(path)
+
+
+def test_without_tensorflow_names_the_extra(monkeypatch, tmp_path):
+    from tinyq.model_loader import load_model
+
+    path = tmp_path / "m.keras"
+    path.write_bytes(b"zip")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    monkeypatch.setitem(sys.modules, "keras", None)
+    with pytest.raises(ToolNotFoundError, match=r"tinyq\[convert\]"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mode": "int4"}, "unknown quantization mode"),
+    ({"mode": "dynamic", "io": "int8"}, "does not go with"),
+    ({"mode": "int8", "io": "int16"}, "does not go with"),
+    ({"calib_samples": 0}, "at least 1"),
+])
+def test_bad_options(kwargs, message):
+    with pytest.raises(UserInputError, match=message):
+        QuantizeOptions(**kwargs)
+
+
+def test_default_io_per_mode():
+    assert QuantizeOptions().io_type == "int8"
+    assert QuantizeOptions(mode="int16x8").io_type == "int16"
+    assert QuantizeOptions(mode="int8", io="float32").io_type == "float32"
+    assert QuantizeOptions(mode="float16").io_type == "float32"
+
+
+# --------------------------------------------------------------------------- conversions
+
+@pytest.fixture(scope="module")
+def converted(tiny_float_model):
+    """mode -> QuantizeResult for every mode, converted once for this module."""
+    from tinyq.quantize import quantize
+
+    return {mode: quantize(tiny_float_model["model"], tiny_float_model["calib"],
+                           QuantizeOptions(mode=mode)) for mode in MODES}
+
+
+@pytest.fixture(scope="module")
+def float_outputs(tiny_float_model):
+    import keras
+
+    model = keras.models.load_model(tiny_float_model["model"])
+    x = np.load(tiny_float_model["test"])["x"]
+    return x, model.predict(x, verbose=0)
+
+
+#: max abs output error vs Keras, per mode (outputs are O(1) here; int8/int16x8 clip test
+#: samples beyond the calibrated ranges, measured up to 0.05)
+TOLERANCE = {"int8": 0.1, "int16x8": 0.1, "dynamic": 0.05, "float16": 0.01, "float32": 1e-5}
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_converts_and_runs(converted, float_outputs, mode):
+    from tinyq.evaluate import run_model
+    from tinyq.tflite_reader import read_model_bytes
+
+    result = converted[mode]
+    assert result.mode == mode
+    assert detect_mode(read_model_bytes(result.tflite)) == mode
+    x, want = float_outputs
+    got = run_model(result.tflite, x, "litert")
+    assert np.max(np.abs(got - want)) < TOLERANCE[mode]
+    if mode in ("int8", "int16x8", "float32"):
+        tflm = run_model(result.tflite, x, "tflm")
+        assert np.max(np.abs(tflm - got)) <= 2 * (result.outputs[0].scale or 1e-6)
+
+
+@pytest.mark.tensorflow
+def test_sizes_and_io(converted):
+    r = converted["int8"]
+    (inp,), (out,) = r.inputs, r.outputs
+    assert inp.dtype == "int8" and inp.shape == (1, 6, 6, 1) and inp.scale > 0
+    assert -128 <= inp.zero_point <= 127 and out.dtype == "int8"
+    assert dict(r.ops) == {"CONV_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 2}
+    assert r.calib_samples == 64 and r.param_count == 4 * 9 + 4 + 64 * 16 + 16 + 16 * 3 + 3
+    i16 = converted["int16x8"]
+    assert i16.inputs[0].dtype == "int16" and i16.inputs[0].zero_point == 0
+    for mode in ("dynamic", "float16", "float32"):
+        assert converted[mode].inputs[0].dtype == "float32"
+        assert converted[mode].inputs[0].scale is None and converted[mode].calib_samples == 0
+    assert converted["int8"].size_bytes < converted["float16"].size_bytes \
+        < converted["float32"].size_bytes
+    json.dumps(r.to_json())
+
+
+@pytest.mark.tensorflow
+def test_float_io_and_per_tensor_dense(tiny_float_model):
+    from tinyq.quantize import quantize
+    from tinyq.tflite_reader import read_model_bytes
+
+    def fc_weight_scales(data):
+        m = read_model_bytes(data)
+        return [len(m.tensors[op.inputs[1]].quant.scale) for op in m.operators
+                if op.opcode == "FULLY_CONNECTED"]
+
+    default = quantize(tiny_float_model["model"], tiny_float_model["calib"],
+                       QuantizeOptions(io="float32"))
+    assert default.inputs[0].dtype == "float32" and default.outputs[0].dtype == "float32"
+    assert ("QUANTIZE", 1) in default.ops and ("DEQUANTIZE", 1) in default.ops
+    assert fc_weight_scales(default.tflite) == [16, 3]          # per-channel
+    per_tensor = quantize(tiny_float_model["model"], tiny_float_model["calib"],
+                          QuantizeOptions(per_tensor_dense=True, calib_samples=8))
+    assert fc_weight_scales(per_tensor.tflite) == [1, 1]
+    assert per_tensor.calib_samples == 8
+
+
+@pytest.mark.tensorflow
+def test_output_written_atomically_and_not_overwritten(tiny_float_model, tmp_path):
+    from tinyq.quantize import quantize
+
+    out = tmp_path / "m.tflite"
+    r = quantize(tiny_float_model["model"], None, QuantizeOptions(mode="float32"), output=out)
+    assert out.read_bytes() == r.tflite and r.output == str(out)
+    with pytest.raises(OutputExistsError, match="--force"):
+        quantize(tiny_float_model["model"], None, QuantizeOptions(mode="float32"), output=out)
+    quantize(tiny_float_model["model"], tiny_float_model["calib"], QuantizeOptions(),
+             output=out, force=True)
+    assert detect_mode(__import__("tinyq").read_model(out)) == "int8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+@pytest.mark.tensorflow
+def test_calibration_errors(tiny_float_model, tmp_path):
+    from tinyq.quantize import quantize
+
+    model = tiny_float_model["model"]
+    with pytest.raises(DataError, match="needs calibration data"):
+        quantize(model, None, QuantizeOptions(mode="int16x8"))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((4, 8, 8, 1), np.float32))
+    with pytest.raises(DataError, match=r"\(8, 8, 1\).*\(6, 6, 1\)"):
+        quantize(model, bad, QuantizeOptions())
+    with pytest.raises(DataError, match="64 samples, 100 were asked"):
+        quantize(model, tiny_float_model["calib"], QuantizeOptions(calib_samples=100))
+    nan = np.zeros((4, 6, 6, 1), np.float32)
+    nan[1, 2, 3, 0] = np.nan
+    with pytest.raises(DataError, match="1 NaN"):
+        quantize(model, nan, QuantizeOptions())
+
+
+@pytest.mark.tensorflow
+def test_converter_failure_names_the_op_and_leaves_no_file(monkeypatch, tmp_path):
+    import keras
+
+    import tinyq.model_loader as loader
+    from tinyq.quantize import quantize
+
+    inp = keras.Input((6,), batch_size=1)
+    model = keras.Model(inp, keras.layers.Lambda(keras.ops.erf, name="erf")(inp))
+    fake = loader.FloatModel(path="erf.keras", kind="keras", input_shape=(6,),
+                             input_dtype="float32", output_shapes=((6,),), loader="keras",
+                             keras_model=model)
+    monkeypatch.setattr(loader, "load_model", lambda path: fake)
+    out = tmp_path / "erf.tflite"
+    with pytest.raises(ConversionError) as err:
+        quantize("erf.keras", np.zeros((2, 6), np.float32), QuantizeOptions(), output=out)
+    assert "'tf.Erf' op" in str(err.value) and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- model files
+
+@pytest.mark.tensorflow
+def test_not_a_keras_file(tmp_path):
+    from tinyq.model_loader import load_model
+
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match="cannot load") as err:
+        load_model(path)
+    assert "\n" not in str(err.value)
+
+
+def _legacy_h5(tmp_path, groups: int):
+    """A .h5 with DepthwiseConv2D whose config carries ``groups`` as TF <= 2.12 wrote it."""
+    import h5py
+    import keras
+
+    model = keras.Sequential([keras.Input((5, 5, 2)),
+                              keras.layers.DepthwiseConv2D(3, name="dw"),
+                              keras.layers.GlobalAveragePooling2D()])
+    path = tmp_path / f"legacy_groups{groups}.h5"
+    model.save(path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "DepthwiseConv2D":
+                layer["config"]["groups"] = groups
+        f.attrs["model_config"] = json.dumps(config)
+    return path, model
+
+
+@pytest.mark.tensorflow
+def test_legacy_depthwise_groups_is_repaired(tmp_path):
+    from tinyq.model_loader import load_model
+
+    path, original = _legacy_h5(tmp_path, groups=1)
+    loaded = load_model(path)
+    assert loaded.repairs == ("DepthwiseConv2D 'dw': dropped legacy groups=1",)
+    assert "repaired 1" in loaded.loader
+    x = np.random.default_rng(0).random((2, 5, 5, 2), dtype=np.float32)
+    np.testing.assert_allclose(loaded.keras_model.predict(x, verbose=0),
+                               original.predict(x, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.tensorflow
+def test_unrepairable_legacy_config_fails_in_one_line(tmp_path):
+    from tinyq.model_loader import load_model
+
+    path, _ = _legacy_h5(tmp_path, groups=2)
+    with pytest.raises(ModelError, match="groups") as err:
+        load_model(path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.tensorflow
+def test_legacy_saved_model_loads_through_tf1_graph_loader():
+    from tinyq.model_loader import load_model
+
+    model = load_model(mlperf_model("kws_ref_model_savedmodel"))
+    assert model.loader.startswith("tf.compat.v1 graph loader")
+    assert "add_slot" in model.loader
+    assert model.input_shape == (49, 10, 1) and model.output_shapes == ((12,),)
