@@ -135,15 +135,20 @@ def _importable(module: str) -> bool:
         return False
 
 
+def require_qat_extra() -> None:
+    """:class:`ToolNotFoundError` naming every missing ``[qat]`` package; imports nothing."""
+    missing = [package for module, package in _QAT_MODULES if not _importable(module)]
+    if missing:
+        raise ToolNotFoundError(f"{', '.join(missing)} not installed", hint=QAT_INSTALL_HINT,
+                                tool=missing[0])
+
+
 def import_qat_stack():
     """``(tensorflow, tf_keras, tensorflow_model_optimization)``, leaving ``tf.keras`` alone.
 
     Raises :class:`ToolNotFoundError` naming the ``[qat]`` extra when any is missing.
     """
-    missing = [package for module, package in _QAT_MODULES if not _importable(module)]
-    if missing:  # say it before the slow TensorFlow import
-        raise ToolNotFoundError(f"{', '.join(missing)} not installed", hint=QAT_INSTALL_HINT,
-                                tool=missing[0])
+    require_qat_extra()  # say it before the slow TensorFlow import
     from tinyq.model_loader import import_tensorflow
 
     tf = import_tensorflow()  # quiet C++ logging, same as the rest of tinyq
