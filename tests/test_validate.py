@@ -1,0 +1,222 @@
+"""tinyq.validate: accuracy, bit-exactness, truncation and resume (fake device), and QEMU e2e."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require_tools
+
+from tinyq.devices.fake import FakeDevice, FakeFirmware, Fault
+from tinyq.errors import DataError, ProtocolError, UserInputError
+from tinyq.interpreters import TflmInterpreter
+from tinyq.protocol import Client, Timeouts
+from tinyq.tflite_reader import read_model_bytes
+from tinyq.tflite_writer import GraphBuilder
+from tinyq.validate import (
+    ValidateOptions,
+    labels_of,
+    load_labelled,
+    resume_records,
+    top1,
+    validate,
+    validate_on_device,
+)
+
+FAST = Timeouts(default=0.3, infer=0.3, infer_per_run=0.1, boot=0.5, probe_after=0.2,
+                settle=0.05)
+N_SAMPLES = 40
+
+
+def fc_classifier(n_in: int = 16, n_out: int = 4, seed: int = 0) -> bytes:
+    """int8 FULLY_CONNECTED classifier (n_in -> n_out) that TFLM and the native runtime run."""
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder("tinyq validate test classifier")
+    x = g.add_tensor((1, n_in), "int8", scale=1 / 64, zero_point=0)
+    w = g.add_constant(rng.integers(-127, 128, (n_out, n_in), dtype=np.int8), scale=1 / 128,
+                       zero_point=0)
+    b = g.add_constant(rng.integers(-500, 500, n_out).astype(np.int32), "int32",
+                       scale=1 / 64 / 128, zero_point=0)
+    y = g.add_tensor((1, n_out), "int8", scale=1 / 16, zero_point=-3)
+    g.add_op("FULLY_CONNECTED", [x, w, b], [y])
+    return g.build()
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """The model file and a labelled test set: labels are the host's predictions, except
+    every 8th, which is wrong on purpose (so accuracy is 35/40, not a trivial 1.0)."""
+    folder = tmp_path_factory.mktemp("validate")
+    model = folder / "fc.tflite"
+    data = fc_classifier()
+    model.write_bytes(data)
+    x = np.random.default_rng(3).uniform(-2, 2, (N_SAMPLES, 16)).astype(np.float32)
+    oracle = TflmInterpreter(data)
+    xq = np.clip(np.round(x * 64), -128, 127).astype(np.int8)
+    y = np.array([int(np.argmax(oracle.invoke([r.reshape(1, 16)])[0])) for r in xq])
+    y[::8] = (y[::8] + 1) % 4
+    test = folder / "test.npz"
+    np.savez(test, x=x, y=y)
+    return model, test, x, y
+
+
+def _client(model_bytes: bytes, corrupt_every: int = 0, faults=()) -> Client:
+    oracle = TflmInterpreter(model_bytes)
+    count = {"n": 0}
+
+    def compute(inputs):
+        x = np.frombuffer(inputs[0], dtype=np.int8).reshape(1, 16)
+        out = oracle.invoke([x])[0].tobytes()
+        count["n"] += 1
+        if corrupt_every and count["n"] % corrupt_every == 0:
+            out = bytes([out[0] ^ 1]) + out[1:]          # one LSB off, no wrap
+        return [out]
+
+    fw = FakeFirmware(input_sizes=(16,), compute=compute,
+                      model_id=read_model_bytes(model_bytes).sha256[:12])
+    device = FakeDevice(fw, faults=faults, emulated=True)
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    return client
+
+
+def _run(case, client, **kw):
+    model, test, x, y = case
+    return validate_on_device(client, model, "native", x, y, data_name=str(test),
+                              data_sha256="d" * 64, board_name="fake", **kw)
+
+
+def test_device_equal_to_host(case):
+    model, _test, _x, y = case
+    client = _client(model.read_bytes())
+    result = _run(case, client)
+    assert result.complete and result.samples == N_SAMPLES and result.missing == 0
+    assert result.device_accuracy == result.host_accuracy == 35 / 40
+    assert result.bit_exact and result.bit_exact_count == N_SAMPLES and result.max_lsb_diff == 0
+    assert result.agreement == N_SAMPLES
+    # One session: every sample is db load + db + infer 1 0 + tq-out, nothing else.
+    verbs = [c.split()[0] for c in client.device.commands]
+    assert verbs.count("infer") == N_SAMPLES and verbs.count("tq-id") == 1
+    assert "infer 1 0" in client.device.commands
+    rec = json.loads(json.dumps(result.to_json()))
+    for key in ("samples", "device_accuracy", "host_accuracy", "bit_exact", "max_lsb_diff"):
+        assert key in rec
+    assert rec["bit_exact"] is True and rec["complete"] is True
+    assert [row[1] for row in rec["per_sample"]] == [int(v) for v in y]
+
+
+def test_output_differences_are_counted(case):
+    model = case[0]
+    result = _run(case, _client(model.read_bytes(), corrupt_every=10))
+    assert result.complete and not result.bit_exact
+    assert result.bit_exact_count == N_SAMPLES - 4 and result.max_lsb_diff == 1
+
+
+def test_first_samples_only(case):
+    result = _run(case, _client(case[0].read_bytes()), samples=5)
+    assert result.samples == result.requested == 5 and result.complete
+
+
+@pytest.mark.parametrize("samples", [0, N_SAMPLES + 1])
+def test_sample_count_out_of_range(case, samples):
+    with pytest.raises(DataError, match="--samples"):
+        _run(case, _client(case[0].read_bytes()), samples=samples)
+
+
+def test_device_failure_mid_way_is_never_silent(case):
+    client = _client(case[0].read_bytes(), faults=[Fault("disconnect", command="infer",
+                                                         after=12)])
+    result = _run(case, client)
+    assert not result.complete
+    assert result.samples == 12 and result.requested == N_SAMPLES and result.missing == 28
+    assert result.error.startswith("sample 12:") and "disconnected" in result.error
+    rec = result.to_json()
+    assert rec["complete"] is False and rec["missing"] == 28 and rec["samples"] == 12
+
+
+def test_timeout_mid_way_keeps_the_samples_done(case):
+    client = _client(case[0].read_bytes(), faults=[Fault("silent", command="infer", after=3)])
+    result = _run(case, client)
+    assert result.samples == 3 and not result.complete and "no m-ready" in result.error
+
+
+def test_resume_continues_from_the_first_missing_sample(case):
+    model = case[0]
+    full = _run(case, _client(model.read_bytes()))
+    partial = _run(case, _client(model.read_bytes(),
+                                 faults=[Fault("disconnect", command="db", after=30)]))
+    assert 0 < partial.samples < N_SAMPLES
+    done = resume_records(json.loads(json.dumps(partial.to_json())),
+                          read_model_bytes(model.read_bytes()).sha256, "d" * 64, N_SAMPLES)
+    client = _client(model.read_bytes())
+    resumed = _run(case, client, done=done)
+    assert resumed.complete and resumed.resumed == partial.samples
+    assert resumed.records == full.records
+    assert [c.split()[0] for c in client.device.commands].count("infer") == \
+        N_SAMPLES - partial.samples
+
+
+def test_resume_refuses_other_model_or_data(case):
+    model = case[0]
+    partial = _run(case, _client(model.read_bytes(), faults=[Fault("disconnect",
+                                                                   command="infer", after=2)]))
+    rec = partial.to_json()
+    sha = read_model_bytes(model.read_bytes()).sha256
+    with pytest.raises(UserInputError, match="other test data"):
+        resume_records(rec, sha, "e" * 64, N_SAMPLES)
+    with pytest.raises(UserInputError, match="for model"):
+        resume_records(rec, "f" * 64, "d" * 64, N_SAMPLES)
+    with pytest.raises(UserInputError, match="not a tinyq validate record"):
+        resume_records({"kind": "bench"}, sha, "d" * 64, N_SAMPLES)
+    with pytest.raises(UserInputError, match="more than"):
+        resume_records(rec, sha, "d" * 64, 1)
+
+
+def test_wrong_firmware_is_refused_before_any_sample(case):
+    client = _client(fc_classifier(seed=1))          # the device runs another model
+    with pytest.raises(ProtocolError, match="wrong firmware"):
+        _run(case, client)
+
+
+def test_labels_and_top1():
+    assert labels_of(np.array([[0, 1, 0], [1, 0, 0]])).tolist() == [1, 0]
+    assert labels_of(np.array([2.0, 1.0])).tolist() == [2, 1]
+    with pytest.raises(DataError, match="class indices"):
+        labels_of(np.array([0.5, 1.0]))
+    assert top1(np.array([[1, 9, 3]], np.int8), 0.1, 0) == 1
+    # A single score: positive class when the dequantized value exceeds 0.5.
+    assert top1(np.array([[10]], np.int8), 0.1, 0) == 1
+    assert top1(np.array([[4]], np.int8), 0.1, 0) == 0
+
+
+def test_test_data_needs_labels(tmp_path):
+    unlabelled = tmp_path / "x.npz"
+    np.savez(unlabelled, x=np.zeros((3, 16), np.float32))
+    with pytest.raises(DataError, match="labels"):
+        load_labelled(unlabelled)
+    with pytest.raises(DataError, match="not found"):
+        load_labelled(tmp_path / "missing.npz")
+
+
+@pytest.mark.qemu
+def test_validate_on_qemu_mps2_an386(case, tmp_path, monkeypatch, capsys):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    model, test, _x, _y = case
+    monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
+    result = validate(model, "mps2-an386", test, emulator="qemu",
+                      options=ValidateOptions(samples=20))
+    assert result.complete and result.samples == 20
+    assert result.device_accuracy == result.host_accuracy
+    assert result.bit_exact and result.max_lsb_diff == 0
+
+    from tinyq.cli import main
+
+    out = tmp_path / "v.json"
+    assert main(["validate", str(model), "--board", "mps2-an386", "--emulator", "qemu",
+                 "--data", str(test), "--samples", "8", "--json", str(out)]) == 0
+    rec = json.loads(Path(out).read_text())
+    assert rec["samples"] == 8 and rec["bit_exact"] is True and rec["complete"] is True
+    assert "on-device top-1" in capsys.readouterr().out
