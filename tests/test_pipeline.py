@@ -1,0 +1,149 @@
+"""tinyq.pipeline (tinyq deploy): refusals before work, stage checks, and end-to-end on QEMU."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import require_tensorflow, require_tools
+
+from tinyq.errors import DataError, FitError, OutputExistsError, UnsupportedError
+from tinyq.interpreters import TflmInterpreter
+from tinyq.pipeline import DeployOptions, _check_inspect, deploy
+from tinyq.tflite_writer import GraphBuilder
+
+#: Keys ``deploy --json`` must carry: bench's and, with --data, validate's.
+BENCH_KEYS = ("latency", "ram", "flash", "outputs_match")
+VALIDATE_KEYS = ("samples", "device_accuracy", "host_accuracy", "bit_exact", "max_lsb_diff")
+
+
+def fc_classifier(seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder("tinyq pipeline test classifier")
+    x = g.add_tensor((1, 16), "int8", scale=1 / 64, zero_point=0)
+    w = g.add_constant(rng.integers(-127, 128, (4, 16), dtype=np.int8), scale=1 / 128,
+                       zero_point=0)
+    b = g.add_constant(rng.integers(-500, 500, 4).astype(np.int32), "int32",
+                       scale=1 / 64 / 128, zero_point=0)
+    y = g.add_tensor((1, 4), "int8", scale=1 / 16, zero_point=-3)
+    g.add_op("FULLY_CONNECTED", [x, w, b], [y])
+    return g.build()
+
+
+@pytest.fixture()
+def tflite_case(tmp_path):
+    model = tmp_path / "fc.tflite"
+    data = fc_classifier()
+    model.write_bytes(data)
+    x = np.random.default_rng(5).uniform(-2, 2, (24, 16)).astype(np.float32)
+    oracle = TflmInterpreter(data)
+    xq = np.clip(np.round(x * 64), -128, 127).astype(np.int8)
+    y = np.array([int(np.argmax(oracle.invoke([r.reshape(1, 16)])[0])) for r in xq])
+    test = tmp_path / "test.npz"
+    np.savez(test, x=x, y=y)
+    return model, test
+
+
+def test_float_model_needs_calibration_data(tmp_path):
+    keras_file = tmp_path / "m.keras"
+    keras_file.write_bytes(b"not really")
+    with pytest.raises(DataError, match="--calib"):
+        deploy(keras_file, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "out")))
+
+
+def test_existing_outputs_are_refused_before_any_work(tflite_case, tmp_path):
+    model, _test = tflite_case
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("keep")
+    with pytest.raises(OutputExistsError, match="report.md"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(out), emulator="qemu"))
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+
+
+def test_bad_test_data_fails_before_building(tflite_case, tmp_path):
+    model, _test = tflite_case
+    with pytest.raises(DataError, match="not found"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "o"),
+                                                  data=str(tmp_path / "nope.npz")))
+    assert not (tmp_path / "o" / "project").exists()
+
+
+def test_inspect_check_stops_unsupported_and_oversized_models():
+    problem = SimpleNamespace(message="op FOO is not supported", hint="remove FOO")
+    with pytest.raises(UnsupportedError, match="FOO"):
+        _check_inspect(SimpleNamespace(unsupported=(problem,), runtime="native", fit=None))
+    fit = SimpleNamespace(fits=False, board="tiny",
+                          summary=lambda: "does not fit tiny: needs 10 bytes more RAM")
+    with pytest.raises(FitError, match="10 bytes more RAM"):
+        _check_inspect(SimpleNamespace(unsupported=(), runtime="native", fit=fit))
+
+
+def _check_outputs(out, rec):
+    for key in BENCH_KEYS + VALIDATE_KEYS:
+        assert key in rec, key
+    assert rec["kind"] == "deploy" and rec["ok"] is True
+    assert rec["latency"]["unit"] == "instructions" and "ms" not in rec["latency"]
+    assert rec["bit_exact"] is True and rec["max_lsb_diff"] == 0
+    assert rec["device_accuracy"] == rec["host_accuracy"]
+    text = (out / "report.md").read_text()
+    assert "## Pipeline stages" in text and "## Accuracy" in text
+    assert (out / "report-layers.png").exists() and (out / "project" / "build" /
+                                                     "app.elf").exists()
+
+
+@pytest.mark.qemu
+def test_deploy_tflite_on_qemu(tflite_case, tmp_path):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    model, test = tflite_case
+    out = tmp_path / "out"
+    events = []
+    result = deploy(model, "mps2-an386",
+                    DeployOptions(data=str(test), emulator="qemu", out_dir=str(out)),
+                    progress=events.append)
+    assert result.ok and result.validate.samples == 24
+    assert [s.name for s in result.stages] == ["inspect", "generate", "build", "device",
+                                               "bench", "validate", "report"]
+    rec = json.loads((out / "result.json").read_text())
+    _check_outputs(out, rec)
+    assert [s["name"] for s in rec["stages"]][-1] == "validate"
+    assert any(e.message.startswith("[1/7] inspect") for e in events)
+    with pytest.raises(OutputExistsError):             # a second run needs --force
+        deploy(model, "mps2-an386", DeployOptions(emulator="qemu", out_dir=str(out)))
+
+
+@pytest.mark.tensorflow
+@pytest.mark.qemu
+def test_deploy_keras_model_end_to_end(tmp_path, capsys):
+    """The README demo's path on a tiny Keras model: quantize -> ... -> report, via the CLI."""
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    require_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (200, 12)).astype(np.float32)
+    y = (x[:, :6].sum(axis=1) > x[:, 6:].sum(axis=1)).astype(np.int64)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2)])
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=3, verbose=0)
+    model.save(tmp_path / "tiny.keras")
+    np.savez(tmp_path / "calib.npz", x=x[:100], y=y[:100])
+    np.savez(tmp_path / "test.npz", x=x[100:140], y=y[100:140])
+
+    from tinyq.cli import main
+
+    out = tmp_path / "out"
+    code = main(["deploy", str(tmp_path / "tiny.keras"), "--calib", str(tmp_path / "calib.npz"),
+                 "--data", str(tmp_path / "test.npz"), "--board", "mps2-an386",
+                 "--emulator", "qemu", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rec = json.loads((out / "result.json").read_text())
+    _check_outputs(out, rec)
+    assert rec["stages"][0]["name"] == "quantize" and rec["quantize"]["mode"] == "int8"
+    assert rec["float_accuracy"] is not None and (out / "report-accuracy.png").exists()
+    assert "on-device top-1" in capsys.readouterr().out
