@@ -27,7 +27,14 @@ from tinyq.codegen import (
     render_project,
     write_project,
 )
-from tinyq.codegen.board import board_glue, nrf_baudrate, render_board
+from tinyq.codegen.board import (
+    RP2040_BOOT2_CODE,
+    board_glue,
+    crc32_mpeg2,
+    nrf_baudrate,
+    render_board,
+    rp2040_boot2,
+)
 from tinyq.codegen.harness import harness_config
 from tinyq.errors import BoardError, OutputExistsError, UserInputError
 
@@ -50,10 +57,21 @@ def _runtime() -> RuntimeSources:
                           arena_bytes=32)
 
 
-@pytest.mark.parametrize("board_name", ["mps2-an386", "microbit"])
-@pytest.mark.parametrize("filename", ["link.ld", "startup.c", "board.c"])
+def _golden_cases() -> list[tuple[str, str]]:
+    cases = []
+    for name in boards.names():
+        files = ["link.ld", "startup.c", "board.c"]
+        if boards.load(name).soc == "rp2040":
+            files.append("boot2.c")
+        cases += [(name, f) for f in files]
+    return cases
+
+
+@pytest.mark.parametrize(("board_name", "filename"), _golden_cases())
 def test_board_glue_matches_golden(board_name, filename):
-    files = render_board(boards.load(board_name), HEADER, semihosting=True)
+    """Every bundled board's glue, as `tinyq generate` writes it (semihosting for emulators)."""
+    board = boards.load(board_name)
+    files = render_board(board, HEADER, semihosting=board.emulated_only)
     text = files[f"board/{filename}"]
     golden = GOLDEN / board_name / filename
     if UPDATE:
@@ -63,8 +81,8 @@ def test_board_glue_matches_golden(board_name, filename):
     assert text == golden.read_text(), f"{golden} differs (TINYQ_UPDATE_GOLDEN=1 to accept)"
 
 
-@pytest.mark.parametrize("board_name", QEMU_BOARDS)
-def test_every_qemu_board_renders(board_name):
+@pytest.mark.parametrize("board_name", boards.names())
+def test_every_board_renders(board_name):
     board = boards.load(board_name)
     files = render_board(board, HEADER, semihosting=True)
     link = files["board/link.ld"]
@@ -181,3 +199,141 @@ def test_harness_config_defaults_and_errors():
         harness_config(board, _model(), "test", device_name="a]b", tinyq_version="0")
     with pytest.raises(UserInputError, match="optimisation level"):
         render_project(board, _runtime(), _model(), GenerateOptions(optimize="O9"))
+
+
+# ------------------------------------------------------------------ real-board glue
+
+REAL_BOARDS = tuple(n for n in boards.names() if not boards.load(n).emulated_only)
+
+
+def _replace_uart(board, **changes):
+    return dataclasses.replace(board, uart=dataclasses.replace(board.uart, **changes))
+
+
+def test_the_bundled_set_of_real_boards():
+    assert set(REAL_BOARDS) == {"stm32f746g-disco", "nucleo-l4r5zi", "nucleo-f446re",
+                                "nrf52840-dk", "arduino-nano-33-ble-sense", "rpi-pico"}
+
+
+@pytest.mark.parametrize(("board_name", "pll", "latency", "overdrive", "apb"), [
+    # RM0385: HSI 16 MHz / 8 x 216 / 2 = 216 MHz, 7 WS, over-drive, APB1 54 MHz, APB2 108 MHz
+    ("stm32f746g-disco", {"m": 8, "n": 216, "p": 2, "q": 9}, 7, True, (4, 2)),
+    # RM0390: 16 / 8 x 180 / 2 = 180 MHz, 5 WS, over-drive, APB1 45 MHz, APB2 90 MHz
+    ("nucleo-f446re", {"m": 8, "n": 180, "p": 2, "q": 8}, 5, True, (4, 2)),
+    # RM0090 (F405 in QEMU): 168 MHz needs no over-drive
+    ("netduinoplus2", {"m": 8, "n": 168, "p": 2, "q": 7}, 5, False, (4, 2)),
+    # RM0432: HSI16 / 2 x 30 / 2 = 120 MHz, 5 WS, range 1 boost, APB1/APB2 at 120 MHz
+    ("nucleo-l4r5zi", {"m": 2, "n": 30, "r": 2}, 5, True, (1, 1)),
+])
+def test_stm32_clock_plans(board_name, pll, latency, overdrive, apb):
+    board = boards.load(board_name)
+    plan = board_glue(board).soc
+    assert plan["pll"] == pll
+    assert plan["flash_latency"] == latency
+    assert plan["overdrive"] is overdrive
+    assert (plan["apb1_div"], plan["apb2_div"]) == apb
+    # the profile's UART clock is the bus clock the glue sets up
+    assert plan["uart_clock_hz"] == board.uart.clock_hz
+    assert board.counter.kind == "systick" or board.counter.clock_hz == board.clock_hz
+
+
+def test_stm32_uart_divisors_and_pins():
+    f746 = board_glue(boards.load("stm32f746g-disco"))
+    assert f746.uart_divisor == round(108_000_000 / 115200)              # BRR, oversampling 16
+    assert [(p.name, p.port, p.number, p.af) for p in f746.soc["pins"]] == [
+        ("PA9", 0, 9, 7), ("PB7", 1, 7, 7)]
+    assert f746.soc["usart_layout"] == "isr" and f746.soc["dcache"]
+    l4 = board_glue(boards.load("nucleo-l4r5zi"))
+    assert l4.uart_divisor == round(256 * 120_000_000 / 115200) == 266667   # LPUART BRR
+    assert [(p.name, p.af) for p in l4.soc["pins"]] == [("PG7", 8), ("PG8", 8)]
+    assert l4.soc["needs_vddio2"] and l4.soc["uart_name"] == "LPUART1"
+    f446 = board_glue(boards.load("nucleo-f446re"))
+    assert f446.soc["usart_layout"] == "sr" and f446.uart_divisor == 391   # 45 MHz / 115200
+    text = render_board(boards.load("nucleo-l4r5zi"), HEADER, False)["board/board.c"]
+    assert "PWR_CR2 |= 1u << 9;" in text                                    # IOSV for PG7/PG8
+    assert "UART_BRR = 266667u;" in text
+
+
+def test_uart_clock_that_the_glue_does_not_set_is_refused():
+    board = _replace_uart(boards.load("nucleo-f446re"), clock_hz=90_000_000)
+    with pytest.raises(BoardError, match="set uart.clock_hz = 45000000"):
+        board_glue(board)
+    pico = _replace_uart(boards.load("rpi-pico"), clock_hz=48_000_000)
+    with pytest.raises(BoardError, match="clk_peri = clk_sys"):
+        board_glue(pico)
+
+
+def test_unreachable_clocks_are_refused():
+    f446 = boards.load("nucleo-f446re")
+    with pytest.raises(BoardError, match="clock_hz = 200000000 cannot be made"):
+        board_glue(dataclasses.replace(f446, clock_hz=200_000_000))
+    with pytest.raises(BoardError, match="fixed at 64 MHz"):
+        board_glue(dataclasses.replace(boards.load("nrf52840-dk"), clock_hz=32_000_000))
+    with pytest.raises(BoardError, match="RP2040 PLL"):
+        board_glue(dataclasses.replace(boards.load("rpi-pico"), clock_hz=200_000_000))
+
+
+def test_pins_outside_the_alternate_function_table_are_refused():
+    board = _replace_uart(boards.load("stm32f746g-disco"), rx_pin="PC7")
+    with pytest.raises(BoardError, match="uart.rx_pin PC7 is not a pin tinyq knows"):
+        board_glue(board)
+    with pytest.raises(BoardError, match="not an STM32 pin name"):
+        board_glue(_replace_uart(boards.load("nucleo-f446re"), tx_pin="P0.06"))
+    with pytest.raises(BoardError, match="is not a UART0 TX pin"):
+        board_glue(_replace_uart(boards.load("rpi-pico"), tx_pin="GP4"))
+    with pytest.raises(BoardError, match="no stm32f4 UART"):
+        board_glue(_replace_uart(boards.load("nucleo-f446re"), base=0x40001000))
+
+
+def test_rp2040_pll_pins_and_boot2():
+    glue = board_glue(boards.load("rpi-pico"))
+    # 12 MHz x 125 = 1500 MHz VCO, / 6 / 2 = 125 MHz (the datasheet's example values)
+    assert (glue.soc["fbdiv"], glue.soc["postdiv1"], glue.soc["postdiv2"]) == (125, 6, 2)
+    assert (glue.soc["tx"], glue.soc["rx"], glue.soc["uart_instance"]) == (0, 1, 0)
+    assert (glue.pl011_ibrd, glue.pl011_fbrd) == (67, 52)     # 125 MHz / (16 x 115200)
+    boot2 = glue.boot2
+    assert len(boot2) == 256 and boot2 == rp2040_boot2()
+    assert boot2.startswith(RP2040_BOOT2_CODE)
+    assert int.from_bytes(boot2[252:], "little") == crc32_mpeg2(boot2[:252])
+    files = render_board(boards.load("rpi-pico"), HEADER, False)
+    assert ", ".join(f"0x{b:02x}" for b in boot2[252:]) + "," in files["board/boot2.c"]
+    link = files["board/link.ld"]
+    assert link.index("KEEP(*(.boot2))") < link.index("KEEP(*(.vectors))")
+
+
+def test_crc32_is_the_mpeg2_variant_the_boot_rom_checks():
+    assert crc32_mpeg2(b"123456789") == 0x0376E6E7     # the catalogued check value
+    assert crc32_mpeg2(b"") == 0xFFFFFFFF
+
+
+def test_nrf52_uarte_and_pins():
+    glue = board_glue(boards.load("arduino-nano-33-ble-sense"))
+    assert (glue.nrf_tx_pin, glue.nrf_rx_pin) == (32 + 3, 32 + 10)     # P1.03, P1.10
+    assert glue.nrf_baudrate == 0x01D60000                             # UARTE, not UART
+    with pytest.raises(BoardError, match="no nRF UARTE BAUDRATE"):
+        board_glue(_replace_uart(boards.load("nrf52840-dk"), baud=12345))
+
+
+def test_clock_setup_is_compiled_out_only_for_emulated_builds():
+    emu = render_board(boards.load("netduinoplus2"), HEADER, True)["board/board.c"]
+    real = render_board(boards.load("nucleo-f446re"), HEADER, False)["board/board.c"]
+    assert "#define TQ_EMULATED 1" in emu and "#define TQ_EMULATED 0" in real
+    for text in (emu, real):      # same code path: clocks (unless emulated), GPIO, USART
+        assert "#if !TQ_EMULATED\n    tq_clock_init();" in text
+        assert "tq_gpio_af(0u, " in text and "UART_CR1 = (1u << 13)" in text
+
+
+def test_dtcm_and_extra_banks_get_linker_sections():
+    board = boards.load("stm32f746g-disco")
+    link = render_board(board, HEADER, False)["board/link.ld"]
+    assert "DTCM   (rwx) : ORIGIN = 0x20000000, LENGTH = 65536" in link
+    assert ".tq_dtcm (NOLOAD)" in link and "} > DTCM" in link
+    moved = render_board(dataclasses.replace(board, arena_region="dtcm"), HEADER, False)
+    arena = moved["board/link.ld"].split(".tq_arena (NOLOAD)")[1].split("}")[1]
+    assert "> DTCM" in arena
+
+
+def test_vtor_is_set_where_the_core_has_one():
+    for name, expected in (("arduino-nano-33-ble-sense", True), ("microbit", False)):
+        startup = render_board(boards.load(name), HEADER, False)["board/startup.c"]
+        assert ("0xE000ED08u" in startup) is expected

@@ -9,6 +9,12 @@
 
 #define REG32(addr) (*(volatile uint32_t *)(addr))
 
+/* 1: built for an emulator, whose clock models are stubs (QEMU's STM32 RCC never
+ * reports a PLL as ready): the SoC's clock set-up is left out, pins and UART are not. */
+#ifndef TQ_EMULATED
+#define TQ_EMULATED 1
+#endif
+
 /* ------------------------------------------------------------------ SoC */
 /* Nothing to set up: the emulator/boot ROM leaves clocks and pins usable. */
 static void tq_soc_init(void)

@@ -59,6 +59,9 @@ __attribute__((naked, noreturn)) void Reset_Handler(void)
 
 __attribute__((noreturn, used)) void tq_reset_c(void)
 {
+    /* Exceptions use this image's table even when a boot loader ran first. */
+    *(volatile uint32_t *)0xE000ED08u = (uint32_t)(uintptr_t)tq_vectors;
+    __asm volatile("dsb\n\tisb" ::: "memory");
     /* Paint the stack below this frame so tq-mem can find the high-water mark. */
     uint32_t sp;
     __asm volatile("mov %0, sp" : "=r"(sp));
