@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import require_tensorflow, require_tools
+from conftest import require_tools
 
 from tinyq.errors import DataError, FitError, OutputExistsError, UnsupportedError
 from tinyq.interpreters import TflmInterpreter
@@ -116,34 +116,20 @@ def test_deploy_tflite_on_qemu(tflite_case, tmp_path):
 
 @pytest.mark.tensorflow
 @pytest.mark.qemu
-def test_deploy_keras_model_end_to_end(tmp_path, capsys):
+def test_deploy_keras_model_end_to_end(tiny_float_model, tmp_path, capsys):
     """The README demo's path on a tiny Keras model: quantize -> ... -> report, via the CLI."""
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
-    require_tensorflow()
-    import keras
-
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (200, 12)).astype(np.float32)
-    y = (x[:, :6].sum(axis=1) > x[:, 6:].sum(axis=1)).astype(np.int64)
-    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(2)])
-    model.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=3, verbose=0)
-    model.save(tmp_path / "tiny.keras")
-    np.savez(tmp_path / "calib.npz", x=x[:100], y=y[:100])
-    np.savez(tmp_path / "test.npz", x=x[100:140], y=y[100:140])
-
     from tinyq.cli import main
 
     out = tmp_path / "out"
-    code = main(["deploy", str(tmp_path / "tiny.keras"), "--calib", str(tmp_path / "calib.npz"),
-                 "--data", str(tmp_path / "test.npz"), "--board", "mps2-an386",
+    code = main(["deploy", str(tiny_float_model["model"]),
+                 "--calib", str(tiny_float_model["calib"]),
+                 "--data", str(tiny_float_model["test"]), "--board", "mps2-an386",
                  "--emulator", "qemu", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     rec = json.loads((out / "result.json").read_text())
     _check_outputs(out, rec)
     assert rec["stages"][0]["name"] == "quantize" and rec["quantize"]["mode"] == "int8"
-    assert rec["float_accuracy"] is not None and (out / "report-accuracy.png").exists()
+    assert rec["samples"] == 40 and rec["float_accuracy"] is not None
+    assert (out / "report-accuracy.png").exists()
     assert "on-device top-1" in capsys.readouterr().out
