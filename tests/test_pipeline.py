@@ -129,7 +129,9 @@ def test_deploy_keras_model_end_to_end(tiny_float_model, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     rec = json.loads((out / "result.json").read_text())
     _check_outputs(out, rec)
-    assert rec["stages"][0]["name"] == "quantize" and rec["quantize"]["mode"] == "int8"
+    assert [s["name"] for s in rec["stages"]] == ["quantize", "inspect", "generate", "build",
+                                                  "evaluate", "device", "bench", "validate"]
+    assert rec["quantize"]["mode"] == "int8"
     assert rec["samples"] == 40 and rec["float_accuracy"] is not None
     assert (out / "report-accuracy.png").exists()
     assert "on-device top-1" in capsys.readouterr().out

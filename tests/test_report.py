@@ -182,3 +182,26 @@ def test_cli_report(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["report", str(a), "--md", str(tmp_path / "one.md")]) == 0
     assert (tmp_path / "one-layers.png").exists()
+
+
+def test_compare_record_renders_modes_and_accuracy_vs_size(tmp_path):
+    """A `tinyq compare --json` record: one row per mode, plotted as accuracy vs size."""
+    rec = {"model": "m.keras", "data": "test.npz", "samples": 10, "source_size_bytes": 9000,
+           "reference_accuracy": 0.9, "latency_interpreter": "LiteRT",
+           "rows": [{"mode": "int8", "size_bytes": 2000, "accuracy": 0.88,
+                     "top1_agreement": 0.95, "max_abs_error": 0.5, "tflm_runs": True,
+                     "tflm_note": "", "error": None},
+                    {"mode": "float16", "size_bytes": 4000, "accuracy": 0.9,
+                     "top1_agreement": 1.0, "max_abs_error": 0.01, "tflm_runs": False,
+                     "tflm_note": "TFLM cannot dequantize float16 weights", "error": None}]}
+    path = tmp_path / "cmp.json"
+    path.write_text(json.dumps(rec))
+    loaded = load_record(path)
+    assert accuracy_points(loaded) == [("int8", 2000, 0.88), ("float16", 4000, 0.9)]
+    files = write_report(loaded, tmp_path / "cmp.md")
+    text = files.markdown.read_text()
+    assert text.startswith("# tinyq compare: m.keras\n")
+    assert "| int8 | 2,000 | 88.00 % | 95.00 % | 0.5 | yes |" in text
+    assert "no (TFLM cannot dequantize float16 weights)" in text
+    assert "![accuracy vs size](cmp-accuracy.png)" in text
+    assert [p.name for p in files.images] == ["cmp-accuracy.png"]

@@ -8,6 +8,7 @@ only this module knows their order::
     inspect  (ops supported by the runtime? does it fit the board?)
     generate (firmware project in OUT/project)
     build    (arm-none-eabi-gcc; sizes from the ELF)
+    evaluate (with test data and a float model: the float model's accuracy on the host)
     device   (flash the board, or start the emulator; wait for the firmware)
     bench    (latency, RAM, flash, per-layer profile, output check)
     validate (with test data: on-device vs host accuracy, bit-exactness)
@@ -33,7 +34,8 @@ from tinyq.protocol import Timeouts
 log = logging.getLogger(__name__)
 
 #: Stage names in order (``device`` covers flashing or starting the emulator).
-STAGES = ("quantize", "inspect", "generate", "build", "device", "bench", "validate", "report")
+STAGES = ("quantize", "inspect", "generate", "build", "evaluate", "device", "bench", "validate",
+          "report")
 #: Model file suffixes that are already quantized (the quantize stage is skipped).
 TFLITE_SUFFIXES = (".tflite",)
 #: What deploy writes inside ``out_dir``.
@@ -232,8 +234,10 @@ def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | N
     project_dir = out / PROJECT_NAME
     _refuse_existing([tflite_out, project_dir, report_path, json_path], options.force)
     test = load_labelled(options.data) if options.data else None   # bad data fails early
+    evaluate_float = test is not None and not is_tflite and options.float_accuracy
     names = tuple(s for s in STAGES if (s != "quantize" or not is_tflite)
-                  and (s != "validate" or test is not None))
+                  and (s != "validate" or test is not None)
+                  and (s != "evaluate" or evaluate_float))
     stages = _Stages(names, progress)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -274,11 +278,13 @@ def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | N
     _check_firmware(firmware)
 
     float_acc = float_bytes = None
-    if test is not None and quantized is not None and options.float_accuracy:
+    if evaluate_float:
         x, labels = test
         n = options.samples or len(labels)
-        # Part of the validate figures, computed before the device starts.
-        float_acc, float_bytes = reference_accuracy(source, x[:n], labels[:n], progress)
+        float_acc, float_bytes = stages.run(
+            "evaluate", f"float model {source.name} on {n} test samples (host)",
+            lambda: reference_accuracy(source, x[:n], labels[:n], progress),
+            lambda r: f"top-1 {100 * r[0]:.2f} %, float .tflite {r[1]:,} bytes")
 
     run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts)
     where = options.port or options.emulator or ("qemu" if board_obj.emulated_only else "?")

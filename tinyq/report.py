@@ -65,10 +65,10 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
                              hint="pass JSON files written by tinyq --json",
                              path=str(file)) from None
     if not isinstance(record, dict) or not any(k in record for k in
-                                               ("latency", "device_accuracy", "stages")):
-        raise UserInputError(f"{file} is not a tinyq bench/validate/deploy record",
-                             hint="pass JSON files written by tinyq bench/validate/deploy --json",
-                             path=str(file))
+                                               ("latency", "device_accuracy", "stages", "rows")):
+        raise UserInputError(f"{file} is not a tinyq bench/validate/deploy/compare record",
+                             hint="pass JSON files written by tinyq bench/validate/deploy/compare "
+                                  "--json", path=str(file))
     return record
 
 
@@ -230,6 +230,26 @@ def _accuracy_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
     return out
 
 
+def _modes_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
+    """A ``tinyq compare`` record: one row per quantization mode."""
+    rows = rec.get("rows")
+    if not rows:
+        return []
+    table = [[r.get("mode", "?"), _n(r.get("size_bytes")), _pct(r.get("accuracy")),
+              _pct(r.get("top1_agreement")), _n(r.get("max_abs_error")),
+              "yes" if r.get("tflm_runs") else f"no ({r.get('tflm_note') or r.get('error')})"]
+             for r in rows]
+    out = ["## Quantization modes (host)", "",
+           _table(["mode", ".tflite bytes", "top-1", "agrees with float", "max abs error",
+                   "TFLM runs it"], table, "lrrrrl"), ""]
+    if rec.get("reference_accuracy") is not None:
+        out += [f"Float model top-1: {_pct(rec['reference_accuracy'])} on "
+                f"{_n(rec.get('samples'))} samples ({rec.get('data', '?')}).", ""]
+    if image:
+        out += [f"![accuracy vs size]({image})", ""]
+    return out
+
+
 def _stages_section(rec: Mapping[str, Any]) -> list[str]:
     stages = rec.get("stages")
     if not stages:
@@ -241,18 +261,21 @@ def _stages_section(rec: Mapping[str, Any]) -> list[str]:
 
 
 def _title(rec: Mapping[str, Any]) -> str:
-    kind = rec.get("kind", "report")
-    return (f"# tinyq {kind}: {_name(rec)} on {rec.get('board', '?')} "
-            f"({rec.get('runtime', '?')})")
+    kind = rec.get("kind") or ("compare" if "rows" in rec else "report")
+    where = f" on {rec['board']} ({rec.get('runtime', '?')})" if rec.get("board") else ""
+    return f"# tinyq {kind}: {_name(rec)}{where}"
 
 
 def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None) -> str:
     """The Markdown of one record; ``images`` maps "layers"/"accuracy" to relative PNG paths."""
     images = images or {}
     out = [_title(record), ""]
-    facts = [f"model `{Path(str(record.get('model', '?'))).name}` "
-             f"({record.get('model_id', '?')})",
-             f"device {record.get('device', '?')}", f"tinyq {record.get('tinyq', '?')}"]
+    facts = [f"model `{Path(str(record.get('model', '?'))).name}`"
+             + (f" ({record['model_id']})" if record.get("model_id") else "")]
+    if record.get("device"):
+        facts.append(f"device {record['device']}")
+    if record.get("tinyq"):
+        facts.append(f"tinyq {record['tinyq']}")
     out += ["; ".join(facts) + ".", ""]
     out += _stages_section(record)
     if "latency" in record:
@@ -261,6 +284,8 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
         out += _output_section(record)
         out += _layers_section(record, images.get("layers"))
     out += _accuracy_section(record, images.get("accuracy"))
+    if "device_accuracy" not in record:
+        out += _modes_section(record, images.get("accuracy"))
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -311,7 +336,7 @@ def layers_png(record: Mapping[str, Any]) -> bytes | None:
 def accuracy_points(record: Mapping[str, Any]) -> list[tuple[str, int, float]]:
     """(label, size in bytes, accuracy) points the record knows."""
     points: list[tuple[str, int, float]] = []
-    for row in record.get("compare") or ():
+    for row in record.get("compare") or record.get("rows") or ():
         size, acc = row.get("size_bytes"), row.get("accuracy")
         if size and acc is not None:
             points.append((str(row.get("mode", "?")), int(size), float(acc)))
