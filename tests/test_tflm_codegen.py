@@ -358,8 +358,11 @@ def test_cmake_configures_against_a_tflm_layout(written, tmp_path):
                                f"-DTFLM_DIR={tflm}", f"-DTQ_CMSIS_NN={cmsis}"],
                               capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        sources = (build / "CMakeFiles" / "tflm.dir").exists()
-        assert sources
+        rules = (build / "CMakeFiles" / "tflm.dir" / "build.make").read_text()
+        kernels = set(re.findall(r"kernels/(?:cmsis_nn/)?conv\.cc", rules))
+        assert kernels == ({"kernels/cmsis_nn/conv.cc"} if cmsis == "ON" else {"kernels/conv.cc"})
+        assert "debug_log.cc" not in rules and "_test.cc" not in rules
+        assert ("arm_convolve_s8.c" in rules) == (cmsis == "ON")
     bad = subprocess.run(["cmake", "-S", str(written), "-B", str(tmp_path / "bad"),
                           f"-DTFLM_DIR={tmp_path}"], capture_output=True, text=True,
                          timeout=120, check=False)
