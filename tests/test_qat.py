@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import mlperf_model
 
 from tinyq.cli import main
 from tinyq.errors import ToolNotFoundError, UnsupportedError
@@ -128,6 +129,21 @@ def test_carry_functional_outputs_equal(keras):
     # carried over, but tfmot's 8-bit scheme has no recipe for Multiply: named before training
     with pytest.raises(UnsupportedError, match=r"'multiply(_\d+)?' \(Multiply\)"):
         check_quantizable(result.model)
+
+
+@pytest.mark.tensorflow
+def test_carry_real_mlperf_resnet(keras):
+    """A real trained model (MLPerf Tiny ResNet, .h5 from an older TF) carries over exactly."""
+    from tinyq.keras_carry import carry_to_tf_keras
+    from tinyq.model_loader import load_keras_model
+    from tinyq.qat import check_quantizable
+
+    model = load_keras_model(mlperf_model("pretrainedResnet.h5"))
+    x = np.random.default_rng(4).random((4, 32, 32, 3), dtype=np.float32)
+    result = carry_to_tf_keras(model, x)
+    np.testing.assert_allclose(np.asarray(result.model(x)), np.asarray(model([x])),
+                               rtol=1e-4, atol=1e-6)
+    check_quantizable(result.model)  # Conv+BN pairs fold, the rest has recipes
 
 
 @pytest.mark.tensorflow

@@ -337,8 +337,16 @@ def _model_inputs(model) -> list:
                          hint="build it with keras.Input(shape=...) before saving") from exc
 
 
+def call_model(model, xs: Sequence[np.ndarray]):
+    """``model(inputs, training=False)`` with the inputs in the structure the model was built
+    with (a Keras 3 model saved with ``inputs=[x]`` warns when given a bare tensor)."""
+    struct = getattr(model, "_inputs_struct", None)
+    arg = list(xs) if len(xs) > 1 or isinstance(struct, (list, tuple)) else xs[0]
+    return model(arg, training=False)
+
+
 def _predict(model, xs: list[np.ndarray]) -> list[np.ndarray]:
-    out = model(xs if len(xs) > 1 else xs[0], training=False)
+    out = call_model(model, xs)
     outs = out if isinstance(out, (list, tuple)) else [out]
     return [np.asarray(o, dtype=np.float64) for o in outs]
 

@@ -383,7 +383,9 @@ def accuracy(scores: np.ndarray, y: np.ndarray) -> float:
 
 def float_predict(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """Float model outputs (Keras 3 or tf-keras), in batches, without training behaviour."""
-    outs = [np.asarray(model(x[i:i + batch], training=False)) for i in range(0, len(x), batch)]
+    from tinyq.keras_carry import call_model
+
+    outs = [np.asarray(call_model(model, [x[i:i + batch]])) for i in range(0, len(x), batch)]
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
