@@ -367,3 +367,31 @@ def test_qat_tflite_hook_returns_int8_model(digits_files):
     assert interp.input_details(0).dtype == np.int8
     assert interp.output_details(0).dtype == np.int8
     assert interp.output_details(0).shape == (1, 10)
+
+
+@pytest.mark.tensorflow
+def test_compare_train_adds_qat_row(digits_files, capsys):
+    import json
+
+    f = digits_files
+    report = f / "compare.json"
+    code = main(["compare", str(f / "model.keras"), "--calib", str(f / "train.npz"),
+                 "--data", str(f / "val.npz"), "--modes", "int8", "--train",
+                 str(f / "train.npz"), "--qat-epochs", "1", "--calib-samples", "50",
+                 "--json", str(report)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    rows = {row["mode"]: row for row in json.loads(report.read_text())["rows"]}
+    assert set(rows) == {"int8", "qat"}
+    assert rows["qat"]["tflm_runs"] is True
+    assert 0.0 <= rows["qat"]["accuracy"] <= 1.0
+    assert any(line.startswith("qat ") for line in captured.out.splitlines())
+
+
+def test_compare_train_without_extra_fails_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorflow_model_optimization", None)
+    code = main(["compare", str(tmp_path / "model.keras"), "--calib", str(tmp_path / "c.npz"),
+                 "--data", str(tmp_path / "d.npz"), "--train", str(tmp_path / "t.npz")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "pip install 'tinyq[qat]'" in err and "Traceback" not in err

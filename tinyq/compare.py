@@ -48,6 +48,8 @@ class CompareOptions:
     per_tensor_dense: bool = False
     calib_samples: int | None = None
     image_scale: str = "0-1"
+    train: Any = None                   # training data: adds a "qat" row (the [qat] extra)
+    qat_epochs: int = 3
 
     def __post_init__(self) -> None:
         for mode in self.modes:
@@ -131,6 +133,10 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
     from tinyq.model_loader import load_model
     from tinyq.quantize import calibration_samples, convert
 
+    if options.train is not None:
+        from tinyq.qat import require_qat_extra
+
+        require_qat_extra()  # before any conversion work
     progress(ProgressEvent(STAGE, f"loading {model_path}"))
     float_model = load_model(model_path)
     test = load_data(data, input_shape=float_model.input_shape, dtype="float32",
@@ -159,6 +165,24 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
         m = report.metrics
         rows.append(ModeResult(
             mode=mode, size_bytes=len(tflite), accuracy=report.accuracy,
+            max_abs_error=m.max_abs_error if m else None, rmse=m.rmse if m else None,
+            top1_agreement=m.top1_agreement if m else None,
+            latency_us=host_latency_us(tflite, test.x), tflm_runs=runs, tflm_note=note,
+            tflite=tflite))
+    if options.train is not None:
+        from tinyq.qat import QatOptions, qat_tflite
+
+        progress(ProgressEvent(STAGE, "qat: fine-tuning with fake quantization"))
+        tflite = qat_tflite(model_path, options.train,
+                            QatOptions(epochs=options.qat_epochs,
+                                       calib_samples=options.calib_samples, compare_ptq=False),
+                            calib=calib, progress=progress)
+        report = evaluate_bytes(tflite, test, reference, "litert", name="qat",
+                                reference_name=str(model_path), layers=False)
+        runs, note = tflm_check(tflite, test.x)
+        m = report.metrics
+        rows.append(ModeResult(
+            mode="qat", size_bytes=len(tflite), accuracy=report.accuracy,
             max_abs_error=m.max_abs_error if m else None, rmse=m.rmse if m else None,
             top1_agreement=m.top1_agreement if m else None,
             latency_us=host_latency_us(tflite, test.x), tflm_runs=runs, tflm_note=note,

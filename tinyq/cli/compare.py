@@ -20,6 +20,11 @@ def add_arguments(p) -> None:
     p.add_argument("--calib-samples", type=int, metavar="N",
                    help="use the first N calibration samples (default: all, at most 500)")
     add_data_arguments(p)
+    p.add_argument("--train", metavar="TRAIN.npz",
+                   help="training data (x, y): adds a qat row, the model fine-tuned with fake "
+                   "quantization (needs pip install 'tinyq[qat]')")
+    p.add_argument("--qat-epochs", type=int, default=3, metavar="N",
+                   help="QAT fine-tuning epochs for the qat row (default 3)")
     p.add_argument("--json", metavar="OUT", help="write the table as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against size (PNG)")
     p.add_argument("--force", action="store_true", help="overwrite --json/--plot files")
@@ -40,7 +45,8 @@ def run(args, ui) -> int:
             check_output(out, args.force)
     options = CompareOptions(modes=tuple(dict.fromkeys(args.modes)),
                              per_tensor_dense=args.per_tensor_dense,
-                             calib_samples=args.calib_samples, image_scale=args.image_scale)
+                             calib_samples=args.calib_samples, image_scale=args.image_scale,
+                             train=args.train, qat_epochs=args.qat_epochs)
     r = compare(args.model, args.calib, args.data, options, progress=ui.progress)
     float_size = next((row.size_bytes for row in r.rows if row.mode == "float32"), None)
     rows = []
