@@ -1,6 +1,6 @@
 """Train the tinyq demo model: a small conv net on scikit-learn's 8x8 digits (offline).
 
-    python examples/digits/train.py [--out examples/digits/out] [--epochs 40] [--seed 0]
+    python examples/digits/train.py [--out examples/digits/out] [--epochs 25] [--seed 0]
 
 Writes into ``--out``:
 
@@ -56,7 +56,7 @@ def build_model(keras):
     ], name="digits")
 
 
-def train(out: Path = DEFAULT_OUT, epochs: int = 40, seed: int = 0) -> dict[str, Path]:
+def train(out: Path = DEFAULT_OUT, epochs: int = 25, seed: int = 0) -> dict[str, Path]:
     """Train, save the model and the .npz files into ``out``; return their paths."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ info/warning/error noise
     import keras
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
+    parser.add_argument("--epochs", type=int, default=25, help="training epochs (default 25)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
