@@ -220,3 +220,30 @@ def test_validate_on_qemu_mps2_an386(case, tmp_path, monkeypatch, capsys):
     rec = json.loads(Path(out).read_text())
     assert rec["samples"] == 8 and rec["bit_exact"] is True and rec["complete"] is True
     assert "on-device top-1" in capsys.readouterr().out
+
+
+def test_ctrl_c_keeps_the_samples_done(case, monkeypatch):
+    client = _client(case[0].read_bytes())
+    calls = {"n": 0}
+    real_infer = client.infer
+
+    def infer(n=1, warmup=0):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_infer(n, warmup)
+
+    monkeypatch.setattr(client, "infer", infer)
+    result = _run(case, client)
+    assert result.samples == 6 and result.missing == N_SAMPLES - 6
+    assert result.error == "sample 6: interrupted (Ctrl-C)"
+
+
+def test_a_deploy_record_can_be_resumed(case):
+    model = case[0]
+    partial = _run(case, _client(model.read_bytes(), faults=[Fault("disconnect",
+                                                                   command="infer", after=3)]))
+    record = {**partial.to_json(), "kind": "deploy", "latency": {}}
+    done = resume_records(record, read_model_bytes(model.read_bytes()).sha256, "d" * 64,
+                          N_SAMPLES)
+    assert len(done) == 3

@@ -114,8 +114,8 @@ class DeployResult:
         out["project"] = str(self.project)
         if self.validate is not None:
             v = self.validate.to_json()
-            for key in ("kind", "version", "tinyq", "model", "model_id", "board", "runtime",
-                        "device", "emulated"):
+            for key in ("kind", "tinyq", "model", "model_id", "board", "runtime", "device",
+                        "emulated"):
                 v.pop(key, None)
             v["validate_seconds"] = v.pop("seconds")
             out.update(v)

@@ -246,9 +246,11 @@ def top1(output: np.ndarray, scale: float, zero_point: int) -> int:
 def resume_records(previous: Mapping[str, Any], model_sha256: str, data_sha256: str,
                    requested: int) -> tuple[SampleRecord, ...]:
     """The samples a partial ``validate`` JSON already holds, after checking it matches."""
-    if previous.get("kind") != "validate" or previous.get("version") != RECORD_VERSION:
+    if previous.get("kind") not in ("validate", "deploy") or \
+            previous.get("version") != RECORD_VERSION or "per_sample" not in previous:
         raise UserInputError("the --resume file is not a tinyq validate record",
-                             hint="pass the JSON an interrupted `tinyq validate --json` wrote")
+                             hint="pass the JSON an interrupted `tinyq validate --json` (or "
+                                  "`tinyq deploy --data`) wrote")
     if not model_sha256.startswith(str(previous.get("model_id", "")).lower() or "-"):
         raise UserInputError(
             f"the --resume file is for model {previous.get('model_id')}, not this one "
@@ -279,8 +281,8 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
                        progress: ProgressFn = null_progress) -> ValidateResult:
     """Run every sample not yet ``done`` on an open, ready device; never raises mid-way.
 
-    A DeviceError after the identity check ends the loop: the result holds the
-    samples done and ``error`` says why the rest are missing.
+    A DeviceError after the identity check (or Ctrl-C) ends the loop: the result
+    holds the samples done and ``error`` says why the rest are missing.
     """
     from tinyq.interpreters import TflmInterpreter
     from tinyq.run import _specs, lsb_diff, samples_from
@@ -321,6 +323,10 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
         except DeviceError as exc:
             error = f"sample {i}: {exc}"
             log.info("validate stopped at sample %d: %s", i, exc)
+            break
+        except KeyboardInterrupt:
+            # Keep what is done: the caller can write it and resume from it.
+            error = f"sample {i}: interrupted (Ctrl-C)"
             break
         reference = oracle.invoke(sample)
         expected = [np.ascontiguousarray(o).tobytes() for o in reference]

@@ -62,7 +62,7 @@ def run(args, ui) -> int:
         ui.error(f"the device stopped after {v.samples} of {v.requested} samples; the other "
                  f"{v.missing} are missing ({v.error}) — finish with `tinyq validate "
                  f"{result.tflite} --board {result.board} --data {args.data} --resume "
-                 f"{result.json}`")
+                 f"{result.json} --json validate.json`")
         return 1
     if v is not None and not v.bit_exact:
         ui.error(f"{v.samples - v.bit_exact_count} of {v.samples} test outputs differ from "
