@@ -181,3 +181,17 @@ def test_digits_int8_within_one_point_and_under_30_percent(digits_artifacts):
     assert report.reference_accuracy > 0.9
     assert abs(report.accuracy - report.reference_accuracy) <= 0.01
     assert int8.size_bytes <= 0.30 * f32.size_bytes
+
+
+def test_tflm_runtime_refuses_hybrid_models(samples):
+    x, _ = samples
+    g = GraphBuilder()
+    a = g.add_tensor((1, WIDTH), "float32", name="in")
+    w = g.add_constant(np.ones((4, WIDTH), np.int8), scale=[0.1] * 4, zero_point=[0] * 4)
+    y = g.add_tensor((1, 4), "float32", name="out")
+    g.add_op("FULLY_CONNECTED", [a, w, -1], [y])
+    from tinyq.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="hybrid"):
+        evaluate_bytes(g.build([a], [y]), x, runtime="tflm")
+    assert evaluate_bytes(g.build([a], [y]), x).mode == "dynamic"

@@ -35,13 +35,6 @@ LATENCY_RUNS = 50
 LATENCY_INTERPRETER = (f"LiteRT (ai-edge-litert) default resolver, batch 1, median of "
                        f"{LATENCY_RUNS} runs")
 
-#: Why TFLM rejects a mode (its own message is a generic "failed to allocate tensors").
-KNOWN_TFLM_REJECTIONS = {
-    "dynamic": "TFLM does not run hybrid (dynamic-range) models",
-    "float16": "TFLM cannot dequantize float16 weights",
-}
-
-
 @dataclass(frozen=True)
 class CompareOptions:
     modes: tuple[str, ...] = MODES
@@ -108,7 +101,7 @@ def host_latency_us(model_bytes: bytes, x: np.ndarray) -> float:
 
 def tflm_check(model_bytes: bytes, x: np.ndarray) -> tuple[bool, str]:
     """Whether the tflite-micro interpreter prepares and runs one inference of the model."""
-    from tinyq.evaluate import quantize_input
+    from tinyq.evaluate import TFLM_REJECTED_MODES, quantize_input
     from tinyq.interpreters import TflmInterpreter
     from tinyq.quantize import detect_mode
     from tinyq.tflite_reader import read_model_bytes
@@ -120,7 +113,7 @@ def tflm_check(model_bytes: bytes, x: np.ndarray) -> tuple[bool, str]:
         it.invoke([quantize_input(x[:1], inp.dtype, inp.scale, inp.zero_point)
                    .reshape(inp.shape)])
     except (UnsupportedError, ModelError) as exc:
-        return False, KNOWN_TFLM_REJECTIONS.get(mode, exc.message)
+        return False, TFLM_REJECTED_MODES.get(mode, exc.message)
     return True, ""
 
 

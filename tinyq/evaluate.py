@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyq.errors import ModelError, UserInputError
+from tinyq.errors import ModelError, UnsupportedError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,12 @@ RUNTIMES = ("litert", "tflm")
 LAYER_SAMPLES = 32
 #: Ops that only convert between dtypes: not layers of the model.
 CONVERT_OPS = ("QUANTIZE", "DEQUANTIZE")
+#: Modes the tflite-micro interpreter rejects, and why (its own message is a generic
+#: "failed to allocate tensors"; measured with tflite-micro 0.dev20261023182759).
+TFLM_REJECTED_MODES = {
+    "dynamic": "TFLM does not run hybrid (dynamic-range) models",
+    "float16": "TFLM cannot dequantize float16 weights",
+}
 #: Tensor dtypes compared per layer.
 COMPARED_DTYPES = ("float32", "int8", "int16", "uint8")
 
@@ -332,6 +338,10 @@ def evaluate_bytes(model_bytes: bytes, data, reference_bytes: bytes | None = Non
     if len(model.inputs) != 1:
         raise UserInputError(f"{name} has {len(model.inputs)} inputs; tinyq evaluates "
                              "one-input models", hint="evaluate a one-input model")
+    mode = detect_mode(model)
+    if runtime == "tflm" and mode in TFLM_REJECTED_MODES:
+        raise UnsupportedError(f"{TFLM_REJECTED_MODES[mode]} ({name} is {mode})",
+                               hint="use --runtime litert, or quantize with --mode int8")
     dataset = load_data(data, input_shape=model.input_tensors[0].shape[1:],
                         image_scale=image_scale)
     x = dataset.x
@@ -354,7 +364,7 @@ def evaluate_bytes(model_bytes: bytes, data, reference_bytes: bytes | None = Non
             layer_list, skipped = layer_errors(model_bytes, reference_bytes, x[:n_layer],
                                                runtime, progress)
     return EvalReport(
-        model=name, mode=detect_mode(model), size_bytes=len(model_bytes), runtime=runtime,
+        model=name, mode=mode, size_bytes=len(model_bytes), runtime=runtime,
         samples=len(x), accuracy=accuracy, reference=reference_name or None,
         reference_accuracy=ref_acc, metrics=metrics, layers=layer_list,
         layers_skipped=skipped, layer_samples=n_layer, outputs=outputs)
