@@ -512,7 +512,8 @@ def _lower_relu(ctx: LowerContext, op: ir.Operator) -> Call:
     assert x is not None
     sx, zx = scale_zp(x)
     sy, zy = scale_zp(y)
-    m, s = quant.quantize_multiplier(float(quant.f32(sx) / quant.f32(sy)))
+    # ReluPrepare divides the scales in double (cvtss2sd, divsd in the tflite-micro build)
+    m, s = quant.quantize_multiplier(float(quant.f32(sx)) / float(quant.f32(sy)))
     lo = max(-128, zy + quant.round_half_away(float(quant.f32(0.0) / quant.f32(sy))))
     return Call("tq_relu_s8", "tq_relu_params",
                 params=(("size", y.size), ("in_zp", zx), ("out_zp", zy), ("mult", m),

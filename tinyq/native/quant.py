@@ -81,8 +81,10 @@ def conv_multipliers(input_scale: float, filter_scales: Sequence[float], output_
 
 def fc_per_tensor_multiplier(input_scale: float, filter_scale: float,
                              output_scale: float) -> tuple[int, int]:
-    """Per-tensor FULLY_CONNECTED: the scale product is taken in float32, then widened."""
-    product = float(f32(input_scale) * f32(filter_scale))
+    """Per-tensor FULLY_CONNECTED: GetQuantizedConvolutionMultipler widens the three float32
+    scales to double before multiplying and dividing (read from the tflite-micro build's
+    machine code: cvtss2sd x3, mulsd, divsd; a float32 product is 1 LSB off in rare cases)."""
+    product = float(f32(input_scale)) * float(f32(filter_scale))
     return quantize_multiplier(product / float(f32(output_scale)))
 
 
