@@ -48,6 +48,11 @@ INPLACE_INPUTS: Mapping[str, tuple[int, ...]] = MappingProxyType({
     "RELU6": (0,),
     "RELU_N1_TO_1": (0,),
     "QUANTIZE": (0,),
+    # table lookups (tq_lut_s8 reads in[i] before writing out[i])
+    "LOGISTIC": (0,),
+    "TANH": (0,),
+    "HARD_SWISH": (0,),
+    "LEAKY_RELU": (0,),
 })
 
 

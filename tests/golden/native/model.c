@@ -42,7 +42,7 @@ static const int8_t t1_conv_w[54] TQ_ALIGN(16) = {
 };
 
 static const int32_t op2_mult[4] TQ_ALIGN(16) = {
-    1832519394, 1832519394, 1832519394, 1832519394,
+    1832519293, 1832519293, 1832519293, 1832519293,
 };
 
 static const int8_t op2_shift[4] TQ_ALIGN(16) = {
