@@ -22,7 +22,9 @@ Per-layer SQNR: both models run with every intermediate tensor preserved on the 
 :data:`LAYER_SAMPLES` samples. Each op of the model under test (QUANTIZE and
 DEQUANTIZE skipped: they only convert types) is matched to the reference op whose
 output tensor has the same name; ops without a name match are matched by position
-when both graphs have the same op sequence (QUANTIZE/DEQUANTIZE removed). Its
+after aligning the two op sequences (QUANTIZE/DEQUANTIZE removed; ``difflib`` longest
+matching blocks of op names, so an op one graph has and the other lacks shifts
+nothing), and only when the output shapes agree. Its
 dequantized output gives SQNR = 10 log10(sum f^2 / sum (q - f)^2) in dB (infinite when
 equal). Outputs that are not float/int8/int16 (shapes, indices) and unmatched ops are
 skipped and listed in :attr:`EvalReport.layers_skipped`.
@@ -30,6 +32,7 @@ skipped and listed in :attr:`EvalReport.layers_skipped`.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
@@ -217,7 +220,10 @@ def match_layers(model, reference) -> tuple[list[tuple[Any, Any, str]], list[str
     """[(op, reference op, "name"|"position")] and the skipped ops with reasons."""
     ops, ref_ops = _layer_ops(model), _layer_ops(reference)
     by_name = {reference.tensors[op.outputs[0]].name: op for op in ref_ops if op.outputs}
-    same_structure = [o.opcode for o in ops] == [o.opcode for o in ref_ops]
+    matcher = difflib.SequenceMatcher(None, [o.opcode for o in ops],
+                                      [o.opcode for o in ref_ops], autojunk=False)
+    aligned = {block.a + k: block.b + k for block in matcher.get_matching_blocks()
+               for k in range(block.size)}
     matched, skipped = [], []
     for pos, op in enumerate(ops):
         if not op.outputs:
@@ -229,8 +235,8 @@ def match_layers(model, reference) -> tuple[list[tuple[Any, Any, str]], list[str
             continue
         ref = by_name.get(tensor.name)
         how = "name"
-        if ref is None and same_structure:
-            ref, how = ref_ops[pos], "position"
+        if ref is None and pos in aligned:
+            ref, how = ref_ops[aligned[pos]], "position"
         if ref is None:
             skipped.append(f"{label}: no reference op with this output name")
             continue
