@@ -354,22 +354,6 @@ def test_cli_qat_bad_input_is_one_line(digits_files, capsys, args, message):
 
 
 @pytest.mark.tensorflow
-def test_qat_tflite_hook_returns_int8_model(digits_files):
-    """The function `tinyq compare --train` uses for its qat row."""
-    from tinyq.interpreters import TflmInterpreter
-    from tinyq.qat import QatOptions, qat_tflite
-
-    f = digits_files
-    tflite = qat_tflite(f / "model.keras", f / "train.npz",
-                        QatOptions(epochs=1, calib_samples=20, compare_ptq=False),
-                        calib=f / "train.npz")
-    interp = TflmInterpreter(tflite)
-    assert interp.input_details(0).dtype == np.int8
-    assert interp.output_details(0).dtype == np.int8
-    assert interp.output_details(0).shape == (1, 10)
-
-
-@pytest.mark.tensorflow
 def test_compare_train_adds_qat_row(digits_files, capsys):
     import json
 
