@@ -247,3 +247,19 @@ def test_a_deploy_record_can_be_resumed(case):
     done = resume_records(record, read_model_bytes(model.read_bytes()).sha256, "d" * 64,
                           N_SAMPLES)
     assert len(done) == 3
+
+
+def test_resuming_a_complete_record_is_refused_before_building(case, monkeypatch):
+    import tinyq.build
+
+    model, test, _x, _y = case
+    full = _run(case, _client(model.read_bytes())).to_json()
+    from tinyq.validate import file_sha256
+    full["data_sha256"] = file_sha256(test)
+
+    def no_build(*_a, **_k):
+        raise AssertionError("must not build")
+
+    monkeypatch.setattr(tinyq.build, "build", no_build)
+    with pytest.raises(UserInputError, match="already holds all"):
+        validate(model, "mps2-an386", test, emulator="qemu", resume=full)

@@ -403,6 +403,9 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
     done: tuple[SampleRecord, ...] = ()
     if resume is not None:
         done = resume_records(resume, read_model(path).sha256, data_sha, requested)
+        if len(done) >= requested:
+            raise UserInputError(f"the --resume file already holds all {requested} samples",
+                                 hint="nothing to resume; drop --resume to start afresh")
     float_accuracy = float_bytes = None
     if options.reference:
         n = min(requested, len(labels))
@@ -412,9 +415,6 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
     firmware = build(path, board_obj, runtime=runtime, options=options.generate,
                      build_options=options.build or BuildOptions(), progress=progress)
     run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts)
-    if len(done) >= requested:
-        raise UserInputError(f"the --resume file already holds all {requested} samples",
-                             hint="nothing to resume; drop --resume to start afresh")
     result = None
     try:
         with session(board_obj, firmware.elf, emulator, port, run_options, progress) as client:
