@@ -35,6 +35,7 @@ LATENCY_RUNS = 50
 LATENCY_INTERPRETER = (f"LiteRT (ai-edge-litert) default resolver, batch 1, median of "
                        f"{LATENCY_RUNS} runs")
 
+
 @dataclass(frozen=True)
 class CompareOptions:
     modes: tuple[str, ...] = MODES
@@ -117,12 +118,29 @@ def tflm_check(model_bytes: bytes, x: np.ndarray) -> tuple[bool, str]:
     return True, ""
 
 
+def measure(mode: str, tflite: bytes, test, reference: bytes,
+            reference_name: str) -> tuple[ModeResult, float | None]:
+    """One table row for ``tflite`` (and the reference's accuracy on ``test``)."""
+    from tinyq.evaluate import evaluate_bytes
+
+    report = evaluate_bytes(tflite, test, reference, "litert", name=mode,
+                            reference_name=reference_name, layers=False)
+    runs, note = tflm_check(tflite, test.x)
+    m = report.metrics
+    row = ModeResult(
+        mode=mode, size_bytes=len(tflite), accuracy=report.accuracy,
+        max_abs_error=m.max_abs_error if m else None, rmse=m.rmse if m else None,
+        top1_agreement=m.top1_agreement if m else None,
+        latency_us=host_latency_us(tflite, test.x), tflm_runs=runs, tflm_note=note,
+        tflite=tflite)
+    return row, report.reference_accuracy
+
+
 def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
             options: CompareOptions = CompareOptions(),
             progress: ProgressFn = null_progress) -> CompareReport:
     """Quantize ``model_path`` in each of ``options.modes`` and measure each on ``data``."""
     from tinyq.data import load_data
-    from tinyq.evaluate import evaluate_bytes
     from tinyq.model_loader import load_model
     from tinyq.quantize import calibration_samples, convert
 
@@ -151,17 +169,8 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
                                    "not converted", error=exc.message))
             continue
         progress(ProgressEvent(STAGE, f"{mode}: evaluating", n, len(options.modes)))
-        report = evaluate_bytes(tflite, test, reference, "litert", name=mode,
-                                reference_name=str(model_path), layers=False)
-        ref_acc = report.reference_accuracy
-        runs, note = tflm_check(tflite, test.x)
-        m = report.metrics
-        rows.append(ModeResult(
-            mode=mode, size_bytes=len(tflite), accuracy=report.accuracy,
-            max_abs_error=m.max_abs_error if m else None, rmse=m.rmse if m else None,
-            top1_agreement=m.top1_agreement if m else None,
-            latency_us=host_latency_us(tflite, test.x), tflm_runs=runs, tflm_note=note,
-            tflite=tflite))
+        row, ref_acc = measure(mode, tflite, test, reference, str(model_path))
+        rows.append(row)
     if options.train is not None:
         from tinyq.qat import QatOptions, qat_tflite
 
@@ -170,16 +179,8 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
                             QatOptions(epochs=options.qat_epochs,
                                        calib_samples=options.calib_samples, compare_ptq=False),
                             calib=calib, progress=progress)
-        report = evaluate_bytes(tflite, test, reference, "litert", name="qat",
-                                reference_name=str(model_path), layers=False)
-        runs, note = tflm_check(tflite, test.x)
-        m = report.metrics
-        rows.append(ModeResult(
-            mode="qat", size_bytes=len(tflite), accuracy=report.accuracy,
-            max_abs_error=m.max_abs_error if m else None, rmse=m.rmse if m else None,
-            top1_agreement=m.top1_agreement if m else None,
-            latency_us=host_latency_us(tflite, test.x), tflm_runs=runs, tflm_note=note,
-            tflite=tflite))
+        row, ref_acc = measure("qat", tflite, test, reference, str(model_path))
+        rows.append(row)
     progress(ProgressEvent(STAGE, "done", len(options.modes), len(options.modes)))
     return CompareReport(model=str(model_path), data=test.source, samples=len(test),
                          source_size_bytes=float_model.size_bytes, reference_accuracy=ref_acc,
