@@ -21,9 +21,10 @@ MLPerf Tiny float models):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -74,6 +75,19 @@ def import_tensorflow():
                                     hint=CONVERT_HINT) from exc
     log.debug("TensorFlow import: %s", " ".join(noise).strip())
     return tf
+
+
+@contextlib.contextmanager
+def quiet_tensorflow_logs() -> Iterator[None]:
+    """Hold TensorFlow's Python warnings back (the TF1 fallback's deprecation notices are
+    expected, not the user's concern); errors still pass."""
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        tf_log.setLevel(level)
 
 
 def _disk_size(path: Path) -> int:
@@ -205,7 +219,8 @@ def _load_saved_model(p: Path, tf) -> FloatModel:
     shape, dtype, outs = _signature(p, tf)
     loader = "tf.saved_model"
     try:
-        tf.saved_model.load(str(p))
+        with quiet_tensorflow_logs():
+            tf.saved_model.load(str(p))
     except Exception as exc:  # noqa: BLE001 - fall back to the TF1 graph loader below
         log.info("%s: tf.saved_model.load failed (%s); using the TF1 graph loader",
                  p, _first_line(exc))
@@ -222,8 +237,9 @@ def make_converter(model: FloatModel):
             return _keras_converter(tf, model)
         if model.loader == "tf.saved_model":
             return tf.lite.TFLiteConverter.from_saved_model(model.path)
-        return tf.compat.v1.lite.TFLiteConverter.from_saved_model(
-            model.path, signature_key="serving_default")
+        with quiet_tensorflow_logs():
+            return tf.compat.v1.lite.TFLiteConverter.from_saved_model(
+                model.path, signature_key="serving_default")
     except Exception as exc:  # noqa: BLE001 - the graph loader's own failure, one line
         raise ModelError(f"cannot load {model.path} for conversion: {_first_line(exc)}",
                          hint="re-export the model with TensorFlow 2.x (model.export(dir))",

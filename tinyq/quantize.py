@@ -236,12 +236,13 @@ def calibration_samples(calib: Any, input_shape, options: QuantizeOptions) -> np
 def convert(float_model, options: QuantizeOptions, calib: np.ndarray | None) -> bytes:
     """Run the TFLite converter on a loaded :class:`~tinyq.model_loader.FloatModel`."""
     from tinyq.interpreters import capture_fd2
-    from tinyq.model_loader import import_tensorflow, make_converter
+    from tinyq.model_loader import import_tensorflow, make_converter, quiet_tensorflow_logs
 
     tf = import_tensorflow()
     converter = make_converter(float_model)
     _configure(converter, tf, options, calib)
-    with capture_fd2() as captured, contextlib.redirect_stdout(io.StringIO()):
+    with capture_fd2() as captured, contextlib.redirect_stdout(io.StringIO()), \
+            quiet_tensorflow_logs():
         try:
             return bytes(converter.convert())
         except Exception as exc:  # noqa: BLE001 - converter raises many types; one line out
