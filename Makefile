@@ -1,11 +1,13 @@
 # The two commands a fresh machine needs (README.md):
 #   make demo   set up everything, then run the offline demo (digits -> int8 -> firmware -> QEMU -> report)
 #   make test   set up everything, then run the test suite
-# Set-up is idempotent: apt packages (when run as root or with sudo), a venv in .venv, tinyq with extras.
+# Set-up is idempotent: apt packages (when run as root or with sudo), a venv in .venv, tinyq with
+# extras. [qat] brings full `tensorflow` beside [convert]'s tensorflow-cpu (same version; the
+# last installed wins and both work, measured), so the QAT tests run too.
 
 PYTHON  ?= python3
 VENV    ?= .venv
-EXTRAS  ?= convert,dev
+EXTRAS  ?= convert,qat,dev
 APT_PKGS = gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
 BIN      = $(VENV)/bin
 OUT     ?= out/demo
