@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyq.errors import ModelError, UnsupportedError
+from tinyq.errors import DataError, ModelError, UnsupportedError
 
 #: Arena for in-process TFLM runs: far above any model a Cortex-M can hold,
 #: so allocation never fails (a failed allocation may crash the process).
@@ -139,12 +139,48 @@ def tflm_invoke(model_bytes: bytes, inputs: Sequence[np.ndarray]) -> list[np.nda
     return TflmInterpreter(model_bytes).invoke(inputs)
 
 
+#: Environment variable choosing the general host interpreter package.
+HOST_INTERPRETER_ENV = "TINYQ_HOST_INTERPRETER"
+HOST_INTERPRETERS = ("ai-edge-litert", "tflite-runtime")
+
+
+def _host_interpreter_module():
+    """The Interpreter module: ai-edge-litert (default) or, on request, tflite-runtime.
+
+    tflite-runtime (last release 2.14, 2023) is the package the product card names; its
+    wheels were built against NumPy 1.x and crash with NumPy 2, so it is accepted only
+    where NumPy is older than 2. ai-edge-litert is its maintained successor.
+    """
+    choice = os.environ.get(HOST_INTERPRETER_ENV, "ai-edge-litert")
+    if choice not in HOST_INTERPRETERS:
+        raise UnsupportedError(f"{HOST_INTERPRETER_ENV}={choice} is not a host interpreter",
+                               hint=f"use one of {', '.join(HOST_INTERPRETERS)}")
+    if choice == "ai-edge-litert":
+        from ai_edge_litert import interpreter
+        return interpreter
+    if int(np.__version__.split(".")[0]) >= 2:
+        raise UnsupportedError(
+            f"tflite-runtime crashes with NumPy {np.__version__} (its wheels need NumPy 1.x)",
+            hint=f"unset {HOST_INTERPRETER_ENV} to use ai-edge-litert, or use a venv with "
+                 "'numpy<2' and tflite-runtime")
+    try:
+        from tflite_runtime import interpreter
+    except ImportError as exc:
+        raise UnsupportedError("tflite-runtime is not installed",
+                               hint="pip install tflite-runtime 'numpy<2', or unset "
+                                    f"{HOST_INTERPRETER_ENV}") from exc
+    return interpreter
+
+
 class LiteRTInterpreter:
-    """The ``ai-edge-litert`` interpreter (reference kernels by default, for determinism)."""
+    """The general host interpreter: ``ai-edge-litert`` by default (``tflite-runtime`` when
+    TINYQ_HOST_INTERPRETER=tflite-runtime and NumPy < 2); reference kernels by default,
+    for determinism."""
 
     def __init__(self, model_bytes: bytes, reference_kernels: bool = True,
                  preserve_all_tensors: bool = False) -> None:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        module = _host_interpreter_module()
+        Interpreter, OpResolverType = module.Interpreter, module.OpResolverType
 
         resolver = (OpResolverType.BUILTIN_REF if reference_kernels
                     else OpResolverType.AUTO)
@@ -176,7 +212,9 @@ class LiteRTInterpreter:
         return len(self._inputs)
 
     def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        for d, x in zip(self._inputs, inputs):
+        if len(inputs) != len(self._inputs):
+            raise DataError(f"the model takes {len(self._inputs)} input(s), got {len(inputs)}")
+        for d, x in zip(self._inputs, inputs, strict=True):
             self._it.set_tensor(d["index"], np.ascontiguousarray(x))
         self._it.invoke()
         return [np.array(self._it.get_tensor(d["index"]), copy=True) for d in self._outputs]
