@@ -5,7 +5,7 @@
 #   docker run --rm -v "$PWD/out:/opt/tinyq/out" tinyq
 #
 # Every step is one the README's set-up also performs (`make setup`, then the optional
-# `make renode` / `tinyq setup tflm`), so the image and a laptop stay the same.
+# Renode package and `tinyq setup tflm`), so the image and a laptop stay the same.
 FROM python:3.11-slim-bookworm
 
 ARG RENODE_VERSION=1.15.3
@@ -24,8 +24,7 @@ RUN curl -fsSL -o /tmp/renode.deb \
 
 WORKDIR /opt/tinyq
 COPY . .
-RUN make setup EXTRAS=convert,flash,dev \
- && .venv/bin/python -m pip install '.[qat]' \
+RUN make setup EXTRAS=convert,qat,flash,dev \
  && .venv/bin/tinyq setup tflm
 ENV PATH=/opt/tinyq/.venv/bin:$PATH
 
