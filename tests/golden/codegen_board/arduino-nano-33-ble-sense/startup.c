@@ -62,6 +62,11 @@ __attribute__((noreturn, used)) void tq_reset_c(void)
     /* Exceptions use this image's table even when a boot loader ran first. */
     *(volatile uint32_t *)0xE000ED08u = (uint32_t)(uintptr_t)tq_vectors;
     __asm volatile("dsb\n\tisb" ::: "memory");
+    /* A boot loader may have left interrupts enabled or pending: tinyq uses none but SysTick. */
+    for (uint32_t i = 0; i < 8u; i++) {
+        ((volatile uint32_t *)0xE000E180u)[i] = 0xFFFFFFFFu;   /* NVIC_ICER */
+        ((volatile uint32_t *)0xE000E280u)[i] = 0xFFFFFFFFu;   /* NVIC_ICPR */
+    }
     /* Paint the stack below this frame so tq-mem can find the high-water mark. */
     uint32_t sp;
     __asm volatile("mov %0, sp" : "=r"(sp));
