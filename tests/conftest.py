@@ -112,3 +112,19 @@ def tiny_float_model(tmp_path_factory) -> dict[str, Path]:
     y = np.where(np.arange(40) < 20, top1, (top1 + 1) % 3)
     np.savez(paths["test"], x=x_test, y=y)
     return paths
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tinyq hardware", "real-board tests (marker: hardware)")
+    group.addoption("--board", default=None, help="board profile (name or TOML) of the board")
+    group.addoption("--port", default=None, help="serial port of the attached board")
+    group.addoption("--probe", default=None, help="debug probe id (when several are attached)")
+
+
+@pytest.fixture
+def hardware(request: pytest.FixtureRequest) -> dict[str, str | None]:
+    """The attached board (--board, --port, --probe), or skip: hardware tests never fake one."""
+    board, port = request.config.getoption("--board"), request.config.getoption("--port")
+    if not board or not port:
+        pytest.skip("needs a real board: pytest -m hardware --board NAME --port /dev/ttyACM0")
+    return {"board": board, "port": port, "probe": request.config.getoption("--probe")}
