@@ -185,37 +185,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def load_labelled(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
-    """Inputs and integer labels of a test set (``tinyq.data`` when present, else .npz x/y)."""
-    file = Path(path)
-    if not file.exists():
-        raise DataError(f"test data {file} not found", hint="pass an .npz file with x and y")
-    try:
-        from tinyq.data import load_data
-    except ModuleNotFoundError as exc:
-        if exc.name != "tinyq.data":
-            raise
-        load_data = None
-    if load_data is not None:
-        loaded = load_data(file)
-        x, y = getattr(loaded, "x", None), getattr(loaded, "y", None)
-    else:
-        try:
-            npz = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {file} as .npz: {exc}",
-                            hint="save the test set with numpy.savez(path, x=..., y=...)") from exc
-        if isinstance(npz, np.ndarray):
-            raise DataError(f"{file} holds inputs only, validate needs labels",
-                            hint="save the test set with numpy.savez(path, x=..., y=...)")
-        with npz:
-            x = npz["x"] if "x" in npz.files else None
-            y = npz["y"] if "y" in npz.files else None
-    if x is None:
-        raise DataError(f"{file} has no inputs (x)", hint="save them under the key 'x'")
-    if y is None:
-        raise DataError(f"{file} has no labels (y): accuracy needs them",
+    """Inputs and integer labels of a test set (through tinyq's one data loader)."""
+    from tinyq.data import load_data
+
+    loaded = load_data(path)
+    if loaded.y is None:
+        raise DataError(f"{path} has no labels (y): accuracy needs them",
                         hint="save the labels under the key 'y'")
-    return x, labels_of(y, file)
+    return loaded.x, labels_of(loaded.y, path)
 
 
 def labels_of(y: Any, where: str | os.PathLike[str] = "the data") -> np.ndarray:

@@ -40,37 +40,10 @@ def add_arguments(p) -> None:
 
 
 def load_inputs(path: str):
-    """The samples in ``path``: tinyq.data's reader when installed, else .npy/.npz here."""
-    from pathlib import Path
+    """The samples in ``path`` (tinyq's one data loader: .npz x, .npy, image folder)."""
+    from tinyq.data import load_data
 
-    import numpy as np
-
-    from tinyq.errors import DataError
-
-    try:
-        from tinyq.data import load_data
-    except ModuleNotFoundError as exc:
-        if exc.name != "tinyq.data":
-            raise
-        load_data = None
-    if load_data is not None:
-        data = load_data(path)
-        return getattr(data, "x", data)
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"input data {file} not found", hint="pass an existing .npy or .npz file")
-    try:
-        loaded = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {file} as .npy/.npz: {exc}",
-                        hint="save the inputs with numpy.save or numpy.savez") from exc
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        key = "x" if "x" in loaded.files else (loaded.files[0] if loaded.files else None)
-        if key is None:
-            raise DataError(f"{file} holds no arrays", hint="save the inputs under the key 'x'")
-        return loaded[key]
+    return load_data(path).x
 
 
 def run(args, ui) -> int:
