@@ -74,6 +74,18 @@ class Dataset:
         return y[:, 0].astype(np.int64)
 
 
+def require_class_labels(y: np.ndarray | None, what: str) -> np.ndarray:
+    """Class indices from integer labels or one-hot rows; a DataError if there are none."""
+    if y is None:
+        raise DataError(f"{what} has no labels `y`: accuracy needs class labels",
+                        hint="save the file with numpy.savez(path, x=..., y=...)")
+    labels = Dataset(np.empty((len(y), 0)), np.asarray(y), what).class_labels()
+    if labels is None:
+        raise DataError(f"the labels in {what} are not class indices",
+                        hint="store integer class labels (or one-hot rows) under 'y'")
+    return labels
+
+
 def load_data(path: str | os.PathLike[str] | Dataset | np.ndarray,
               input_shape: Sequence[int | None] | None = None,
               dtype: np.dtype | str | None = None,

@@ -33,19 +33,28 @@ TFLM_HOST_ARENA_FACTOR = 8
 
 
 @contextlib.contextmanager
-def capture_fd2() -> Iterator[list[str]]:
-    """Capture what C code writes to file descriptor 2; the text lands in the yielded list."""
+def capture_fd(fd: int) -> Iterator[list[str]]:
+    """Capture what C code writes to file descriptor ``fd``; the text lands in the yielded list."""
+    import sys
+
     sink: list[str] = []
+    for stream in (sys.stdout, sys.stderr):   # Python's buffered text goes out first
+        stream.flush()
     with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
+        saved = os.dup(fd)
         try:
-            os.dup2(tmp.fileno(), 2)
+            os.dup2(tmp.fileno(), fd)
             yield sink
         finally:
-            os.dup2(saved, 2)
+            os.dup2(saved, fd)
             os.close(saved)
             tmp.seek(0)
             sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+def capture_fd2() -> contextlib.AbstractContextManager[list[str]]:
+    """Capture C-level stderr (file descriptor 2)."""
+    return capture_fd(2)
 
 
 def _activation_bytes(model_bytes: bytes) -> int:

@@ -44,6 +44,7 @@ from tinyq.errors import (
     ToolNotFoundError,
     UnsupportedError,
 )
+from tinyq.interpreters import capture_fd
 from tinyq.keras_carry import QAT_INSTALL_HINT, import_tf_keras, is_tf_keras_model
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
@@ -177,33 +178,12 @@ def import_qat_stack():
 
 
 @contextlib.contextmanager
-def _capture_fd(fd: int) -> Any:
-    """Collect what C code writes to file descriptor ``fd``; the text lands in the yielded list."""
-    import sys
-    import tempfile
-
-    sink: list[str] = []
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(fd)
-        try:
-            os.dup2(tmp.fileno(), fd)
-            yield sink
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            sink.append(tmp.read().decode("utf-8", "replace"))
-
-
-@contextlib.contextmanager
 def _quiet() -> Any:
     """Send what TensorFlow prints (Python and C-level stdout/stderr, warnings) to the debug log."""
     import warnings
 
     buffer = io.StringIO()
-    with _capture_fd(1) as out, _capture_fd(2) as err, contextlib.redirect_stdout(buffer), \
+    with capture_fd(1) as out, capture_fd(2) as err, contextlib.redirect_stdout(buffer), \
             warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
@@ -216,20 +196,10 @@ def _quiet() -> Any:
 # --------------------------------------------------------------------------- data
 
 def class_labels(y: np.ndarray | None, what: str) -> np.ndarray:
-    """Integer class labels from integer or one-hot ``y``."""
-    if y is None:
-        raise DataError(f"{what} has no labels: QAT needs class labels `y`",
-                        hint="save the file with np.savez(path, x=..., y=...)")
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        return np.argmax(y, axis=1).astype(np.int64)
-    y = y.reshape(len(y))
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise DataError(f"{what}: labels `y` are not class indices",
-                            hint="QAT in tinyq supports classification: store integer labels")
-        y = y.astype(np.int64)
-    return y.astype(np.int64)
+    """Integer class labels from integer or one-hot ``y`` (QAT supports classification)."""
+    from tinyq.data import require_class_labels
+
+    return require_class_labels(y, what)
 
 
 def _check_labels(y: np.ndarray, classes: int, what: str) -> None:

@@ -189,22 +189,14 @@ def load_labelled(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
     from tinyq.data import load_data
 
     loaded = load_data(path)
-    if loaded.y is None:
-        raise DataError(f"{path} has no labels (y): accuracy needs them",
-                        hint="save the labels under the key 'y'")
     return loaded.x, labels_of(loaded.y, path)
 
 
 def labels_of(y: Any, where: str | os.PathLike[str] = "the data") -> np.ndarray:
     """Class indices from integer labels or one-hot rows."""
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] > 1:
-        return np.argmax(arr, axis=1).astype(np.int64)
-    arr = arr.reshape(-1)
-    if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
-        raise DataError(f"the labels in {where} are not class indices",
-                        hint="store integer class labels (or one-hot rows) under 'y'")
-    return arr.astype(np.int64)
+    from tinyq.data import require_class_labels
+
+    return require_class_labels(y, str(where))
 
 
 def top1(output: np.ndarray, scale: float, zero_point: int) -> int:
