@@ -174,6 +174,20 @@ enum tq_type tq_type_of(TfLiteType type)
 
 }  // namespace
 
+/* Nothing is ever deleted here (no heap), but the virtual destructors of TFLM's
+ * interfaces still name operator delete; libstdc++'s would pull malloc, free and
+ * _sbrk into the image. */
+void operator delete(void *pointer) noexcept
+{
+    (void)pointer;
+}
+
+void operator delete(void *pointer, size_t size) noexcept
+{
+    (void)pointer;
+    (void)size;
+}
+
 /* TFLM's log sink (declared in tensorflow/lite/micro/debug_log.h; tinyq builds TFLM
  * without tensorflow/lite/micro/debug_log.cc). */
 extern "C" void DebugLog(const char *format, va_list args)
