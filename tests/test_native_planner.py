@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from conftest import MLPERF_INT8, mlperf_model
 
 from tinyq import ir
 from tinyq.native.planner import ALIGNMENT, PlanOptions, lifetimes, plan
-
-from conftest import MLPERF_INT8, mlperf_model
 
 
 def _t(index: int, nbytes: int, const: bool = False, shape: tuple[int, ...] | None = None

@@ -45,7 +45,8 @@ class MemoryRegion:
 class Uart:
     """The UART the host talks to (the one behind the board's USB-serial bridge)."""
 
-    kind: str            # cmsdk | pl011 | stm32-usart | stm32-lpuart | nrf-uart | nrf-uarte | rp2040
+    # cmsdk | pl011 | stm32-usart | stm32-lpuart | nrf-uart | nrf-uarte
+    kind: str
     base: int
     baud: int = 115200
     clock_hz: int = 0    # peripheral clock feeding the baud generator (0: same as core clock)
@@ -71,7 +72,7 @@ class Flashing:
     method: str                  # pyocd | openocd | copy | uf2 | emulator
     pyocd_target: str = ""
     openocd_config: str = ""
-    drive_label: str = ""        # mass-storage volume label (DAPLink "DIS_F746NG", RP2040 "RPI-RP2")
+    drive_label: str = ""        # mass-storage volume label ("DIS_F746NG", "RPI-RP2")
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ class Board:
     counter: Counter
     flashing: Flashing
     emulator: Emulator = field(default_factory=Emulator)
-    soc: str = ""                # chip family for the glue: cmsdk-mps2, stm32f4, stm32l4, stm32f7, nrf51, nrf52, lm3s, rp2040
+    # chip family for the glue: cmsdk-mps2, cmsdk-an505, cmsdk-an547, stm32f4, stm32l4, stm32f7,
+    # nrf51, nrf52, lm3s, rp2040
+    soc: str = ""
     extra_ram: tuple[MemoryRegion, ...] = ()
     arena_region: str = "ram"    # which RAM region holds the tensor arena
     stack_bytes: int = 8192

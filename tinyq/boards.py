@@ -18,7 +18,7 @@ import difflib
 import logging
 import os
 import re
-import sys
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +36,6 @@ from tinyq.board_profile import (
 )
 from tinyq.errors import BoardError
 from tinyq.resources import boards_dir
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 only
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 

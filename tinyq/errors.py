@@ -5,12 +5,12 @@
     TinyqError                       every error tinyq raises on purpose (CLI: exit 1)
     ├── UserInputError               the user must change an input or an option
     │   ├── ModelError               missing/corrupt/unloadable model file
-    │   ├── DataError                missing/corrupt data, wrong shape/dtype, NaN/inf, too few samples
+    │   ├── DataError                bad data: missing, corrupt, mis-shaped, NaN/inf, too small
     │   ├── BoardError               unknown board, invalid board profile file
     │   ├── UnsupportedError         op / dtype / mode a runtime cannot run
     │   ├── FitError                 model does not fit the board (CLI: exit 3)
     │   └── OutputExistsError        refusing to overwrite without --force
-    ├── ToolError                    a host tool is missing or failed (compiler, QEMU, TensorFlow, probe)
+    ├── ToolError                    a host tool (compiler, QEMU, TensorFlow, probe) failed
     │   ├── ToolNotFoundError        the tool is not installed (message says how to install it)
     │   ├── ConversionError          the TFLite converter failed
     │   └── BuildError               compiling/linking firmware failed

@@ -70,7 +70,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
         )
     lines = []
     for n, row in enumerate(cells):
-        parts = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)]
+        parts = [c.rjust(w) if a == "r" else c.ljust(w)
+                 for c, w, a in zip(row, widths, align, strict=True)]
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
