@@ -8,6 +8,7 @@
  *
  * No global constructors: the resolver, interpreter and profiler are built with
  * placement new inside tq_init() (the linker script drops .init_array). */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -186,6 +187,23 @@ void operator delete(void *pointer, size_t size) noexcept
 {
     (void)pointer;
     (void)size;
+}
+
+/* No heap: newlib's printf and abort code name malloc, whose _sbrk would need a heap
+ * the linker script does not have. Growing the heap always fails (weak: board glue
+ * may provide a real one). */
+extern "C" __attribute__((weak)) void *_sbrk(ptrdiff_t increment)
+{
+    (void)increment;
+    errno = ENOMEM;
+    return reinterpret_cast<void *>(-1);
+}
+
+/* A failed TFLM assertion ends in abort(): trap, so the harness's fault handler
+ * reports the address over the UART instead of the board hanging silently. */
+extern "C" __attribute__((weak)) void abort(void)
+{
+    __builtin_trap();
 }
 
 /* TFLM's log sink (declared in tensorflow/lite/micro/debug_log.h; tinyq builds TFLM
