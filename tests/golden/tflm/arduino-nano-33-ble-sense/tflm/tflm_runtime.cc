@@ -241,9 +241,9 @@ extern "C" int tq_init(void)
     tflite::MicroInterpreter *candidate = new (interpreter_storage) tflite::MicroInterpreter(
         model, *resolver, tensor_arena, kArenaBytes, nullptr, profiler);
     if (candidate->AllocateTensors() != kTfLiteOk) {
-        char what[64];
-        snprintf(what, sizeof what, "AllocateTensors failed with a %u-byte arena",
-                 static_cast<unsigned>(kArenaBytes));
+        char what[96];
+        snprintf(what, sizeof what, "AllocateTensors failed with a %u-byte arena "
+                 "(TQ_TFLM_ARENA_BYTES)", static_cast<unsigned>(kArenaBytes));
         return fail(what);
     }
     interpreter = candidate;
