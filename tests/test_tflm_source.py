@@ -198,7 +198,7 @@ def fake_pins(monkeypatch):
     for pin in source.PINS:
         url = f"https://example.invalid/{pin.name}" + (".zip" if pin.kind == "zip" else ".tar.gz")
         pins.append(dataclasses.replace(
-            pin, url=url, top=tops[pin.name], md5=None,
+            pin, url=url, top=tops[pin.name], md5=None, git_tree=None,
             sha256=hashlib.sha256(payloads[pin.name]).hexdigest()))
     monkeypatch.setattr(source, "PINS", tuple(pins))
     fetched: list[str] = []
@@ -255,13 +255,58 @@ def test_archive_members_may_not_escape(tmp_path):
     assert not (tmp_path / "evil.txt").exists()
 
 
-def test_the_real_pins_refuse_the_unchecked_tflm_archive(tmp_path):
-    """Documented limitation: the TFLM tarball has no recorded checksum yet."""
-    tflm = source.PINS[0]
-    assert tflm.sha256 is None and tflm.md5 is None
-    with pytest.raises(ToolError, match="no recorded checksum for the tflite-micro archive"):
-        setup(tmp_path / "t", fetch=lambda url: b"downloaded bytes")
+def test_the_tflm_archive_is_checked_by_git_tree(tmp_path, fake_pins, monkeypatch):
+    """The real TFLM pin carries the pinned commit's git tree id; a download whose files
+    hash to another tree is refused and nothing is installed."""
+    fetch, _, payloads = fake_pins
+    pins = list(source.PINS)
+    pins[0] = dataclasses.replace(pins[0], sha256=None, git_tree="0" * 40)
+    monkeypatch.setattr(source, "PINS", tuple(pins))
+    with pytest.raises(ToolError, match="hash to git tree .* expected 0{40}"):
+        setup(tmp_path / "t", fetch=fetch)
     assert not (tmp_path / "t").exists()
+    # the right tree id installs, and the record says how it was verified
+    extracted = source.extract(pins[0], payloads["tflite-micro"], tmp_path / "x")
+    pins[0] = dataclasses.replace(pins[0], git_tree=source.git_tree_hash(extracted))
+    monkeypatch.setattr(source, "PINS", tuple(pins))
+    setup(tmp_path / "t", fetch=fetch)
+    record = json.loads((tmp_path / "t" / SETUP_RECORD).read_text())
+    assert record["archives"][0]["verified"].startswith("git tree ")
+
+
+def test_the_real_tflm_pin_names_a_git_tree():
+    assert len(source.PINS[0].git_tree or "") == 40 and source.PINS[0].name == "tflite-micro"
+
+
+def _git(*args: str, cwd: Path) -> str:
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_git_tree_hash_equals_git_write_tree(tmp_path):
+    import os
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = tmp_path / "repo"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "a.b").write_text("dot\n")
+    (root / "a-").write_text("dash\n")
+    (root / "a" / "b" / "deep.c").write_bytes(b"\x00\x01binary")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(root / "run.sh", 0o755)
+    os.symlink("a.b", root / "link")
+    _git("init", "-q", cwd=root)
+    _git("add", "-A", cwd=root)
+    expected = _git("write-tree", cwd=root)
+    shutil.rmtree(root / ".git")
+    assert source.git_tree_hash(root) == expected
+    (root / "a-").write_text("changed\n")
+    assert source.git_tree_hash(root) != expected
 
 
 def test_cached_tree_lives_under_tinyq_cache_dir(monkeypatch, tmp_path):

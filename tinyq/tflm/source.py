@@ -10,8 +10,12 @@ puts it (``tensorflow/lite/micro/tools/make/downloads/<name>``).
 :func:`setup` downloads the pinned TFLM commit (a GitHub archive tarball) and the
 third-party archives TFLM pins at that commit, verifies each against the
 checksum recorded in :data:`PINS`, extracts them and applies TFLM's flatbuffers
-patch. An archive without a recorded checksum is refused (its sha256 is shown so
-a maintainer can check it and record it); nothing is installed half-way.
+patch. The TFLM archive is verified by content: its extracted files must hash to
+the git tree of the pinned commit (SHA-1 of git's tree object, recorded from the
+repository itself, so it does not depend on how GitHub compresses the tarball).
+The third-party archives carry the MD5 that TFLM's own download scripts check.
+An archive with no recorded checksum is refused (its sha256 is shown so a
+maintainer can check and record it); nothing is installed half-way.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class Archive:
     source: str            # where the pin (and md5) come from
     sha256: str | None = None
     md5: str | None = None
+    git_tree: str | None = None  # git tree id the extracted top folder must hash to
     patch: str | None = None    # TFLM patch (path in the TFLM tree) applied after extraction
     cmsis_nn: bool = False      # needed only for CMSIS-NN kernels
 
@@ -85,15 +90,15 @@ class Archive:
 
 _MAKE = "tensorflow/lite/micro/tools/make"
 
-#: The pinned archives. Checksums: no sha256 could be computed for these archives
-#: (tinyq's build machine is offline), so the third-party ones carry the MD5 that
-#: TFLM's own scripts verify, and the TFLM tarball carries none yet: `tinyq setup
-#: tflm` refuses it until its sha256 is recorded here.
+#: The pinned archives. The TFLM tarball is checked by the git tree id of
+#: TFLM_COMMIT (`git rev-parse TFLM_COMMIT^{tree}`; the commit has no
+#: .gitattributes, symlinks or submodules, so its archive reproduces the tree
+#: exactly). The third-party archives carry the MD5 TFLM's own scripts verify.
 PINS: tuple[Archive, ...] = (
     Archive("tflite-micro",
             f"https://github.com/tensorflow/tflite-micro/archive/{TFLM_COMMIT}.tar.gz",
             top=f"tflite-micro-{TFLM_COMMIT}", dest=".",
-            source="tinyq's pin"),
+            source="tinyq's pin", git_tree="8430b71bfb1dee65a747f076e052f0d0ab272f15"),
     Archive("flatbuffers",
             "https://github.com/google/flatbuffers/archive/refs/tags/v25.9.23.zip",
             top="flatbuffers-25.9.23", dest=f"{DOWNLOADS}/flatbuffers",
@@ -281,12 +286,60 @@ def verify(archive: Archive, data: bytes) -> str:
                             f"(from {archive.source})", hint="the download is corrupt or the "
                             "archive changed upstream; retry, or use --tflm-dir", url=archive.url)
         return f"md5 {md5} (TFLM's pin in {archive.source}); sha256 {sha256}"
+    if archive.git_tree is not None:
+        return f"git tree {archive.git_tree} of {archive.source}; sha256 {sha256}"
     raise ToolError(
         f"tinyq has no recorded checksum for the {archive.name} archive {archive.url} "
         f"(its sha256 is {sha256}), so it will not install it",
         hint="check that archive and record its sha256 in PINS (tinyq/tflm/source.py), or "
         "use --tflm-dir DIR / TINYQ_TFLM_DIR with a tree you trust", url=archive.url,
         sha256=sha256)
+
+
+def _git_object_id(kind: bytes, body: bytes) -> str:
+    return hashlib.sha1(kind + b" %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
+
+
+def git_tree_hash(folder: str | os.PathLike[str]) -> str | None:
+    """The git tree id of ``folder``'s files (what `git add -A; git write-tree` would give).
+
+    Files are blobs (mode 100755 when executable, else 100644), symlinks are
+    120000 blobs of their target, folders are trees; empty folders are left
+    out as git does (None for a folder with nothing in it).
+    """
+    entries: list[tuple[bytes, bytes, bytes, str]] = []
+    for child in Path(folder).iterdir():
+        name = os.fsencode(child.name)
+        if child.is_symlink():
+            mode, oid = b"120000", _git_object_id(b"blob", os.fsencode(os.readlink(child)))
+        elif child.is_dir():
+            sub = git_tree_hash(child)
+            if sub is None:
+                continue
+            mode, oid = b"40000", sub
+        else:
+            executable = child.stat().st_mode & 0o100
+            mode = b"100755" if executable else b"100644"
+            oid = _git_object_id(b"blob", child.read_bytes())
+        sort_key = name + b"/" if mode == b"40000" else name   # git's tree order
+        entries.append((sort_key, mode, name, oid))
+    if not entries:
+        return None
+    entries.sort(key=lambda e: e[0])
+    body = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(oid)
+                    for _, mode, name, oid in entries)
+    return _git_object_id(b"tree", body)
+
+
+def check_git_tree(archive: Archive, top: Path) -> None:
+    """Raise if the extracted ``top`` folder is not the pinned git tree."""
+    if archive.git_tree is None:
+        return
+    got = git_tree_hash(top)
+    if got != archive.git_tree:
+        raise ToolError(f"the {archive.name} archive's files hash to git tree {got}, expected "
+                        f"{archive.git_tree}", hint="the download is corrupt or the archive "
+                        "changed upstream; retry, or use --tflm-dir", url=archive.url)
 
 
 def _safe_target(root: Path, name: str) -> Path:
@@ -364,6 +417,7 @@ def setup(dest: str | os.PathLike[str] | None = None, *, cmsis_nn: bool = True,
         record = []
         for archive, data, how in payloads:
             top = extract(archive, data, work / archive.name)
+            check_git_tree(archive, top)
             dest_dir = tmp / archive.dest
             if archive.dest == ".":
                 shutil.move(str(top), str(tmp))
