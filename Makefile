@@ -41,6 +41,7 @@ demo: setup
 	    --json $(OUT)/report.json --force
 
 test: setup
+	$(BIN)/ruff check tinyq tests examples benchmarks
 	$(BIN)/python -m pytest -q
 
 lint:
