@@ -195,3 +195,9 @@ def test_not_an_elf(tmp_path):
     bad.write_text("hello")
     with pytest.raises(UserInputError, match="not an ELF"):
         fl.flash(bad, make_board("openocd", openocd_config="x.cfg"))
+
+
+def test_missing_mount_point_is_one_line(elf, recorded, tmp_path):
+    with pytest.raises(DeviceError, match="mount point .* not found"):
+        fl.flash(elf, make_board("copy", drive_label="X"),
+                 fl.FlashOptions(mount_point=tmp_path / "nope"))

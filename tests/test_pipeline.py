@@ -72,8 +72,10 @@ def test_bad_test_data_fails_before_building(tflite_case, tmp_path):
 
 
 def test_inspect_check_stops_unsupported_and_oversized_models():
-    problem = SimpleNamespace(message="op FOO is not supported", hint="remove FOO")
-    with pytest.raises(UnsupportedError, match="FOO"):
+    from tinyq.checks import Problem
+
+    problem = Problem("native", "op FOO is not supported", "remove FOO", 0, "FOO")
+    with pytest.raises(UnsupportedError, match="FOO.*remove FOO"):
         _check_inspect(SimpleNamespace(unsupported=(problem,), runtime="native", fit=None))
     fit = SimpleNamespace(fits=False, board="tiny",
                           summary=lambda: "does not fit tiny: needs 10 bytes more RAM")

@@ -218,6 +218,9 @@ class CopyBackend(FlashBackend):
 
     def after_commands(self, elf, board, options, work, progress):
         drive = options.mount_point or find_drive(board.flashing.drive_label)
+        if not Path(drive).is_dir():
+            raise DeviceError(f"mount point {drive} not found",
+                              hint="plug the board in and check --mount-point")
         image = self.image(work, elf, board)
         target = Path(drive) / image.name
         progress(ProgressEvent("flash", f"copying {image.name} to {drive}"))

@@ -166,7 +166,7 @@ def _check_inspect(report) -> None:
         more = f" (and {len(report.unsupported) - 1} more)" if len(report.unsupported) > 1 else ""
         raise UnsupportedError(f"{report.runtime} runtime cannot run this model: "
                                f"{first.message}{more}",
-                               hint=first.hint or "run `tinyq inspect` for the full list")
+                               hint=first.fix or "run `tinyq inspect` for the full list")
     if report.fit is not None and not report.fit.fits:
         raise FitError(report.fit.summary(),
                        hint="choose a bigger board or a smaller model (`tinyq inspect`)",
