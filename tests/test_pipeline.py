@@ -137,3 +137,21 @@ def test_deploy_keras_model_end_to_end(tiny_float_model, tmp_path, capsys):
     assert rec["samples"] == 40 and rec["float_accuracy"] is not None
     assert (out / "report-accuracy.png").exists()
     assert "on-device top-1" in capsys.readouterr().out
+
+
+def test_failed_deploy_leaves_no_output_folder(tmp_path):
+    from tinyq.pipeline import DeployOptions, deploy
+    from tinyq.tflite_writer import GraphBuilder
+
+    g = GraphBuilder()
+    x = g.add_tensor((1, 4), "float32")
+    y = g.add_tensor((1, 4), "float32")
+    g.add_op("RELU", [x], [y])
+    model = tmp_path / "float.tflite"
+    model.write_bytes(g.build())
+    out = tmp_path / "out"
+    from tinyq.errors import TinyqError
+
+    with pytest.raises(TinyqError):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=out))
+    assert not out.exists()

@@ -200,7 +200,25 @@ def _refuse_existing(paths: list[Path], force: bool) -> None:
 
 def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | None = None,
            progress: ProgressFn = null_progress) -> DeployResult:
-    """Quantize -> inspect -> generate -> build -> device -> bench (-> validate) -> report."""
+    """Quantize -> inspect -> generate -> build -> device -> bench (-> validate) -> report.
+
+    When the run fails, an output folder this run created is removed again, so a
+    failed deploy leaves nothing half-written behind.
+    """
+    import shutil
+
+    out = _outputs(options or DeployOptions())[0]
+    created = not out.exists()
+    try:
+        return _deploy(model, board, options, progress)
+    except BaseException:
+        if created and out.exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | None,
+            progress: ProgressFn) -> DeployResult:
     from tinyq import boards
     from tinyq.analyze import inspect
     from tinyq.bench import BenchOptions, bench_on_device
