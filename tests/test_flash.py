@@ -8,9 +8,13 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import require_tools
+from elf_helpers import write_elf
 
+from tinyq import boards
 from tinyq import flash as fl
 from tinyq.board_profile import Board, Counter, Emulator, Flashing, MemoryRegion, Uart
+from tinyq.cli import main
 from tinyq.errors import DeviceError, ToolNotFoundError, UserInputError
 
 
@@ -27,9 +31,8 @@ def make_board(method: str, **flashing) -> Board:
 
 @pytest.fixture
 def elf(tmp_path: Path) -> Path:
-    path = tmp_path / "app.elf"
-    path.write_bytes(b"\x7fELF" + b"\0" * 60)
-    return path
+    """A tinyq-style image for make_board(): in its flash, naming it."""
+    return write_elf(tmp_path / "app.elf", 0x08000000, board="testboard")
 
 
 @pytest.fixture
@@ -201,3 +204,82 @@ def test_missing_mount_point_is_one_line(elf, recorded, tmp_path):
     with pytest.raises(DeviceError, match="mount point .* not found"):
         fl.flash(elf, make_board("copy", drive_label="X"),
                  fl.FlashOptions(mount_point=tmp_path / "nope"))
+
+
+# ------------------------------------------------------------ is the image for this board?
+
+def test_image_built_for_another_board_is_refused(tmp_path, recorded):
+    other = write_elf(tmp_path / "app.elf", 0x08000000, board="stm32f746g-disco")
+    with pytest.raises(UserInputError) as info:
+        fl.flash(other, make_board("openocd", openocd_config="x.cfg"))
+    assert str(info.value) == (
+        f"{other} was built for stm32f746g-disco, not testboard — flash it with "
+        "--board stm32f746g-disco, or rebuild it with `tinyq build MODEL --board testboard`")
+    assert recorded == []   # nothing ran: the probe never touched the chip
+
+
+def test_image_outside_the_boards_flash_is_refused(tmp_path, recorded):
+    foreign = write_elf(tmp_path / "app.elf", 0x00000000)   # no board id: not tinyq's
+    with pytest.raises(UserInputError, match=r"puts 64 bytes at 0x00000000, outside "
+                       r"testboard's flash \(0x08000000-0x08100000\)"):
+        fl.flash(foreign, make_board("openocd", openocd_config="x.cfg"))
+    assert recorded == []
+
+
+def test_image_running_past_the_end_of_flash_is_refused(tmp_path, recorded):
+    big = write_elf(tmp_path / "app.elf", 0x08100000 - 16, b"\x00" * 64)
+    with pytest.raises(UserInputError, match="outside testboard's flash"):
+        fl.flash(big, make_board("openocd", openocd_config="x.cfg"))
+
+
+def test_foreign_image_inside_flash_is_accepted(tmp_path, recorded):
+    foreign = write_elf(tmp_path / "app.elf", 0x08004000)
+    fl.flash(foreign, make_board("openocd", openocd_config="x.cfg"))
+    assert len(recorded) == 1
+
+
+def test_non_arm_elf_is_refused(tmp_path, recorded):
+    x86 = write_elf(tmp_path / "app.elf", 0x08000000, machine=3)
+    with pytest.raises(UserInputError, match="is not Arm code"):
+        fl.flash(x86, make_board("openocd", openocd_config="x.cfg"))
+
+
+def test_truncated_elf_is_one_line(tmp_path, recorded):
+    cut = tmp_path / "app.elf"
+    cut.write_bytes(write_elf(tmp_path / "full.elf", 0x08000000).read_bytes()[:80])
+    with pytest.raises(UserInputError, match="damaged ELF"):
+        fl.flash(cut, make_board("openocd", openocd_config="x.cfg"))
+
+
+def test_no_board_check_programs_anyway(tmp_path, recorded):
+    other = write_elf(tmp_path / "app.elf", 0x00000000, board="mps2-an386")
+    fl.flash(other, make_board("openocd", openocd_config="x.cfg"),
+             fl.FlashOptions(check_board=False))
+    assert recorded[0][-1] == f"program {other} verify reset exit"
+
+
+def test_cli_wrong_board_is_one_line(tmp_path, capsys, recorded):
+    other = write_elf(tmp_path / "app.elf", 0x08000000, board="stm32f746g-disco")
+    assert main(["flash", str(other), "--board", "nucleo-f446re"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {other} was built for stm32f746g-disco, not nucleo-f446re")
+    assert "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.qemu
+def test_built_firmware_names_its_board(tmp_path, recorded):
+    """A real build carries its board name: a same-chip-family board is refused, its own is not."""
+    require_tools("arm-none-eabi-gcc")
+    from test_build import fixture_project
+
+    from tinyq.build import build
+    fw = build(fixture_project(tmp_path, "nucleo-f446re"))
+    own = boards.load("nucleo-f446re")
+    fl.flash(fw.elf, own, fl.FlashOptions(method="openocd"))
+    assert recorded[0][-1] == f"program {fw.elf} verify reset exit"
+    disco = boards.load("stm32f746g-disco")   # same flash origin, other pins and clocks
+    with pytest.raises(UserInputError, match="was built for nucleo-f446re, not stm32f746g-disco"):
+        fl.flash(fw.elf, disco, fl.FlashOptions(method="openocd"))
+    # the project folder is accepted in place of the ELF, and checked the same way
+    with pytest.raises(UserInputError, match="was built for nucleo-f446re"):
+        fl.flash(fw.project, disco, fl.FlashOptions(method="openocd"))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from tinyq import elf as elffile
 from tinyq.board_profile import Board
 from tinyq.errors import DeviceError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
@@ -48,6 +49,8 @@ UF2_MAGIC_START1 = 0x9E5D5157
 UF2_MAGIC_END = 0x0AB16F30
 UF2_FLAG_FAMILY_ID = 0x00002000
 UF2_PAYLOAD = 256
+#: The symbol the harness stores its board name under (firmware_templates/common/tq_main.c.j2).
+BOARD_ID_SYMBOL = "tq_board_id"
 #: UF2 family id of the RP2040.
 UF2_FAMILY_RP2040 = 0xE48BFF56
 
@@ -58,6 +61,7 @@ class FlashOptions:
     method: str | None = None         # override the board profile's method
     mount_point: Path | None = None   # drive to copy to (copy/uf2); found by label if None
     verify: bool = True
+    check_board: bool = True          # refuse an image built for another board
 
 
 @dataclass(frozen=True)
@@ -277,7 +281,42 @@ def flash(firmware: str | os.PathLike[str], board: Board, options: FlashOptions 
         if fh.read(4) != b"\x7fELF":
             raise UserInputError(f"{elf} is not an ELF file",
                                  hint="pass the app.elf that `tinyq build` made")
-    return backend_for(board, options.method).flash(elf, board, options, progress)
+    backend = backend_for(board, options.method)
+    if options.check_board and not isinstance(backend, EmulatorBackend):
+        check_image(elf, board)
+    return backend.flash(elf, board, options, progress)
+
+
+def check_image(elf: Path, board: Board) -> None:
+    """Refuse an ELF that was not built for ``board``, before a probe touches the chip.
+
+    A tinyq firmware names its board (symbol ``tq_board_id``): it must be this
+    board, since boards that share a chip differ in UART pins and clocks. Any
+    ELF (tinyq's or not) must be Arm code whose every programmed byte lies in
+    the board's flash: an image linked for another memory map would be
+    written to the wrong addresses, or refused half-way by the probe.
+    """
+    image = elffile.read(elf)
+    rebuild = f"rebuild it with `tinyq build MODEL --board {board.name}`"
+    if image.machine != elffile.EM_ARM:
+        raise UserInputError(f"{elf} is not Arm code (ELF machine {image.machine})",
+                             hint=rebuild)
+    built_for = image.symbol_string(BOARD_ID_SYMBOL)
+    if built_for is not None and built_for != board.name:
+        raise UserInputError(f"{elf} was built for {built_for}, not {board.name}",
+                             hint=f"flash it with --board {built_for}, or {rebuild}")
+    programmed = [s for s in image.segments if s.filesz]
+    if not programmed:
+        raise UserInputError(f"{elf} has nothing to program (no loadable bytes)", hint=rebuild)
+    for seg in programmed:
+        if not (board.flash.origin <= seg.paddr
+                and seg.paddr + seg.filesz <= board.flash.end):
+            raise UserInputError(
+                f"{elf} puts {seg.filesz:,} bytes at 0x{seg.paddr:08x}, outside "
+                f"{board.name}'s flash (0x{board.flash.origin:08x}-0x{board.flash.end:08x})",
+                hint=f"it was linked for another board: {rebuild}")
+    log.debug("%s: built for %s, %d segment(s) inside flash", elf, built_for or "?",
+              len(programmed))
 
 
 def drive_roots() -> list[Path]:

@@ -18,6 +18,9 @@ def add_arguments(p) -> None:
     p.add_argument("--mount-point", type=Path,
                    help="USB drive to copy to (copy/uf2 methods); found by label otherwise")
     p.add_argument("--no-verify", action="store_true", help="skip verification (openocd)")
+    p.add_argument("--no-board-check", action="store_true",
+                   help="program the image even if it names another board or lies outside "
+                        "this board's flash (you know better)")
 
 
 def run(args, ui) -> int:
@@ -27,7 +30,8 @@ def run(args, ui) -> int:
     board = boards.load(args.board)
     result = flash(args.firmware, board,
                    FlashOptions(probe=args.probe, method=args.method,
-                                mount_point=args.mount_point, verify=not args.no_verify),
+                                mount_point=args.mount_point, verify=not args.no_verify,
+                                check_board=not args.no_board_check),
                    progress=ui.progress)
     ui.print(f"flashed {result.firmware} to {result.board} with {result.method}")
     return 0
