@@ -78,7 +78,7 @@ def _client(model_bytes: bytes, emulated: bool, corrupt: bool = False, ticks: in
         return [out]
 
     clock = 25_000_000 if emulated else 80_000_000
-    fw = FakeFirmware(input_sizes=(16,), compute=compute,
+    fw = FakeFirmware(input_sizes=(16,), compute=compute, board="hwboard",
                       model_id=read_model_bytes(model_bytes).sha256[:12],
                       ticks_per_inference=ticks, clock_hz=clock,
                       counter="systick" if emulated else "dwt", layers=layers)

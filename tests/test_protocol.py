@@ -194,8 +194,16 @@ def test_wrong_firmware_identity():
     client = booted()
     _raises(ProtocolError,
             r"^wrong firmware on fake0: it was built for model 0123456789ab, expected "
-            r"feedfacecafe — flash the firmware built for this model",
+            r"feedfacecafe — let `tinyq run MODEL --board B --port P` build and flash it",
             lambda: client.check_identity("feedfacecafe0000"), 1.0)
+
+
+def test_wrong_board_identity():
+    client = booted()
+    _raises(ProtocolError, r"^wrong firmware on fake0: it was built for board fake, expected "
+            r"nucleo-f446re — flash firmware built with --board nucleo-f446re",
+            lambda: client.check_identity("0123456789ab", board="nucleo-f446re"), 1.0)
+    assert client.check_identity("0123456789ab", board="fake").board == "fake"
 
 
 def test_wrong_runtime_identity():

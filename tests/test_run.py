@@ -52,7 +52,7 @@ def _fake_for(model_bytes, corrupt=False, db_offset=0, model_id=None):
             out = bytes([(out[0] + 1) & 0xFF]) + out[1:]
         return [out]
 
-    fw = FakeFirmware(input_sizes=(1,), compute=compute, db_offset=db_offset,
+    fw = FakeFirmware(input_sizes=(1,), compute=compute, db_offset=db_offset, board=BOARD.name,
                       model_id=model_id or hashlib.sha256(model_bytes).hexdigest()[:12],
                       ticks_per_inference=1000, clock_hz=25_000_000)
     device = FakeDevice(fw, emulated=True)

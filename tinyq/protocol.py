@@ -526,8 +526,9 @@ class Client:
         """``tq-exit C``: ask firmware built for an emulator to end it (semihosting)."""
         self.command(f"tq-exit {int(code)}")
 
-    def check_identity(self, model_id: str, runtime: str | None = None) -> Identity:
-        """Refuse firmware built for another model (or runtime)."""
+    def check_identity(self, model_id: str, runtime: str | None = None,
+                       board: str | None = None) -> Identity:
+        """Refuse firmware built for another model (or runtime, or board)."""
         ident = self.identity()
         want = model_id.lower()
         have = ident.model_id.lower()
@@ -536,13 +537,19 @@ class Client:
             raise ProtocolError(
                 f"wrong firmware on {self.port}: it was built for model {ident.model_id}, "
                 f"expected {model_id[:12]}",
-                hint="flash the firmware built for this model (`tinyq flash MODEL --board B`)",
+                hint="let `tinyq run MODEL --board B --port P` build and flash it "
+                     "(drop --no-flash)",
                 port=self.port, device_model=ident.model_id, expected_model=model_id)
         if runtime and ident.runtime and ident.runtime != runtime:
             raise ProtocolError(
                 f"wrong firmware on {self.port}: it runs the {ident.runtime} runtime, "
                 f"expected {runtime}",
                 hint=f"flash firmware built with --runtime {runtime}", port=self.port)
+        if board and ident.board and ident.board != board:
+            raise ProtocolError(
+                f"wrong firmware on {self.port}: it was built for board {ident.board}, "
+                f"expected {board}",
+                hint=f"flash firmware built with --board {board}", port=self.port)
         return ident
 
 

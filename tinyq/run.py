@@ -292,7 +292,7 @@ def run_on_device(client: Client, model_bytes: bytes, board: Board, runtime: str
     from tinyq.interpreters import TflmInterpreter
 
     sha = model_sha256 or hashlib.sha256(model_bytes).hexdigest()
-    ident = client.check_identity(sha, runtime=runtime)
+    ident = client.check_identity(sha, runtime=runtime, board=board.name)
     offset = int(ident.extra.get("db_offset", "0") or 0)
     oracle = TflmInterpreter(model_bytes)
     results: list[SampleResult] = []
