@@ -272,7 +272,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
                         hint=f"pass --samples between 1 and {len(all_samples)}")
     out_spec = _specs(model.output_tensors)[0]
     sha = model.sha256 or hashlib.sha256(model_bytes).hexdigest()
-    ident = client.check_identity(sha, runtime=runtime)
+    ident = client.check_identity(sha, runtime=runtime, board=board_name or None)
     offset = int(ident.extra.get("db_offset", "0") or 0)
     oracle = TflmInterpreter(model_bytes)
     records = list(done)
