@@ -283,3 +283,35 @@ def test_built_firmware_names_its_board(tmp_path, recorded):
     # the project folder is accepted in place of the ELF, and checked the same way
     with pytest.raises(UserInputError, match="was built for nucleo-f446re"):
         fl.flash(fw.project, disco, fl.FlashOptions(method="openocd"))
+
+
+# ------------------------------------------------------------ dry run and the docs table
+
+def test_dry_run_prints_the_exact_command_and_touches_nothing(recorded, capsys, tmp_path):
+    own = write_elf(tmp_path / "app.elf", 0x08000000, board="nucleo-f446re")
+    assert main(["flash", str(own), "--board", "nucleo-f446re", "--method", "openocd",
+                 "--probe", "066DFF", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out == (f"openocd -f board/st_nucleo_f4.cfg -c 'adapter serial 066DFF' "
+                   f"-c 'program {own} verify reset exit'\n")
+    assert recorded == []
+
+
+def test_dry_run_checks_the_image_like_flash(tmp_path, recorded):
+    other = write_elf(tmp_path / "app.elf", 0x08000000, board="nucleo-f446re")
+    with pytest.raises(UserInputError, match="built for nucleo-f446re, not rpi-pico"):
+        fl.plan(other, boards.load("rpi-pico"))
+
+
+def test_uf2_plan_names_base_and_family(tmp_path):
+    own = write_elf(tmp_path / "app.elf", 0x10000000, board="rpi-pico")
+    steps = fl.plan(own, boards.load("rpi-pico"))
+    assert steps[1] == ("wrap $TMP/app.bin into UF2 blocks at 0x10000000 "
+                        "(family 0xe48bff56)")
+    assert steps[2] == "copy $TMP/app.uf2 to <the drive labelled RPI-RP2>"
+
+
+def test_flashing_doc_table_is_generated():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "flashing.md").read_text()
+    table = doc.split("<!-- flash-table -->\n")[1].split("<!-- /flash-table -->")[0]
+    assert table == fl.markdown(), "regenerate: python -m tinyq.flash --markdown"

@@ -38,3 +38,19 @@ def test_bench_on_board_reports_cycles_and_ms(hardware):
     assert record["latency"]["unit"] == "cycles"
     assert record["latency"]["ms"] is not None
     assert record["outputs_match"] is True
+
+
+def test_flash_then_run_without_reflashing(hardware):
+    """The profile's flashing method programs the board; the firmware then answers as built."""
+    from tinyq import boards
+    from tinyq.build import build
+    from tinyq.flash import flash
+    from tinyq.run import RunOptions, run
+
+    board = boards.load(hardware["board"])
+    firmware = build(_model(), board)
+    flash(firmware.elf, board)
+    result = run(_model(), board, port=hardware["port"],
+                 options=RunOptions(samples=3, runs=1, flash=False))
+    assert result.board == board.name
+    assert result.outputs_match

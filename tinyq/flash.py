@@ -23,6 +23,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -49,6 +50,8 @@ UF2_MAGIC_START1 = 0x9E5D5157
 UF2_MAGIC_END = 0x0AB16F30
 UF2_FLAG_FAMILY_ID = 0x00002000
 UF2_PAYLOAD = 256
+#: Stands for the temporary folder in a dry-run plan.
+PLAN_WORK_DIR = Path("$TMP")
 #: The symbol the harness stores its board name under (firmware_templates/common/tq_main.c.j2).
 BOARD_ID_SYMBOL = "tq_board_id"
 #: UF2 family id of the RP2040.
@@ -131,7 +134,7 @@ class FlashBackend:
         with tempfile.TemporaryDirectory(prefix="tinyq-flash-") as tmp:
             cmds = self.commands(elf, board, options, Path(tmp))
             for argv in cmds:
-                progress(ProgressEvent("flash", " ".join(argv)))
+                progress(ProgressEvent("flash", shlex.join(argv)))
                 run_tool(argv)
             self.after_commands(elf, board, options, Path(tmp), progress)
         return FlashResult(board.name, self.name, str(elf), tuple(cmds))
@@ -139,6 +142,10 @@ class FlashBackend:
     def after_commands(self, elf: Path, board: Board, options: FlashOptions, work: Path,
                        progress: ProgressFn) -> None:
         """Work after the commands (e.g. copying onto a drive)."""
+
+    def plan(self, elf: Path, board: Board, options: FlashOptions) -> list[str]:
+        """What ``flash`` would do, one step per line (``tinyq flash --dry-run``)."""
+        return [shlex.join(argv) for argv in self.commands(elf, board, options, PLAN_WORK_DIR)]
 
 
 class OpenOcdBackend(FlashBackend):
@@ -203,6 +210,13 @@ class PyOcdBackend(FlashBackend):
             session.target.reset()
         return FlashResult(board.name, self.name, str(elf), ())
 
+    def plan(self, elf, board, options):
+        probe = repr(options.probe) if options.probe else "None"
+        return [f"pyOCD API: ConnectHelper.session_with_chosen_probe(unique_id={probe}, "
+                f"target_override={board.flashing.pyocd_target!r})",
+                f"pyOCD API: FileProgrammer(session).program({str(elf)!r}, file_format='elf')",
+                "pyOCD API: session.target.reset()"]
+
 
 class CopyBackend(FlashBackend):
     """Mass-storage copy of a raw binary (mbed/DAPLink drives)."""
@@ -219,6 +233,14 @@ class CopyBackend(FlashBackend):
 
     def image(self, work: Path, elf: Path, board: Board) -> Path:
         return self.binary(work, elf)
+
+    def plan(self, elf, board, options):
+        drive = options.mount_point or f"<the drive labelled {board.flashing.drive_label}>"
+        image = self.image_name(elf)
+        return [*super().plan(elf, board, options), f"copy {PLAN_WORK_DIR / image} to {drive}"]
+
+    def image_name(self, elf: Path) -> str:
+        return elf.stem + self.suffix
 
     def after_commands(self, elf, board, options, work, progress):
         drive = options.mount_point or find_drive(board.flashing.drive_label)
@@ -237,9 +259,16 @@ class Uf2Backend(CopyBackend):
     """RP2040-style UF2 drag-and-drop."""
 
     name = "uf2"
+    suffix = ".uf2"
+
+    def plan(self, elf, board, options):
+        steps = super().plan(elf, board, options)
+        return [steps[0], f"wrap {PLAN_WORK_DIR / (elf.stem + '.bin')} into UF2 blocks at "
+                          f"0x{board.flash.origin:08x} (family 0x{UF2_FAMILY_RP2040:08x})",
+                *steps[1:]]
 
     def image(self, work: Path, elf: Path, board: Board) -> Path:
-        out = work / (elf.stem + ".uf2")
+        out = work / self.image_name(elf)
         out.write_bytes(bin_to_uf2(self.binary(work, elf).read_bytes(), board.flash.origin))
         return out
 
@@ -249,9 +278,16 @@ class EmulatorBackend(FlashBackend):
     capabilities = Capabilities(select_probe=False, verify=False, reset=False, needs_drive=False)
 
     def flash(self, elf, board, options, progress):
-        raise UserInputError(f"{board.name} is an emulated board: there is nothing to flash",
-                             hint=f"run it with `tinyq run MODEL --board {board.name} "
-                                  "--emulator qemu`")
+        raise self._nothing_to_flash(board)
+
+    def plan(self, elf, board, options):
+        raise self._nothing_to_flash(board)
+
+    @staticmethod
+    def _nothing_to_flash(board: Board) -> UserInputError:
+        return UserInputError(f"{board.name} is an emulated board: there is nothing to flash",
+                              hint=f"run it with `tinyq run MODEL --board {board.name} "
+                                   "--emulator qemu`")
 
 
 BACKENDS: dict[str, type[FlashBackend]] = {
@@ -271,6 +307,22 @@ def backend_for(board: Board, method: str | None = None) -> FlashBackend:
 def flash(firmware: str | os.PathLike[str], board: Board, options: FlashOptions = FlashOptions(),
           progress: ProgressFn = null_progress) -> FlashResult:
     """Put ``firmware`` (an ELF) onto ``board`` with the profile's (or the chosen) method."""
+    elf, backend = _prepare(firmware, board, options)
+    return backend.flash(elf, board, options, progress)
+
+
+def plan(firmware: str | os.PathLike[str], board: Board,
+         options: FlashOptions = FlashOptions()) -> list[str]:
+    """The steps ``flash`` would take (commands or pyOCD calls), touching no hardware.
+
+    The firmware is checked exactly as ``flash`` checks it.
+    """
+    elf, backend = _prepare(firmware, board, options)
+    return backend.plan(elf, board, options)
+
+
+def _prepare(firmware: str | os.PathLike[str], board: Board,
+             options: FlashOptions) -> tuple[Path, FlashBackend]:
     elf = Path(firmware)
     if elf.is_dir():
         elf = elf / "build" / "app.elf" if (elf / "build" / "app.elf").exists() else elf / "app.elf"
@@ -284,7 +336,7 @@ def flash(firmware: str | os.PathLike[str], board: Board, options: FlashOptions 
     backend = backend_for(board, options.method)
     if options.check_board and not isinstance(backend, EmulatorBackend):
         check_image(elf, board)
-    return backend.flash(elf, board, options, progress)
+    return elf, backend
 
 
 def check_image(elf: Path, board: Board) -> None:
@@ -349,3 +401,54 @@ def bin_to_uf2(data: bytes, base: int, family: int = UF2_FAMILY_RP2040) -> bytes
         out += header + payload + struct.pack("<I", UF2_MAGIC_END)
     return bytes(out)
 
+
+
+def methods_for(board: Board) -> list[str]:
+    """The flashing methods ``board``'s profile has the fields for, its default first."""
+    f = board.flashing
+    available = {"pyocd": bool(f.pyocd_target), "openocd": bool(f.openocd_config),
+                 "copy": bool(f.drive_label) and f.method != "uf2", "uf2": f.method == "uf2"}
+    return [f.method] + [m for m, ok in available.items() if ok and m != f.method]
+
+
+def markdown() -> str:
+    """docs/flashing.md's table: every board's methods and the exact steps each takes."""
+    from tinyq import boards
+
+    elf = Path("build/app.elf")
+    lines = ["| board | method | steps (`tinyq flash build/app.elf --board B "
+             "[--method M] --dry-run`) |", "|---|---|---|"]
+    emulated = []
+    for name in boards.names():
+        board = boards.load(name)
+        if board.flashing.method == "emulator":
+            emulated.append(name)
+            continue
+        for n, method in enumerate(methods_for(board)):
+            try:
+                steps = backend_for(board, method).plan(elf, board, FlashOptions())
+            except UserInputError as exc:
+                steps = [exc.message]
+            cells = "<br>".join(f"`{step}`" for step in steps)
+            label = f"**{method}** (default)" if n == 0 else method
+            lines.append(f"| {name if n == 0 else ''} | {label} | {cells} |")
+    lines += ["", f"Emulated boards (method `emulator`: nothing to flash, `tinyq run --emulator "
+                  f"qemu` loads the ELF): {', '.join(emulated)}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tinyq.flash",
+                                     description="Print each board's flashing steps.")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the table of docs/flashing.md")
+    parser.parse_args(argv)
+    sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

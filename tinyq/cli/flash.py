@@ -21,17 +21,21 @@ def add_arguments(p) -> None:
     p.add_argument("--no-board-check", action="store_true",
                    help="program the image even if it names another board or lies outside "
                         "this board's flash (you know better)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the commands (or pyOCD calls) it would run; touch no hardware")
 
 
 def run(args, ui) -> int:
     from tinyq import boards
-    from tinyq.flash import FlashOptions, flash
+    from tinyq.flash import FlashOptions, flash, plan
 
     board = boards.load(args.board)
-    result = flash(args.firmware, board,
-                   FlashOptions(probe=args.probe, method=args.method,
-                                mount_point=args.mount_point, verify=not args.no_verify,
-                                check_board=not args.no_board_check),
-                   progress=ui.progress)
+    options = FlashOptions(probe=args.probe, method=args.method, mount_point=args.mount_point,
+                           verify=not args.no_verify, check_board=not args.no_board_check)
+    if args.dry_run:
+        for step in plan(args.firmware, board, options):
+            ui.print(step)
+        return 0
+    result = flash(args.firmware, board, options, progress=ui.progress)
     ui.print(f"flashed {result.firmware} to {result.board} with {result.method}")
     return 0
