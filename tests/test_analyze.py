@@ -109,8 +109,8 @@ def test_arena_search_survives_crashing_probes(monkeypatch):
     assert found.arena_bytes == reference
 
 
-def _board(flash: int, ram: int, stack: int = 4096) -> Board:
-    return Board(name="testboard", vendor="t", description="", core="cortex-m4", fpu="none",
+def _board(flash: int, ram: int, stack: int = 4096, name: str = "testboard") -> Board:
+    return Board(name=name, vendor="t", description="", core="cortex-m4", fpu="none",
                  clock_hz=10**8, flash=MemoryRegion("flash", 0, flash),
                  ram=MemoryRegion("ram", 0x20000000, ram), uart=Uart("cmsdk", 0x40004000),
                  counter=Counter("systick", 10**8), flashing=Flashing("emulator"),
@@ -132,6 +132,52 @@ def test_fit_arithmetic():
     assert f"{small.ram_over:,} bytes more RAM" in small.summary()
     native = analyze.fit(model, _board(flash=200_000, ram=10_000), "native", arena_bytes=200)
     assert native.flash_parts["weights"] == analyze.weights_bytes(model)
+
+
+def test_fit_hint_native_names_boards_that_fit_never_native():
+    model = read_model_bytes(_small_net())
+    tiny = _board(flash=30_000, ram=5_000, name="tiny")
+    failed = analyze.fit(model, tiny, "native", arena_bytes=200)
+    assert not failed.fits
+    candidates = [_board(2_000_000, 2_000_000, name="huge"), tiny,
+                  _board(40_000, 20_000, name="small-enough"),
+                  _board(40_000, 5_500, name="ram-too-small")]
+    hint = analyze.fit_hint(model, tiny, failed, candidates=candidates)
+    assert "--runtime native (small-enough, huge)" in hint     # smallest first, computed
+    assert "ram-too-small" not in hint and "use --runtime" not in hint
+    none = analyze.fit_hint(model, tiny, failed, candidates=[candidates[3]])
+    assert none.startswith("no bundled board has room for it with --runtime native")
+    assert "smaller model" in none
+
+
+def test_fit_hint_tflm_suggests_native_only_when_native_fits():
+    model = read_model_bytes(_small_net())
+    # Flash between native's need (weights + native code) and TFLM's (.tflite + TFLM code).
+    flash = analyze.NATIVE_CODE_BYTES_ESTIMATE + analyze.HARNESS_CODE_BYTES_ESTIMATE + 4096
+    middle = _board(flash=flash, ram=20_000, name="middle")
+    failed = analyze.fit(model, middle, "tflm", arena_bytes=3000)
+    assert not failed.fits and analyze.fit(model, middle, "native", 200).fits
+    hint = analyze.fit_hint(model, middle, failed, native_arena=200, candidates=[middle])
+    assert hint.startswith("use --runtime native, which fits middle (flash ")
+    # Too little RAM for native as well: no native advice, a board that fits TFLM instead.
+    cramped = _board(flash=flash, ram=4_000, name="cramped")
+    failed = analyze.fit(model, cramped, "tflm", arena_bytes=3000)
+    big = _board(300_000, 300_000, name="big")
+    hint = analyze.fit_hint(model, cramped, failed, native_arena=200, candidates=[big])
+    assert hint == "use a board it fits with --runtime tflm (big) or a smaller model"
+
+
+def test_fit_hint_tflm_float_model_never_suggests_native():
+    g = GraphBuilder()
+    x = g.add_tensor((1, 4096), "float32")
+    y = g.add_tensor((1, 4096), "float32")
+    g.add_op("RELU", [x], [y])
+    model = read_model_bytes(g.build())
+    board = _board(flash=1_000_000, ram=20_000, name="small")
+    failed = analyze.fit(model, board, "tflm", arena_bytes=32_768)
+    assert not failed.fits
+    hint = analyze.fit_hint(model, board, failed, candidates=[board])
+    assert "--runtime native" not in hint and "smaller model" in hint
 
 
 def test_cli_json_keys_and_exit_codes(tmp_path, capsys):
@@ -159,6 +205,25 @@ def test_cli_exit_3_when_it_does_not_fit(tmp_path, capsys):
     fit = json.loads(out.read_text())["fit"]
     assert fit["fits"] is False and fit["ram_over"] > 0
     assert "bytes more RAM" in capsys.readouterr().err
+
+
+def test_cli_fit_hint_on_native_names_bigger_boards(capsys):
+    from tinyq import boards
+    from tinyq.tflite_reader import read_model
+
+    vww = mlperf_model("vww_96_int8.tflite")
+    code = cli_main(["inspect", str(vww), "--board", "lm3s6965evb", "--runtime", "native",
+                     "--no-arena-search"])
+    assert code == 3
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(err) == 1
+    assert "or --runtime native" not in err[0] and "use --runtime native" not in err[0]
+    named = err[0].split("--runtime native (")[1].split(")")[0].split(", ")
+    model = read_model(vww)
+    arena = analyze.native_plan_bytes(model)
+    for name in named:          # every board the hint names really fits
+        assert analyze.fit(model, boards.load(name), "native", arena).fits, name
+    assert not analyze.fit(model, boards.load("lm3s6965evb"), "native", arena).fits
 
 
 def test_cli_exit_1_for_unsupported_ops(tmp_path, capsys):

@@ -39,7 +39,7 @@ from typing import Any
 from tinyq import ir
 from tinyq.board_profile import Board
 from tinyq.checks import Problem, problems
-from tinyq.errors import ModelError, ToolError, UnsupportedError
+from tinyq.errors import FitError, ModelError, ToolError, UnsupportedError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
 logger = logging.getLogger(__name__)
@@ -175,6 +175,8 @@ class Fit:
     flash_parts: Mapping[str, int]
     ram_parts: Mapping[str, int]
     arena_measured: bool          # False: the arena figure is a lower bound (not measured)
+    arena_bytes: int = 0          # the arena figure the fit was computed with
+    cmsis_nn: bool = False        # TFLM code size with CMSIS-NN kernels
 
     @property
     def flash_over(self) -> int:
@@ -527,7 +529,87 @@ def fit(model: ir.Model, board: Board, runtime: str, arena_bytes: int,
                flash_needed=sum(flash_parts.values()), flash_available=board.flash.size,
                ram_needed=sum(ram_parts.values()), ram_available=ram_available,
                flash_parts=MappingProxyType(flash_parts), ram_parts=MappingProxyType(ram_parts),
-               arena_measured=arena_measured)
+               arena_measured=arena_measured, arena_bytes=arena_bytes, cmsis_nn=cmsis_nn)
+
+
+#: Boards a fit hint names at most (the smallest that fit first).
+FIT_HINT_BOARDS = 3
+
+
+def native_arena_bytes(model: ir.Model, planned: int | None = None) -> int | None:
+    """The native runtime's arena (``planned`` if already known); None when native
+    cannot run ``model``."""
+    from tinyq.native.support import problems as native_problems
+
+    if native_problems(model):
+        return None
+    if planned is not None:
+        return planned
+    try:
+        return native_plan_bytes(model)
+    except (KeyError, ValueError) as exc:   # a dtype the planner cannot size
+        logger.info("native plan failed: %s", exc)
+        return None
+
+
+def boards_that_fit(model: ir.Model, board: Board, runtime: str, arena_bytes: int,
+                    cmsis_nn: bool = False,
+                    candidates: list[Board] | None = None) -> list[Board]:
+    """Other boards (default: the bundled ones) ``model`` fits with ``runtime``.
+
+    Boards of the same kind as ``board`` (real or emulator-only) come first, then the
+    smallest memory first: the likeliest replacement for the board that is too small.
+    """
+    if candidates is None:
+        from tinyq import boards
+
+        candidates = boards.available()
+    fitting = [b for b in candidates if b.name != board.name
+               and fit(model, b, runtime, arena_bytes, cmsis_nn=cmsis_nn).fits]
+    return sorted(fitting, key=lambda b: (b.emulated_only != board.emulated_only,
+                                          b.ram.size + sum(r.size for r in b.extra_ram),
+                                          b.flash.size, b.name))
+
+
+def fit_hint(model: ir.Model, board: Board, failed: Fit, *, native_arena: int | None = None,
+             candidates: list[Board] | None = None) -> str:
+    """How to fix ``failed`` (``model`` does not fit ``board``), computed, not canned.
+
+    TFLM: the native runtime when *it* fits this board. Otherwise the boards (from
+    ``candidates``, default the bundled ones) that fit with the same runtime (for
+    TFLM when none does: with native), else a smaller model.
+    """
+    runtime = failed.runtime
+    native = native_arena_bytes(model, native_arena) if runtime == "tflm" else None
+    if native is not None:
+        here = fit(model, board, "native", native)
+        if here.fits:
+            return (f"use --runtime native, which fits {board.name} (flash "
+                    f"{here.flash_needed:,}/{here.flash_available:,} B, RAM "
+                    f"{here.ram_needed:,}/{here.ram_available:,} B)")
+    bigger = boards_that_fit(model, board, runtime, failed.arena_bytes, failed.cmsis_nn,
+                             candidates)
+    if bigger:
+        names = ", ".join(b.name for b in bigger[:FIT_HINT_BOARDS])
+        return f"use a board it fits with --runtime {runtime} ({names}) or a smaller model"
+    if native is not None:
+        bigger = boards_that_fit(model, board, "native", native, candidates=candidates)
+        if bigger:
+            names = ", ".join(b.name for b in bigger[:FIT_HINT_BOARDS])
+            return (f"no bundled board has room for it with --runtime tflm; with --runtime "
+                    f"native it fits {names} (or use a smaller model)")
+    return (f"no bundled board has room for it with --runtime {runtime}: use a smaller model "
+            "(fewer or narrower layers)")
+
+
+def fit_error(model: ir.Model, board: Board, failed: Fit, *, native_arena: int | None = None,
+              candidates: list[Board] | None = None) -> FitError:
+    """The FitError (exit 3) for a failed fit, with :func:`fit_hint` as its fix."""
+    name = Path(model.path).name if model.path else "the model"
+    return FitError(f"{name} {failed.summary()}",
+                    hint=fit_hint(model, board, failed, native_arena=native_arena,
+                                  candidates=candidates),
+                    board=failed.board, flash_over=failed.flash_over, ram_over=failed.ram_over)
 
 
 # ---------------------------------------------------------------------------- inspect

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tinyq.cli.ui import Console
-from tinyq.errors import FitError, UnsupportedError
+from tinyq.errors import UnsupportedError
 
 HELP = "analyse a .tflite: ops, MACs, weights, TFLM arena, problems, and fit on a board"
 
@@ -86,10 +86,12 @@ def run(args: argparse.Namespace, ui: Console) -> int:
         write_text(args.json, report.to_json(), force=True)
         ui.print(f"wrote {args.json}")
     if report.fit is not None and not report.fit.fits:
-        f = report.fit
-        raise FitError(f"the model {f.summary()}",
-                       hint="choose a bigger board, a smaller model, or --runtime native",
-                       board=f.board, flash_over=f.flash_over, ram_over=f.ram_over)
+        from tinyq import boards
+        from tinyq.analyze import fit_error
+        from tinyq.tflite_reader import read_model
+
+        raise fit_error(read_model(args.model), boards.load(args.board), report.fit,
+                        native_arena=report.arena_native)
     if report.unsupported:
         first = report.unsupported[0]
         raise UnsupportedError(
