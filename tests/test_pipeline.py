@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import require_tools
+from conftest import mlperf_model, require_tools
 
-from tinyq.errors import DataError, FitError, OutputExistsError, UnsupportedError
+from tinyq.errors import (
+    BoardError,
+    DataError,
+    DeviceError,
+    FitError,
+    OutputExistsError,
+    ToolNotFoundError,
+    UnsupportedError,
+    UserInputError,
+)
 from tinyq.interpreters import TflmInterpreter
 from tinyq.pipeline import DeployOptions, _check_inspect, deploy
 from tinyq.tflite_writer import GraphBuilder
@@ -71,16 +84,127 @@ def test_bad_test_data_fails_before_building(tflite_case, tmp_path):
     assert not (tmp_path / "o" / "project").exists()
 
 
+def _refused_before_work(model, board, options, error, match):
+    """deploy raises ``error`` before any stage starts and leaves no --out folder."""
+    events = []
+    with pytest.raises(error, match=match):
+        deploy(model, board, options, progress=events.append)
+    assert [e.message for e in events] == []
+    assert not Path(options.out_dir).exists()
+
+
+def test_missing_serial_port_is_refused_before_any_work(tflite_case, tmp_path):
+    model, _test = tflite_case
+    options = DeployOptions(out_dir=str(tmp_path / "out"), port=str(tmp_path / "ttyNOPE"))
+    _refused_before_work(model, "nucleo-f446re", options, DeviceError,
+                         "serial port .*ttyNOPE not found")
+
+
+def test_a_file_is_not_a_serial_port(tflite_case, tmp_path):
+    model, _test = tflite_case
+    options = DeployOptions(out_dir=str(tmp_path / "out"), port=str(model))
+    _refused_before_work(model, "nucleo-f446re", options, DeviceError,
+                         "not a serial port .not a character device")
+
+
+def test_port_on_an_emulated_board_is_refused_before_any_work(tflite_case, tmp_path):
+    model, _test = tflite_case
+    options = DeployOptions(out_dir=str(tmp_path / "out"), port="loop://")
+    _refused_before_work(model, "mps2-an386", options, UserInputError, "nothing to flash")
+
+
+def test_missing_emulator_is_refused_before_any_work(tflite_case, tmp_path, monkeypatch):
+    model, _test = tflite_case
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    options = DeployOptions(out_dir=str(tmp_path / "out"), emulator="qemu")
+    _refused_before_work(model, "mps2-an386", options, ToolNotFoundError,
+                         "qemu-system-arm not found")
+
+
+def test_board_without_a_device_is_refused_before_any_work(tflite_case, tmp_path):
+    model, _test = tflite_case
+    options = DeployOptions(out_dir=str(tmp_path / "out"))
+    _refused_before_work(model, "nucleo-f446re", options, UserInputError,
+                         "no device given for board nucleo-f446re")
+    _refused_before_work(model, "nucleo-f446re",
+                         replace(options, emulator="qemu"), BoardError, "has no QEMU machine")
+    _refused_before_work(model, "no-such-board", options, BoardError, "unknown board")
+
+
+def test_missing_tflm_tree_is_refused_before_any_work(tflite_case, tmp_path, monkeypatch):
+    model, _test = tflite_case
+    monkeypatch.setenv("TINYQ_TFLM_DIR", str(tmp_path / "no-tflm"))
+    options = DeployOptions(out_dir=str(tmp_path / "out"), runtime="tflm", emulator="qemu")
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm not installed (checked before the TFLM tree)")
+    _refused_before_work(model, "mps2-an386", options, UserInputError, "no-tflm is not a folder")
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tflite_case, tmp_path):
+    model, _test = tflite_case
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    events = []
+    with pytest.raises(UserInputError, match="is a file, not a folder"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(a_file), emulator="qemu"),
+               progress=events.append)
+    with pytest.raises(UserInputError, match="is a folder, not a file"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "o"), emulator="qemu",
+                                                  json=str(tmp_path)), progress=events.append)
+    with pytest.raises(UserInputError, match="cannot create .*: .*a_file is not a folder"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(a_file / "sub"),
+                                                  emulator="qemu"), progress=events.append)
+    assert events == [] and a_file.read_text() == "keep"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write anywhere (POSIX permissions do not apply)")
+def test_read_only_parent_is_refused_before_any_work(tflite_case, tmp_path):
+    model, _test = tflite_case
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        options = DeployOptions(out_dir=str(locked / "out"), emulator="qemu")
+        _refused_before_work(model, "mps2-an386", options, UserInputError,
+                             "no write permission in")
+    finally:
+        locked.chmod(0o700)
+
+
 def test_inspect_check_stops_unsupported_and_oversized_models():
     from tinyq.checks import Problem
 
     problem = Problem("native", "op FOO is not supported", "remove FOO", 0, "FOO")
     with pytest.raises(UnsupportedError, match="FOO.*remove FOO"):
         _check_inspect(SimpleNamespace(unsupported=(problem,), runtime="native", fit=None))
-    fit = SimpleNamespace(fits=False, board="tiny",
+    fit = SimpleNamespace(fits=False, board="tiny", flash_over=0, ram_over=10,
                           summary=lambda: "does not fit tiny: needs 10 bytes more RAM")
-    with pytest.raises(FitError, match="10 bytes more RAM"):
-        _check_inspect(SimpleNamespace(unsupported=(), runtime="native", fit=fit))
+    with pytest.raises(FitError, match="10 bytes more RAM") as caught:
+        _check_inspect(SimpleNamespace(unsupported=(), runtime="native", fit=fit,
+                                       path="/m/net.tflite"),
+                       fit_hint=lambda: "use a board it fits with --runtime native (big)")
+    assert str(caught.value) == ("net.tflite does not fit tiny: needs 10 bytes more RAM — "
+                                 "use a board it fits with --runtime native (big)")
+    assert caught.value.ram_over == 10
+
+
+def test_deploy_fit_failure_hint_is_computed_for_the_runtime(tmp_path):
+    require_tools("qemu-system-arm", "arm-none-eabi-gcc", "make")   # checked before the fit
+    vww = mlperf_model("vww_96_int8.tflite")
+    events = []
+    with pytest.raises(FitError) as caught:
+        deploy(vww, "lm3s6965evb", DeployOptions(out_dir=str(tmp_path / "out")),
+               progress=events.append)
+    text = str(caught.value)
+    assert text.startswith("vww_96_int8.tflite does not fit lm3s6965evb: needs ")
+    assert "use a board it fits with --runtime native (" in text
+    assert "use --runtime native" not in text
+    assert not any("generate" in e.message for e in events)
+    assert not (tmp_path / "out").exists()
 
 
 def _check_outputs(out, rec):

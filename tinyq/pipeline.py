@@ -160,7 +160,8 @@ def _check_quantized(result) -> None:
                                hint="use the default int8 mode")
 
 
-def _check_inspect(report) -> None:
+def _check_inspect(report, fit_hint: Callable[[], str] | None = None) -> None:
+    """Stop on an unsupported model, or one that does not fit (``fit_hint`` says how to fix it)."""
     if report.unsupported:
         first = report.unsupported[0]
         more = f" (and {len(report.unsupported) - 1} more)" if len(report.unsupported) > 1 else ""
@@ -168,9 +169,12 @@ def _check_inspect(report) -> None:
                                f"{first.message}{more}",
                                hint=first.fix or "run `tinyq inspect` for the full list")
     if report.fit is not None and not report.fit.fits:
-        raise FitError(report.fit.summary(),
-                       hint="choose a bigger board or a smaller model (`tinyq inspect`)",
-                       board=report.fit.board)
+        name = Path(report.path).name + " " if getattr(report, "path", None) else ""
+        raise FitError(name + report.fit.summary(),
+                       hint=fit_hint() if fit_hint is not None
+                       else "choose a bigger board or a smaller model (`tinyq inspect`)",
+                       board=report.fit.board, flash_over=report.fit.flash_over,
+                       ram_over=report.fit.ram_over)
 
 
 def _check_firmware(firmware) -> None:
@@ -198,6 +202,115 @@ def _refuse_existing(paths: list[Path], force: bool) -> None:
                                 path=str(existing[0]))
 
 
+def _writable(path: Path, what: str) -> None:
+    """Refuse an output path that cannot be written: a folder where a file goes (or the
+    reverse), or a nearest existing parent folder the user may not write to."""
+    if what == "folder" and path.exists() and not path.is_dir():
+        raise UserInputError(f"--out {path} is a file, not a folder",
+                             hint="choose another --out", path=str(path))
+    if what == "file" and path.is_dir():
+        raise UserInputError(f"{path} is a folder, not a file",
+                             hint="choose another --report/--json path", path=str(path))
+    parent = path if what == "folder" and path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserInputError(f"cannot create {path}: {parent} is not a folder",
+                             hint="choose another output path", path=str(path))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserInputError(f"cannot write {path}: no write permission in {parent}",
+                             hint="choose another output path (e.g. --out in your home folder)",
+                             path=str(path))
+
+
+def _check_port(port: str, baud: int) -> None:
+    """The serial port opens: it exists, is a character device, the user may open it and
+    no other program holds it. Opened and closed at once, like twister opens the port
+    before flashing; a board this resets is flashed and reset again later anyway."""
+    import stat
+
+    from tinyq.devices.serial_port import SerialDevice, open_error
+    from tinyq.errors import DeviceError
+
+    if "://" not in port and os.name == "posix":   # a device path, not a pyserial URL
+        try:
+            mode = Path(port).stat().st_mode
+        except OSError as exc:          # ENOENT: "not found"; EACCES: "permission denied"
+            raise open_error(port, exc) from None
+        if not stat.S_ISCHR(mode):
+            raise DeviceError(f"{port} is not a serial port (not a character device)",
+                              hint="pass the board's serial device, e.g. /dev/ttyACM0 (list "
+                                   "ports with `python -m serial.tools.list_ports`)", port=port)
+    device = SerialDevice(port, baud=baud)
+    device.open()
+    device.close()
+
+
+def _check_device(board: Any, elf: Path, options: DeployOptions) -> None:
+    """The device can be reached: the emulator is installed (and models the board), or
+    the serial port is there and the board can be flashed. Opens nothing."""
+    import shutil
+
+    from tinyq.devices.emulator import EmulatorDevice, find_tool
+    from tinyq.errors import ToolNotFoundError
+    from tinyq.run import RunOptions, open_device
+
+    emulator = options.emulator
+    if emulator is None and options.port is None and board.emulated_only and \
+            board.emulator.qemu_machine:
+        emulator = "qemu"               # what tinyq.run.session picks for such a board
+    device = open_device(board, elf, emulator, options.port, RunOptions(baud=options.baud))
+    if isinstance(device, EmulatorDevice):
+        find_tool(device.binary, device.install_hint)
+        return
+    if options.port is None:
+        return
+    _check_port(options.port, options.baud or board.uart.baud)
+    if not options.flash:
+        return
+    from tinyq.flash import FlashOptions, PyOcdBackend, backend_for
+
+    backend = backend_for(board)
+    backend.plan(elf, board, FlashOptions())    # refuses a board it cannot flash
+    if isinstance(backend, PyOcdBackend):
+        import importlib.util
+
+        if importlib.util.find_spec("pyocd") is None:
+            raise ToolNotFoundError("pyOCD is not installed (needed to flash "
+                                    f"{board.name})", hint="pip install 'tinyq[flash]', or "
+                                    "flash it yourself and pass --no-flash", tool="pyocd")
+    for argv in backend.commands(elf, board, FlashOptions(), Path(".")):
+        if shutil.which(argv[0]) is None:
+            raise ToolNotFoundError(f"{argv[0]} not found (needed to flash {board.name})",
+                                    hint="install it, or flash the board yourself and pass "
+                                         "--no-flash", tool=argv[0])
+
+
+def preflight(board: Any, options: DeployOptions) -> None:
+    """Every cheap precondition of a deploy, before any work: the runtime, the device
+    (port, emulator, flashing tool), the compiler, the TFLM tree, and the outputs
+    (writable, and not there already unless --force)."""
+    from tinyq.build import BuildOptions, check_toolchain
+    from tinyq.codegen import RUNTIMES
+
+    if options.runtime not in RUNTIMES:
+        raise UserInputError(f"unknown runtime {options.runtime!r}",
+                             hint=f"use one of {', '.join(RUNTIMES)}")
+    out, tflite_out, report_path, json_path = _outputs(options)
+    project_dir = out / PROJECT_NAME
+    _writable(out, "folder")
+    for path in (report_path, json_path):
+        _writable(path, "file")
+    _refuse_existing([tflite_out, project_dir, report_path, json_path], options.force)
+    _check_device(board, project_dir / "build" / "app.elf", options)
+    build_options = options.build or BuildOptions()
+    if options.runtime == "tflm":
+        from tinyq.tflm.source import locate
+
+        locate(build_options.tflm_dir)
+    check_toolchain(build_options)
+
+
 def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | None = None,
            progress: ProgressFn = null_progress) -> DeployResult:
     """Quantize -> inspect -> generate -> build -> device -> bench (-> validate) -> report.
@@ -220,13 +333,14 @@ def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | N
 def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | None,
             progress: ProgressFn) -> DeployResult:
     from tinyq import boards
-    from tinyq.analyze import inspect
+    from tinyq.analyze import fit_hint, inspect
     from tinyq.bench import BenchOptions, bench_on_device
     from tinyq.board_profile import Board
     from tinyq.build import BuildOptions, build
     from tinyq.codegen import generate
     from tinyq.report import write_json, write_report
     from tinyq.run import RunOptions, session
+    from tinyq.tflite_reader import read_model
     from tinyq.validate import (
         file_sha256,
         load_labelled,
@@ -250,14 +364,18 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     board_obj = board if isinstance(board, Board) else boards.load(board)
     out, tflite_out, report_path, json_path = _outputs(options)
     project_dir = out / PROJECT_NAME
-    _refuse_existing([tflite_out, project_dir, report_path, json_path], options.force)
     test = load_labelled(options.data) if options.data else None   # bad data fails early
+    preflight(board_obj, options)
     evaluate_float = test is not None and not is_tflite and options.float_accuracy
     names = tuple(s for s in STAGES if (s != "quantize" or not is_tflite)
                   and (s != "validate" or test is not None)
                   and (s != "evaluate" or evaluate_float))
     stages = _Stages(names, progress)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"cannot create --out {out}: {exc.strerror or exc}",
+                             hint="choose another --out", path=str(out)) from None
 
     quantized = None
     if is_tflite:
@@ -279,7 +397,8 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
                         measure_arena=options.runtime == "tflm", progress=progress),
         lambda r: (f"{len(r.ops)} ops, {r.macs:,} MACs; "
                    + (r.fit.summary() if r.fit else "no fit table")))
-    _check_inspect(report)
+    _check_inspect(report, lambda: fit_hint(read_model(tflite), board_obj, report.fit,
+                                            native_arena=report.arena_native))
 
     project = stages.run(
         "generate", f"{options.runtime} firmware project in {project_dir}",
@@ -360,4 +479,4 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     return replace(result, stages=tuple(stages.times), wall_seconds=time.perf_counter() - wall)
 
 
-__all__ = ["DeployOptions", "DeployResult", "STAGES", "StageTime", "deploy"]
+__all__ = ["DeployOptions", "DeployResult", "STAGES", "StageTime", "deploy", "preflight"]
