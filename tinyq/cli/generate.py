@@ -21,6 +21,11 @@ def add_arguments(p) -> None:
                    help="default TFLM kernels of a --runtime tflm project (default reference)")
     p.add_argument("--optimize", default="O2", choices=OPTIMIZE_LEVELS,
                    help="gcc optimisation level in the Makefile (default O2)")
+    p.add_argument("--no-fit-check", action="store_true",
+                   help="write the project even when the model's estimated flash/RAM need "
+                        "(as `tinyq inspect --board` computes it) exceeds the board's; "
+                        "without it generate refuses with exit code 3 (the linker still "
+                        "checks the real sizes in `tinyq build`)")
 
 
 def run(args, ui) -> int:
@@ -35,7 +40,8 @@ def run(args, ui) -> int:
                        options=GenerateOptions(mlperf_model=args.mlperf_model,
                                                optimize=args.optimize,
                                                runtime_options=runtime_options),
-                       force=args.force, progress=ui.progress)
+                       force=args.force, progress=ui.progress,
+                       fit_check=not args.no_fit_check)
     ui.print(f"generated {project.path} ({len(project.files)} files) for {project.board}, "
              f"runtime {project.runtime}, model {project.model_name} "
              f"(sha256 {project.model_sha256[:12]}), arena {project.arena_bytes:,} bytes")

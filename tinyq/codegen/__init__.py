@@ -38,7 +38,8 @@ from tinyq.templating import render
 log = logging.getLogger(__name__)
 
 __all__ = ["GenerateOptions", "Project", "RuntimeSources", "ModelInfo", "RUNTIMES",
-           "generate", "render_project", "write_project", "PROJECT_FILE", "load_project"]
+           "generate", "render_project", "write_project", "PROJECT_FILE", "load_project",
+           "check_fit"]
 
 #: The record of what a project was generated from (read by ``tinyq build``).
 PROJECT_FILE = "tinyq_project.json"
@@ -273,6 +274,16 @@ def render_model_project(model_path: str | os.PathLike[str], board: Board | str,
                          progress: ProgressFn = null_progress) -> tuple[dict[str, str], ModelInfo,
                                                                          RuntimeSources, Board]:
     """Read the model, render runtime + glue + harness (nothing written)."""
+    files, info, rt, board_obj, _model = _render_model(model_path, board, runtime, options,
+                                                       progress)
+    return files, info, rt, board_obj
+
+
+def _render_model(model_path: str | os.PathLike[str], board: Board | str, runtime: str,
+                  options: GenerateOptions | None,
+                  progress: ProgressFn) -> tuple[dict[str, str], ModelInfo, RuntimeSources,
+                                                 Board, Any]:
+    """``render_model_project`` plus the model's IR (for the fit check)."""
     from tinyq import boards
     from tinyq.tflite_reader import read_model
 
@@ -288,18 +299,42 @@ def render_model_project(model_path: str | os.PathLike[str], board: Board | str,
     progress(ProgressEvent("generate", f"rendering the {runtime} runtime for {board_obj.name}"))
     rt = runtime_sources(model, runtime, options, board_obj, progress)
     files = render_project(board_obj, rt, info, options)
-    return files, info, rt, board_obj
+    return files, info, rt, board_obj, model
+
+
+def check_fit(model: Any, board: Board, runtime: str, arena_bytes: int,
+              options: GenerateOptions | None = None) -> None:
+    """Raise FitError (exit 3) when the model's flash/RAM estimate exceeds the board's,
+    with the same arithmetic as ``tinyq inspect`` (:func:`tinyq.analyze.fit`) and the
+    arena the project reserves."""
+    from tinyq.analyze import fit, fit_error
+    from tinyq.errors import FitError
+
+    runtime_options = (options or GenerateOptions()).runtime_options
+    cmsis_nn = runtime == "tflm" and getattr(runtime_options, "kernels", "") == "cmsis_nn"
+    result = fit(model, board, runtime, arena_bytes, arena_measured=True, cmsis_nn=cmsis_nn)
+    if result.fits:
+        return
+    error = fit_error(model, board, result)
+    raise FitError(error.message, hint=f"{error.hint}; --no-fit-check generates it anyway",
+                   **error.fields)
 
 
 def generate(model_path: str | os.PathLike[str], board: Board | str, runtime: str = "native",
              out_dir: str | os.PathLike[str] = "tinyq_project",
              options: GenerateOptions | None = None, force: bool = False,
-             progress: ProgressFn = null_progress) -> Project:
-    """Generate a firmware project for ``model_path`` on ``board`` into ``out_dir``."""
+             progress: ProgressFn = null_progress, fit_check: bool = True) -> Project:
+    """Generate a firmware project for ``model_path`` on ``board`` into ``out_dir``.
+
+    Refuses (FitError, nothing written) a model whose estimated flash/RAM need exceeds
+    the board's, unless ``fit_check=False``.
+    """
     options = options or GenerateOptions()
     check_output(out_dir, force)
-    files, info, rt, board_obj = render_model_project(model_path, board, runtime, options,
+    files, info, rt, board_obj, model = _render_model(model_path, board, runtime, options,
                                                       progress)
+    if fit_check:
+        check_fit(model, board_obj, runtime, rt.arena_bytes, options)
     out = write_project(files, out_dir, force=force)
     progress(ProgressEvent("generate", f"wrote {len(files)} files to {out}"))
     return Project(path=out, board=board_obj.name, runtime=runtime, model_sha256=info.sha256,
