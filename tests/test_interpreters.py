@@ -50,3 +50,32 @@ def test_tflite_runtime_refused_with_numpy2(monkeypatch):
     monkeypatch.setenv("TINYQ_HOST_INTERPRETER", "tflite-runtime")
     with pytest.raises(UnsupportedError, match="crashes with NumPy 2"):
         LiteRTInterpreter(_relu_model())
+
+
+def _stderr_of(code: str) -> str:
+    """C-level stderr of a fresh interpreter process (start-up lines print once per process)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=True)
+    return proc.stderr
+
+
+def test_litert_default_resolver_keeps_stderr_clean():
+    err = _stderr_of(
+        "from tinyq.interpreters import LiteRTInterpreter\n"
+        "from tinyq.tflite_writer import TensorSpec, single_op_model\n"
+        "m = single_op_model('RELU', [TensorSpec((1, 4), 'float32')], "
+        "[TensorSpec((1, 4), 'float32')])\n"
+        "LiteRTInterpreter(m, reference_kernels=False)\n")
+    assert "XNNPACK" not in err and err.strip() == ""
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_import_and_first_use_keep_stderr_clean():
+    pytest.importorskip("tensorflow", reason="needs the [convert] extra (tensorflow-cpu)")
+    err = _stderr_of("from tinyq.model_loader import import_tensorflow\n"
+                     "tf = import_tensorflow()\n"
+                     "print(float(tf.constant(2.0) * 3))\n")
+    assert "cuInit" not in err and err.strip() == ""

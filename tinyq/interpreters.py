@@ -16,6 +16,7 @@ Facts this module works around (measured):
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyq.errors import DataError, ModelError, UnsupportedError
+
+log = logging.getLogger(__name__)
 
 #: Arena for in-process TFLM runs: far above any model a Cortex-M can hold,
 #: so allocation never fails (a failed allocation may crash the process).
@@ -193,15 +196,24 @@ class LiteRTInterpreter:
 
         resolver = (OpResolverType.BUILTIN_REF if reference_kernels
                     else OpResolverType.AUTO)
-        try:
-            self._it = Interpreter(
-                model_content=bytes(model_bytes),
-                experimental_op_resolver_type=resolver,
-                experimental_preserve_all_tensors=preserve_all_tensors,
-            )
-            self._it.allocate_tensors()
-        except (RuntimeError, ValueError) as exc:
-            raise ModelError(f"the host interpreter could not load the model: {exc}") from exc
+        # The default resolver announces its XNNPACK delegate on C-level stderr: keep the
+        # terminal clean and the line in the debug log.
+        with capture_fd2() as noise:
+            try:
+                self._it = Interpreter(
+                    model_content=bytes(model_bytes),
+                    experimental_op_resolver_type=resolver,
+                    experimental_preserve_all_tensors=preserve_all_tensors,
+                )
+                self._it.allocate_tensors()
+            except (RuntimeError, ValueError) as exc:
+                error: Exception | None = exc
+            else:
+                error = None
+        log.debug("host interpreter: %s", " ".join(noise).strip())
+        if error is not None:
+            raise ModelError(f"the host interpreter could not load the model: {error}") \
+                from error
         self._inputs = self._it.get_input_details()
         self._outputs = self._it.get_output_details()
 

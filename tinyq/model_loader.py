@@ -73,6 +73,9 @@ def import_tensorflow():
         except ImportError as exc:
             raise ToolNotFoundError(f"TensorFlow is not installed ({exc})",
                                     hint=CONVERT_HINT) from exc
+        # The full (GPU-capable) wheel probes CUDA on first use and logs "failed call to
+        # cuInit" on machines without a GPU: do that probe now, while stderr is captured.
+        tf.config.list_physical_devices()
     log.debug("TensorFlow import: %s", " ".join(noise).strip())
     return tf
 
