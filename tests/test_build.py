@@ -66,6 +66,49 @@ def test_diagnose_overflow_is_a_fit_error(tmp_path):
     assert "7 bytes more psram RAM" in str(extra)
 
 
+def test_overflow_hint_names_boards_with_room_computed_from_the_linker(tmp_path):
+    out = "ld: region `RAM' overflowed by 5120 bytes\n"
+    err = diagnose(out, RECORD, tmp_path / "l")
+    named = err.hint.split("use a board with room for it (")[1].split(")")[0].split(", ")
+    assert named and "microbit" not in named
+    static = 16384 + 5120 - 2048               # what the linker could not place, stack aside
+    for name in named:
+        b = boards.load(name)
+        assert b.flash.size >= 262144 and b.ram.size - b.stack_bytes >= static, name
+    assert named[0] == "lm3s6965evb"            # emulated like microbit, the smallest with room
+    # Every bundled board too small: no board to name.
+    huge = diagnose("region `FLASH' overflowed by 999999999 bytes", RECORD, tmp_path / "l")
+    assert huge.hint.startswith("no bundled board has room for it: use a smaller model")
+    # A board-specific bank overflowed: nothing to compare other boards with.
+    extra = diagnose("region `PSRAM' overflowed by 7 bytes", RECORD, tmp_path / "l")
+    assert extra.hint == "choose a bigger board or a smaller model (or lower stack_bytes)"
+
+
+def test_tflm_overflow_suggests_native_only_when_native_fits(tmp_path):
+    import numpy as np
+
+    from tinyq.build import _native_instead
+    from tinyq.tflite_writer import GraphBuilder
+
+    g = GraphBuilder()
+    x = g.add_tensor((1, 16), "int8", scale=0.1, zero_point=0)
+    w = g.add_constant(np.ones((4, 16), np.int8), scale=0.01)
+    b = g.add_constant(np.zeros(4, np.int32), "int32", scale=0.001)
+    y = g.add_tensor((1, 4), "int8", scale=0.1, zero_point=0)
+    g.add_op("FULLY_CONNECTED", [x, w, b], [y])
+    int8 = tmp_path / "int8.tflite"
+    int8.write_bytes(g.build())
+    hint = _native_instead(int8, boards.load("microbit"))
+    assert hint is not None and hint.startswith("use --runtime native, which fits microbit")
+    g = GraphBuilder()
+    x = g.add_tensor((1, 16), "float32")
+    y = g.add_tensor((1, 16), "float32")
+    g.add_op("RELU", [x], [y])
+    float32 = tmp_path / "float.tflite"
+    float32.write_bytes(g.build())
+    assert _native_instead(float32, boards.load("microbit")) is None    # native cannot run it
+
+
 def test_diagnose_compile_error_quotes_first_error(tmp_path):
     out = ("gcc -c model.c\nmodel.c:3:1: error: unknown type name 'foo'\n"
            "model.c:9:1: error: second\nmake: *** [Makefile:40] Error 1\n")

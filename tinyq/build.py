@@ -228,6 +228,61 @@ def _region_words(region: str, record: Mapping[str, Any]) -> tuple[str, int | No
     return region, None
 
 
+def boards_with_room(record: Mapping[str, Any], overflows: Mapping[str, int]) -> list[str] | None:
+    """Bundled boards with room for a firmware the linker could not place, or None when
+    the overflow cannot be judged (a board-specific RAM bank overflowed).
+
+    From the linker's figures, conservatively: an overflowed region needs its size plus
+    the overflow; one that did not overflow needs as much as this board has. RAM is
+    counted without the stack (each board reserves its own ``stack_bytes``) and with
+    the arena moved to the bank each board puts it in.
+    """
+    from tinyq import boards
+    from tinyq.analyze import FIT_HINT_BOARDS
+
+    if set(overflows) - {"FLASH", "RAM", "STACK"}:
+        return None
+    board = record["board"]
+    arena = int(record.get("arena_bytes", 0) or 0)
+    arena_in_main = board.get("arena_region", "ram") == board["ram"]["name"]
+    flash_need = board["flash"]["size"] + overflows.get("FLASH", 0)
+    ram_over = max(overflows.get("RAM", 0), overflows.get("STACK", 0))
+    static_need = (board["ram"]["size"] + ram_over - board.get("stack_bytes", 0)
+                   - (arena if arena_in_main else 0))
+    this_kind = None
+    if board["name"] in boards.names():
+        this_kind = boards.load(board["name"]).emulated_only
+    fitting = []
+    for cand in boards.available():
+        if cand.name == board["name"] or cand.flash.size < flash_need:
+            continue
+        main = static_need + cand.stack_bytes
+        try:
+            bank = cand.region(cand.arena_region)
+        except KeyError:
+            bank = cand.ram
+        if bank.name == cand.ram.name:
+            main += arena
+        elif bank.size < arena:
+            continue
+        if main <= cand.ram.size:
+            fitting.append(cand)
+    fitting.sort(key=lambda b: (b.emulated_only != this_kind,
+                                b.ram.size + sum(r.size for r in b.extra_ram), b.flash.size,
+                                b.name))
+    return [b.name for b in fitting[:FIT_HINT_BOARDS]]
+
+
+def _overflow_hint(record: Mapping[str, Any], overflows: Mapping[str, int]) -> str:
+    names = boards_with_room(record, overflows)
+    if names is None:
+        return "choose a bigger board or a smaller model (or lower stack_bytes)"
+    if names:
+        return (f"use a board with room for it ({', '.join(names)}) or a smaller model "
+                "(or lower stack_bytes)")
+    return "no bundled board has room for it: use a smaller model (or lower stack_bytes)"
+
+
 def diagnose(output: str, record: Mapping[str, Any], log_path: Path) -> Exception:
     """Turn failed compiler/linker output into the right TinyqError."""
     board = record["board"]
@@ -243,7 +298,7 @@ def diagnose(output: str, record: Mapping[str, Any], log_path: Path) -> Exceptio
                          f"{has + ')' if has else ''}")
         model = record.get("model", {}).get("name", "the firmware")
         return FitError(f"{model} needs " + " and ".join(parts),
-                        hint="choose a bigger board or a smaller model (or lower stack_bytes)",
+                        hint=_overflow_hint(record, {r: int(n) for r, n in overflows}),
                         board=board["name"], bytes_over=int(overflows[0][1]),
                         region=overflows[0][0])
     if _SPEC_MISSING.search(output):
@@ -347,5 +402,29 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
         return measure(elf, project, load_project(project), cached=True)
     write_project(files, project, force=True)
     progress(ProgressEvent("build", f"compiling {path.name} for {board_obj.name} in {project}"))
-    run_make(project, build_options, progress)
+    try:
+        run_make(project, build_options, progress)
+    except FitError as exc:
+        if runtime == "tflm":
+            native = _native_instead(path, board_obj)
+            if native is not None:
+                raise FitError(exc.message, hint=native, **exc.fields) from None
+        raise
     return measure(elf, project, load_project(project))
+
+
+def _native_instead(model_path: Path, board: Board) -> str | None:
+    """The hint for a TFLM build that overflowed: the native runtime, if it fits."""
+    from tinyq.analyze import fit, native_arena_bytes
+    from tinyq.tflite_reader import read_model
+
+    model = read_model(model_path)
+    arena = native_arena_bytes(model)
+    if arena is None:
+        return None
+    native = fit(model, board, "native", arena)
+    if not native.fits:
+        return None
+    return (f"use --runtime native, which fits {board.name} (estimated flash "
+            f"{native.flash_needed:,}/{native.flash_available:,} B, RAM "
+            f"{native.ram_needed:,}/{native.ram_available:,} B)")
