@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyq import checks
+from tinyq import checks, tflm_dtypes
 from tinyq.errors import ModelError, UnsupportedError
 from tinyq.interpreters import TflmInterpreter
 from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.tflite_writer import GraphBuilder, TensorSpec, single_op_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -132,3 +132,108 @@ def test_markdown_command():
     out = subprocess.run([sys.executable, "-m", "tinyq.checks", "--markdown"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("# Supported ops and pre-flash checks")
+
+
+# ---------------------------------------------------------------- TFLM kernel dtypes
+
+
+def _unary(opcode: str, dtype: str) -> bytes:
+    quant = {"scale": 0.05, "zero_point": 0} if dtype in ("int8", "int16") else {}
+    return single_op_model(opcode, [TensorSpec((1, 8), dtype, **quant)],
+                           [TensorSpec((1, 8), dtype, **quant)])
+
+
+@pytest.mark.parametrize("opcode", ["SQRT", "EXP"])
+def test_int8_op_without_an_int8_tflm_kernel_is_flagged(opcode):
+    found = checks.problems(read_model_bytes(_unary(opcode, "int8")), "tflm")
+    assert _names(found) == ["tflm_unsupported_dtype"]
+    p = found[0]
+    assert (p.op_index, p.opcode) == (0, opcode)
+    assert p.message.startswith(f"{opcode} has int8 tensors, but TFLM's {opcode} kernel")
+    assert "runs only float32" in p.message
+    assert "--mode float32" in p.fix and "tinyq inspect" not in p.fix
+    assert "--runtime native" not in p.fix       # the native runtime has no such kernel
+    assert "\n" not in str(p)
+
+
+@pytest.mark.parametrize("opcode, dtype", [("SQRT", "float32"), ("EXP", "float32"),
+                                           ("RSQRT", "int8"), ("ABS", "int16"),
+                                           ("LEAKY_RELU", "int16")])
+def test_a_dtype_the_tflm_kernel_runs_passes(opcode, dtype):
+    assert checks.problems(read_model_bytes(_unary(opcode, dtype)), "tflm") == ()
+
+
+def test_int8_op_with_an_int16_kernel_suggests_int16x8():
+    data = single_op_model("MEAN", [TensorSpec((1, 4, 8), "int32"),
+                                    TensorSpec((1,), "int32", data=np.array([1]))],
+                           [TensorSpec((1, 8), "int32")], {"keep_dims": False})
+    (p,) = checks.problems(read_model_bytes(data), "tflm")
+    assert "runs only float32, int8 or int16" in p.message and "--mode float32" in p.fix
+    g = GraphBuilder()
+    x = g.add_tensor((1, 8), "int8", scale=0.05)
+    alpha = g.add_constant(np.ones(8, np.int16), scale=0.05)
+    y = g.add_tensor((1, 8), "int8", scale=0.05)
+    g.add_op("PRELU", [x, alpha], [y])
+    (p,) = checks.problems(read_model_bytes(g.build(inputs=[x], outputs=[y])), "tflm")
+    assert "int8, int16 -> int8" in p.message and "--mode int16x8" in p.fix
+
+
+def test_mixed_signatures_are_matched_whole():
+    g = GraphBuilder()
+    x = g.add_tensor((1, 8), "int16", scale=0.05)
+    alpha = g.add_constant(np.ones(8, np.int8), scale=0.05)
+    y = g.add_tensor((1, 8), "int16", scale=0.05)
+    g.add_op("PRELU", [x, alpha], [y])
+    assert checks.problems(read_model_bytes(g.build(inputs=[x], outputs=[y])), "tflm") == ()
+
+
+def test_native_runtime_is_suggested_only_when_it_runs_the_op(monkeypatch):
+    model = read_model_bytes(_unary("SQRT", "int8"))
+    monkeypatch.setattr(checks, "_native_runs", lambda m: {0})
+    (p,) = checks.problems(model, "tflm")
+    assert "use --runtime native" in p.fix
+
+
+def test_cli_inspect_refuses_int8_sqrt_in_one_line(tmp_path, capsys):
+    from tinyq.cli import main as cli_main
+
+    path = tmp_path / "sqrt.tflite"
+    path.write_bytes(_unary("SQRT", "int8"))
+    assert cli_main(["inspect", str(path), "--runtime", "tflm"]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "op 0 SQRT" in errors[0] and "int8" in errors[0]
+    assert "Traceback" not in captured.err
+    assert "TFLM arena    not measured" in captured.out
+
+
+def test_dtype_table_agrees_with_the_pinned_tflite_micro_interpreter():
+    """Runs real one-op models in tflite-micro (child processes): accepted signatures
+    must allocate and invoke, every other probed dtype must fail."""
+    ops = ["SQRT", "EXP", "RSQRT", "SOFTMAX", "TRANSPOSE_CONV", "MEAN"]
+    cases = tflm_dtypes.probe_cases(ops)
+    assert sum(ok for _, ok in cases) >= 10 and sum(not ok for _, ok in cases) >= 10
+    assert tflm_dtypes.verify(ops) == []
+
+
+def test_dtype_table_rows_are_consistent():
+    assert set(tflm_dtypes.TFLM_OP_DTYPES) <= checks.TFLM_BUILTIN_OPS
+    for op, row in tflm_dtypes.TFLM_OP_DTYPES.items():
+        assert row.signatures, op
+        assert all(len(s) == len(row.positions) + 1 for s in row.signatures), op
+        assert row.source.endswith(".cc"), op
+    for op in ("SQRT", "RSQRT", "EXP", "LOG", "SIN", "COS", "ABS", "NEG", "SQUARE",
+               "ROUND", "CEIL", "FLOOR", "DIV", "FLOOR_DIV", "FLOOR_MOD",
+               "SQUARED_DIFFERENCE", "LOGISTIC", "TANH", "HARD_SWISH", "ELU", "PRELU",
+               "LEAKY_RELU", "MAXIMUM", "MINIMUM", "SOFTMAX", "LOG_SOFTMAX",
+               "L2_NORMALIZATION", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN",
+               "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "TRANSPOSE_CONV",
+               "BATCH_MATMUL", "SVDF"):
+        assert op in tflm_dtypes.TFLM_OP_DTYPES, op
+
+
+def test_supported_ops_doc_lists_the_dtype_table():
+    doc = (REPO / "docs" / "supported_ops.md").read_text()
+    for line in checks.markdown().splitlines():
+        if line.startswith("| `") and "kernels/" in line:
+            assert line in doc, "regenerate: python -m tinyq.checks --markdown"

@@ -30,7 +30,7 @@ from tinyq.analyze import measure_tflm_arena
 from tinyq.codegen import PROJECT_FILE, GenerateOptions, ModelInfo, generate, render_project
 from tinyq.errors import BoardError, ModelError, UnsupportedError, UserInputError
 from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.tflite_writer import GraphBuilder, TensorSpec, single_op_model
 from tinyq.tflm import codegen
 from tinyq.tflm.codegen import (
     ARENA_MARGIN_BYTES,
@@ -130,6 +130,54 @@ def test_custom_ops_without_a_tflm_kernel_in_the_library_are_refused():
     data, model = _model_with("CUSTOM", custom_code="SignalWindow")
     with pytest.raises(UnsupportedError, match="custom op 'SignalWindow'"):
         render(model, TflmOptions(arena_bytes=1024), model_bytes=data)
+
+
+def _unary(opcode: str, dtype: str) -> bytes:
+    quant = {"scale": 0.05, "zero_point": 0} if dtype == "int8" else {}
+    return single_op_model(opcode, [TensorSpec((1, 8), dtype, **quant)],
+                           [TensorSpec((1, 8), dtype, **quant)])
+
+
+@pytest.mark.parametrize("opcode", ["SQRT", "EXP"])
+def test_an_op_dtype_tflm_has_no_kernel_for_is_refused_before_anything_is_written(
+        tmp_path, capsys, opcode):
+    from tinyq.cli import main as cli_main
+
+    path = tmp_path / f"{opcode}.tflite"
+    path.write_bytes(_unary(opcode, "int8"))
+    with pytest.raises(UnsupportedError) as err:
+        generate(path, "mps2-an386", runtime="tflm", out_dir=tmp_path / "out")
+    text = str(err.value)
+    assert f"op 0 {opcode}: {opcode} has int8 tensors" in text and "\n" not in text
+    assert "tinyq inspect" not in text and err.value.op_index == 0
+    assert not (tmp_path / "out").exists()
+    code = cli_main(["generate", str(path), "--board", "mps2-an386", "--runtime", "tflm",
+                     "-o", str(tmp_path / "cli")])
+    assert code == UnsupportedError.exit_code
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and f"op 0 {opcode}" in errors[0]
+    assert "Traceback" not in captured.err and not (tmp_path / "cli").exists()
+
+
+def test_a_float_op_of_the_same_kind_is_generated(tmp_path):
+    data = _unary("SQRT", "float32")
+    src = render(read_model_bytes(data), TflmOptions(arena_bytes=4096), model_bytes=data)
+    assert [op.opcode for op in src.ops] == ["SQRT"]
+
+
+def test_a_model_tflm_refuses_in_prepare_gets_a_hint_that_is_not_circular():
+    """The checks pass (int8 -> int16 SOFTMAX is a kernel TFLM has), but the kernel wants
+    output zero point -32768: only the interpreter knows, and its reason is passed on."""
+    data = single_op_model("SOFTMAX", [TensorSpec((1, 8), "int8", scale=0.05)],
+                           [TensorSpec((1, 8), "int16", scale=1 / 32768)])
+    model = read_model_bytes(data)
+    assert [p for p in checks.problems(model, "tflm") if p.severity == "error"] == []
+    with pytest.raises(UnsupportedError) as err:
+        render(model, TflmOptions(use_arena_cache=False), model_bytes=data)
+    assert "softmax_common.cc" in err.value.message and "SOFTMAX" in err.value.message
+    assert err.value.hint == codegen.PREPARE_FAILED_HINT
+    assert "run `tinyq inspect`" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_unknown_kernels_and_bad_arena_options_are_user_errors(tiny):

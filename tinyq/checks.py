@@ -227,6 +227,55 @@ def tflm_uint8_tensors(model: ir.Model) -> Iterator[Finding]:
                 break
 
 
+@check("tflm")
+def tflm_unsupported_dtype(model: ir.Model) -> Iterator[Finding]:
+    """{opcode} has {dtypes} tensors, but TFLM's {opcode} kernel (kernels/{source}) runs
+    only {accepted}, so the interpreter stops with a type error at AllocateTensors or at
+    the first Invoke.
+
+    Fix: {remedy}, or replace the layer with ops TFLM runs in {dtype}{native}.
+    """
+    from tinyq import tflm_dtypes
+
+    found = list(tflm_dtypes.unsupported_dtypes(model))
+    if not found:
+        return
+    # uint8 and hybrid ops have their own checks with a better fix.
+    skip = {f["op"].index for f in (*tflm_uint8_tensors(model), *tflm_hybrid_model(model))}
+    native_ok = _native_runs(model)
+    for op, sig in found:
+        if op.index in skip or "uint8" in sig:
+            continue
+        row = tflm_dtypes.TFLM_OP_DTYPES[op.opcode]
+        accepted = {s[-1] for s in row.signatures}
+        dtype = sig[0]
+        if dtype == "int8" and "int16" in accepted:
+            remedy = (f"re-quantize with --mode int16x8 so {op.opcode} runs in int16")
+        elif "float32" in accepted:
+            remedy = (f"keep {op.opcode} in float32 (re-quantize with --mode float32, or "
+                      "compute it in your application code on the model's output)")
+        else:
+            remedy = f"convert the model so {op.opcode} gets {row.describe()} tensors"
+        native = ("; the native runtime runs this op: use --runtime native (check the "
+                  "whole model with `tinyq inspect MODEL --runtime native`)"
+                  if op.index in native_ok else "")
+        yield {"op": op, "dtypes": tflm_dtypes.describe_signatures([sig]),
+               "accepted": row.describe(), "source": row.source, "remedy": remedy,
+               "dtype": dtype, "native": native}
+
+
+def _native_runs(model: ir.Model) -> set[int]:
+    """Indices of the ops the native runtime has a kernel for with these dtypes."""
+    try:
+        support = importlib.import_module("tinyq.native.support")
+    except ModuleNotFoundError as exc:
+        if exc.name != "tinyq.native.support":
+            raise
+        return set()
+    refused = {p.op_index for p in support.problems(model) if p.op_index is not None}
+    return {op.index for op in model.operators if op.index not in refused}
+
+
 @check("tflm", severity="warning")
 def tflm_extra_subgraphs(model: ir.Model) -> Iterator[Finding]:
     """The model has {count} subgraphs; tinyq analyses subgraph 0 only (MACs, weights and
@@ -301,6 +350,7 @@ def markdown() -> str:
               "`micro_mutable_op_resolver.h`):", ""]
     lines += [", ".join(f"`{op}`" for op in sorted(TFLM_BUILTIN_OPS)), ""]
     lines += ["TFLM custom ops: " + ", ".join(f"`{op}`" for op in sorted(TFLM_CUSTOM_OPS)), ""]
+    lines += _tflm_dtype_lines()
     lines += ["## Hybrid-model detection", "",
               "Ops checked for float activations with int8 weights: "
               + ", ".join(f"`{op}`" for op in sorted(WEIGHT_OPS)), ""]
@@ -313,6 +363,20 @@ def markdown() -> str:
     else:
         lines += ["(the native support table is not installed)", ""]
     return "\n".join(lines)
+
+
+def _tflm_dtype_lines() -> list[str]:
+    from tinyq import tflm_dtypes
+
+    lines = ["## TFLM kernel dtypes", "",
+             "The tensor dtypes each TFLM kernel runs (`tflm_unsupported_dtype`; "
+             "`inputs -> output` where they differ). From the kernels' Prepare/Eval type "
+             f"checks, verified with tflite-micro {tflm_dtypes.VERIFIED_WITH} by "
+             "`python -m tinyq.tflm_dtypes --verify`. Ops not listed are not checked.", "",
+             "| op | runs | kernel |", "|---|---|---|"]
+    for op, row in sorted(tflm_dtypes.TFLM_OP_DTYPES.items()):
+        lines.append(f"| `{op}` | {row.describe()} | `kernels/{row.source}` |")
+    return [*lines, ""]
 
 
 def _native_ops() -> list[tuple[str, str, str]]:

@@ -102,6 +102,11 @@ ARENA_ALIGN = 16
 #: CMSIS-NN aligns each scratch request the way TFLM's allocator does.
 SCRATCH_ALIGN = 16
 
+#: What to do when the host tflite-micro interpreter refuses a model the checks passed.
+PREPARE_FAILED_HINT = ("change the op that message names (the dtypes or quantization the "
+                       "TFLM kernel checks for, or another layer), or use --runtime native "
+                       "if `tinyq inspect MODEL --runtime native` reports no problem")
+
 PREFIX = "tflm"
 TEMPLATE_DIR = "tflm"
 #: Project-level files the project renderer fills in (they need the whole file list).
@@ -217,9 +222,11 @@ def check_model(model: ir.Model) -> tuple[ResolverOp, ...]:
     errors = [p for p in checks.problems(model, "tflm") if p.severity == "error"]
     if errors:
         first = errors[0]
+        where = f"op {first.op_index} {first.opcode}: " if first.op_index is not None else ""
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise UnsupportedError(f"TFLM cannot run this model: {first.message}{more}",
-                               hint=first.fix, op=first.opcode, op_index=first.op_index)
+        raise UnsupportedError(f"TFLM cannot run this model: {where}{first.message}{more}",
+                               hint=first.fix, op=first.opcode, op_index=first.op_index,
+                               problems=tuple(errors))
     for t in (*model.input_tensors, *model.output_tensors):
         if t.dtype not in _TQ_TYPES:
             raise UnsupportedError(
@@ -285,8 +292,16 @@ def plan_arena(model: ir.Model, model_bytes: bytes, options: TflmOptions,
                              hint="use 0 or more bytes")
     from tinyq.analyze import measure_tflm_arena
 
-    measured = measure_tflm_arena(model, model_bytes, use_cache=options.use_arena_cache,
-                                  progress=progress).arena_bytes
+    try:
+        measured = measure_tflm_arena(model, model_bytes, use_cache=options.use_arena_cache,
+                                      progress=progress).arena_bytes
+    except (ModelError, UnsupportedError) as exc:
+        # The checks passed, yet the host interpreter refuses the model in Prepare: a
+        # kernel constraint tinyq's tables do not know. Its message names the op and
+        # the kernel's reason; pointing back at `tinyq inspect` would be circular.
+        raise UnsupportedError(
+            f"TFLM cannot run this model: {exc.message}",
+            hint=PREPARE_FAILED_HINT, op=getattr(exc, "op", None)) from exc
     total = round_up(measured + options.arena_margin_bytes + scratch, ARENA_ALIGN)
     return ArenaPlan(bytes=total, measured=measured, margin=options.arena_margin_bytes,
                      cmsis_nn_scratch=scratch)
