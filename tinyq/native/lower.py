@@ -940,20 +940,24 @@ LOWERINGS: Mapping[str, Lowering] = {
 COMMON_SOURCES = ("tq_common.c",)
 
 
-def lowering_for(op: ir.Operator) -> Lowering:
+def lowering_for(op: ir.Operator, model: ir.Model | None = None) -> Lowering:
     try:
         return LOWERINGS[op.opcode]
     except KeyError:
+        hint = "run `tinyq inspect MODEL --runtime native`, or use --runtime tflm"
+        if model is not None:
+            from tinyq.native.support import requantize_fix
+
+            hint = requantize_fix(model) or hint   # dynamic-range/float16: not TFLM either
         raise UnsupportedError(
             f"op {op.index} {op.opcode}: the native runtime has no kernel for it",
-            hint="run `tinyq inspect MODEL --runtime native`, or use --runtime tflm",
-            op=op.opcode) from None
+            hint=hint, op=op.opcode) from None
 
 
 def lower_op(model: ir.Model, op: ir.Operator, aliases: Mapping[int, int]) -> Call:
     """Lower one op (the caller has already checked support)."""
     ctx = LowerContext(model, op, aliases)
-    call = lowering_for(op).fn(ctx, op)
+    call = lowering_for(op, model).fn(ctx, op)
     arrays = ctx.take_arrays()
     if arrays:
         call = Call(call.kernel, call.params_type, call.params, call.args,

@@ -60,11 +60,28 @@ def _dtypes(model: ir.Model, ids: tuple[int, ...]) -> list[str]:
     return [model.tensors[i].dtype for i in ids if i >= 0]
 
 
-def _op_problems(model: ir.Model, op: ir.Operator) -> list[Problem]:
+#: How to make a full-int8 model, the one kind of model both runtimes run.
+REQUANTIZE = "re-quantize with `tinyq quantize MODEL --calib DATA --mode int8`"
+#: Quantization modes (``tinyq.quantize.detect_mode``) TFLM cannot run either, and why.
+TFLM_CANNOT_RUN = {
+    "dynamic": "TFLM cannot run dynamic-range (hybrid) models either",
+    "float16": "TFLM cannot run float16-quantized models either",
+}
+
+
+def requantize_fix(model: ir.Model) -> str | None:
+    """The fix for a dynamic-range or float16 model (neither runtime runs it), else None."""
+    from tinyq.quantize import detect_mode
+
+    why = TFLM_CANNOT_RUN.get(detect_mode(model))
+    return f"{REQUANTIZE} ({why})" if why else None
+
+
+def _op_problems(model: ir.Model, op: ir.Operator, requantize: str | None) -> list[Problem]:
     lowering = LOWERINGS.get(op.opcode)
     if lowering is None:
         return [Problem(RUNTIME, f"the native runtime has no kernel for {op.opcode}",
-                        "use --runtime tflm, or change the model to avoid this op",
+                        requantize or "use --runtime tflm, or change the model to avoid this op",
                         op.index, op.opcode)]
     ins, outs = _dtypes(model, op.inputs), _dtypes(model, op.outputs)
     if not any(sig.matches(ins, outs) for sig in lowering.signatures):
@@ -73,7 +90,8 @@ def _op_problems(model: ir.Model, op: ir.Operator) -> list[Problem]:
             RUNTIME,
             f"unsupported dtypes ({', '.join(ins)}) -> ({', '.join(outs)}); "
             f"the native runtime supports {accepted}",
-            "quantize to full int8 (float, int16x8 and hybrid models run on --runtime tflm)",
+            requantize or f"use --runtime tflm (it runs float32 and int16x8 models), or "
+                          f"{REQUANTIZE}",
             op.index, op.opcode)]
     found = []
     for check in lowering.constraints:
@@ -86,8 +104,9 @@ def _op_problems(model: ir.Model, op: ir.Operator) -> list[Problem]:
 def problems(model: ir.Model) -> list[Problem]:
     """Everything that stops the native runtime from running ``model`` (empty: supported)."""
     found = [Problem(RUNTIME, _message(fn), fix) for fn, fix in _MODEL_CHECKS if fn(model)]
+    requantize = requantize_fix(model)
     for op in model.operators:
-        found.extend(_op_problems(model, op))
+        found.extend(_op_problems(model, op, requantize))
     return found
 
 
