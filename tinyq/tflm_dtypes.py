@@ -17,6 +17,10 @@ AllocateTensors or Invoke), each in a child process because a bad model can
 crash the interpreter. ``tests/test_checks.py`` re-runs a few rows of it, so
 the table cannot drift silently from the pinned interpreter.
 
+The CMSIS-NN variants of ADD, MUL, the pools, SOFTMAX, SVDF, TRANSPOSE_CONV,
+BATCH_MATMUL and MAXIMUM/MINIMUM (``kernels/cmsis_nn/``) accept the same dtypes
+(read in the source; the host wheel runs the reference kernels only).
+
 Where the wheel and the source disagree, the wheel wins (it is what tinyq's
 arena measurement and output comparison run): SIN/COS/LOG/SQRT/SQUARE with int8
 tensors pass AllocateTensors in the wheel and fail at the first Invoke.
@@ -135,6 +139,14 @@ TFLM_OP_DTYPES: Mapping[str, OpDtypes] = MappingProxyType({
                     ("float32", "int8", "int16", "int32", "int64")),
     "MINIMUM": _row("maximum_minimum.cc", _BINARY,
                     ("float32", "int8", "int16", "int32", "int64")),
+    "ADD": _row("add.cc", _BINARY, ("float32", "int8", "int16", "int32")),
+    "SUB": _row("sub.cc", _BINARY, ("float32", "int8", "int16", "int32")),
+    "MUL": _row("mul_common.cc", _BINARY, ("float32", "int8", "int16", "int32")),
+    "ADD_N": _row("add_n.cc", _BINARY, ("float32", "int8")),      # first two inputs
+    "CUMSUM": _row("cumsum.cc", _UNARY, ("float32", "int8")),
+    "AVERAGE_POOL_2D": _row("pooling.cc", _UNARY, ("float32", "int8", "int16")),
+    "MAX_POOL_2D": _row("pooling.cc", _UNARY, ("float32", "int8", "int16")),
+    "L2_POOL_2D": _row("l2_pool_2d.cc", _UNARY, ("float32",)),
     # reduce_common.cc: MEAN/SUM have int8 and int16 kernels, MAX/MIN only int8.
     "MEAN": _row("reduce_common.cc", _UNARY, ("float32", "int8", "int16")),
     "SUM": _row("reduce_common.cc", _UNARY, ("float32", "int8", "int16")),
@@ -227,6 +239,15 @@ def probe_model(opcode: str, signature: tuple[str, ...]) -> bytes:
         x = act((1, 2, 2, 4), signature[0])
         size = _const(g, np.array([4, 4]), "int32")
         g.add_op(opcode, [x, size], [out((1, 4, 4, 4))])
+    elif opcode in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"):
+        x = act((1, 4, 4, 4), signature[0])
+        g.add_op(opcode, [x], [out((1, 3, 3, 4))],
+                 {"padding": "VALID", "stride_w": 1, "stride_h": 1, "filter_width": 2,
+                  "filter_height": 2, "fused_activation_function": "NONE"})
+    elif opcode == "CUMSUM":
+        x = act((1, 8), signature[0])
+        axis = g.add_constant(np.array(1, np.int32), "int32")
+        g.add_op(opcode, [x, axis], [out((1, 8))], {"exclusive": False, "reverse": False})
     elif opcode == "PRELU":
         x = act((1, 8), signature[0])
         alpha = _const(g, np.full(8, 5), signature[1], **_quant(signature[1]))
