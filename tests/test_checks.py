@@ -216,6 +216,15 @@ def test_dtype_table_agrees_with_the_pinned_tflite_micro_interpreter():
     assert tflm_dtypes.verify(ops) == []
 
 
+def test_dtype_table_verification_catches_a_wrong_row(monkeypatch):
+    wrong = tflm_dtypes.OpDtypes((0,), frozenset({("float32", "float32"), ("int8", "int8")}),
+                                 "elementwise.cc")
+    monkeypatch.setattr(tflm_dtypes, "TFLM_OP_DTYPES",
+                        {**tflm_dtypes.TFLM_OP_DTYPES, "SQRT": wrong})
+    (line,) = tflm_dtypes.verify(["SQRT"])
+    assert line.startswith("SQRT int8: table says runs, interpreter: invoke")
+
+
 def test_dtype_table_rows_are_consistent():
     assert set(tflm_dtypes.TFLM_OP_DTYPES) <= checks.TFLM_BUILTIN_OPS
     for op, row in tflm_dtypes.TFLM_OP_DTYPES.items():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from tinyq import ir
+from tinyq import ir, tflm_dtypes
 
 
 @dataclass(frozen=True)
@@ -235,8 +235,6 @@ def tflm_unsupported_dtype(model: ir.Model) -> Iterator[Finding]:
 
     Fix: {remedy}, or replace the layer with ops TFLM runs in {dtype}{native}.
     """
-    from tinyq import tflm_dtypes
-
     found = list(tflm_dtypes.unsupported_dtypes(model))
     if not found:
         return
@@ -366,8 +364,6 @@ def markdown() -> str:
 
 
 def _tflm_dtype_lines() -> list[str]:
-    from tinyq import tflm_dtypes
-
     lines = ["## TFLM kernel dtypes", "",
              "The tensor dtypes each TFLM kernel runs (`tflm_unsupported_dtype`; "
              "`inputs -> output` where they differ). From the kernels' Prepare/Eval type "
