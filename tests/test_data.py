@@ -211,3 +211,19 @@ def test_broken_image(tmp_path):
     (tmp_path / "imgs" / "a.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image"):
         load_data(tmp_path / "imgs", input_shape=(4, 4, 1))
+
+
+def test_label_range_names_count_and_range():
+    from tinyq.data import check_label_range
+
+    check_label_range(np.array([0, 9, 3]), 10, "t.npz")                    # in range: fine
+    check_label_range(np.eye(10)[[1, 2]], 10, "t.npz")
+    with pytest.raises(DataError) as info:
+        check_label_range(np.array([0, 12, -1, 3]), 10, "t.npz")
+    assert str(info.value).startswith("2 of 4 labels in t.npz are outside the valid range "
+                                      "0..9 (found -1..12")
+    assert "\n" not in str(info.value)
+    with pytest.raises(DataError, match="one-hot rows of width 12, but the model has 10"):
+        check_label_range(np.eye(12)[[1, 2]], 10, "t.npz")
+    with pytest.raises(DataError, match="no labels"):
+        check_label_range(None, 10, "t.npz")

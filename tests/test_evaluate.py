@@ -209,3 +209,24 @@ def test_tflm_runtime_refuses_hybrid_models(samples):
     with pytest.raises(UnsupportedError, match="hybrid"):
         evaluate_bytes(g.build([a], [y]), x, runtime="tflm")
     assert evaluate_bytes(g.build([a], [y]), x).mode == "dynamic"
+
+
+@pytest.mark.parametrize("bad", [WIDTH, WIDTH + 4, -1])
+def test_labels_outside_the_classes_are_refused(samples, tmp_path, bad, capsys):
+    from tinyq.cli import main
+
+    x, labels = samples
+    model = tmp_path / "m.tflite"
+    model.write_bytes(relu_reshape("int8"))
+    y = labels.copy()
+    y[[3, 5]] = bad
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=y)
+    with pytest.raises(DataError, match=rf"2 of {N} labels in .*d\.npz are outside the valid "
+                                        rf"range 0\.\.{WIDTH - 1}"):
+        evaluate(model, data)
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(model), "--data", str(data), "--json", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside the valid range" in err and "Traceback" not in err
+    assert not out.exists()

@@ -263,3 +263,23 @@ def test_resuming_a_complete_record_is_refused_before_building(case, monkeypatch
     monkeypatch.setattr(tinyq.build, "build", no_build)
     with pytest.raises(UserInputError, match="already holds all"):
         validate(model, "mps2-an386", test, emulator="qemu", resume=full)
+
+
+def test_labels_outside_the_classes_are_refused_before_building(case, tmp_path, monkeypatch,
+                                                                 capsys):
+    import tinyq.build
+    from tinyq.cli import main
+
+    model, _test, x, y = case
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=x, y=np.where(np.arange(len(y)) < 3, 7, y))     # 4 classes; 3 labels are 7
+
+    def no_build(*_a, **_k):
+        raise AssertionError("must not build")
+
+    monkeypatch.setattr(tinyq.build, "build", no_build)
+    assert main(["validate", str(model), "--board", "mps2-an386", "--emulator", "qemu",
+                 "--data", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"3 of {N_SAMPLES} labels in {bad} are outside the valid range 0..3" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

@@ -17,7 +17,8 @@ Checks (each a :class:`~tinyq.errors.DataError` with one line and the fix): a mi
 or unreadable file, a missing ``x``, a non-numeric dtype, samples whose shape is not
 the model input (a missing batch dimension, or a missing trailing channel dimension of
 1, is added when that reading is the only one that fits), NaN/inf values, no samples,
-fewer samples than asked, labels that do not match the samples.
+fewer samples than asked, labels that do not match the samples; and, with
+:func:`check_label_range`, labels outside the model's classes.
 """
 
 from __future__ import annotations
@@ -84,6 +85,29 @@ def require_class_labels(y: np.ndarray | None, what: str) -> np.ndarray:
         raise DataError(f"the labels in {what} are not class indices",
                         hint="store integer class labels (or one-hot rows) under 'y'")
     return labels
+
+
+def check_label_range(y: np.ndarray, classes: int, what: str) -> None:
+    """Refuse labels a ``classes``-way classifier cannot predict (a DataError, one line).
+
+    ``y``: class indices ``(N,)`` or one-hot rows ``(N, C)``. One-hot rows must be
+    ``classes`` wide; indices must lie in ``0..classes-1``. Such labels would only
+    lower the accuracy silently (they can never match a prediction).
+    """
+    labels = require_class_labels(y, what)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1 and y.shape[1] != classes:
+        raise DataError(f"the labels in {what} are one-hot rows of width {y.shape[1]}, but the "
+                        f"model has {classes} classes",
+                        hint=f"store one-hot rows of width {classes} or class indices "
+                             f"0..{classes - 1}")
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        raise DataError(f"{int(bad.sum())} of {len(labels)} labels in {what} are outside the "
+                        f"valid range 0..{classes - 1} (found {int(labels.min())}.."
+                        f"{int(labels.max())}; the model has {classes} classes)",
+                        hint=f"use class indices 0..{classes - 1}, or the model these labels "
+                             "belong to")
 
 
 def load_data(path: str | os.PathLike[str] | Dataset | np.ndarray,

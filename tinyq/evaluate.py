@@ -16,7 +16,8 @@ What is run:
 
 Metrics against the reference (first output, all samples): max abs error, RMSE,
 relative L2 (||q - f|| / ||f||), mean per-sample cosine similarity, top-1 agreement.
-Top-1 accuracy when the data has class labels.
+Top-1 accuracy when the data has class labels (labels outside the first output's
+classes are refused, see :func:`tinyq.data.check_label_range`).
 
 Per-layer SQNR: both models run with every intermediate tensor preserved on the first
 :data:`LAYER_SAMPLES` samples. Each op of the model under test (QUANTIZE and
@@ -202,6 +203,11 @@ def top1_accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | Non
     return float(np.mean(np.argmax(flat, axis=1) == labels[: len(flat)]))
 
 
+def output_classes(model) -> int:
+    """How many scores the first output holds per sample (the classes top-1 picks from)."""
+    return int(np.prod(model.output_tensors[0].shape[1:], dtype=np.int64))
+
+
 def sqnr_db(signal: float, noise: float) -> float:
     if noise == 0:
         return math.inf
@@ -333,7 +339,7 @@ def evaluate_bytes(model_bytes: bytes, data, reference_bytes: bytes | None = Non
                    layers: bool = True, image_scale: str = "0-1",
                    progress: ProgressFn = null_progress) -> EvalReport:
     """:func:`evaluate` on bytes already in memory (``data``: path, Dataset or array)."""
-    from tinyq.data import load_data
+    from tinyq.data import check_label_range, load_data
     from tinyq.quantize import detect_mode
     from tinyq.tflite_reader import read_model_bytes
 
@@ -354,6 +360,9 @@ def evaluate_bytes(model_bytes: bytes, data, reference_bytes: bytes | None = Non
     if x.dtype.kind in "iu" and x.dtype != model.input_tensors[0].np_dtype:
         x = x.astype(np.float32)
     labels = dataset.class_labels()
+    classes = output_classes(model)
+    if labels is not None and classes > 1:      # refuse labels top-1 can never match
+        check_label_range(dataset.y, classes, dataset.source)
     outputs = run_model(model_bytes, x, runtime, progress, what=Path(name).name)
     accuracy = top1_accuracy(outputs, labels)
     metrics, ref_acc, layer_list, skipped, n_layer = None, None, (), (), 0

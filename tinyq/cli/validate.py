@@ -41,6 +41,20 @@ def print_validate(result, ui) -> None:
     ui.table(("measure", "value"), rows, align="lr")
 
 
+def check_labels(model_path: str, data: str) -> None:
+    """Refuse labels the model can never predict, before building anything.
+
+    The device's top-1 is the argmax of the first output (a single score: > 0.5, so
+    two classes); labels outside those classes would silently lower the accuracy.
+    """
+    from tinyq.data import check_label_range, load_data
+    from tinyq.evaluate import output_classes
+    from tinyq.tflite_reader import read_model
+
+    loaded = load_data(data)
+    check_label_range(loaded.y, max(2, output_classes(read_model(model_path))), loaded.source)
+
+
 def run(args, ui) -> int:
     from tinyq.cli.bench import build_options, check_outputs, write_outputs
     from tinyq.report import load_record
@@ -49,6 +63,7 @@ def run(args, ui) -> int:
     if args.resume and args.json and args.resume == args.json:
         args.force = True       # resuming into the same file replaces it by design
     check_outputs(args)
+    check_labels(args.model, args.data)
     resume = load_record(args.resume) if args.resume else None
     generate, build = build_options(args)
     options = ValidateOptions(samples=args.samples, reference=args.reference,
