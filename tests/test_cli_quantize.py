@@ -84,6 +84,18 @@ def test_quantize_bad_input(capsys, tiny_float_model, tmp_path, extra, message):
 
 
 @pytest.mark.tensorflow
+def test_quantize_refuses_one_calibration_sample(capsys, tiny_float_model, tmp_path):
+    calib = tmp_path / "one.npz"
+    np.savez(calib, x=np.load(tiny_float_model["calib"])["x"][:1])
+    out = tmp_path / "q.tflite"
+    code, _, err = _run(capsys, "quantize", tiny_float_model["model"], "--calib", calib,
+                        "-o", out)
+    assert code == 1 and "Traceback" not in err and len(_errors(err)) == 1
+    assert "holds 1 calibration sample(s); int8 needs at least 32" in err
+    assert not out.exists()
+
+
+@pytest.mark.tensorflow
 def test_quantize_wrong_calib_shape_says_both(capsys, tiny_float_model, tmp_path):
     calib = tmp_path / "c.npz"
     np.savez(calib, x=np.zeros((3, 4, 4), np.float32))
@@ -106,7 +118,7 @@ def test_conversion_failure_exit_1_no_file(capsys, monkeypatch, tmp_path):
                              keras_model=model)
     monkeypatch.setattr(loader, "load_model", lambda path: fake)
     calib = tmp_path / "c.npy"
-    np.save(calib, np.zeros((2, 6), np.float32))
+    np.save(calib, np.zeros((32, 6), np.float32))
     out = tmp_path / "erf.tflite"
     code, _, err = _run(capsys, "quantize", "erf.keras", "--calib", calib, "-o", out)
     assert code == 1 and "converter failed" in err and "tf.Erf" in err

@@ -54,11 +54,29 @@ def test_without_tensorflow_names_the_extra(monkeypatch, tmp_path):
     ({"mode": "int4"}, "unknown quantization mode"),
     ({"mode": "dynamic", "io": "int8"}, "does not go with"),
     ({"mode": "int8", "io": "int16"}, "does not go with"),
-    ({"calib_samples": 0}, "at least 1"),
+    ({"calib_samples": 0}, "at least 32"),
+    ({"calib_samples": 31}, "--calib-samples must be at least 32 to calibrate int8"),
+    ({"mode": "int16x8", "calib_samples": 8}, "at least 32 to calibrate int16x8"),
+    ({"mode": "dynamic", "calib_samples": 0}, "at least 1, got 0"),
 ])
 def test_bad_options(kwargs, message):
     with pytest.raises(UserInputError, match=message):
         QuantizeOptions(**kwargs)
+
+
+def test_too_few_calibration_samples_are_refused():
+    from tinyq.quantize import MIN_CALIB_SAMPLES, calibration_samples
+
+    few = np.zeros((MIN_CALIB_SAMPLES - 1, 4), np.float32)
+    with pytest.raises(DataError, match=rf"array holds {MIN_CALIB_SAMPLES - 1} calibration "
+                                        rf"sample\(s\); int8 needs at least {MIN_CALIB_SAMPLES}"):
+        calibration_samples(few, (4,), QuantizeOptions())
+    with pytest.raises(DataError, match="holds 1 calibration sample"):
+        calibration_samples(np.zeros((1, 4), np.float32), (4,), QuantizeOptions(mode="int16x8"))
+    enough = calibration_samples(np.zeros((MIN_CALIB_SAMPLES, 4)), (4,), QuantizeOptions())
+    assert enough.shape == (MIN_CALIB_SAMPLES, 4)
+    # modes without calibration only check the shape
+    assert len(calibration_samples(few[:1], (4,), QuantizeOptions(mode="dynamic"))) == 1
 
 
 def test_default_io_per_mode():
@@ -144,9 +162,9 @@ def test_float_io_and_per_tensor_dense(tiny_float_model):
     assert ("QUANTIZE", 1) in default.ops and ("DEQUANTIZE", 1) in default.ops
     assert fc_weight_scales(default.tflite) == [16, 3]          # per-channel
     per_tensor = quantize(tiny_float_model["model"], tiny_float_model["calib"],
-                          QuantizeOptions(per_tensor_dense=True, calib_samples=8))
+                          QuantizeOptions(per_tensor_dense=True, calib_samples=40))
     assert fc_weight_scales(per_tensor.tflite) == [1, 1]
-    assert per_tensor.calib_samples == 8
+    assert per_tensor.calib_samples == 40
 
 
 @pytest.mark.tensorflow
@@ -198,7 +216,7 @@ def test_converter_failure_names_the_op_and_leaves_no_file(monkeypatch, tmp_path
     monkeypatch.setattr(loader, "load_model", lambda path: fake)
     out = tmp_path / "erf.tflite"
     with pytest.raises(ConversionError) as err:
-        quantize("erf.keras", np.zeros((2, 6), np.float32), QuantizeOptions(), output=out)
+        quantize("erf.keras", np.zeros((32, 6), np.float32), QuantizeOptions(), output=out)
     assert "'tf.Erf' op" in str(err.value) and "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
