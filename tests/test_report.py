@@ -154,6 +154,53 @@ def test_load_record_errors(tmp_path):
         load_record(other)
 
 
+def _damage(record: dict, edit) -> dict:
+    record = json.loads(json.dumps(record))
+    edit(record)
+    return record
+
+
+DAMAGED = [
+    ("bench", lambda r: r["latency"].update(median="40000"),
+     'latency.median must be a number, not the string "40000"'),
+    ("validate", lambda r: r.update(device_accuracy="high"),
+     'device_accuracy must be a number, not the string "high"'),
+    ("bench", lambda r: r.update(ram="lots"), 'ram must be an object, not the string "lots"'),
+    ("bench", lambda r: r["layers"][1].pop("share"), "layers[1].share is missing"),
+    ("bench", lambda r: r["layers"][0].update(instructions="many"),
+     'layers[0].instructions must be a number, not the string "many"'),
+    ("bench", lambda r: r.update(layers=[7]), "layers[0] must be an object, not 7"),
+    ("bench", lambda r: r["latency"].pop("median"), "latency.median is missing"),
+    ("bench", lambda r: r["latency"].update(unit="seconds"),
+     'latency.unit must be one of instructions, cycles, not the string "seconds"'),
+    ("validate", lambda r: r.update(samples=True), "samples must be an integer, not true"),
+    ("deploy", lambda r: r["stages"][0].update(seconds="1.5"),
+     'stages[0].seconds must be a number, not the string "1.5"'),
+]
+
+
+@pytest.mark.parametrize("kind, edit, message", DAMAGED, ids=[d[2][:30] for d in DAMAGED])
+def test_damaged_record_fails_in_one_line_naming_file_and_field(tmp_path, capsys, kind, edit,
+                                                                message):
+    from tinyq.cli import main
+
+    base = {"bench": bench_record, "validate": validate_record,
+            "deploy": lambda: {**bench_record(), "kind": "deploy",
+                               "stages": [{"name": "build", "seconds": 1.5, "summary": ""}]}}
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(base[kind]()))
+    assert load_record(good)                                  # the undamaged record loads
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_damage(base[kind](), edit)))
+    with pytest.raises(UserInputError) as info:
+        load_record(bad)
+    assert str(info.value).startswith(f"{bad}: {message} — ")
+    md = tmp_path / "out.md"
+    assert main(["report", str(bad), "--md", str(md)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {info.value}\n" and not md.exists()
+
+
 def test_write_json_is_atomic_and_refuses_overwrite(tmp_path):
     out = tmp_path / "a.json"
     write_json(bench_record(), out)

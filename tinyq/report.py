@@ -51,6 +51,123 @@ class ReportFiles:
 
 # -- records ----------------------------------------------------------------------------
 
+_NUM, _INT, _STR, _BOOL = "a number", "an integer", "a string", "true or false"
+_LIST, _DICT = "a list", "an object"
+
+#: What each field of a record must hold, when present and not null: dotted key -> kind;
+#: ``name[]`` stands for every entry of the list ``name``. Parents come before their
+#: fields. Checked on load, so a damaged file fails in one line naming the field
+#: instead of deep inside a table or a plot. Fields not listed are not checked.
+RECORD_FIELDS: dict[str, str] = {
+    "kind": _STR, "tinyq": _STR, "model": _STR, "source_model": _STR, "model_id": _STR,
+    "board": _STR, "runtime": _STR, "device": _STR, "emulated": _BOOL, "input": _STR,
+    "latency": _DICT, "latency.unit": _STR, "latency.median": _NUM, "latency.min": _NUM,
+    "latency.max": _NUM, "latency.p95": _NUM, "latency.runs": _INT, "latency.recorded": _INT,
+    "latency.warmup": _INT, "latency.tick_hz": _NUM, "latency.counter": _STR,
+    "latency.core_hz": _NUM, "latency.emulated": _BOOL, "latency.ms": _NUM,
+    "latency.ms_min": _NUM, "latency.ms_max": _NUM, "latency.ms_p95": _NUM,
+    "latency.values": _LIST, "latency.ticks": _LIST,
+    "ram": _DICT, "ram.static": _NUM, "ram.stack_peak": _NUM, "ram.arena": _NUM,
+    "ram.total": _NUM, "ram.available": _NUM, "ram.data": _NUM, "ram.bss": _NUM,
+    "ram.stack_reserved": _NUM, "ram.arena_reserved": _NUM, "ram.arena_region": _STR,
+    "flash": _DICT, "flash.code": _NUM, "flash.model": _NUM, "flash.total": _NUM,
+    "flash.available": _NUM,
+    "macs": _NUM, "macs_per_instruction": _NUM, "macs_per_cycle": _NUM,
+    "layers": _LIST, "layers[]": _DICT, "layers[].index": _INT, "layers[].op": _STR,
+    "layers[].share": _NUM, "layers[].macs": _NUM, "layers[].instructions": _NUM,
+    "layers[].cycles": _NUM, "layers[].macs_per_instruction": _NUM,
+    "layers[].macs_per_cycle": _NUM,
+    "outputs_match": _BOOL, "max_lsb_diff": _NUM, "bench_max_lsb_diff": _NUM,
+    "samples": _INT, "samples_requested": _INT, "missing": _INT, "complete": _BOOL,
+    "error": _STR, "device_accuracy": _NUM, "host_accuracy": _NUM, "float_accuracy": _NUM,
+    "bit_exact": _BOOL, "bit_exact_count": _INT, "float_model_bytes": _NUM,
+    "tflite_bytes": _NUM, "per_sample": _LIST, "per_sample[]": _LIST,
+    "stages": _LIST, "stages[]": _DICT, "stages[].name": _STR, "stages[].seconds": _NUM,
+    "stages[].summary": _STR, "wall_seconds": _NUM,
+    "reference_accuracy": _NUM, "data": _STR,
+    "rows": _LIST, "rows[]": _DICT, "rows[].mode": _STR, "rows[].size_bytes": _NUM,
+    "rows[].accuracy": _NUM, "rows[].top1_agreement": _NUM, "rows[].max_abs_error": _NUM,
+    "rows[].tflm_runs": _BOOL, "rows[].tflm_note": _STR, "rows[].error": _STR,
+    "compare": _LIST, "compare[]": _DICT, "compare[].mode": _STR,
+    "compare[].size_bytes": _NUM, "compare[].accuracy": _NUM,
+}
+#: Fields the renderer cannot do without when their parent is there.
+REQUIRED_FIELDS = frozenset({"latency.unit", "latency.median", "layers[].index", "layers[].op",
+                             "layers[].share", "stages[].name", "stages[].seconds",
+                             "rows[].mode"})
+#: Latency units a record may carry (the per-layer counts are stored under the unit).
+LATENCY_UNITS = ("instructions", "cycles")
+
+
+def _holds(value: Any, kind: str) -> bool:
+    if kind in (_NUM, _INT):
+        number = (int,) if kind == _INT else (int, float)
+        return isinstance(value, number) and not isinstance(value, bool)
+    return isinstance(value, {_STR: str, _BOOL: bool, _LIST: list, _DICT: dict}[kind])
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _resolve(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
+    """(shown path, value) for every present, non-null value ``key`` names in ``record``."""
+    found: list[tuple[str, Any]] = [("", record)]
+    for part in key.split(".") if key else ():
+        name, each = (part[:-2], True) if part.endswith("[]") else (part, False)
+        step = []
+        for where, obj in found:
+            if not isinstance(obj, Mapping) or obj.get(name) is None:
+                continue
+            shown = f"{where}.{name}" if where else name
+            if each:
+                if isinstance(obj[name], list):
+                    step += [(f"{shown}[{i}]", v) for i, v in enumerate(obj[name])]
+            else:
+                step.append((shown, obj[name]))
+        found = step
+    return found
+
+
+def check_record(record: Mapping[str, Any], source: str) -> None:
+    """Refuse a record whose fields do not hold what :data:`RECORD_FIELDS` says (one line)."""
+    def bad(field: str, problem: str) -> UserInputError:
+        return UserInputError(f"{source}: {field} {problem}",
+                              hint="re-create the file with tinyq bench/validate/deploy/compare "
+                                   "--json, or fix that field", path=source, field=field)
+
+    for key, kind in RECORD_FIELDS.items():
+        parent, _, last = key.rpartition(".")
+        name = last[:-2] if last.endswith("[]") else last
+        for where, obj in _resolve(record, parent):
+            if not isinstance(obj, Mapping):
+                continue
+            field = f"{where}.{name}" if where else name
+            value = obj.get(name)
+            if value is None:
+                if key in REQUIRED_FIELDS:
+                    raise bad(field, "is missing")
+                continue
+            entries = list(enumerate(value)) if last.endswith("[]") and isinstance(value, list) \
+                else [(None, value)]
+            for i, entry in entries:
+                if not _holds(entry, kind):
+                    shown = field if i is None else f"{field}[{i}]"
+                    raise bad(shown, f"must be {kind}, not {_shown(entry)}")
+    unit = _resolve(record, "latency.unit")
+    if unit and unit[0][1] not in LATENCY_UNITS:
+        raise bad("latency.unit", f'must be one of {", ".join(LATENCY_UNITS)}, not '
+                                  f"{_shown(unit[0][1])}")
+
+
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A ``--json`` record, or a UserInputError naming the file."""
     file = Path(path)
@@ -69,6 +186,7 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise UserInputError(f"{file} is not a tinyq bench/validate/deploy/compare record",
                              hint="pass JSON files written by tinyq bench/validate/deploy/compare "
                                   "--json", path=str(file))
+    check_record(record, str(file))
     return record
 
 
@@ -485,5 +603,5 @@ def labels_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
 
 
-__all__ = ["ReportFiles", "accuracy_png", "compare_markdown", "labels_for", "layers_png",
-           "load_record", "markdown", "write_json", "write_report"]
+__all__ = ["RECORD_FIELDS", "ReportFiles", "accuracy_png", "check_record", "compare_markdown",
+           "labels_for", "layers_png", "load_record", "markdown", "write_json", "write_report"]
