@@ -160,6 +160,11 @@ def test_available_is_sorted_and_frozen():
         all_boards[0].clock_hz = 1  # type: ignore[misc]
 
 
+def test_every_supported_qemu_machine_has_a_bundled_board():
+    machines = {b.emulator.qemu_machine for b in boards.available() if b.emulator.qemu_machine}
+    assert machines == set(boards.QEMU_MACHINES)
+
+
 def test_bundled_dir_is_the_package_data():
     assert (boards_dir() / "mps2-an386.toml").is_file()
 

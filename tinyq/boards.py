@@ -40,7 +40,7 @@ from tinyq.resources import boards_dir
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "UART_KINDS", "COUNTER_KINDS", "FLASH_METHODS", "FPUS_FOR_CORE",
+    "UART_KINDS", "COUNTER_KINDS", "FLASH_METHODS", "FPUS_FOR_CORE", "QEMU_MACHINES",
     "load", "loads", "available", "names", "validate_file",
 ]
 
@@ -67,6 +67,20 @@ FLASH_METHODS: dict[str, str] = {
     "copy": "copy a .bin onto the debug probe's USB drive (needs flashing.drive_label)",
     "uf2": "copy a .uf2 onto the bootloader's USB drive (needs flashing.drive_label)",
     "emulator": "nothing to flash: the emulator loads the ELF (needs [emulator])",
+}
+
+#: QEMU machines tinyq runs firmware on (measured with qemu-system-arm 7.2, facts in
+#: docs and QEMU_BOARDS.md): each has a UART on -serial and a SysTick the board glue drives.
+#: Other Cortex-M machines exist in QEMU, but tinyq has no startup/UART glue for them.
+QEMU_MACHINES: dict[str, str] = {
+    "mps2-an385": "Arm MPS2 AN385, Cortex-M3, CMSDK UART",
+    "mps2-an386": "Arm MPS2 AN386, Cortex-M4F, CMSDK UART",
+    "mps2-an500": "Arm MPS2 AN500, Cortex-M7 (double-precision FPU), CMSDK UART",
+    "mps2-an505": "Arm MPS2 AN505, Cortex-M33 (boots Secure), CMSDK UART",
+    "mps3-an547": "Arm MPS3 AN547, Cortex-M55 with MVE (boots Secure), CMSDK UART",
+    "netduinoplus2": "Netduino Plus 2, STM32F405 Cortex-M4F, USART1",
+    "lm3s6965evb": "TI Stellaris LM3S6965 EVB, Cortex-M3, PL011 UART",
+    "microbit": "BBC micro:bit, nRF51822 Cortex-M0, nRF UART",
 }
 
 #: FPUs a core may be built with (gcc -mfpu). M0/M0+/M3 have none; M4 has FPv4-SP;
@@ -361,6 +375,9 @@ def _rule_emulator(d: dict[str, Any], rep: _Reporter) -> None:
     if emu is not None and not has_emulator:
         raise rep.fail("emulator", "names neither qemu_machine nor renode_platform",
                        "set one of them, or delete the [emulator] section")
+    if emu and emu["qemu_machine"]:
+        _choice(emu["qemu_machine"], QEMU_MACHINES, "emulator.qemu_machine", rep,
+                "QEMU machine tinyq supports")
     if d["emulated_only"] and not has_emulator:
         raise rep.fail("emulator", "is missing but emulated_only = true",
                        'add [emulator] with qemu_machine = "..." or set emulated_only = false')
