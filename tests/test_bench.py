@@ -199,6 +199,52 @@ def test_cli_refuses_existing_json_before_any_work(model_file, tmp_path, capsys)
         check_output(out, False)
 
 
+def _no_work(monkeypatch):
+    import tinyq.bench
+    import tinyq.build
+
+    def no_work(*_a, **_k):
+        raise AssertionError("must not build or run before checking the outputs")
+
+    monkeypatch.setattr(tinyq.build, "build", no_work)
+    monkeypatch.setattr(tinyq.bench, "bench", no_work)
+
+
+def test_cli_refuses_existing_report_png_before_any_work(model_file, tmp_path, capsys,
+                                                          monkeypatch):
+    from tinyq.cli import main
+
+    _no_work(monkeypatch)
+    png = tmp_path / "r-layers.png"
+    png.write_bytes(b"old")
+    argv = ["bench", str(model_file), "--board", "mps2-an386", "--emulator", "qemu",
+            "--report", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json")]
+    assert main([*argv, "--per-layer"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {png} already exists — pass --force to overwrite it or choose " \
+                  "another path\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r-layers.png"]
+    assert png.read_bytes() == b"old"
+    # without --per-layer the report has no layer chart: the PNG is not in the way
+    with pytest.raises(AssertionError, match="must not build"):
+        main(argv)
+
+
+def test_validate_cli_refuses_existing_accuracy_png_before_any_work(model_file, tmp_path,
+                                                                     capsys, monkeypatch):
+    from tinyq.cli import main
+
+    _no_work(monkeypatch)
+    data = tmp_path / "t.npz"
+    np.savez(data, x=np.zeros((4, 16), np.float32), y=np.arange(4))
+    png = tmp_path / "v-accuracy.png"
+    png.write_bytes(b"old")
+    assert main(["validate", str(model_file), "--board", "mps2-an386", "--emulator", "qemu",
+                 "--data", str(data), "--report", str(tmp_path / "v.md")]) == 1
+    assert f"{png} already exists" in capsys.readouterr().err
+    assert png.read_bytes() == b"old" and not (tmp_path / "v.md").exists()
+
+
 # -- end to end on QEMU -------------------------------------------------------------------------
 
 @pytest.mark.qemu

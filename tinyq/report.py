@@ -43,6 +43,11 @@ LAYER_BAR_IN = 0.28
 MIN_FIGURE_HEIGHT_IN = 2.5
 
 
+#: The plots a report may hold, each written beside the Markdown as ``<stem>-<name>.png``:
+#: "layers" when the record has a per-layer profile, "accuracy" when it has accuracies.
+REPORT_IMAGES = ("layers", "accuracy")
+
+
 @dataclass(frozen=True)
 class ReportFiles:
     markdown: Path
@@ -497,12 +502,24 @@ def accuracy_png(record: Mapping[str, Any]) -> bytes | None:
 
 # -- writing ------------------------------------------------------------------------------
 
+def report_paths(path: str | os.PathLike[str],
+                 images: Sequence[str] = REPORT_IMAGES) -> tuple[Path, ...]:
+    """The Markdown ``path`` and the PNGs beside it for ``images`` (see REPORT_IMAGES).
+
+    A command checks these before its work (:func:`tinyq.fileio.check_output`), so an
+    existing plot is refused up front rather than after a long run.
+    """
+    md = Path(path)
+    return (md, *(md.with_name(f"{md.stem}-{name}.png") for name in images))
+
+
 def write_report(record: Mapping[str, Any], path: str | os.PathLike[str],
                  force: bool = False) -> ReportFiles:
     """Write ``path`` (Markdown) and its PNGs beside it (``<stem>-layers.png`` ...)."""
     md = Path(path)
     pngs = {"layers": layers_png(record), "accuracy": accuracy_png(record)}
-    targets = {k: md.with_name(f"{md.stem}-{k}.png") for k, v in pngs.items() if v}
+    names = [k for k, v in pngs.items() if v]
+    targets = dict(zip(names, report_paths(md, names)[1:], strict=True))
     for target in (md, *targets.values()):
         check_output(target, force)          # refuse before writing anything
     for key, target in targets.items():
@@ -603,5 +620,6 @@ def labels_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return stems if len(set(stems)) == len(stems) else [str(p) for p in paths]
 
 
-__all__ = ["RECORD_FIELDS", "ReportFiles", "accuracy_png", "check_record", "compare_markdown",
-           "labels_for", "layers_png", "load_record", "markdown", "write_json", "write_report"]
+__all__ = ["RECORD_FIELDS", "REPORT_IMAGES", "ReportFiles", "accuracy_png", "check_record",
+           "compare_markdown", "labels_for", "layers_png", "load_record", "markdown",
+           "report_paths", "write_json", "write_report"]

@@ -52,11 +52,19 @@ def build_options(args):
             BuildOptions(tflm_dir=args.tflm_dir))
 
 
-def check_outputs(args) -> None:
-    """Refuse existing output files before minutes of work."""
-    from tinyq.fileio import check_output
+def check_outputs(args, images: tuple[str, ...] = ()) -> None:
+    """Refuse existing output files before minutes of work.
 
-    for path in (getattr(args, "json", None), getattr(args, "report", None)):
+    ``images``: the plots the --report will hold (``tinyq.report.REPORT_IMAGES`` names),
+    whose PNGs beside the Markdown are checked too.
+    """
+    from tinyq.fileio import check_output
+    from tinyq.report import report_paths
+
+    paths = [getattr(args, "json", None)]
+    if getattr(args, "report", None):
+        paths += report_paths(args.report, images)
+    for path in paths:
         if path:
             check_output(path, args.force)
 
@@ -149,7 +157,7 @@ def run(args, ui) -> int:
     from tinyq.bench import BenchOptions, bench
     from tinyq.cli.run import load_inputs
 
-    check_outputs(args)
+    check_outputs(args, images=("layers",) if args.per_layer else ())
     generate, build = build_options(args)
     inputs = load_inputs(args.input) if args.input else None
     options = BenchOptions(runs=args.runs, warmup=args.warmup, per_layer=args.per_layer,

@@ -62,7 +62,7 @@ def run(args, ui) -> int:
 
     if args.resume and args.json and args.resume == args.json:
         args.force = True       # resuming into the same file replaces it by design
-    check_outputs(args)
+    check_outputs(args, images=("accuracy",))
     check_labels(args.model, args.data)
     resume = load_record(args.resume) if args.resume else None
     generate, build = build_options(args)
