@@ -9,7 +9,8 @@
     │   ├── BoardError               unknown board, invalid board profile file
     │   ├── UnsupportedError         op / dtype / mode a runtime cannot run
     │   ├── FitError                 model does not fit the board (CLI: exit 3)
-    │   └── OutputExistsError        refusing to overwrite without --force
+    │   ├── OutputExistsError        refusing to overwrite without --force
+    │   └── UsageError               command-line options that contradict each other (CLI: exit 2)
     ├── ToolError                    a host tool (compiler, QEMU, TensorFlow, probe) failed
     │   ├── ToolNotFoundError        the tool is not installed (message says how to install it)
     │   ├── ConversionError          the TFLite converter failed
@@ -72,6 +73,12 @@ class FitError(UserInputError):
 
 class OutputExistsError(UserInputError):
     """The output path exists and --force was not given."""
+
+
+class UsageError(UserInputError):
+    """Command-line options that contradict each other (exit 2, like argparse's errors)."""
+
+    exit_code = 2
 
 
 class ToolError(TinyqError):
