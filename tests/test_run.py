@@ -155,3 +155,45 @@ def test_json_on_hardware_reports_cycles_and_milliseconds():
     assert record["cycles"] == 80_000 and "instructions" not in record
     assert record["ms"] == 1.0
     assert result.cycles == 80_000 and result.instructions is None
+
+
+
+CONFLICTS = [
+    (["--emulator", "qemu", "--port", "/dev/ttyX"],
+     "argument --port: not allowed with argument --emulator"),
+    (["--emulator", "qemu", "--no-flash"], "error: --no-flash only applies to a board on --port"),
+    (["--baud", "9600"], "error: --baud only applies to a board on --port"),
+    (["--kernels", "cmsis_nn"], "error: --kernels cmsis_nn applies to --runtime tflm, not native"),
+    (["--input", "x.npz", "--samples", "3"], "error: --samples sets how many random inputs"),
+]
+
+
+def _exit_code(argv) -> object:
+    """main()'s return code, or the code argparse exits with."""
+    from tinyq.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "validate"])
+@pytest.mark.parametrize("extra, message", CONFLICTS, ids=[c[0][-2] for c in CONFLICTS])
+def test_conflicting_options_are_usage_errors_before_any_work(command, extra, message, capsys,
+                                                              monkeypatch, tmp_path):
+    import tinyq.build
+
+    if command != "run" and "--samples" in extra:
+        pytest.skip("--samples with --input is run's own conflict")
+
+    def no_work(*_a, **_k):
+        raise AssertionError("must not build before checking the options")
+
+    monkeypatch.setattr(tinyq.build, "build", no_work)
+    argv = [command, str(tmp_path / "m.tflite"), "--board", "mps2-an386", *extra]
+    if command == "validate":
+        argv += ["--data", str(tmp_path / "t.npz")]
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("error:") == 1

@@ -31,6 +31,27 @@ def add_target_arguments(p, model_help: str = "the int8 .tflite model") -> None:
                    help="TFLM kernels for --runtime tflm (default reference)")
 
 
+def check_target_arguments(args) -> None:
+    """Refuse options that contradict each other (exit 2) before any work.
+
+    (``--emulator`` with ``--port`` is refused by argparse: they are one exclusive group.)
+    """
+    from tinyq.errors import UsageError
+
+    if not getattr(args, "port", None):
+        given = [flag for flag, on in (("--no-flash", getattr(args, "no_flash", False)),
+                                       ("--baud", getattr(args, "baud", None) is not None))
+                 if on]
+        if given:
+            verb = "apply" if len(given) > 1 else "applies"
+            raise UsageError(f"{' and '.join(given)} only {verb} to a board on --port",
+                             hint=f"drop {' and '.join(given)} (an emulator loads the ELF "
+                                  "itself and has no baud rate), or pass --port")
+    if getattr(args, "kernels", "reference") != "reference" and args.runtime != "tflm":
+        raise UsageError(f"--kernels {args.kernels} applies to --runtime tflm, not "
+                         f"{args.runtime}", hint="add --runtime tflm, or drop --kernels")
+
+
 def add_output_arguments(p) -> None:
     p.add_argument("--json", metavar="OUT", help="write the result as JSON")
     p.add_argument("--report", metavar="OUT.md",
@@ -157,6 +178,7 @@ def run(args, ui) -> int:
     from tinyq.bench import BenchOptions, bench
     from tinyq.cli.run import load_inputs
 
+    check_target_arguments(args)
     check_outputs(args, images=("layers",) if args.per_layer else ())
     generate, build = build_options(args)
     inputs = load_inputs(args.input) if args.input else None

@@ -12,9 +12,10 @@ def add_arguments(p) -> None:
 
     p.add_argument("model", help="the int8 .tflite model")
     p.add_argument("--board", required=True, help="board name (see `tinyq boards`) or TOML file")
-    p.add_argument("--emulator", choices=EMULATORS,
-                   help="run in this emulator (default for emulator-only boards: qemu)")
-    p.add_argument("--port", help="run on a board at this serial port (e.g. /dev/ttyACM0)")
+    device = p.add_mutually_exclusive_group()       # both at once: argparse exits 2
+    device.add_argument("--emulator", choices=EMULATORS,
+                        help="run in this emulator (default for emulator-only boards: qemu)")
+    device.add_argument("--port", help="run on a board at this serial port (e.g. /dev/ttyACM0)")
     p.add_argument("--baud", type=int, help="serial baud rate (default: the board profile's)")
     p.add_argument("--no-flash", action="store_true",
                    help="with --port: the board already runs this firmware; do not flash it")
@@ -28,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--input", metavar="DATA",
                    help="input samples (.npy/.npz or any format `tinyq.data` reads); "
                         f"default: random inputs from seed {RANDOM_INPUT_SEED}")
-    p.add_argument("--samples", type=int, default=1,
+    p.add_argument("--samples", type=int,
                    help="random inputs to try when --input is not given (default 1)")
     p.add_argument("--seed", type=int, default=RANDOM_INPUT_SEED,
                    help=f"seed of the random inputs (default {RANDOM_INPUT_SEED})")
@@ -50,11 +51,17 @@ def run(args, ui) -> int:
     import json
     from pathlib import Path
 
+    from tinyq.cli.bench import check_target_arguments
     from tinyq.codegen import GenerateOptions
+    from tinyq.errors import UsageError
     from tinyq.fileio import check_output, write_text
     from tinyq.run import RunOptions
     from tinyq.run import run as run_model
 
+    check_target_arguments(args)
+    if args.input and args.samples is not None:
+        raise UsageError("--samples sets how many random inputs to make; with --input every "
+                         "sample in the file runs", hint="drop --samples, or drop --input")
     if args.json:
         check_output(Path(args.json), args.force)     # refuse before minutes of work
     inputs = load_inputs(args.input) if args.input else None
@@ -66,7 +73,8 @@ def run(args, ui) -> int:
 
         runtime_options = TflmOptions(kernels=args.kernels)
     options = RunOptions(runs=args.runs, warmup=args.warmup, seed=args.seed,
-                         samples=args.samples, flash=not args.no_flash, baud=args.baud,
+                         samples=1 if args.samples is None else args.samples,
+                         flash=not args.no_flash, baud=args.baud,
                          generate=GenerateOptions(runtime_options=runtime_options),
                          build=BuildOptions(tflm_dir=args.tflm_dir))
     result = run_model(args.model, args.board, emulator=args.emulator, port=args.port,

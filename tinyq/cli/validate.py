@@ -56,12 +56,18 @@ def check_labels(model_path: str, data: str) -> None:
 
 
 def run(args, ui) -> int:
-    from tinyq.cli.bench import build_options, check_outputs, write_outputs
+    from tinyq.cli.bench import (
+        build_options,
+        check_outputs,
+        check_target_arguments,
+        write_outputs,
+    )
     from tinyq.report import load_record
     from tinyq.validate import ValidateOptions, validate
 
     if args.resume and args.json and args.resume == args.json:
         args.force = True       # resuming into the same file replaces it by design
+    check_target_arguments(args)
     check_outputs(args, images=("accuracy",))
     check_labels(args.model, args.data)
     resume = load_record(args.resume) if args.resume else None
