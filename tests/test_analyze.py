@@ -244,3 +244,20 @@ def test_cli_missing_model_is_one_line(tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and "does not exist" in errors[0]
     assert "Traceback" not in "".join(errors)
+
+
+def test_a_model_tflm_refuses_in_prepare_is_a_problem_with_a_fix_that_is_not_inspect(tmp_path):
+    """The checks pass (int8 -> int16 SOFTMAX exists in TFLM) but the kernel wants output
+    zero point -32768: inspect lists the interpreter's reason, not "run tinyq inspect"."""
+    from tinyq.checks import PREPARE_FAILED_HINT
+    from tinyq.tflite_writer import TensorSpec, single_op_model
+
+    data = single_op_model("SOFTMAX", [TensorSpec((1, 8), "int8", scale=0.05)],
+                           [TensorSpec((1, 8), "int16", scale=1 / 32768)])
+    report = analyze.inspect(read_model_bytes(data), runtime="tflm", use_cache=False)
+    [problem] = [p for p in report.problems if p.severity == "error"]
+    assert problem.check == "tflm_prepare" and "softmax_common.cc" in problem.message
+    assert problem.fix == PREPARE_FAILED_HINT
+    path = tmp_path / "softmax.tflite"
+    path.write_bytes(data)
+    assert cli_main(["inspect", str(path), "--runtime", "tflm"]) == 1

@@ -38,8 +38,8 @@ from typing import Any
 
 from tinyq import ir
 from tinyq.board_profile import Board
-from tinyq.checks import Problem, problems
-from tinyq.errors import FitError, ModelError, ToolError, UnsupportedError
+from tinyq.checks import PREPARE_FAILED_HINT, Problem, problems
+from tinyq.errors import FitError, ToolError, UnsupportedError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
 logger = logging.getLogger(__name__)
@@ -398,9 +398,9 @@ def _prepare_error(text: str) -> Exception:
                                 hint="re-quantize with --mode int8")
     if "Didn't find op" in flat:
         return UnsupportedError(f"TFLM lacks an op this model uses: {flat[:200]}",
-                                hint="see the unsupported ops `tinyq inspect` lists")
-    return ModelError(f"the tflite-micro interpreter cannot prepare this model: {flat[:300]}",
-                      hint="run `tinyq inspect` for the list of problems")
+                                hint="replace the layer with ops docs/supported_ops.md lists")
+    return UnsupportedError(f"the tflite-micro interpreter cannot prepare this model: "
+                            f"{flat[:300]}", hint=PREPARE_FAILED_HINT)
 
 
 def measure_tflm_arena(model: ir.Model, model_bytes: bytes, *, use_cache: bool = True,

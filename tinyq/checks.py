@@ -68,6 +68,12 @@ SQUEEZE STRIDED_SLICE SUB SUM SVDF TANH TRANSPOSE TRANSPOSE_CONV
 UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHILE ZEROS_LIKE
 """.split())
 
+#: The fix when tflite-micro refuses a model in Prepare although every check passed: a
+#: kernel constraint the tables here do not know. Its message names the op and reason.
+PREPARE_FAILED_HINT = ("change the op that message names (the dtypes or quantization the "
+                       "TFLM kernel checks for, or another layer), or use --runtime native "
+                       "if `tinyq inspect MODEL --runtime native` reports no problem")
+
 #: Custom ops TFLM ships (``AddCustom`` calls in the same header).
 TFLM_CUSTOM_OPS: frozenset[str] = frozenset({
     "TFLite_Detection_PostProcess", "CIRCULAR_BUFFER", "TFLM_DECODE", "ethos-u",

@@ -103,9 +103,7 @@ ARENA_ALIGN = 16
 SCRATCH_ALIGN = 16
 
 #: What to do when the host tflite-micro interpreter refuses a model the checks passed.
-PREPARE_FAILED_HINT = ("change the op that message names (the dtypes or quantization the "
-                       "TFLM kernel checks for, or another layer), or use --runtime native "
-                       "if `tinyq inspect MODEL --runtime native` reports no problem")
+PREPARE_FAILED_HINT = checks.PREPARE_FAILED_HINT
 
 PREFIX = "tflm"
 TEMPLATE_DIR = "tflm"
