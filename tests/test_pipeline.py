@@ -279,3 +279,37 @@ def test_failed_deploy_leaves_no_output_folder(tmp_path):
     with pytest.raises(TinyqError):
         deploy(model, "mps2-an386", DeployOptions(out_dir=out))
     assert not out.exists()
+
+
+def test_labels_outside_the_classes_are_refused_before_any_work(tflite_case, tmp_path):
+    model, test = tflite_case
+    with np.load(test) as d:
+        x, y = d["x"], d["y"]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=x, y=np.where(np.arange(len(y)) < 3, 9, y))    # the model has 4 classes
+    _refused_before_work(model, "mps2-an386",
+                         DeployOptions(out_dir=str(tmp_path / "o"), emulator="qemu",
+                                       data=str(bad)),
+                         DataError, r"3 of 24 labels in .*bad.npz are outside the valid range")
+
+
+def test_existing_report_plots_are_refused_before_any_work(tflite_case, tmp_path):
+    model, _test = tflite_case
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report-layers.png").write_bytes(b"keep")
+    with pytest.raises(OutputExistsError, match="report-layers.png"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(out), emulator="qemu"))
+    assert (out / "report-layers.png").read_bytes() == b"keep"
+
+
+def test_cli_contradicting_options_exit_2_before_any_work(tflite_case, tmp_path, capsys):
+    from tinyq.cli import main
+
+    model, _test = tflite_case
+    out = tmp_path / "o"
+    assert main(["deploy", str(model), "--board", "mps2-an386", "--emulator", "qemu",
+                 "--no-flash", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--no-flash only applies to a board on --port" in err and err.count("\n") == 1
+    assert not out.exists()

@@ -283,3 +283,11 @@ def test_labels_outside_the_classes_are_refused_before_building(case, tmp_path, 
     err = capsys.readouterr().err
     assert f"3 of {N_SAMPLES} labels in {bad} are outside the valid range 0..3" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_library_validate_refuses_labels_outside_the_classes(case, tmp_path):
+    model, _test, x, y = case
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=x, y=np.where(np.arange(len(y)) < 2, -1, y))
+    with pytest.raises(DataError, match=r"2 of \d+ labels in .*bad.npz are outside"):
+        validate(model, "mps2-an386", bad, emulator="qemu")

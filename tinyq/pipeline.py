@@ -301,7 +301,10 @@ def preflight(board: Any, options: DeployOptions) -> None:
     _writable(out, "folder")
     for path in (report_path, json_path):
         _writable(path, "file")
-    _refuse_existing([tflite_out, project_dir, report_path, json_path], options.force)
+    from tinyq.report import report_paths
+
+    _refuse_existing([tflite_out, project_dir, *report_paths(report_path), json_path],
+                     options.force)
     _check_device(board, project_dir / "build" / "app.elf", options)
     build_options = options.build or BuildOptions()
     if options.runtime == "tflm":
@@ -342,6 +345,7 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     from tinyq.run import RunOptions, session
     from tinyq.tflite_reader import read_model
     from tinyq.validate import (
+        check_labels,
         file_sha256,
         load_labelled,
         reference_accuracy,
@@ -365,6 +369,8 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     out, tflite_out, report_path, json_path = _outputs(options)
     project_dir = out / PROJECT_NAME
     test = load_labelled(options.data) if options.data else None   # bad data fails early
+    if test is not None and is_tflite:
+        check_labels(read_model(source), test[1], options.data)
     preflight(board_obj, options)
     evaluate_float = test is not None and not is_tflite and options.float_accuracy
     names = tuple(s for s in STAGES if (s != "quantize" or not is_tflite)
@@ -390,6 +396,8 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
             lambda r: f"{r.size_bytes:,} bytes, {r.calib_samples} calibration samples")
         _check_quantized(quantized)
         tflite = tflite_out
+        if test is not None:
+            check_labels(read_model(tflite), test[1], options.data)
 
     report = stages.run(
         "inspect", f"ops and fit on {board_obj.name} ({options.runtime})",

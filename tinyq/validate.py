@@ -192,6 +192,15 @@ def load_labelled(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
     return loaded.x, labels_of(loaded.y, path)
 
 
+def check_labels(model: Any, labels: np.ndarray, where: str | os.PathLike[str]) -> None:
+    """Refuse labels outside the classes ``model`` (an ``ir.Model``) can predict."""
+    from tinyq.data import check_label_range
+    from tinyq.evaluate import output_classes
+
+    # a single-score output (binary classifier) still picks between 2 classes
+    check_label_range(labels, max(2, output_classes(model)), str(where))
+
+
 def labels_of(y: Any, where: str | os.PathLike[str] = "the data") -> np.ndarray:
     """Class indices from integer labels or one-hot rows."""
     from tinyq.data import require_class_labels
@@ -367,6 +376,7 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
     x, labels = load_labelled(data)
+    check_labels(read_model(path), labels, data)
     data_sha = file_sha256(data)
     requested = options.samples if options.samples is not None else len(labels)
     done: tuple[SampleRecord, ...] = ()
@@ -398,5 +408,5 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
                    float_model_bytes=float_bytes)
 
 
-__all__ = ["SampleRecord", "ValidateOptions", "ValidateResult", "load_labelled",
+__all__ = ["SampleRecord", "ValidateOptions", "ValidateResult", "check_labels", "load_labelled",
            "resume_records", "top1", "validate", "validate_on_device"]

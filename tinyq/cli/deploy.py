@@ -31,10 +31,11 @@ def add_arguments(p) -> None:
 
 
 def run(args, ui) -> int:
-    from tinyq.cli.bench import build_options, print_bench
+    from tinyq.cli.bench import build_options, check_target_arguments, print_bench
     from tinyq.cli.validate import print_validate
     from tinyq.pipeline import DeployOptions, deploy
 
+    check_target_arguments(args)
     generate, build = build_options(args)
     options = DeployOptions(
         calib=args.calib, data=args.data, emulator=args.emulator, port=args.port,

@@ -41,20 +41,6 @@ def print_validate(result, ui) -> None:
     ui.table(("measure", "value"), rows, align="lr")
 
 
-def check_labels(model_path: str, data: str) -> None:
-    """Refuse labels the model can never predict, before building anything.
-
-    The device's top-1 is the argmax of the first output (a single score: > 0.5, so
-    two classes); labels outside those classes would silently lower the accuracy.
-    """
-    from tinyq.data import check_label_range, load_data
-    from tinyq.evaluate import output_classes
-    from tinyq.tflite_reader import read_model
-
-    loaded = load_data(data)
-    check_label_range(loaded.y, max(2, output_classes(read_model(model_path))), loaded.source)
-
-
 def run(args, ui) -> int:
     from tinyq.cli.bench import (
         build_options,
@@ -69,7 +55,6 @@ def run(args, ui) -> int:
         args.force = True       # resuming into the same file replaces it by design
     check_target_arguments(args)
     check_outputs(args, images=("accuracy",))
-    check_labels(args.model, args.data)
     resume = load_record(args.resume) if args.resume else None
     generate, build = build_options(args)
     options = ValidateOptions(samples=args.samples, reference=args.reference,
