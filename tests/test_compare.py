@@ -47,3 +47,17 @@ def test_plot_png(report, tmp_path):
     with pytest.raises(OutputExistsError):
         plot(report, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
+
+
+@pytest.mark.tensorflow
+def test_too_few_calibration_samples_refused_whichever_mode_comes_first(tiny_float_model,
+                                                                        tmp_path):
+    import numpy as np
+
+    from tinyq.errors import DataError
+
+    few = tmp_path / "few.npz"
+    np.savez(few, x=np.load(tiny_float_model["calib"])["x"][:5])
+    with pytest.raises(DataError, match="5 calibration sample.*int8 needs at least 32"):
+        compare(tiny_float_model["model"], few, tiny_float_model["test"],
+                CompareOptions(modes=("dynamic", "int8")))

@@ -142,7 +142,7 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
     """Quantize ``model_path`` in each of ``options.modes`` and measure each on ``data``."""
     from tinyq.data import load_data
     from tinyq.model_loader import load_model
-    from tinyq.quantize import calibration_samples, convert
+    from tinyq.quantize import CALIBRATED_MODES, calibration_samples, convert
 
     if options.train is not None:
         from tinyq.qat import require_qat_extra
@@ -155,7 +155,9 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
     q_options = {m: QuantizeOptions(mode=m, per_tensor_dense=options.per_tensor_dense,
                                     calib_samples=options.calib_samples,
                                     image_scale=options.image_scale) for m in options.modes}
-    samples = calibration_samples(calib, float_model.input_shape, q_options[options.modes[0]])
+    # one calibration set serves every mode: check it against the most demanding one
+    strictest = next((m for m in options.modes if m in CALIBRATED_MODES), options.modes[0])
+    samples = calibration_samples(calib, float_model.input_shape, q_options[strictest])
     progress(ProgressEvent(STAGE, "converting the float32 reference"))
     reference = convert(float_model, QuantizeOptions(mode="float32"), None)
     rows, ref_acc = [], None
