@@ -173,3 +173,25 @@ def test_model_build_is_cached(tmp_path, shared_models):
                   build_options=opts)
     assert other.elf != first.elf and not other.cached
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_cli_existing_json_refused_before_compiling(tmp_path, monkeypatch, capsys):
+    import tinyq.build
+
+    project = fixture_project(tmp_path, "mps2-an386")
+    existing = tmp_path / "sizes.json"
+    existing.write_text("keep")
+
+    def no_build(*_a, **_k):
+        raise AssertionError("must not compile")
+
+    monkeypatch.setattr(tinyq.build, "build", no_build)
+    assert main(["build", str(project), "--json", str(existing)]) == 1
+    assert "sizes.json already exists — pass --force" in capsys.readouterr().err
+    assert existing.read_text() == "keep"
+
+
+def test_cli_cmsis_nn_kernels_need_the_tflm_runtime(tmp_path, capsys):
+    project = fixture_project(tmp_path, "mps2-an386")
+    assert main(["build", str(project), "--kernels", "cmsis_nn"]) == 2
+    assert "--kernels cmsis_nn applies to --runtime tflm" in capsys.readouterr().err

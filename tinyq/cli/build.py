@@ -23,6 +23,7 @@ def add_arguments(p) -> None:
     p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
                    help="TFLM kernels for --runtime tflm (default reference)")
     p.add_argument("--json", metavar="OUT", help="also write the sizes as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
 
 
 def _pct(used: int, available: int) -> str:
@@ -30,12 +31,17 @@ def _pct(used: int, available: int) -> str:
 
 
 def run(args, ui) -> int:
-    from pathlib import Path
 
     from tinyq.build import BuildOptions, build
     from tinyq.codegen import GenerateOptions
-    from tinyq.fileio import write_text
+    from tinyq.errors import UsageError
+    from tinyq.fileio import check_output, write_text
 
+    if args.kernels != "reference" and args.runtime != "tflm":
+        raise UsageError(f"--kernels {args.kernels} applies to --runtime tflm, not "
+                         f"{args.runtime}", hint="add --runtime tflm, or drop --kernels")
+    if args.json:
+        check_output(args.json, args.force)     # before compiling, not after
     runtime_options = None
     if args.runtime == "tflm":
         from tinyq.tflm.codegen import TflmOptions
@@ -62,5 +68,5 @@ def run(args, ui) -> int:
         align="llrrr",
     )
     if args.json:
-        write_text(Path(args.json), json.dumps(fw.as_dict(), indent=2) + "\n")
+        write_text(check_output(args.json, args.force), json.dumps(fw.as_dict(), indent=2) + "\n")
     return 0
