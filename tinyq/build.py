@@ -9,8 +9,8 @@ Toolchain failures become one-line errors: a missing compiler or newlib is a
 :class:`ToolNotFoundError` saying what to install, a linker region overflow a
 :class:`FitError` saying how many bytes are missing, anything else a
 :class:`BuildError` quoting the first error line (the full log stays in
-``build/build.log``). Sizes are read from the ELF's section headers by a small
-ELF32 reader here (no pyelftools).
+``build/build.log``). Sizes are read from the ELF's section headers by
+:mod:`tinyq.elf` (no pyelftools).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import struct
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from tinyq import elf
 from tinyq.board_profile import Board
+from tinyq.elf import SHF_ALLOC, SHT_NOBITS, ElfSection
 from tinyq.errors import BuildError, FitError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
@@ -118,50 +119,13 @@ class Firmware:
 
 # ------------------------------------------------------------------ ELF reading
 
-SHT_NOBITS = 8
-SHT_SYMTAB = 2
-SHF_ALLOC = 0x2
-
-
-@dataclass(frozen=True)
-class ElfSection:
-    name: str
-    type: int
-    flags: int
-    addr: int
-    size: int
-
-
 def read_elf(path: str | os.PathLike[str]) -> tuple[tuple[ElfSection, ...], dict[str, int]]:
-    """Sections and symbol values of a little-endian ELF32 file."""
-    data = Path(path).read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
-        raise BuildError(f"{path} is not a little-endian 32-bit ELF file",
-                         hint="rebuild the project (make clean all)")
-    (shoff,) = struct.unpack_from("<I", data, 0x20)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
-    raw = []
-    for i in range(shnum):
-        raw.append(struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize))
-    strtab_off = raw[shstrndx][4]
-
-    def cstr(offset: int) -> str:
-        end = data.index(b"\0", offset)
-        return data[offset:end].decode("ascii", "replace")
-
-    sections = tuple(ElfSection(cstr(strtab_off + s[0]), s[1], s[2], s[3], s[5]) for s in raw)
-    symbols: dict[str, int] = {}
-    for s in raw:
-        if s[1] != SHT_SYMTAB:
-            continue
-        sym_off, sym_size, link, entsize = s[4], s[5], s[6], s[9] or 16
-        names_off = raw[link][4]
-        for k in range(sym_size // entsize):
-            name_idx, value, _size, _info, _other, _shndx = struct.unpack_from(
-                "<IIIBBH", data, sym_off + k * entsize)
-            if name_idx:
-                symbols[cstr(names_off + name_idx)] = value
-    return sections, symbols
+    """Sections and symbol values of a little-endian ELF32 file (see :mod:`tinyq.elf`)."""
+    try:
+        image = elf.read(path)
+    except UserInputError as exc:
+        raise BuildError(exc.message, hint="rebuild the project (make clean all)") from exc
+    return image.sections, image.symbols
 
 
 def _map_rodata_bytes(map_text: str, objects: tuple[str, ...]) -> int:
