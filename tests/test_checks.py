@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from graphs import float16_fc, hybrid_fc
 
 from tinyq import checks, tflm_dtypes
 from tinyq.errors import ModelError, UnsupportedError
@@ -16,29 +17,6 @@ from tinyq.tflite_reader import read_model_bytes
 from tinyq.tflite_writer import GraphBuilder, TensorSpec, single_op_model
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _hybrid_fc() -> bytes:
-    """FULLY_CONNECTED with float32 activations and int8 weights (dynamic-range)."""
-    g = GraphBuilder()
-    x = g.add_tensor((1, 8), "float32")
-    w = g.add_constant(np.ones((4, 8), np.int8), scale=0.1)
-    b = g.add_constant(np.zeros(4, np.float32))
-    y = g.add_tensor((1, 4), "float32")
-    g.add_op("FULLY_CONNECTED", [x, w, b], [y], {"asymmetric_quantize_inputs": True})
-    return g.build()
-
-
-def _float16_fc() -> bytes:
-    """float16 weights DEQUANTIZEd to float32 at run time, then FULLY_CONNECTED."""
-    g = GraphBuilder()
-    x = g.add_tensor((1, 8), "float32")
-    w16 = g.add_constant(np.ones((4, 8), np.float16))
-    w = g.add_tensor((4, 8), "float32")
-    y = g.add_tensor((1, 4), "float32")
-    g.add_op("DEQUANTIZE", [w16], [w])
-    g.add_op("FULLY_CONNECTED", [x, w, -1], [y])
-    return g.build(inputs=[x], outputs=[y])
 
 
 def _uint8_relu() -> bytes:
@@ -54,7 +32,7 @@ def _names(found):
 
 
 def test_hybrid_model_is_flagged_and_tflm_really_rejects_it():
-    data = _hybrid_fc()
+    data = hybrid_fc()
     found = checks.problems(read_model_bytes(data), "tflm")
     assert _names(found) == ["tflm_hybrid_model"]
     assert "--mode int8" in found[0].fix and found[0].op_index == 0
@@ -64,7 +42,7 @@ def test_hybrid_model_is_flagged_and_tflm_really_rejects_it():
 
 
 def test_float16_model_is_flagged_and_tflm_really_rejects_it():
-    data = _float16_fc()
+    data = float16_fc()
     found = checks.problems(read_model_bytes(data), "tflm")
     assert _names(found) == ["tflm_float16_weights"]
     assert found[0].opcode == "DEQUANTIZE" and "--mode int8" in found[0].fix
@@ -113,7 +91,7 @@ def test_messages_come_from_docstrings():
 
 
 def test_native_runtime_hook():
-    found = checks.problems(read_model_bytes(_hybrid_fc()), "native")
+    found = checks.problems(read_model_bytes(hybrid_fc()), "native")
     assert found and all(p.runtime == "native" for p in found)
 
 

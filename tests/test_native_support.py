@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphs import float16_fc, hybrid_fc
 
 from tinyq.cli import main as cli_main
 from tinyq.errors import ModelError, UnsupportedError
@@ -19,29 +20,6 @@ from tinyq.tflite_reader import read_model_bytes
 from tinyq.tflite_writer import GraphBuilder
 
 REQUANTIZE = "re-quantize with `tinyq quantize MODEL --calib DATA --mode int8`"
-
-
-def _hybrid_fc() -> bytes:
-    """FULLY_CONNECTED with float32 activations and int8 weights (dynamic-range)."""
-    g = GraphBuilder()
-    x = g.add_tensor((1, 8), "float32")
-    w = g.add_constant(np.ones((4, 8), np.int8), scale=0.1)
-    b = g.add_constant(np.zeros(4, np.float32))
-    y = g.add_tensor((1, 4), "float32")
-    g.add_op("FULLY_CONNECTED", [x, w, b], [y], {"asymmetric_quantize_inputs": True})
-    return g.build()
-
-
-def _float16_fc() -> bytes:
-    """float16 weights DEQUANTIZEd to float32 at run time, then FULLY_CONNECTED."""
-    g = GraphBuilder()
-    x = g.add_tensor((1, 8), "float32")
-    w16 = g.add_constant(np.ones((4, 8), np.float16))
-    w = g.add_tensor((4, 8), "float32")
-    y = g.add_tensor((1, 4), "float32")
-    g.add_op("DEQUANTIZE", [w16], [w])
-    g.add_op("FULLY_CONNECTED", [x, w, -1], [y])
-    return g.build(inputs=[x], outputs=[y])
 
 
 def _float32_fc() -> bytes:
@@ -63,7 +41,7 @@ def _int16x8_fc() -> bytes:
     return g.build()
 
 
-@pytest.mark.parametrize("make", [_hybrid_fc, _float16_fc], ids=["dynamic", "float16"])
+@pytest.mark.parametrize("make", [hybrid_fc, float16_fc], ids=["dynamic", "float16"])
 def test_models_tflm_cannot_run_either_say_requantize(make):
     data = make()
     # The float32 twin runs in the same default arena, so this is the model kind, not size.
@@ -112,7 +90,7 @@ def test_missing_kernel_in_a_float16_model_says_requantize():
 
 def test_cli_generate_on_a_hybrid_model_says_requantize(tmp_path, capsys):
     path = tmp_path / "hybrid.tflite"
-    path.write_bytes(_hybrid_fc())
+    path.write_bytes(hybrid_fc())
     assert cli_main(["generate", str(path), "--board", "mps2-an386", "-o",
                      str(tmp_path / "p")]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
