@@ -248,7 +248,7 @@ def _check_port(port: str, baud: int) -> None:
 
 def _check_device(board: Any, elf: Path, options: DeployOptions) -> None:
     """The device can be reached: the emulator is installed (and models the board), or
-    the serial port is there and the board can be flashed. Opens nothing."""
+    the serial port opens and the tool that flashes the board is installed."""
     import shutil
 
     from tinyq.devices.emulator import EmulatorDevice, find_tool
