@@ -58,9 +58,13 @@ def build_model(keras):
 
 def train(out: Path = DEFAULT_OUT, epochs: int = 25, seed: int = 0) -> dict[str, Path]:
     """Train, save the model and the .npz files into ``out``; return their paths."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ info/warning/error noise
+    from tinyq.model_loader import import_tensorflow
+
+    # Training logs harmless C++ errors (a tf.data attribute the installed wheel pair
+    # disagrees on); tinyq's import keeps the start-up lines off the terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
