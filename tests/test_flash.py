@@ -315,3 +315,22 @@ def test_flashing_doc_table_is_generated():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "flashing.md").read_text()
     table = doc.split("<!-- flash-table -->\n")[1].split("<!-- /flash-table -->")[0]
     assert table == fl.markdown(), "regenerate: python -m tinyq.flash --markdown"
+
+
+@pytest.mark.qemu
+def test_cli_builds_a_model_for_the_board_then_flashes_it(tmp_path, capsys, recorded,
+                                                          monkeypatch):
+    """`tinyq flash MODEL.tflite --board B` builds (cached) for B, then programs that ELF."""
+    require_tools("arm-none-eabi-gcc")
+    from tinyq.tflite_writer import TensorSpec, single_op_model
+
+    monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "relu.tflite"
+    model.write_bytes(single_op_model("RELU", [TensorSpec((1, 8), "int8", 0.1, -3)],
+                                      [TensorSpec((1, 8), "int8", 0.1, -3)]))
+    assert main(["flash", str(model), "--board", "nucleo-f446re", "--method", "openocd"]) == 0
+    [argv] = recorded
+    elf = Path(argv[-1].split()[1])
+    assert elf.name == "app.elf" and (tmp_path / "cache") in elf.parents
+    assert fl.elffile.read(elf).symbol_string(fl.BOARD_ID_SYMBOL) == "nucleo-f446re"
+    assert "flashed" in capsys.readouterr().out

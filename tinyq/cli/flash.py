@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HELP = "flash firmware (an ELF or a built project folder) onto a board"
+HELP = "flash firmware (an ELF, a built project folder, or a .tflite to build first) onto a board"
 
 
 def add_arguments(p) -> None:
+    from tinyq.codegen import RUNTIMES
     from tinyq.flash import BACKENDS
 
-    p.add_argument("firmware", help="app.elf, or a project folder built by `tinyq build`")
+    p.add_argument("firmware", help="app.elf, a project folder built by `tinyq build`, or a "
+                                    ".tflite model (built for --board first, cached)")
+    p.add_argument("--runtime", default="native", choices=RUNTIMES,
+                   help="runtime when building a .tflite (default native)")
+    p.add_argument("--tflm-dir", metavar="DIR", help="TFLM source tree for --runtime tflm")
     p.add_argument("--board", required=True, help="board name or path to a board TOML file")
     p.add_argument("--probe", help="debug probe unique id / serial (when several are attached)")
     p.add_argument("--method", choices=sorted(BACKENDS),
@@ -30,12 +35,19 @@ def run(args, ui) -> int:
     from tinyq.flash import FlashOptions, flash, plan
 
     board = boards.load(args.board)
+    firmware = args.firmware
+    if Path(firmware).suffix.lower() == ".tflite":
+        from tinyq.build import BuildOptions, build
+
+        firmware = build(firmware, board, runtime=args.runtime,
+                         build_options=BuildOptions(tflm_dir=args.tflm_dir),
+                         progress=ui.progress).elf
     options = FlashOptions(probe=args.probe, method=args.method, mount_point=args.mount_point,
                            verify=not args.no_verify, check_board=not args.no_board_check)
     if args.dry_run:
-        for step in plan(args.firmware, board, options):
+        for step in plan(firmware, board, options):
             ui.print(step)
         return 0
-    result = flash(args.firmware, board, options, progress=ui.progress)
+    result = flash(firmware, board, options, progress=ui.progress)
     ui.print(f"flashed {result.firmware} to {result.board} with {result.method}")
     return 0
