@@ -334,3 +334,42 @@ def test_cli_builds_a_model_for_the_board_then_flashes_it(tmp_path, capsys, reco
     assert elf.name == "app.elf" and (tmp_path / "cache") in elf.parents
     assert fl.elffile.read(elf).symbol_string(fl.BOARD_ID_SYMBOL) == "nucleo-f446re"
     assert "flashed" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------ methods a board can really take
+
+@pytest.mark.parametrize("board, method, why", [
+    ("nucleo-f446re", "uf2", "UF2 drag-and-drop is the RP2040 bootloader's"),
+    ("nrf52840-dk", "uf2", "UF2 drag-and-drop is the RP2040 bootloader's"),
+    ("rpi-pico", "copy", "takes UF2 images, not raw binaries"),
+    ("nrf52840-dk", "emulator", "it is a real board"),
+    ("rpi-pico", "openocd", "names no flashing.openocd_config"),
+])
+def test_a_method_that_would_leave_the_board_silent_is_refused(tmp_path, recorded, board,
+                                                               method, why):
+    profile = boards.load(board)
+    image = write_elf(tmp_path / "app.elf", profile.flash.origin, board=board)
+    with pytest.raises(UserInputError) as info:
+        fl.flash(image, profile, fl.FlashOptions(method=method, mount_point=tmp_path))
+    assert f"{board} cannot be flashed with --method {method} (" in str(info.value)
+    assert why in str(info.value)
+    assert "use --method " in str(info.value)
+    assert recorded == []
+
+
+def test_every_method_in_the_docs_table_is_accepted(tmp_path):
+    for name in boards.names():
+        profile = boards.load(name)
+        for method in fl.methods_for(profile):
+            assert fl.backend_for(profile, method).name == method
+
+
+def test_unbuilt_project_folder_says_build_it(tmp_path):
+    from tinyq.codegen import PROJECT_FILE
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / PROJECT_FILE).write_text("{}")
+    with pytest.raises(UserInputError, match=r"proj is a tinyq project that is not built yet "
+                       r"— run `tinyq build .*proj` first"):
+        fl.flash(project, make_board("openocd", openocd_config="x.cfg"))

@@ -296,12 +296,33 @@ BACKENDS: dict[str, type[FlashBackend]] = {
 
 
 def backend_for(board: Board, method: str | None = None) -> FlashBackend:
+    """The backend for ``method`` (default: the profile's), if it can flash ``board``.
+
+    Only the methods :func:`methods_for` lists are accepted: a UF2 image for a chip
+    whose bootloader is not the RP2040's, or a raw binary dropped on the RP2040's UF2
+    drive, would be "flashed" without error and leave the board silent.
+    """
     name = method or board.flashing.method
-    try:
-        return BACKENDS[name]()
-    except KeyError:
+    if name not in BACKENDS:
         raise UserInputError(f"unknown flashing method '{name}'",
-                             hint=f"choose one of {', '.join(BACKENDS)}") from None
+                             hint=f"choose one of {', '.join(BACKENDS)}")
+    usable = methods_for(board)
+    if name not in usable:
+        raise UserInputError(f"{board.name} cannot be flashed with --method {name}"
+                             f"{_WHY_NOT.get(name, '')}",
+                             hint=f"use --method {' or '.join(usable)}"
+                                  + (" (the profile names no other)" if len(usable) == 1
+                                     else ""))
+    return BACKENDS[name]()
+
+
+_WHY_NOT = {
+    "uf2": " (UF2 drag-and-drop is the RP2040 bootloader's)",
+    "copy": " (its USB drive is a bootloader that takes UF2 images, not raw binaries)",
+    "emulator": " (it is a real board: emulators load the ELF themselves)",
+    "pyocd": " (its profile names no flashing.pyocd_target)",
+    "openocd": " (its profile names no flashing.openocd_config)",
+}
 
 
 def flash(firmware: str | os.PathLike[str], board: Board, options: FlashOptions = FlashOptions(),
@@ -325,6 +346,11 @@ def _prepare(firmware: str | os.PathLike[str], board: Board,
              options: FlashOptions) -> tuple[Path, FlashBackend]:
     elf = Path(firmware)
     if elf.is_dir():
+        from tinyq.codegen import PROJECT_FILE
+
+        if (elf / PROJECT_FILE).is_file() and not (elf / "build" / "app.elf").is_file():
+            raise UserInputError(f"{elf} is a tinyq project that is not built yet",
+                                 hint=f"run `tinyq build {elf}` first")
         elf = elf / "build" / "app.elf" if (elf / "build" / "app.elf").exists() else elf / "app.elf"
     if not elf.is_file():
         raise UserInputError(f"firmware {elf} not found",
@@ -407,7 +433,8 @@ def methods_for(board: Board) -> list[str]:
     """The flashing methods ``board``'s profile has the fields for, its default first."""
     f = board.flashing
     available = {"pyocd": bool(f.pyocd_target), "openocd": bool(f.openocd_config),
-                 "copy": bool(f.drive_label) and f.method != "uf2", "uf2": f.method == "uf2"}
+                 "copy": bool(f.drive_label) and f.method != "uf2",
+                 "uf2": f.method == "uf2" or (board.soc == "rp2040" and bool(f.drive_label))}
     return [f.method] + [m for m, ok in available.items() if ok and m != f.method]
 
 
