@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tinyq.errors import OutputExistsError
+from tinyq.errors import OutputExistsError, UserInputError
 
 
 def check_output(path: str | os.PathLike[str], force: bool) -> Path:
@@ -31,18 +31,29 @@ def atomic_path(path: str | os.PathLike[str], force: bool = True) -> Iterator[Pa
     path replaces ``path`` when the body returns, and is deleted if it raises.
     """
     final = check_output(path, force)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as exc:
+        raise _unwritable(final, exc) from None
     tmp = tmpdir / final.name
     try:
         yield tmp
         if not tmp.exists():
             return
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        try:
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise _unwritable(final, exc) from None
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _unwritable(path: Path, exc: OSError) -> UserInputError:
+    return UserInputError(f"cannot write {path}: {exc.strerror or exc}",
+                          hint="choose a folder you can write to", path=str(path))
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, force: bool = True) -> Path:
