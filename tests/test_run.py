@@ -200,3 +200,14 @@ def test_conflicting_options_are_usage_errors_before_any_work(command, extra, me
     assert _exit_code(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("error:") == 1
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "validate", "deploy"])
+@pytest.mark.parametrize("baud", ["0", "-5", "fast"])
+def test_baud_must_be_a_positive_whole_number(command, baud, capsys, tmp_path):
+    argv = [command, str(tmp_path / "m.tflite"), "--board", "mps2-an386",
+            "--port", "/dev/null", "--baud", baud]
+    if command == "validate":
+        argv += ["--data", str(tmp_path / "t.npz")]
+    assert _exit_code(argv) == 2
+    assert "argument --baud:" in capsys.readouterr().err

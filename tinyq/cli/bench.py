@@ -21,7 +21,8 @@ def add_target_arguments(p, model_help: str = "the int8 .tflite model") -> None:
     device.add_argument("--emulator", choices=EMULATORS,
                         help="run in this emulator (default for emulator-only boards: qemu)")
     device.add_argument("--port", help="run on a board at this serial port (e.g. /dev/ttyACM0)")
-    p.add_argument("--baud", type=int, help="serial baud rate (default: the board profile's)")
+    p.add_argument("--baud", type=positive_int, metavar="RATE",
+                   help="serial baud rate (default: the board profile's)")
     p.add_argument("--no-flash", action="store_true",
                    help="with --port: the board already runs this firmware; do not flash it")
     p.add_argument("--tflm-dir", metavar="DIR",
@@ -29,6 +30,19 @@ def add_target_arguments(p, model_help: str = "the int8 .tflite model") -> None:
                    "then `tinyq setup tflm`'s cache)")
     p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
                    help="TFLM kernels for --runtime tflm (default reference)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer above zero (a usage error, exit 2, otherwise)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not above zero")
+    return value
 
 
 def check_target_arguments(args) -> None:

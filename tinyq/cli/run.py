@@ -7,6 +7,7 @@ HELP = ("build a model for a board, run it in QEMU or on the board, and compare 
 
 
 def add_arguments(p) -> None:
+    from tinyq.cli.bench import positive_int
     from tinyq.codegen import RUNTIMES
     from tinyq.run import EMULATORS, RANDOM_INPUT_SEED
 
@@ -16,7 +17,8 @@ def add_arguments(p) -> None:
     device.add_argument("--emulator", choices=EMULATORS,
                         help="run in this emulator (default for emulator-only boards: qemu)")
     device.add_argument("--port", help="run on a board at this serial port (e.g. /dev/ttyACM0)")
-    p.add_argument("--baud", type=int, help="serial baud rate (default: the board profile's)")
+    p.add_argument("--baud", type=positive_int, metavar="RATE",
+                   help="serial baud rate (default: the board profile's)")
     p.add_argument("--no-flash", action="store_true",
                    help="with --port: the board already runs this firmware; do not flash it")
     p.add_argument("--runtime", default="native", choices=RUNTIMES,
