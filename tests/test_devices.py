@@ -410,3 +410,18 @@ def test_qemu_left_open_is_reaped_at_interpreter_exit(tiny_elfs):
     assert done.returncode == 0, done.stderr
     pid, port = (int(x) for x in done.stdout.split())
     _assert_reaped(pid, port)
+
+
+def test_quoted_device_lines_are_short_and_garbage_is_named():
+    from tinyq.devices import QUOTED_CHARS, quote_line
+
+    long = "m-results-[" + "1," * 500
+    text = quote_line(long)
+    assert text.startswith("a truncated line 'm-results-[1,") and "(1,011 characters)" in text
+    assert len(text) < QUOTED_CHARS + 40
+    from tinyq.devices import decode_line
+
+    garbage = decode_line(bytes(range(0x80, 0x80 + 100)) + bytes(range(0x00, 0x20)) * 3 + b"ab")
+    assert quote_line(garbage) == ("198 bytes of unreadable data (a wrong baud rate, or "
+                                   "another program on the port?)")
+    assert quote_line("m-resu") == "a truncated line 'm-resu'"

@@ -28,7 +28,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from tinyq.devices import Device
+from tinyq.devices import Device, quote_line
 from tinyq.errors import DeviceError, DeviceTimeoutError, ProtocolError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
@@ -220,9 +220,9 @@ class Client:
     def _boot_timeout(self, total: float, lines: list[str], partial: str) -> DeviceTimeoutError:
         seen = ""
         if partial:
-            seen = f"; got a truncated line {partial!r}"
+            seen = f"; got {quote_line(partial)}"
         elif lines:
-            seen = f"; last line {lines[-1]!r}"
+            seen = f"; {quote_line(lines[-1], 'last line')}"
         if self.device.is_emulated:
             hint = ("the firmware did not start on this machine: check that it was built for "
                     "this board and rerun with --verbose")
@@ -255,9 +255,9 @@ class Client:
                 if errors:
                     seen = f"; it reported {self._errors_text(errors)}"
                 elif partial:
-                    seen = f"; got a truncated line {partial!r}"
+                    seen = f"; got {quote_line(partial)}"
                 elif last:
-                    seen = f"; last line {last!r}"
+                    seen = f"; {quote_line(last, 'last line')}"
                 else:
                     seen = "; it sent nothing"
                 raise DeviceTimeoutError(

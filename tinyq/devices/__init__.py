@@ -110,6 +110,22 @@ def decode_line(raw: bytes) -> str:
     return raw.rstrip(b"\r\n").decode("ascii", "replace")
 
 
+#: Characters of a device line quoted in an error message (a line may be ~1 KB).
+QUOTED_CHARS = 60
+
+
+def quote_line(text: str, what: str = "a truncated line") -> str:
+    """``what`` and an excerpt of ``text`` for an error message; bytes that are mostly
+    unreadable (a wrong baud rate, another program on the port) are said to be so."""
+    # decode_line turns non-ASCII bytes into U+FFFD: count those as unreadable too
+    readable = sum(c.isascii() and c.isprintable() for c in text)
+    if len(text) >= 8 and readable < 0.8 * len(text):
+        return (f"{len(text):,} bytes of unreadable data (a wrong baud rate, or another "
+                "program on the port?)")
+    more = f"… ({len(text):,} characters)" if len(text) > QUOTED_CHARS else ""
+    return f"{what} {text[:QUOTED_CHARS]!r}{more}"
+
+
 class StreamDevice(Device):
     """A device whose link is a byte stream: line assembly and deadlines live here.
 
@@ -149,7 +165,7 @@ class StreamDevice(Device):
                 partial = decode_line(bytes(self._buffer))
                 raise DeviceTimeoutError(
                     f"no complete line from {self.port} within {timeout:g} s"
-                    + (f" (got a truncated line {partial!r})" if partial else ""),
+                    + (f" (got {quote_line(partial)})" if partial else ""),
                     port=self.port, partial=partial)
             self._buffer += self._read_some(min(left, READ_SLICE_S))
 
