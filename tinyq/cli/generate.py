@@ -23,7 +23,9 @@ def add_arguments(p) -> None:
                    help="gcc optimisation level in the Makefile (default O2)")
     p.add_argument("--no-fit-check", action="store_true",
                    help="write the project even when the model's estimated flash/RAM need "
-                        "(as `tinyq inspect --board` computes it) exceeds the board's; "
+                        "(`tinyq inspect --board`'s estimate, with the arena this project "
+                        "reserves: for TFLM the measured arena plus its margin) exceeds "
+                        "the board's; "
                         "without it generate refuses with exit code 3 (the linker still "
                         "checks the real sizes in `tinyq build`)")
 
