@@ -211,3 +211,41 @@ def test_baud_must_be_a_positive_whole_number(command, baud, capsys, tmp_path):
         argv += ["--data", str(tmp_path / "t.npz")]
     assert _exit_code(argv) == 2
     assert "argument --baud:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "validate"])
+@pytest.mark.parametrize("device, message", [
+    (["--emulator", "renode"], "renode"),                              # not installed here
+    (["--board", "nucleo-f446re", "--emulator", "qemu"], "has no QEMU machine"),
+    (["--board", "nucleo-f446re"], "no device given for board nucleo-f446re"),
+    (["--port", "/dev/ttyNOPE", "--board", "nucleo-f446re"], "/dev/ttyNOPE"),
+], ids=["renode-missing", "no-qemu-machine", "no-device", "no-port"])
+def test_unreachable_device_is_refused_before_building(command, device, message, capsys,
+                                                       monkeypatch, tmp_path):
+    """Refused in one line before any build: a TFLM build can take minutes."""
+    import shutil as sh
+
+    import tinyq.build
+    import tinyq.run
+    from tinyq.cli import main
+    from tinyq.tflite_writer import TensorSpec, single_op_model
+
+    if device[:2] == ["--emulator", "renode"] and sh.which("renode"):
+        pytest.skip("renode is installed here")
+
+    def no_build(*_a, **_k):
+        raise AssertionError("must not build before checking the device")
+
+    monkeypatch.setattr(tinyq.build, "build", no_build)
+    monkeypatch.setattr(tinyq.run, "build_firmware", no_build)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(single_op_model("RELU", [TensorSpec((1, 4), "int8", 0.1, 0)],
+                                      [TensorSpec((1, 4), "int8", 0.1, 0)]))
+    argv = [command, str(model), "--board", "netduinoplus2", *device]
+    if command == "validate":
+        data = tmp_path / "t.npz"
+        np.savez(data, x=np.zeros((2, 1, 4), np.float32), y=np.zeros(2, np.int64))
+        argv += ["--data", str(data)]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

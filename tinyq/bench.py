@@ -347,7 +347,7 @@ def bench(model_path: str | os.PathLike[str], board: Board | str, emulator: str 
     """Build ``model_path`` for ``board`` (cached), run it on the device, measure it."""
     from tinyq import boards
     from tinyq.build import BuildOptions, build
-    from tinyq.run import RunOptions, session
+    from tinyq.run import RunOptions, check_device, session
 
     options = options or BenchOptions()
     options.check()
@@ -356,6 +356,8 @@ def bench(model_path: str | os.PathLike[str], board: Board | str, emulator: str 
         raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
+    check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
+                 baud=options.baud)
     progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
     firmware = build(path, board_obj, runtime=runtime, options=options.generate,
                      build_options=options.build or BuildOptions(), progress=progress)

@@ -223,75 +223,13 @@ def _writable(path: Path, what: str) -> None:
                              path=str(path))
 
 
-def _check_port(port: str, baud: int) -> None:
-    """The serial port opens: it exists, is a character device, the user may open it and
-    no other program holds it. Opened and closed at once, like twister opens the port
-    before flashing; a board this resets is flashed and reset again later anyway."""
-    import stat
-
-    from tinyq.devices.serial_port import SerialDevice, open_error
-    from tinyq.errors import DeviceError
-
-    if "://" not in port and os.name == "posix":   # a device path, not a pyserial URL
-        try:
-            mode = Path(port).stat().st_mode
-        except OSError as exc:          # ENOENT: "not found"; EACCES: "permission denied"
-            raise open_error(port, exc) from None
-        if not stat.S_ISCHR(mode):
-            raise DeviceError(f"{port} is not a serial port (not a character device)",
-                              hint="pass the board's serial device, e.g. /dev/ttyACM0 (list "
-                                   "ports with `python -m serial.tools.list_ports`)", port=port)
-    device = SerialDevice(port, baud=baud)
-    device.open()
-    device.close()
-
-
-def _check_device(board: Any, elf: Path, options: DeployOptions) -> None:
-    """The device can be reached: the emulator is installed (and models the board), or
-    the serial port opens and the tool that flashes the board is installed."""
-    import shutil
-
-    from tinyq.devices.emulator import EmulatorDevice, find_tool
-    from tinyq.errors import ToolNotFoundError
-    from tinyq.run import RunOptions, open_device
-
-    emulator = options.emulator
-    if emulator is None and options.port is None and board.emulated_only and \
-            board.emulator.qemu_machine:
-        emulator = "qemu"               # what tinyq.run.session picks for such a board
-    device = open_device(board, elf, emulator, options.port, RunOptions(baud=options.baud))
-    if isinstance(device, EmulatorDevice):
-        find_tool(device.binary, device.install_hint)
-        return
-    if options.port is None:
-        return
-    _check_port(options.port, options.baud or board.uart.baud)
-    if not options.flash:
-        return
-    from tinyq.flash import FlashOptions, PyOcdBackend, backend_for
-
-    backend = backend_for(board)
-    backend.plan(elf, board, FlashOptions())    # refuses a board it cannot flash
-    if isinstance(backend, PyOcdBackend):
-        import importlib.util
-
-        if importlib.util.find_spec("pyocd") is None:
-            raise ToolNotFoundError("pyOCD is not installed (needed to flash "
-                                    f"{board.name})", hint="pip install 'tinyq[flash]', or "
-                                    "flash it yourself and pass --no-flash", tool="pyocd")
-    for argv in backend.commands(elf, board, FlashOptions(), Path(".")):
-        if shutil.which(argv[0]) is None:
-            raise ToolNotFoundError(f"{argv[0]} not found (needed to flash {board.name})",
-                                    hint="install it, or flash the board yourself and pass "
-                                         "--no-flash", tool=argv[0])
-
-
 def preflight(board: Any, options: DeployOptions) -> None:
     """Every cheap precondition of a deploy, before any work: the runtime, the device
     (port, emulator, flashing tool), the compiler, the TFLM tree, and the outputs
     (writable, and not there already unless --force)."""
     from tinyq.build import BuildOptions, check_toolchain
     from tinyq.codegen import RUNTIMES
+    from tinyq.run import check_device
 
     if options.runtime not in RUNTIMES:
         raise UserInputError(f"unknown runtime {options.runtime!r}",
@@ -305,7 +243,8 @@ def preflight(board: Any, options: DeployOptions) -> None:
 
     _refuse_existing([tflite_out, project_dir, *report_paths(report_path), json_path],
                      options.force)
-    _check_device(board, project_dir / "build" / "app.elf", options)
+    check_device(board, project_dir / "build" / "app.elf", options.emulator, options.port,
+                 flash=options.flash, baud=options.baud)
     build_options = options.build or BuildOptions()
     if options.runtime == "tflm":
         from tinyq.tflm.source import locate

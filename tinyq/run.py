@@ -29,7 +29,14 @@ import numpy as np
 
 from tinyq.board_profile import Board
 from tinyq.devices import Device
-from tinyq.errors import BoardError, DataError, DeviceError, ModelError, UserInputError
+from tinyq.errors import (
+    BoardError,
+    DataError,
+    DeviceError,
+    ModelError,
+    ToolNotFoundError,
+    UserInputError,
+)
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.protocol import Client, Identity, Timeouts
 
@@ -272,6 +279,72 @@ def open_device(board: Board, elf: Path, emulator: str | None, port: str | None,
     return SerialDevice(port, baud=options.baud or board.uart.baud)
 
 
+def _check_port(port: str, baud: int) -> None:
+    """The serial port opens: it exists, is a character device, the user may open it and
+    no other program holds it. Opened and closed at once, like twister opens the port
+    before flashing; a board this resets is flashed and reset again later anyway."""
+    import stat
+
+    from tinyq.devices.serial_port import SerialDevice, open_error
+
+    if "://" not in port and os.name == "posix":   # a device path, not a pyserial URL
+        try:
+            mode = Path(port).stat().st_mode
+        except OSError as exc:          # ENOENT: "not found"; EACCES: "permission denied"
+            raise open_error(port, exc) from None
+        if not stat.S_ISCHR(mode):
+            raise DeviceError(f"{port} is not a serial port (not a character device)",
+                              hint="pass the board's serial device, e.g. /dev/ttyACM0 (list "
+                                   "ports with `python -m serial.tools.list_ports`)", port=port)
+    device = SerialDevice(port, baud=baud)
+    device.open()
+    device.close()
+
+
+def default_emulator(board: Board, emulator: str | None, port: str | None) -> str | None:
+    """The emulator a session uses: the one asked for; QEMU for an emulator-only board."""
+    if emulator is None and port is None and board.emulated_only and \
+            board.emulator.qemu_machine:
+        return "qemu"
+    return emulator
+
+
+def check_device(board: Board, elf: Path, emulator: str | None, port: str | None, *,
+                 flash: bool = True, baud: int | None = None) -> None:
+    """Before any build: the device can be reached. The emulator is installed (and models
+    the board), or the serial port opens and the tool that flashes the board is installed."""
+    import shutil
+
+    from tinyq.devices.emulator import EmulatorDevice, find_tool
+
+    device = open_device(board, elf, default_emulator(board, emulator, port), port,
+                         RunOptions(baud=baud))
+    if isinstance(device, EmulatorDevice):
+        find_tool(device.binary, device.install_hint)
+        return
+    if port is None:
+        return
+    _check_port(port, baud or board.uart.baud)
+    if not flash:
+        return
+    from tinyq.flash import FlashOptions, PyOcdBackend, backend_for
+
+    backend = backend_for(board)
+    backend.plan(elf, board, FlashOptions())    # refuses a board it cannot flash
+    if isinstance(backend, PyOcdBackend):
+        import importlib.util
+
+        if importlib.util.find_spec("pyocd") is None:
+            raise ToolNotFoundError("pyOCD is not installed (needed to flash "
+                                    f"{board.name})", hint="pip install 'tinyq[flash]', or "
+                                    "flash it yourself and pass --no-flash", tool="pyocd")
+    for argv in backend.commands(elf, board, FlashOptions(), Path(".")):
+        if shutil.which(argv[0]) is None:
+            raise ToolNotFoundError(f"{argv[0]} not found (needed to flash {board.name})",
+                                    hint="install it, or flash the board yourself and pass "
+                                         "--no-flash", tool=argv[0])
+
+
 def renode_uart(board: Board) -> str:
     """The Renode peripheral of the board's UART (platforms name it by address order)."""
     return "sysbus.uart0" if board.uart.kind in ("cmsdk", "pl011") else "sysbus.usart1"
@@ -343,9 +416,7 @@ def session(board: Board, elf: Path, emulator: str | None = None, port: str | No
     ``deploy`` so several stages share one boot.
     """
     options = options or RunOptions()
-    if emulator is None and port is None and board.emulated_only and \
-            board.emulator.qemu_machine:
-        emulator = "qemu"
+    emulator = default_emulator(board, emulator, port)
     device = open_device(board, Path(elf), emulator, port, options)
     with device:
         if not device.is_emulated and options.flash:
@@ -389,6 +460,8 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
     if not samples:
         raise DataError("the input data holds no samples", hint="pass at least one sample")
 
+    check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
+                 baud=options.baud)
     progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
     firmware = build_firmware(path, board_obj, runtime, options, progress)
     device = open_device(board_obj, firmware.elf, emulator, port, options)
@@ -415,4 +488,5 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         input_source=source, firmware=firmware)
 
 
-__all__ = ["RunOptions", "RunResult", "SampleResult", "run", "run_on_device", "session"]
+__all__ = ["RunOptions", "RunResult", "SampleResult", "check_device", "run", "run_on_device",
+           "session"]

@@ -366,7 +366,7 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
 
     from tinyq import boards
     from tinyq.build import BuildOptions, build
-    from tinyq.run import RunOptions, session
+    from tinyq.run import RunOptions, check_device, session
     from tinyq.tflite_reader import read_model
 
     options = options or ValidateOptions()
@@ -390,6 +390,8 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
         n = min(requested, len(labels))
         float_accuracy, float_bytes = reference_accuracy(options.reference, np.asarray(x)[:n],
                                                          labels[:n], progress)
+    check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
+                 baud=options.baud)
     progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
     firmware = build(path, board_obj, runtime=runtime, options=options.generate,
                      build_options=options.build or BuildOptions(), progress=progress)
