@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require_tools
 from tflm_helpers import make_fake_tflm, tiny_model_bytes
 
 from tinyq import boards
@@ -181,3 +182,73 @@ def test_real_make_builds_the_library_from_a_tflm_layout(project, tree, tmp_path
     objects = sorted(p.name for p in lib.folder.rglob("*.o"))
     assert ensure_library(project, record, tree, cache=tmp_path / "cache").reused
     assert sorted(p.name for p in lib.folder.rglob("*.o")) == objects
+
+
+def _make_in(project: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["make", "-C", str(project), *args], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _symbols(lib: Path) -> set[str]:
+    out = subprocess.run(["arm-none-eabi-nm", "--defined-only", str(lib)], capture_output=True,
+                         text=True, check=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if line.count(" ") >= 2}
+
+
+@pytest.mark.qemu
+def test_plain_make_switches_kernels_back_and_forth(project, tmp_path):
+    """reference -> cmsis_nn -> reference with the project's own Makefile: each choice
+    links its own library, and the project objects are recompiled at every switch."""
+    require_tools("make", "arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-ar")
+    tflm = make_fake_tflm(tmp_path / "tflite-micro")
+    micro = tflm / "tensorflow/lite/micro/kernels"
+    (micro / "conv.cc").write_text("int tq_reference_conv = 1;\n")
+    (micro / "cmsis_nn" / "conv.cc").write_text("int tq_cmsis_nn_conv = 1;\n")
+    tflm_dir = f"TFLM_DIR={tflm}"
+    obj = "build/tflm/model_data.o"
+    stamp = project / "build" / "tflm" / "flags.stamp"
+    libs = {"reference": project / "build" / "tflm-lib-reference" / LIBRARY_NAME,
+            "cmsis_nn": project / "build" / "tflm-lib-cmsis_nn" / LIBRARY_NAME}
+
+    def build(kernels: str) -> subprocess.CompletedProcess:
+        extra = ("OPTIMIZED_KERNEL_DIR=cmsis_nn",) if kernels == "cmsis_nn" else ()
+        _make_in(project, tflm_dir, *extra, "tflm-lib")
+        return _make_in(project, tflm_dir, *extra, obj)
+
+    def compiled_object(proc: subprocess.CompletedProcess) -> str:
+        return next(line for line in proc.stdout.splitlines()
+                    if line.endswith(f"-c tflm/model_data.cc -o {obj}"))
+
+    first = build("reference")
+    assert "-DCMSIS_NN" not in compiled_object(first)
+    assert "-DCMSIS_NN" not in stamp.read_text()
+    ref_members = subprocess.run(["arm-none-eabi-ar", "t", str(libs["reference"])],
+                                 capture_output=True, text=True, check=True).stdout.split()
+    assert "arm_convolve_s8.c.o" not in ref_members
+    assert "tq_reference_conv" in _symbols(libs["reference"])
+    assert "tq_cmsis_nn_conv" not in _symbols(libs["reference"])
+
+    second = build("cmsis_nn")
+    assert "-DCMSIS_NN" in compiled_object(second)            # rebuilt with the new flags
+    nn_members = subprocess.run(["arm-none-eabi-ar", "t", str(libs["cmsis_nn"])],
+                                capture_output=True, text=True, check=True).stdout.split()
+    assert "arm_convolve_s8.c.o" in nn_members
+    assert "tq_cmsis_nn_conv" in _symbols(libs["cmsis_nn"])
+    assert "tq_reference_conv" not in _symbols(libs["cmsis_nn"])
+
+    ref_lib_bytes = libs["reference"].read_bytes()
+    third = build("reference")
+    assert "-DCMSIS_NN" not in compiled_object(third)          # rebuilt again, without it
+    assert "-DCMSIS_NN" not in stamp.read_text()
+    assert libs["reference"].read_bytes() == ref_lib_bytes     # the reference library as built
+    assert "tq_cmsis_nn_conv" not in _symbols(libs["reference"])
+    link = _make_in(project, tflm_dir, "-n", "build/app.elf").stdout
+    assert "tflm-lib-reference/libtflm.a" in link and "tflm-lib-cmsis_nn" not in link
+
+    # nothing changed: the stamp keeps its time and the object is not compiled again
+    stamp_mtime = stamp.stat().st_mtime_ns
+    again = _make_in(project, tflm_dir, obj)
+    assert not any(" -c " in line for line in again.stdout.splitlines())
+    assert stamp.stat().st_mtime_ns == stamp_mtime

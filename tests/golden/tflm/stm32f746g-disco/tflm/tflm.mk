@@ -7,20 +7,23 @@
 #   make TFLM_DIR=/abs/path/to/tflite-micro                             reference kernels
 #   make TFLM_DIR=/abs/path/to/tflite-micro OPTIMIZED_KERNEL_DIR=cmsis_nn CMSIS-NN kernels
 #   make TFLM_DIR=... OPTIMIZED_KERNEL_DIR=                            force reference kernels
+#   make TFLM_DIR=... tflm-lib                                         only the TFLM library
 #
 # TFLM_DIR holds tensorflow/lite/micro/micro_interpreter.h, and its third-party
 # code where TFLM's own `make third_party_downloads` puts it (TFLM_DOWNLOADS):
 # flatbuffers, gemmlowp, ruy; cmsis and cmsis_nn for CMSIS-NN. `tinyq setup tflm`
 # makes such a tree; TINYQ_TFLM_DIR in the environment is used when TFLM_DIR is unset.
-# TFLM_BUILD is where the library and its objects go (`tinyq build` points it at a
-# folder it shares between projects with the same core, float ABI and kernels).
+# TFLM_BUILD is where the library and its objects go: one folder per kernel choice
+# ($(BUILD)/tflm-lib-reference, $(BUILD)/tflm-lib-cmsis_nn), so switching kernels
+# never links objects of the other choice (`tinyq build` points it at a folder it
+# shares between projects with the same core, float ABI and kernels).
 
 TFLM_DIR             ?= $(TINYQ_TFLM_DIR)
 OPTIMIZED_KERNEL_DIR ?= 
 TFLM_DOWNLOADS       ?= $(TFLM_DIR)/tensorflow/lite/micro/tools/make/downloads
 CMSIS_PATH           ?= $(TFLM_DOWNLOADS)/cmsis
 CMSIS_NN_PATH        ?= $(TFLM_DOWNLOADS)/cmsis_nn
-TFLM_BUILD           ?= $(BUILD)/tflm-lib
+TFLM_BUILD           ?= $(BUILD)/tflm-lib-$(or $(OPTIMIZED_KERNEL_DIR),reference)
 TFLM_LIB             := $(TFLM_BUILD)/libtflm.a
 # Relative paths are relative to this project folder; trailing slashes are dropped.
 ifneq ($(TFLM_DIR),)
@@ -133,10 +136,22 @@ TQ_CXX_SRCS := tflm/model_data.cc tflm/tflm_runtime.cc
 TQ_CXX_OBJS := $(TQ_CXX_SRCS:%.cc=$(BUILD)/%.o)
 OBJS        += $(TQ_CXX_OBJS)
 
-$(BUILD)/%.o: %.cc Makefile tflm/tflm.mk
+TQ_CXX_COMPILE := $(CXX) $(CPPFLAGS) -Itflm $(TFLM_INCLUDES) $(TFLM_DEFINES) \
+                  $(TFLM_CXXFLAGS) $(OPT) -g
+# The flags stamp holds the compile command above; it is rewritten only when that
+# changes (other kernels, OPT, TFLM_DIR, CROSS), so these objects are rebuilt then
+# (tflm_runtime.cc is compiled with -DCMSIS_NN for CMSIS-NN) and not otherwise.
+TQ_FLAGS_STAMP := $(BUILD)/tflm/flags.stamp
+
+.PHONY: tq-always
+$(TQ_FLAGS_STAMP): tq-always
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) -Itflm $(TFLM_INCLUDES) $(TFLM_DEFINES) $(TFLM_CXXFLAGS) $(OPT) -g \
-	    -MMD -MP -c $< -o $@
+	@echo '$(subst ','\'',$(strip $(TQ_CXX_COMPILE)))' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
+$(BUILD)/%.o: %.cc Makefile tflm/tflm.mk $(TQ_FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(TQ_CXX_COMPILE) -MMD -MP -c $< -o $@
 
 $(BUILD)/app.elf: $(TFLM_LIB)
 LDLIBS := $(TFLM_LIB) $(LDLIBS)
