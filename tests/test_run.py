@@ -163,6 +163,8 @@ CONFLICTS = [
      "argument --port: not allowed with argument --emulator"),
     (["--emulator", "qemu", "--no-flash"], "error: --no-flash only applies to a board on --port"),
     (["--baud", "9600"], "error: --baud only applies to a board on --port"),
+    (["--probe", "E661"], "error: --probe only applies to a board on --port"),
+    (["--mount-point", "/media/x"], "error: --mount-point only applies to a board on --port"),
     (["--kernels", "cmsis_nn"], "error: --kernels cmsis_nn applies to --runtime tflm, not native"),
     (["--input", "x.npz", "--samples", "3"], "error: --samples sets how many random inputs"),
 ]
@@ -249,3 +251,38 @@ def test_unreachable_device_is_refused_before_building(command, device, message,
     assert main(argv) != 0
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_flash_options_reach_the_flash_step(monkeypatch, tmp_path):
+    """--probe/--method/--mount-point of run (and bench, validate, deploy) are the ones
+    `tinyq flash` takes, and they reach the flash step."""
+    import os
+    import types
+
+    import tinyq.flash
+    import tinyq.run
+    from tinyq.cli import main
+    from tinyq.errors import DeviceError
+    from tinyq.flash import FlashOptions
+    from tinyq.tflite_writer import TensorSpec, single_op_model
+
+    master, slave = os.openpty()          # a real character device for the port check
+    try:
+        seen = {}
+
+        def fake_flash(elf, board, options=None, progress=None):
+            seen["options"] = options
+            raise DeviceError("stopped after flashing")
+
+        monkeypatch.setattr(tinyq.flash, "flash", fake_flash)
+        monkeypatch.setattr(tinyq.run, "build_firmware",
+                            lambda *a, **k: types.SimpleNamespace(elf=tmp_path / "app.elf"))
+        model = tmp_path / "m.tflite"
+        model.write_bytes(single_op_model("RELU", [TensorSpec((1, 4), "int8", 0.1, 0)],
+                                          [TensorSpec((1, 4), "int8", 0.1, 0)]))
+        assert main(["run", str(model), "--board", "rpi-pico", "--port", os.ttyname(slave),
+                     "--method", "uf2", "--probe", "E661", "--mount-point", str(tmp_path)]) == 1
+        assert seen["options"] == FlashOptions(probe="E661", method="uf2", mount_point=tmp_path)
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -35,6 +35,7 @@ from typing import Any
 
 from tinyq.board_profile import Board
 from tinyq.errors import ModelError, UserInputError
+from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.protocol import Client, Layer, Timeouts
 
@@ -60,6 +61,7 @@ class BenchOptions:
     seed: int = DEFAULT_SEED            # random benchmark input when no input is given
     flash: bool = True                  # on a board: flash the firmware first
     baud: int | None = None             # serial baud (default: the board profile's)
+    flashing: FlashOptions = FlashOptions()  # probe, method, drive (tinyq.flash)
     build: Any = None                   # tinyq.build.BuildOptions (None: defaults)
     generate: Any = None                # tinyq.codegen.GenerateOptions (None: defaults)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -357,11 +359,12 @@ def bench(model_path: str | os.PathLike[str], board: Board | str, emulator: str 
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
     check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
-                 baud=options.baud)
+                 baud=options.baud, flashing=options.flashing)
     progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
     firmware = build(path, board_obj, runtime=runtime, options=options.generate,
                      build_options=options.build or BuildOptions(), progress=progress)
-    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts)
+    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts,
+                             flashing=options.flashing)
     with session(board_obj, firmware.elf, emulator, port, run_options, progress) as client:
         return bench_on_device(client, path, board_obj, runtime, firmware, options, inputs,
                                progress)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyq.errors import FitError, OutputExistsError, UnsupportedError, UserInputError
+from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.protocol import Timeouts
 
@@ -65,6 +66,7 @@ class DeployOptions:
     float_accuracy: bool = True         # with data and a float model: its accuracy too
     flash: bool = True
     baud: int | None = None
+    flashing: FlashOptions = FlashOptions()  # probe, method, drive (tinyq.flash)
     quantize: Any = None                # tinyq.quantize.QuantizeOptions
     generate: Any = None                # tinyq.codegen.GenerateOptions
     build: Any = None                   # tinyq.build.BuildOptions
@@ -244,7 +246,7 @@ def preflight(board: Any, options: DeployOptions) -> None:
     _refuse_existing([tflite_out, project_dir, *report_paths(report_path), json_path],
                      options.force)
     check_device(board, project_dir / "build" / "app.elf", options.emulator, options.port,
-                 flash=options.flash, baud=options.baud)
+                 flash=options.flash, baud=options.baud, flashing=options.flashing)
     build_options = options.build or BuildOptions()
     if options.runtime == "tflm":
         from tinyq.tflm.source import locate
@@ -370,7 +372,8 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
             lambda: reference_accuracy(source, x[:n], labels[:n], progress),
             lambda r: f"top-1 {100 * r[0]:.2f} %, float .tflite {r[1]:,} bytes")
 
-    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts)
+    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts,
+                             flashing=options.flashing)
     where = options.port or options.emulator or ("qemu" if board_obj.emulated_only else "?")
     bench_options = BenchOptions(runs=options.runs, warmup=options.warmup,
                                  per_layer=options.per_layer, timeouts=options.timeouts)

@@ -37,6 +37,7 @@ from tinyq.errors import (
     ToolNotFoundError,
     UserInputError,
 )
+from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.protocol import Client, Identity, Timeouts
 
@@ -58,6 +59,7 @@ class RunOptions:
     samples: int = 1                    # random inputs to try when no inputs are given
     flash: bool = True                  # on a board: flash the firmware first
     baud: int | None = None             # serial baud (default: the board profile's)
+    flashing: FlashOptions = FlashOptions()  # probe, method, drive (tinyq.flash)
     build: Any = None                   # tinyq.build.BuildOptions, or None for defaults
     timeouts: Timeouts = field(default_factory=Timeouts)
     generate: Any = None                # tinyq.codegen.GenerateOptions, or None for defaults
@@ -310,7 +312,8 @@ def default_emulator(board: Board, emulator: str | None, port: str | None) -> st
 
 
 def check_device(board: Board, elf: Path, emulator: str | None, port: str | None, *,
-                 flash: bool = True, baud: int | None = None) -> None:
+                 flash: bool = True, baud: int | None = None,
+                 flashing: FlashOptions | None = None) -> None:
     """Before any build: the device can be reached. The emulator is installed (and models
     the board), or the serial port opens and the tool that flashes the board is installed."""
     import shutil
@@ -327,10 +330,11 @@ def check_device(board: Board, elf: Path, emulator: str | None, port: str | None
     _check_port(port, baud or board.uart.baud)
     if not flash:
         return
-    from tinyq.flash import FlashOptions, PyOcdBackend, backend_for
+    from tinyq.flash import PyOcdBackend, backend_for
 
-    backend = backend_for(board)
-    backend.plan(elf, board, FlashOptions())    # refuses a board it cannot flash
+    flashing = flashing or FlashOptions()
+    backend = backend_for(board, flashing.method)     # refuses a method the board cannot take
+    backend.plan(elf, board, flashing)                # and an emulated board: nothing to flash
     if isinstance(backend, PyOcdBackend):
         import importlib.util
 
@@ -338,7 +342,7 @@ def check_device(board: Board, elf: Path, emulator: str | None, port: str | None
             raise ToolNotFoundError("pyOCD is not installed (needed to flash "
                                     f"{board.name})", hint="pip install 'tinyq[flash]', or "
                                     "flash it yourself and pass --no-flash", tool="pyocd")
-    for argv in backend.commands(elf, board, FlashOptions(), Path(".")):
+    for argv in backend.commands(elf, board, flashing, Path(".")):
         if shutil.which(argv[0]) is None:
             raise ToolNotFoundError(f"{argv[0]} not found (needed to flash {board.name})",
                                     hint="install it, or flash the board yourself and pass "
@@ -422,7 +426,7 @@ def session(board: Board, elf: Path, emulator: str | None = None, port: str | No
         if not device.is_emulated and options.flash:
             from tinyq.flash import flash
             progress(ProgressEvent("flash", f"flashing {board.name}"))
-            flash(Path(elf), board, progress=progress)
+            flash(Path(elf), board, options.flashing, progress=progress)
         progress(ProgressEvent("run", f"waiting for the firmware on {device.port}"))
         client = Client(device, timeouts=options.timeouts)
         client.wait_ready()
@@ -461,7 +465,7 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         raise DataError("the input data holds no samples", hint="pass at least one sample")
 
     check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
-                 baud=options.baud)
+                 baud=options.baud, flashing=options.flashing)
     progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
     firmware = build_firmware(path, board_obj, runtime, options, progress)
     device = open_device(board_obj, firmware.elf, emulator, port, options)
@@ -469,7 +473,7 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         if not device.is_emulated and options.flash:
             from tinyq.flash import flash
             progress(ProgressEvent("flash", f"flashing {board_obj.name}"))
-            flash(firmware.elf, board_obj, progress=progress)
+            flash(firmware.elf, board_obj, options.flashing, progress=progress)
         progress(ProgressEvent("run", f"waiting for the firmware on {device.port}"))
         client = Client(device, timeouts=options.timeouts)
         client.wait_ready()

@@ -30,6 +30,7 @@ import numpy as np
 
 from tinyq.board_profile import Board
 from tinyq.errors import DataError, DeviceError, ModelError, UserInputError
+from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.protocol import Client, Timeouts
 
@@ -49,6 +50,7 @@ class ValidateOptions:
     reference: str | None = None        # float model whose accuracy is reported too
     flash: bool = True                  # on a board: flash the firmware first
     baud: int | None = None
+    flashing: FlashOptions = FlashOptions()  # probe, method, drive (tinyq.flash)
     build: Any = None                   # tinyq.build.BuildOptions
     generate: Any = None                # tinyq.codegen.GenerateOptions
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -391,11 +393,12 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
         float_accuracy, float_bytes = reference_accuracy(options.reference, np.asarray(x)[:n],
                                                          labels[:n], progress)
     check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
-                 baud=options.baud)
+                 baud=options.baud, flashing=options.flashing)
     progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
     firmware = build(path, board_obj, runtime=runtime, options=options.generate,
                      build_options=options.build or BuildOptions(), progress=progress)
-    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts)
+    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts,
+                             flashing=options.flashing)
     result = None
     try:
         with session(board_obj, firmware.elf, emulator, port, run_options, progress) as client:

@@ -23,13 +23,35 @@ def add_target_arguments(p, model_help: str = "the int8 .tflite model") -> None:
     device.add_argument("--port", help="run on a board at this serial port (e.g. /dev/ttyACM0)")
     p.add_argument("--baud", type=positive_int, metavar="RATE",
                    help="serial baud rate (default: the board profile's)")
-    p.add_argument("--no-flash", action="store_true",
-                   help="with --port: the board already runs this firmware; do not flash it")
+    add_flash_arguments(p)
     p.add_argument("--tflm-dir", metavar="DIR",
                    help="TFLM source tree for --runtime tflm (default: $TINYQ_TFLM_DIR, "
                    "then `tinyq setup tflm`'s cache)")
     p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
                    help="TFLM kernels for --runtime tflm (default reference)")
+
+
+def add_flash_arguments(p) -> None:
+    """How a board on --port is flashed first (the options of `tinyq flash`)."""
+    from pathlib import Path
+
+    from tinyq.flash import BACKENDS
+
+    p.add_argument("--no-flash", action="store_true",
+                   help="with --port: the board already runs this firmware; do not flash it")
+    p.add_argument("--probe", metavar="ID",
+                   help="with --port: the debug probe to flash through (when several)")
+    p.add_argument("--method", choices=sorted(BACKENDS),
+                   help="with --port: flash with this method instead of the profile's")
+    p.add_argument("--mount-point", type=Path, metavar="DIR",
+                   help="with --port: the board's USB drive (copy/uf2 methods)")
+
+
+def flash_options(args):
+    """tinyq.flash.FlashOptions from add_flash_arguments' options."""
+    from tinyq.flash import FlashOptions
+
+    return FlashOptions(probe=args.probe, method=args.method, mount_point=args.mount_point)
 
 
 def positive_int(text: str) -> int:
@@ -54,7 +76,11 @@ def check_target_arguments(args) -> None:
 
     if not getattr(args, "port", None):
         given = [flag for flag, on in (("--no-flash", getattr(args, "no_flash", False)),
-                                       ("--baud", getattr(args, "baud", None) is not None))
+                                       ("--baud", getattr(args, "baud", None) is not None),
+                                       ("--probe", getattr(args, "probe", None) is not None),
+                                       ("--method", getattr(args, "method", None) is not None),
+                                       ("--mount-point",
+                                        getattr(args, "mount_point", None) is not None))
                  if on]
         if given:
             verb = "apply" if len(given) > 1 else "applies"
@@ -198,6 +224,7 @@ def run(args, ui) -> int:
     inputs = load_inputs(args.input) if args.input else None
     options = BenchOptions(runs=args.runs, warmup=args.warmup, per_layer=args.per_layer,
                            seed=args.seed, flash=not args.no_flash, baud=args.baud,
+                           flashing=flash_options(args),
                            build=build, generate=generate)
     result = bench(args.model, args.board, emulator=args.emulator, port=args.port,
                    runtime=args.runtime, inputs=inputs, options=options, progress=ui.progress)

@@ -31,7 +31,12 @@ def add_arguments(p) -> None:
 
 
 def run(args, ui) -> int:
-    from tinyq.cli.bench import build_options, check_target_arguments, print_bench
+    from tinyq.cli.bench import (
+        build_options,
+        check_target_arguments,
+        flash_options,
+        print_bench,
+    )
     from tinyq.cli.validate import print_validate
     from tinyq.pipeline import DeployOptions, deploy
 
@@ -42,6 +47,7 @@ def run(args, ui) -> int:
         runtime=args.runtime, out_dir=args.out, report=args.report, json=args.json,
         force=args.force, samples=args.samples, runs=args.runs, warmup=args.warmup,
         per_layer=not args.no_per_layer, flash=not args.no_flash, baud=args.baud,
+        flashing=flash_options(args),
         generate=generate, build=build)
     result = deploy(args.model, args.board, options, progress=ui.progress)
     ui.print()

@@ -7,7 +7,7 @@ HELP = ("build a model for a board, run it in QEMU or on the board, and compare 
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.bench import positive_int
+    from tinyq.cli.bench import add_flash_arguments, positive_int
     from tinyq.codegen import RUNTIMES
     from tinyq.run import EMULATORS, RANDOM_INPUT_SEED
 
@@ -19,8 +19,7 @@ def add_arguments(p) -> None:
     device.add_argument("--port", help="run on a board at this serial port (e.g. /dev/ttyACM0)")
     p.add_argument("--baud", type=positive_int, metavar="RATE",
                    help="serial baud rate (default: the board profile's)")
-    p.add_argument("--no-flash", action="store_true",
-                   help="with --port: the board already runs this firmware; do not flash it")
+    add_flash_arguments(p)
     p.add_argument("--runtime", default="native", choices=RUNTIMES,
                    help="runtime to build (default native)")
     p.add_argument("--tflm-dir", metavar="DIR",
@@ -53,7 +52,7 @@ def run(args, ui) -> int:
     import json
     from pathlib import Path
 
-    from tinyq.cli.bench import check_target_arguments
+    from tinyq.cli.bench import check_target_arguments, flash_options
     from tinyq.codegen import GenerateOptions
     from tinyq.errors import UsageError
     from tinyq.fileio import check_output, write_text
@@ -77,6 +76,7 @@ def run(args, ui) -> int:
     options = RunOptions(runs=args.runs, warmup=args.warmup, seed=args.seed,
                          samples=1 if args.samples is None else args.samples,
                          flash=not args.no_flash, baud=args.baud,
+                         flashing=flash_options(args),
                          generate=GenerateOptions(runtime_options=runtime_options),
                          build=BuildOptions(tflm_dir=args.tflm_dir))
     result = run_model(args.model, args.board, emulator=args.emulator, port=args.port,

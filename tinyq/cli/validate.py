@@ -46,6 +46,7 @@ def run(args, ui) -> int:
         build_options,
         check_outputs,
         check_target_arguments,
+        flash_options,
         write_outputs,
     )
     from tinyq.report import load_record
@@ -58,7 +59,8 @@ def run(args, ui) -> int:
     resume = load_record(args.resume) if args.resume else None
     generate, build = build_options(args)
     options = ValidateOptions(samples=args.samples, reference=args.reference,
-                              flash=not args.no_flash, baud=args.baud, build=build,
+                              flash=not args.no_flash, baud=args.baud,
+                              flashing=flash_options(args), build=build,
                               generate=generate)
     result = validate(args.model, args.board, args.data, emulator=args.emulator, port=args.port,
                       runtime=args.runtime, options=options, resume=resume,
