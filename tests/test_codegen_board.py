@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import tinyq
 from tinyq import boards
 from tinyq.codegen import (
     PROJECT_FILE,
@@ -337,3 +338,28 @@ def test_vtor_is_set_where_the_core_has_one():
     for name, expected in (("arduino-nano-33-ble-sense", True), ("microbit", False)):
         startup = render_board(boards.load(name), HEADER, False)["board/startup.c"]
         assert ("0xE000ED08u" in startup) is expected
+
+
+@pytest.mark.parametrize("board_name", boards.names())
+def test_every_project_of_a_renode_board_has_its_renode_script(board_name):
+    """render_project (native and tflm alike) writes renode/tinyq.resc for boards with a
+    Renode platform: the golden is the native-style project's script."""
+    board = boards.load(board_name)
+    try:
+        files = render_project(board, _runtime(), _model(), GenerateOptions(semihosting=True))
+    except BoardError as exc:
+        pytest.skip(f"no board glue for {board_name}: {exc.message}")
+    script = files.get("renode/tinyq.resc")
+    assert (script is not None) == bool(board.emulator.renode_platform)
+    record = json.loads(files["tinyq_project.json"])
+    assert ("renode/tinyq.resc" in record["files"]) == bool(board.emulator.renode_platform)
+    if script is None:
+        return
+    text = script.replace(f"tinyq {tinyq.__version__}", "tinyq <version>")
+    golden = GOLDEN / board_name / "renode" / "tinyq.resc"
+    if UPDATE:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.exists(), f"missing golden {golden}: run with TINYQ_UPDATE_GOLDEN=1"
+    assert text == golden.read_text(), f"{golden} differs (TINYQ_UPDATE_GOLDEN=1 to accept)"
+    assert f"LoadPlatformDescription @{board.emulator.renode_platform}" in text

@@ -285,7 +285,61 @@ def test_tflm_project_files_match_golden(board_name, tiny):
         files = _project(board_name, data, model)
     except BoardError as exc:   # a real board whose glue has not landed yet
         pytest.skip(f"no board glue for {board_name} yet: {exc.message}")
-    _check_golden(board_name, files, PROJECT_FILES)
+    renode = ("renode/tinyq.resc",) if boards.load(board_name).emulator.renode_platform else ()
+    assert ("renode/tinyq.resc" in files) == bool(renode)
+    _check_golden(board_name, files, PROJECT_FILES + renode)
+
+
+@pytest.mark.parametrize("board_name, pack, port", [
+    ("stm32f746g-disco", "stm32f746nghx", "/dev/ttyACM0"),   # CMSIS-pack target, ST-LINK VCOM
+    ("nucleo-f446re", "stm32f446retx", "/dev/ttyACM0"),
+    ("nrf52840-dk", "", "/dev/ttyACM0"),                     # built into pyOCD, J-Link VCOM
+    ("rpi-pico", "", "/dev/ttyUSB0"),                        # header UART: USB-serial adapter
+    ("arduino-nano-33-ble-sense", "", "/dev/ttyUSB0"),
+])
+def test_readme_flash_and_run_steps_follow_the_board_profile(board_name, pack, port, tiny):
+    data, model = tiny
+    readme = _project(board_name, data, model)["README.md"]
+    assert f"tinyq flash build/app.elf --board {board_name}" in readme
+    assert f"--board {board_name} --dry-run" in readme
+    flash_and_run = readme[readme.index("## Flash and run"):]
+    assert "pyocd flash" not in readme and "app.hex" not in flash_and_run
+    assert (f"pyocd pack install {pack}" in readme) == bool(pack)
+    if not pack:
+        assert "pyocd pack install" not in readme
+    run = next(line.strip() for line in readme.splitlines() if "--no-flash" in line
+               and line.lstrip().startswith("tinyq run"))
+    assert run == (f"tinyq run tiny.tflite --board {board_name} --runtime tflm "
+                   f"--tflm-dir /abs/path/to/tflite-micro --port {port} --no-flash")
+
+
+def test_readme_run_line_keeps_cmsis_nn_and_parses_with_the_cli(tiny):
+    """The README's `tinyq run` line is accepted by the current CLI as written."""
+    import argparse
+
+    from tinyq.cli import run as run_cli
+
+    data, model = tiny
+    readme = _project("nucleo-l4r5zi", data, model, TflmOptions(kernels="cmsis_nn",
+                                                                 arena_bytes=4096))["README.md"]
+    run = next(line.split() for line in readme.splitlines()
+               if line.lstrip().startswith("tinyq run") and "--no-flash" in line)
+    assert run[run.index("--kernels") + 1] == "cmsis_nn"
+    parser = argparse.ArgumentParser()
+    run_cli.add_arguments(parser)
+    args = parser.parse_args(run[2:])
+    assert (args.model, args.board, args.runtime, args.kernels, args.port, args.no_flash) == \
+        ("tiny.tflite", "nucleo-l4r5zi", "tflm", "cmsis_nn", "/dev/ttyACM0", True)
+
+
+def test_pyocd_builtin_targets_agree_with_the_installed_pyocd():
+    builtin = pytest.importorskip("pyocd.target.builtin",
+                                  reason="pyOCD (the [flash] extra) is not installed")
+    for name in boards.names():
+        target = boards.load(name).flashing.pyocd_target
+        if target:
+            assert (target in codegen.PYOCD_BUILTIN_TARGETS) == \
+                (target in builtin.BUILTIN_TARGETS), target
 
 
 def test_project_record_and_harness_name_the_tflm_runtime(tiny):

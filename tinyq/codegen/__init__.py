@@ -182,6 +182,12 @@ def render_project(board: Board, runtime: RuntimeSources, model: ModelInfo,
         sources=sources, include_dirs=include_dirs, arena_section=ARENA_SECTION,
         runtime_makefiles=runtime_makefiles,
     )
+    renode_script = ""
+    if board.emulator.renode_platform:
+        # The script `tinyq run --emulator renode` writes, for running the project by hand.
+        from tinyq.devices.renode import PROJECT_SCRIPT, project_script
+        renode_script = PROJECT_SCRIPT
+        files[renode_script] = project_script(board, generated)
     for rel, template in runtime.project_templates.items():
         if rel in files:
             raise ValueError(f"runtime project file {rel!r} clashes")
@@ -190,6 +196,7 @@ def render_project(board: Board, runtime: RuntimeSources, model: ModelInfo,
             sources=sources, include_dirs=include_dirs, arena_section=ARENA_SECTION,
             runtime_makefiles=runtime_makefiles, runtime=runtime.context, model=model,
             semihosting=semihosting, tinyq_version=version,
+            renode_script=renode_script,
         )
     record = {
         "generated_by": f"tinyq {version}",

@@ -105,6 +105,47 @@ SCRATCH_ALIGN = 16
 #: What to do when the host tflite-micro interpreter refuses a model the checks passed.
 PREPARE_FAILED_HINT = checks.PREPARE_FAILED_HINT
 
+#: pyOCD's built-in target types (``pyocd.target.builtin.BUILTIN_TARGETS`` of pyOCD 0.46).
+#: A board's ``flashing.pyocd_target`` outside this set is a CMSIS-pack target, which
+#: needs ``pyocd pack install TARGET`` once (docs/boards.md); the project README says so.
+#: A test checks every bundled board against the installed pyOCD.
+PYOCD_BUILTIN_TARGETS = frozenset("""
+    air001 air32f103xb air32f103xc air32f103xe air32f103xg air32f103xp ama3b1kk_kbr cc3220sf
+    cortex_m cy8c64_sysap cy8c64x5_cm0 cy8c64x5_cm0_full_flash cy8c64x5_cm4
+    cy8c64x5_cm4_full_flash cy8c64xa_cm0 cy8c64xa_cm0_full_flash cy8c64xa_cm4
+    cy8c64xa_cm4_full_flash cy8c64xx_cm0 cy8c64xx_cm0_full_flash cy8c64xx_cm0_nosmif
+    cy8c64xx_cm0_s25hx512t cy8c64xx_cm4 cy8c64xx_cm4_full_flash cy8c64xx_cm4_nosmif
+    cy8c64xx_cm4_s25hx512t cy8c6xx5 cy8c6xx7 cy8c6xx7_nosmif cy8c6xx7_s25fs512s cy8c6xxa
+    hc32a448 hc32a448xa hc32a448xc hc32a460 hc32a460xe hc32a4a0 hc32a4a0xi hc32f003 hc32f005
+    hc32f030 hc32f072 hc32f115 hc32f115x8 hc32f120 hc32f120x6 hc32f120x8 hc32f155 hc32f155xa
+    hc32f155xc hc32f160 hc32f160xa hc32f160xc hc32f190 hc32f196 hc32f334 hc32f334x8 hc32f334xa
+    hc32f448 hc32f448xa hc32f448xc hc32f451 hc32f451xc hc32f451xe hc32f452 hc32f452xc hc32f452xe
+    hc32f460 hc32f460xc hc32f460xe hc32f467 hc32f467xg hc32f472 hc32f472xc hc32f472xe hc32f4a0
+    hc32f4a0xg hc32f4a0xi hc32f4a2 hc32f4a2xi hc32l072 hc32l073 hc32l110 hc32l130 hc32l136
+    hc32l190 hc32l196 hc32m120 hc32m120x6 hc32m423xa k20d50m k22f k22fa12 k28f15 k32l2b3
+    k32w042s k64f k66f18 k82f25615 ke15z7 ke17z7 ke18f16 kinetis kl02z kl05z kl25z kl26z kl27z4
+    kl28z kl43z4 kl46z kl82z7 kv10z7 kv11z7 kw01z4 kw24d5 kw36z4 kw40z4 kw41z4 lpc11u24
+    lpc11xx_32 lpc1768 lpc4088 lpc4088dm lpc4088qsb lpc4330 lpc54114 lpc54608 lpc5526 lpc55s16
+    lpc55s28 lpc55s36 lpc55s69 lpc800 lpc824 lpc845 m2354kjfae m252kg6ae m263kiaae m467hjhae
+    m487jidae max32600 max32620 max32625 max32630 max32660 max32666 max32670 mimxrt1010
+    mimxrt1015 mimxrt1020 mimxrt1024 mimxrt1050 mimxrt1050_hyperflash mimxrt1050_quadspi
+    mimxrt1060 mimxrt1064 mimxrt1170_cm4 mimxrt1170_cm7 mps2_an521 mps3_an522 mps3_an540
+    musca_a1 musca_b1 musca_s1 ncs36510 nrf51 nrf51822 nrf52 nrf52832 nrf52833 nrf52840 nrf54l
+    nrf54lm20a nrf91 rp2040 rp2040_core0 rp2040_core1 rp2350 rtl8195am rtl8762c s32k344 s5js100
+    stm32f051 stm32f103rc stm32f412xe stm32f412xg stm32f429xg stm32f429xi stm32f439xg
+    stm32f439xi stm32f767zi stm32h723xx stm32h743xx stm32h750xx stm32h7b0xx stm32l031x6
+    stm32l432kc stm32l475xc stm32l475xe stm32l475xg w7500 ytm32b1ld0 ytm32b1le0 ytm32b1md1
+    ytm32b1me0
+""".split())
+
+#: What boards/*.toml descriptions say when the UART is on header pins and needs an
+#: external USB-serial adapter (the convention of docs/boards.md, section [uart]).
+USB_SERIAL_ADAPTER = "USB-serial adapter"
+#: Example serial ports for the README: a USB-serial adapter (FTDI/CP210x/CH340) and the
+#: CDC-ACM virtual COM port of an on-board debug probe, as Linux names them.
+ADAPTER_PORT = "/dev/ttyUSB0"
+PROBE_VCOM_PORT = "/dev/ttyACM0"
+
 PREFIX = "tflm"
 TEMPLATE_DIR = "tflm"
 #: Project-level files the project renderer fills in (they need the whole file list).
@@ -177,6 +218,18 @@ class TflmSources:
     def resolver_size(self) -> int:
         """N of MicroMutableOpResolver<N>."""
         return len(self.ops)
+
+
+def pyocd_pack_target(board: Board) -> str:
+    """The board's pyOCD target if it comes from a CMSIS pack (not built into pyOCD), else ""."""
+    target = board.flashing.pyocd_target
+    return target if target and target not in PYOCD_BUILTIN_TARGETS else ""
+
+
+def example_serial_port(board: Board) -> str:
+    """A likely serial port of ``board`` on Linux: a USB-serial adapter's when the board
+    profile says its UART needs one, the debug probe's virtual COM port otherwise."""
+    return ADAPTER_PORT if USB_SERIAL_ADAPTER in board.description else PROBE_VCOM_PORT
 
 
 def round_up(value: int, align: int) -> int:
@@ -393,6 +446,10 @@ def render(model: ir.Model, options: TflmOptions | None = None, *, board: Board 
         "cxx_sources": [f"{PREFIX}/model_data.cc", f"{PREFIX}/tflm_runtime.cc"],
         "model_len": len(data),
         "arch_flags": list(board.cflags) if board is not None else [],
+        # For the README: `pyocd pack install` and the example serial port.
+        "pyocd_pack_target": pyocd_pack_target(board) if board is not None else "",
+        "serial_port": example_serial_port(board) if board is not None else PROBE_VCOM_PORT,
+        "uart_adapter": board is not None and USB_SERIAL_ADAPTER in board.description,
     }
     return TflmSources(files=files, arena=arena, ops=ops, layer_names=layer_names,
                        kernels=options.kernels, model_sources=(f"{PREFIX}/model_data.cc",),
