@@ -460,3 +460,16 @@ def test_quoted_device_lines_are_short_and_garbage_is_named():
     assert quote_line(garbage) == ("198 bytes of unreadable data (a wrong baud rate, or "
                                    "another program on the port?)")
     assert quote_line("m-resu") == "a truncated line 'm-resu'"
+
+
+def test_run_wires_renode_to_the_uart_the_project_script_names(monkeypatch):
+    """tinyq run --emulator renode and the project's renode/tinyq.resc use one UART rule."""
+    import tinyq.devices.renode as rn
+    from tinyq.run import RunOptions, open_device
+
+    board = boards.load("nrf52840-dk")
+    device = open_device(board, Path("/fw/app.elf"), "renode", None, RunOptions())
+    try:
+        assert device.uart == rn.renode_uart(board) == "sysbus.uart0"
+    finally:
+        device.close()

@@ -268,7 +268,7 @@ def open_device(board: Board, elf: Path, emulator: str | None, port: str | None,
         if not board.emulator.renode_platform:
             raise BoardError(f"board {board.name} has no Renode platform",
                              hint="use --emulator qemu or --port", board=board.name)
-        from tinyq.devices.renode import RenodeDevice
+        from tinyq.devices.renode import RenodeDevice, renode_uart
         return RenodeDevice(elf, board.emulator.renode_platform, renode_uart(board))
     if emulator:
         raise UserInputError(f"unknown emulator {emulator!r}",
@@ -323,7 +323,10 @@ def check_device(board: Board, elf: Path, emulator: str | None, port: str | None
     device = open_device(board, elf, default_emulator(board, emulator, port), port,
                          RunOptions(baud=baud))
     if isinstance(device, EmulatorDevice):
-        find_tool(device.binary, device.install_hint)
+        try:
+            find_tool(device.binary, device.install_hint)
+        finally:
+            device.close()      # never started: this frees what its constructor made
         return
     if port is None:
         return
@@ -347,11 +350,6 @@ def check_device(board: Board, elf: Path, emulator: str | None, port: str | None
             raise ToolNotFoundError(f"{argv[0]} not found (needed to flash {board.name})",
                                     hint="install it, or flash the board yourself and pass "
                                          "--no-flash", tool=argv[0])
-
-
-def renode_uart(board: Board) -> str:
-    """The Renode peripheral of the board's UART (platforms name it by address order)."""
-    return "sysbus.uart0" if board.uart.kind in ("cmsdk", "pl011") else "sysbus.usart1"
 
 
 def _units(ticks: Sequence[int], tick_hz: int, emulated: bool, board: Board) -> tuple[str, int]:
