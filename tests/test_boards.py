@@ -61,6 +61,7 @@ VALID = '''\
 name = "my-board"
 vendor = "Me"
 description = "a user board"
+soc = "stm32f4"
 core = "cortex-m4"
 fpu = "fpv4-sp-d16"
 clock_hz = 0x5F5E100          # 100 MHz, hex is fine
@@ -76,6 +77,8 @@ size = 128_000
 [uart]
 kind = "stm32-usart"
 base = 0x40004400
+tx_pin = "PA2"
+rx_pin = "PA3"
 
 [counter]
 kind = "dwt"
@@ -290,6 +293,61 @@ def test_cli_validate_ok_and_mixed(tmp_path, capsys):
     assert main(["boards", "validate", str(good), str(bad)]) == 1
     captured = capsys.readouterr()
     assert "ok: " in captured.out and bad.name in captured.err
+
+
+# ----------------------------------------------------------------------------- soc and glue
+
+
+def test_docs_list_exactly_the_socs():
+    doc = (Path(__file__).parents[1] / "docs" / "boards.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| `soc` |"))
+    meaning = row.split("|")[4].split("(`tinyq.boards.SOCS`)")[0]
+    assert re.findall(r"`([a-z0-9-]+)`", meaning) == list(boards.SOCS)
+
+
+def test_soc_tables_agree_with_the_glue():
+    from tinyq.codegen import board as glue
+
+    assert set(glue.SOCS) <= set(boards.SOCS)
+    assert set(glue.STM32_FAMILIES) == {n for n in boards.SOCS if n.startswith("stm32")}
+    for soc in boards.SOCS.values():
+        assert set(soc.uart_kinds) <= set(boards.UART_KINDS)
+    assert set(glue.available("uart")) == set(boards.UART_KINDS)
+    assert set(glue.available("counter")) == set(boards.COUNTER_KINDS)
+
+
+def test_what_validates_also_renders_board_glue(tmp_path):
+    # a profile that `boards validate` accepts must not be refused later by `generate`
+    from tinyq.codegen.board import board_glue
+
+    board = boards.loads(VALID, source="valid.toml")
+    assert board_glue(board).soc["uart_name"] == "USART2"
+    for name in boards.names():
+        board_glue(boards.load(name))
+
+
+def test_a_custom_board_without_soc_still_works():
+    text = (VALID.replace('soc = "stm32f4"\n', "")
+            .replace('kind = "stm32-usart"', 'kind = "cmsdk"')
+            .replace('tx_pin = "PA2"\nrx_pin = "PA3"\n', ""))
+    from tinyq.codegen.board import board_glue
+
+    board = boards.loads(text, source="nosoc.toml")
+    assert board.soc == "" and board_glue(board).soc_template == "none"
+    # nRF UARTs without a soc: pins stay optional, but must be nRF names when given
+    nrf = text.replace('kind = "cmsdk"', 'kind = "nrf-uart"')
+    assert boards.loads(nrf).uart.tx_pin == ""
+    with pytest.raises(BoardError, match=r'^x\.toml: uart\.tx_pin "PA2" is not a nrf-uart pin '
+                                         r'name — write it as "P0\.24"$'):
+        boards.loads(nrf.replace("[counter]", 'tx_pin = "PA2"\n\n[counter]'), source="x.toml")
+
+
+def test_unknown_soc_is_reported_as_such_with_a_close_match():
+    with pytest.raises(BoardError) as info:
+        boards.loads(VALID.replace('"stm32f4"', '"stm32f9"'), source="b12.toml")
+    message = str(info.value)
+    assert message.startswith('b12.toml: soc "stm32f9" is not a known soc')
+    assert "did you mean 'stm32f" in message and "uart.kind" not in message
 
 
 def test_cli_validate_needs_a_file(capsys):

@@ -7,6 +7,7 @@ UART driver, cycle counter, flashing, emulation) reads them from here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 #: core name -> (gcc -mcpu, has DWT cycle counter, Thumb-1 only)
@@ -27,6 +28,16 @@ FPUS: dict[str, str] = {
     "fpv5-sp-d16": "single",
     "fpv5-d16": "double",
     "auto": "auto",  # -mfpu=auto: implied by -mcpu (M55: FP + MVE)
+}
+
+#: Pin naming styles (``uart.tx_pin``/``rx_pin``): style -> (pattern, example). The groups
+#: are what the board glue needs: STM32/Stellaris port letter and number, nRF port and
+#: number, RP2040 GPIO number. ``tinyq.boards`` checks names against these when a profile
+#: is loaded; ``tinyq.codegen.board`` parses them with the same patterns.
+PIN_STYLES: dict[str, tuple[re.Pattern[str], str]] = {
+    "port-letter": (re.compile(r"P([A-K])(\d{1,2})", re.IGNORECASE), "PA9"),
+    "nrf": (re.compile(r"P?(\d+)\.(\d+)", re.IGNORECASE), "P0.24"),
+    "rp2040": (re.compile(r"GP(\d{1,2})", re.IGNORECASE), "GP0"),
 }
 
 
@@ -95,9 +106,7 @@ class Board:
     counter: Counter
     flashing: Flashing
     emulator: Emulator = field(default_factory=Emulator)
-    # chip family for the glue: cmsdk-mps2, cmsdk-an505, cmsdk-an547, stm32f4, stm32l4, stm32f7,
-    # nrf51, nrf52, lm3s, rp2040
-    soc: str = ""
+    soc: str = ""                # chip family for the glue: a key of tinyq.boards.SOCS, or ""
     extra_ram: tuple[MemoryRegion, ...] = ()
     arena_region: str = "ram"    # which RAM region holds the tensor arena
     stack_bytes: int = 8192

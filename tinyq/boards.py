@@ -27,6 +27,7 @@ from typing import Any
 from tinyq.board_profile import (
     CORES,
     FPUS,
+    PIN_STYLES,
     Board,
     Counter,
     Emulator,
@@ -40,7 +41,8 @@ from tinyq.resources import boards_dir
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "UART_KINDS", "COUNTER_KINDS", "FLASH_METHODS", "FPUS_FOR_CORE", "QEMU_MACHINES",
+    "SOCS", "Soc", "UART_KINDS", "COUNTER_KINDS", "FLASH_METHODS", "FPUS_FOR_CORE",
+    "QEMU_MACHINES",
     "load", "loads", "available", "names", "validate_file",
 ]
 
@@ -52,6 +54,33 @@ UART_KINDS: dict[str, str] = {
     "stm32-lpuart": "STM32 low-power UART (LPUART1)",
     "nrf-uart": "Nordic legacy UART (nRF51, nRF52 UART0 without EasyDMA)",
     "nrf-uarte": "Nordic UARTE with EasyDMA (nRF52)",
+}
+
+
+@dataclass(frozen=True)
+class Soc:
+    """A chip family tinyq has board glue for (``soc = "..."`` in a profile)."""
+
+    description: str
+    uart_kinds: tuple[str, ...]  # the UART kinds the family has (keys of UART_KINDS)
+    pin_style: str = ""          # key of board_profile.PIN_STYLES; "" = pins not used
+    pins_required: bool = False  # the glue muxes uart.tx_pin/rx_pin, so both must be given
+
+
+#: Chip families (``soc``), the one list docs/boards.md shows (a test keeps them equal).
+#: A profile may leave ``soc`` out: then the glue does no chip set-up before the UART
+#: (fine for cmsdk, pl011 and nrf-uart(e) kinds; STM32 UARTs need their soc).
+SOCS: dict[str, Soc] = {
+    "cmsdk-mps2": Soc("Arm MPS2 FPGA images AN385/AN386/AN500", ("cmsdk",)),
+    "cmsdk-an505": Soc("Arm MPS2 AN505 (Cortex-M33, Secure aliases)", ("cmsdk",)),
+    "cmsdk-an547": Soc("Arm MPS3 AN547 (Cortex-M55)", ("cmsdk",)),
+    "stm32f4": Soc("STM32F4 (F405/F407/F42x/F446)", ("stm32-usart",), "port-letter", True),
+    "stm32f7": Soc("STM32F7 (F74x/F75x)", ("stm32-usart",), "port-letter", True),
+    "stm32l4": Soc("STM32L4+ (L4R/L4S)", ("stm32-usart", "stm32-lpuart"), "port-letter", True),
+    "lm3s": Soc("TI Stellaris LM3S", ("pl011",), "port-letter"),
+    "nrf51": Soc("Nordic nRF51", ("nrf-uart",), "nrf"),
+    "nrf52": Soc("Nordic nRF52", ("nrf-uart", "nrf-uarte"), "nrf", True),
+    "rp2040": Soc("Raspberry Pi RP2040", ("pl011",), "rp2040", True),
 }
 
 #: Cycle/time counters.
@@ -343,6 +372,46 @@ def _rule_uart(d: dict[str, Any], rep: _Reporter) -> None:
                        "use the UART's 32-bit base address from the reference manual")
 
 
+def _rule_soc(d: dict[str, Any], rep: _Reporter) -> None:
+    soc, kind = d["soc"], d["uart"]["kind"]
+    if not soc:
+        if kind.startswith("stm32-"):
+            stm32 = [name for name, s in SOCS.items() if kind in s.uart_kinds]
+            raise rep.fail("soc", f'is missing, but uart.kind "{kind}" needs an STM32 soc',
+                           f'add soc = "..." with one of: {", ".join(stm32)}')
+        return
+    _choice(soc, SOCS, "soc", rep, "soc (chip family)")
+    allowed = SOCS[soc].uart_kinds
+    if kind not in allowed:
+        fitting = [name for name, s in SOCS.items() if kind in s.uart_kinds]
+        other = f", or a soc with {kind}: {', '.join(fitting)}" if fitting else ""
+        raise rep.fail("uart.kind", f'"{kind}" is not a UART of soc "{soc}"',
+                       f"use {' or '.join(allowed)}{other}")
+
+
+def _rule_pins(d: dict[str, Any], rep: _Reporter) -> None:
+    uart, soc = d["uart"], SOCS.get(d["soc"])
+    if soc is not None:
+        style, required = soc.pin_style, soc.pins_required
+    else:
+        style, required = ("nrf" if uart["kind"].startswith("nrf-") else ""), False
+    if not style:
+        return
+    pattern, example = PIN_STYLES[style]
+    family = d["soc"] or uart["kind"]
+    for role in ("tx", "rx"):
+        pin = uart[f"{role}_pin"]
+        if not pin:
+            if required:
+                raise rep.fail(f"uart.{role}_pin", f"is missing; the {family} glue sets the "
+                                                   "UART pins up",
+                               f'add uart.{role}_pin (e.g. "{example}")')
+            continue
+        if not pattern.fullmatch(pin):
+            raise rep.fail(f"uart.{role}_pin", f'"{pin}" is not a {family} pin name',
+                           f'write it as "{example}"')
+
+
 def _rule_counter(d: dict[str, Any], rep: _Reporter) -> None:
     counter = d["counter"]
     _choice(counter["kind"], COUNTER_KINDS, "counter.kind", rep, "counter kind")
@@ -392,7 +461,7 @@ def _rule_emulator(d: dict[str, Any], rep: _Reporter) -> None:
 #: Cross-field rules, run in order after the schema check.
 _RULES: tuple[Callable[[dict[str, Any], _Reporter], None], ...] = (
     _rule_name, _rule_core, _rule_memory, _rule_uart, _rule_counter, _rule_flashing,
-    _rule_emulator,
+    _rule_emulator, _rule_soc, _rule_pins,
 )
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from tinyq.board_profile import Board
+from tinyq.board_profile import PIN_STYLES, Board
 from tinyq.errors import BoardError
 from tinyq.resources import templates_dir
 from tinyq.templating import render
@@ -249,14 +249,20 @@ def rp2040_boot2() -> bytes:
     return body + crc32_mpeg2(body).to_bytes(4, "little")
 
 
+def _pin(style: str, pin: str) -> re.Match[str]:
+    """Parse a pin name ``tinyq.boards`` already checked against ``PIN_STYLES[style]``."""
+    match = PIN_STYLES[style][0].fullmatch(pin.strip())
+    if not match:   # only a Board built without tinyq.boards.load gets here
+        raise ValueError(f"uart pin {pin!r} is not a {style} pin name; load boards with "
+                         "tinyq.boards.load, which validates them")
+    return match
+
+
 def _nrf_pin(pin: str) -> int | None:
     """``"P0.24"`` -> 24; empty -> None (keep the reset pin selection)."""
     if not pin:
         return None
-    match = re.fullmatch(r"P?(\d+)\.(\d+)", pin.strip(), flags=re.IGNORECASE)
-    if not match:
-        raise BoardError(f"uart pin {pin!r} is not an nRF pin name",
-                         hint='write it as "P0.24"')
+    match = _pin("nrf", pin)
     port, number = int(match.group(1)), int(match.group(2))
     return port * 32 + number
 
@@ -281,10 +287,7 @@ _PPRE = {1: 0b000, 2: 0b100, 4: 0b101, 8: 0b110, 16: 0b111}
 
 def _stm32_pin(board: Board, family: Stm32Family, role: str, pin: str) -> StmPin:
     where = _where(board)
-    match = re.fullmatch(r"P([A-K])(\d{1,2})", pin.strip().upper())
-    if not match:
-        raise BoardError(f"{where}: uart.{role}_pin {pin!r} is not an STM32 pin name",
-                         hint='write it as "PA9"')
+    match = _pin("port-letter", pin.upper())
     table = family.pins.get(board.uart.base, {})
     name = match.group(0)
     if name not in table:
@@ -337,9 +340,6 @@ def _plan_stm32(board: Board) -> dict[str, Any]:
             f"{where}: clock_hz = {f} cannot be made by the {board.soc} glue's PLL "
             f"(HSI 16 MHz; {rule} up to {family.max_sysclk_hz // MHZ} MHz)",
             hint=f"set clock_hz to e.g. {family.max_sysclk_hz}")
-    if board.counter.kind == "dwt" and board.counter.clock_hz != f:
-        raise BoardError(f"{where}: counter.clock_hz must equal clock_hz ({f}) for dwt",
-                         hint=f"set counter.clock_hz = {f}")
     apb1 = _apb_divider(f, family.max_apb1_hz)
     apb2 = _apb_divider(f, family.max_apb2_hz)
     pclk = f // (apb1 if bus == "APB1" else apb2)
@@ -377,11 +377,7 @@ def _plan_nrf52(board: Board) -> dict[str, Any]:
     if board.clock_hz != NRF52_HCLK_HZ:
         raise BoardError(f"{where}: the nRF52 core clock is fixed at 64 MHz, not {board.clock_hz}",
                          hint=f"set clock_hz = {NRF52_HCLK_HZ}")
-    tx, rx = _nrf_pin(board.uart.tx_pin), _nrf_pin(board.uart.rx_pin)
-    if tx is None or rx is None:
-        raise BoardError(f"{where}: uart.tx_pin and uart.rx_pin are needed on nRF52",
-                         hint='name the pins, e.g. tx_pin = "P0.06"')
-    return {"tx": tx, "rx": rx}
+    return {"tx": _nrf_pin(board.uart.tx_pin), "rx": _nrf_pin(board.uart.rx_pin)}
 
 
 def _rp2040_pll(f: int) -> tuple[int, int, int]:
@@ -416,8 +412,7 @@ def _plan_rp2040(board: Board) -> dict[str, Any]:
     instance = RP2040_UARTS[board.uart.base]
     pins = []
     for role, pin, offset in (("tx", board.uart.tx_pin, 0), ("rx", board.uart.rx_pin, 1)):
-        match = re.fullmatch(r"GP(\d{1,2})", pin.strip().upper())
-        number = int(match.group(1)) if match else -1
+        number = int(_pin("rp2040", pin).group(1))
         # UART function (F2): GPIO 4k+0 is TX, 4k+1 RX; UART0 on GPIO 0-3, 12-19, 28-29,
         # UART1 on 4-11, 20-27 (datasheet 1.4.3 "GPIO functions").
         if not (0 <= number <= 29 and number % 4 == offset
@@ -462,7 +457,12 @@ SOCS: dict[str, SocGlue] = {
 
 
 def board_glue(board: Board) -> BoardGlue:
-    """Check the board's glue kinds and compute the numbers the templates need."""
+    """Check the board against the glue's tables and compute the numbers the templates need.
+
+    The profile's own consistency (known soc, UART kind of that soc, counter on that
+    core, pin name style) is checked by ``tinyq.boards`` when the board is loaded; here
+    only what depends on the glue (drivers, PLLs, alternate-function tables) is checked.
+    """
     where = _where(board)
     uarts = available("uart")
     if board.uart.kind not in uarts:
@@ -477,12 +477,6 @@ def board_glue(board: Board) -> BoardGlue:
             f"{where}: counter.kind {board.counter.kind!r} is not supported",
             hint=f"use one of {', '.join(counters)}",
         )
-    if board.counter.kind == "dwt" and not board.has_dwt:
-        raise BoardError(f"{where}: {board.core} has no DWT cycle counter",
-                         hint='set counter.kind = "systick"')
-    if board.counter.clock_hz <= 0:
-        raise BoardError(f"{where}: counter.clock_hz must be > 0",
-                         hint="set it to the clock the counter runs at")
     stack = board.stack_bytes
     if stack <= 0 or stack % STACK_ALIGN or stack >= board.ram.size:
         raise BoardError(
@@ -494,9 +488,6 @@ def board_glue(board: Board) -> BoardGlue:
         raise BoardError(
             f"{where}: uart.baud {board.uart.baud} has no nRF UARTE BAUDRATE value in tinyq",
             hint=f"use one of {', '.join(map(str, NRF_UARTE_BAUDRATES))}")
-    if board.uart.kind in ("stm32-usart", "stm32-lpuart") and board.soc not in STM32_FAMILIES:
-        raise BoardError(f"{where}: uart.kind {board.uart.kind!r} needs an STM32 soc",
-                         hint=f"set soc to one of {', '.join(STM32_FAMILIES)}")
 
     soc = SOCS.get(board.soc, SocGlue("none"))
     plan = soc.plan(board) if soc.plan else {}
