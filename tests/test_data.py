@@ -133,6 +133,14 @@ def test_nan_inf_counted_and_located():
         load_data(x)
     msg = str(err.value)
     assert "2 NaN and 1 inf" in msg and "2 sample(s)" in msg and "first at sample 2" in msg
+    assert "first at sample 2, index (1,) within it" in msg      # not (2, 1): the whole array
+
+
+def test_nan_position_is_within_the_sample():
+    x = np.zeros((3, 4, 2), np.float32)
+    x[1, 3, 0] = np.nan
+    with pytest.raises(DataError, match=r"first at sample 1, index \(3, 0\) within it"):
+        load_data(x)
 
 
 def test_empty():

@@ -111,6 +111,18 @@ def test_not_a_tflite_file(tmp_path):
     with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
         read_model(path)
     with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
+        read_model_bytes(b"TFL")          # too short for the identifier, but not empty
+
+
+def test_empty_file_says_empty(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"")
+    with pytest.raises(ModelError) as info:
+        read_model(path)
+    message = str(info.value)
+    assert message.startswith(f"{path} is empty (0 bytes) — ")
+    assert "identifier" not in message and "\n" not in message
+    with pytest.raises(ModelError, match=r"^<bytes> is empty \(0 bytes\)"):
         read_model_bytes(b"")
 
 

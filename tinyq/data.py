@@ -320,5 +320,5 @@ def _check_finite(x: np.ndarray, source: str) -> None:
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     samples = int(bad.reshape(len(x), -1).any(axis=1).sum())
     raise DataError(f"{source} holds {nans} NaN and {infs} inf values in {samples} sample(s), "
-                    f"first at sample {first[0]} index {first}",
+                    f"first at sample {first[0]}, index {first[1:]} within it",
                     hint="clean or drop those samples")

@@ -335,6 +335,10 @@ def read_model_bytes(data: bytes, path: str | None = None) -> ir.Model:
     """Parse .tflite bytes into an ``ir.Model`` (subgraph 0). Raises ``ModelError``."""
     where = path or "<bytes>"
     data = bytes(data)
+    if not data:
+        raise ModelError(f"{where} is empty (0 bytes)",
+                         hint="the export or copy did not finish: re-export the model or copy "
+                              "the .tflite file again", path=path)
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         found = data[4:8] if len(data) >= 8 else b""
         raise ModelError(
