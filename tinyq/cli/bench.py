@@ -6,7 +6,7 @@ HELP = ("measure a model on a board or in an emulator: latency (median/min/max/p
         "flash, per-layer profile, output check against the tflite-micro interpreter")
 
 
-# -- shared by bench, validate and deploy ---------------------------------------------------
+# -- shared by run, bench, validate and deploy ----------------------------------------------
 
 def add_target_arguments(p, model_help: str = "the int8 .tflite model") -> None:
     """Model, board, runtime and device options every measuring command takes."""

@@ -7,26 +7,10 @@ HELP = ("build a model for a board, run it in QEMU or on the board, and compare 
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.bench import add_flash_arguments, positive_int
-    from tinyq.codegen import RUNTIMES
-    from tinyq.run import EMULATORS, RANDOM_INPUT_SEED
+    from tinyq.cli.bench import add_target_arguments
+    from tinyq.run import RANDOM_INPUT_SEED
 
-    p.add_argument("model", help="the int8 .tflite model")
-    p.add_argument("--board", required=True, help="board name (see `tinyq boards`) or TOML file")
-    device = p.add_mutually_exclusive_group()       # both at once: argparse exits 2
-    device.add_argument("--emulator", choices=EMULATORS,
-                        help="run in this emulator (default for emulator-only boards: qemu)")
-    device.add_argument("--port", help="run on a board at this serial port (e.g. /dev/ttyACM0)")
-    p.add_argument("--baud", type=positive_int, metavar="RATE",
-                   help="serial baud rate (default: the board profile's)")
-    add_flash_arguments(p)
-    p.add_argument("--runtime", default="native", choices=RUNTIMES,
-                   help="runtime to build (default native)")
-    p.add_argument("--tflm-dir", metavar="DIR",
-                   help="TFLM source tree for --runtime tflm (default: $TINYQ_TFLM_DIR, "
-                   "then `tinyq setup tflm`'s cache)")
-    p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
-                   help="TFLM kernels for --runtime tflm (default reference)")
+    add_target_arguments(p)     # model, board, device, flashing, runtime, TFLM
     p.add_argument("--input", metavar="DATA",
                    help="input samples (.npy/.npz or any format `tinyq.data` reads); "
                         f"default: random inputs from seed {RANDOM_INPUT_SEED}")
