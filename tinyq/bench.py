@@ -348,8 +348,7 @@ def bench(model_path: str | os.PathLike[str], board: Board | str, emulator: str 
           progress: ProgressFn = null_progress) -> BenchResult:
     """Build ``model_path`` for ``board`` (cached), run it on the device, measure it."""
     from tinyq import boards
-    from tinyq.build import BuildOptions, build
-    from tinyq.run import RunOptions, check_device, session
+    from tinyq.run import built_session
 
     options = options or BenchOptions()
     options.check()
@@ -358,14 +357,8 @@ def bench(model_path: str | os.PathLike[str], board: Board | str, emulator: str 
         raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
-    check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
-                 baud=options.baud, flashing=options.flashing)
-    progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
-    firmware = build(path, board_obj, runtime=runtime, options=options.generate,
-                     build_options=options.build or BuildOptions(), progress=progress)
-    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts,
-                             flashing=options.flashing)
-    with session(board_obj, firmware.elf, emulator, port, run_options, progress) as client:
+    with built_session(path, board_obj, runtime, emulator, port, options,
+                       progress) as (firmware, client):
         return bench_on_device(client, path, board_obj, runtime, firmware, options, inputs,
                                progress)
 

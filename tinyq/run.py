@@ -431,6 +431,27 @@ def session(board: Board, elf: Path, emulator: str | None = None, port: str | No
         yield client
 
 
+@contextlib.contextmanager
+def built_session(model_path: Path, board: Board, runtime: str, emulator: str | None,
+                  port: str | None, options: Any,
+                  progress: ProgressFn = null_progress) -> Iterator[tuple[Any, Client]]:
+    """What run, bench and validate do before measuring: check that the device can be
+    reached (before minutes of building), build the model for the board (cached), and
+    open one session on it. Yields ``(firmware, client)``.
+
+    ``options``: a RunOptions, BenchOptions or ValidateOptions (their ``flash``, ``baud``,
+    ``flashing``, ``timeouts``, ``generate`` and ``build`` fields).
+    """
+    check_device(board, Path("app.elf"), emulator, port, flash=options.flash,
+                 baud=options.baud, flashing=options.flashing)
+    progress(ProgressEvent("build", f"building {model_path.name} for {board.name} ({runtime})"))
+    firmware = build_firmware(model_path, board, runtime, options, progress)
+    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts,
+                             flashing=options.flashing)
+    with session(board, firmware.elf, emulator, port, run_options, progress) as client:
+        yield firmware, client
+
+
 def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | None = None,
         port: str | None = None, inputs: Any = None, runtime: str = "native",
         options: RunOptions | None = None, progress: ProgressFn = null_progress) -> RunResult:
@@ -447,9 +468,6 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
-    if emulator is None and port is None and board_obj.emulated_only and \
-            board_obj.emulator.qemu_machine:
-        emulator = "qemu"               # a board that exists only as an emulator model
     model = read_model(path)
     model_bytes = path.read_bytes()
     specs = _specs(model.input_tensors)
@@ -462,19 +480,9 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
     if not samples:
         raise DataError("the input data holds no samples", hint="pass at least one sample")
 
-    check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
-                 baud=options.baud, flashing=options.flashing)
-    progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
-    firmware = build_firmware(path, board_obj, runtime, options, progress)
-    device = open_device(board_obj, firmware.elf, emulator, port, options)
-    with device:
-        if not device.is_emulated and options.flash:
-            from tinyq.flash import flash
-            progress(ProgressEvent("flash", f"flashing {board_obj.name}"))
-            flash(firmware.elf, board_obj, options.flashing, progress=progress)
-        progress(ProgressEvent("run", f"waiting for the firmware on {device.port}"))
-        client = Client(device, timeouts=options.timeouts)
-        client.wait_ready()
+    with built_session(path, board_obj, runtime, emulator, port, options,
+                       progress) as (firmware, client):
+        device = client.device
         ident, results, ticks, tick_hz, counter, mem = run_on_device(
             client, model_bytes, board_obj, runtime, samples, options, progress,
             model_sha256=model.sha256 or None)
@@ -490,5 +498,5 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         input_source=source, firmware=firmware)
 
 
-__all__ = ["RunOptions", "RunResult", "SampleResult", "check_device", "run", "run_on_device",
-           "session"]
+__all__ = ["RunOptions", "RunResult", "SampleResult", "built_session", "check_device", "run",
+           "run_on_device", "session"]

@@ -367,8 +367,7 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
     from dataclasses import replace
 
     from tinyq import boards
-    from tinyq.build import BuildOptions, build
-    from tinyq.run import RunOptions, check_device, session
+    from tinyq.run import built_session
     from tinyq.tflite_reader import read_model
 
     options = options or ValidateOptions()
@@ -392,16 +391,10 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
         n = min(requested, len(labels))
         float_accuracy, float_bytes = reference_accuracy(options.reference, np.asarray(x)[:n],
                                                          labels[:n], progress)
-    check_device(board_obj, Path("app.elf"), emulator, port, flash=options.flash,
-                 baud=options.baud, flashing=options.flashing)
-    progress(ProgressEvent("build", f"building {path.name} for {board_obj.name} ({runtime})"))
-    firmware = build(path, board_obj, runtime=runtime, options=options.generate,
-                     build_options=options.build or BuildOptions(), progress=progress)
-    run_options = RunOptions(flash=options.flash, baud=options.baud, timeouts=options.timeouts,
-                             flashing=options.flashing)
     result = None
     try:
-        with session(board_obj, firmware.elf, emulator, port, run_options, progress) as client:
+        with built_session(path, board_obj, runtime, emulator, port, options,
+                           progress) as (_firmware, client):
             result = validate_on_device(client, path, runtime, x, labels, data_name=str(data),
                                         data_sha256=data_sha, samples=requested, done=done,
                                         board_name=board_obj.name, progress=progress)
