@@ -31,15 +31,12 @@ def _pct(used: int, available: int) -> str:
 
 
 def run(args, ui) -> int:
-
     from tinyq.build import BuildOptions, build
+    from tinyq.cli.bench import check_target_arguments
     from tinyq.codegen import GenerateOptions
-    from tinyq.errors import UsageError
     from tinyq.fileio import check_output, write_text
 
-    if args.kernels != "reference" and args.runtime != "tflm":
-        raise UsageError(f"--kernels {args.kernels} applies to --runtime tflm, not "
-                         f"{args.runtime}", hint="add --runtime tflm, or drop --kernels")
+    check_target_arguments(args)      # --kernels cmsis_nn needs --runtime tflm (exit 2)
     if args.json:
         check_output(args.json, args.force)     # before compiling, not after
     runtime_options = None
