@@ -321,7 +321,7 @@ def bench_on_device(client: Client, model_path: str | os.PathLike[str], board: B
     ident, results, ticks, tick_hz, counter, mem = run_on_device(
         client, path.read_bytes(), board, runtime, [sample],
         RunOptions(runs=options.runs, warmup=options.warmup, timeouts=options.timeouts),
-        model_sha256=model.sha256 or None)
+        model_sha256=model.sha256 or None, model_name=str(path))
     emulated = client.device.is_emulated
     latency = latency_from_ticks(ticks, tick_hz, counter, emulated, board.clock_hz,
                                  options.runs, options.warmup)

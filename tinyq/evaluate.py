@@ -127,13 +127,15 @@ class EvalReport:
 
 # --------------------------------------------------------------------------- running
 
-def make_interpreter(model_bytes: bytes, runtime: str, preserve_all_tensors: bool = False):
-    from tinyq.interpreters import LiteRTInterpreter, TflmInterpreter
+def make_interpreter(model_bytes: bytes, runtime: str, preserve_all_tensors: bool = False,
+                     name: str = "the model"):
+    """The interpreter for ``runtime``, in a child process (a corrupt model that crashes
+    it ends in one error line naming ``name``, not in a crash of tinyq)."""
+    from tinyq.interpreters import open_interpreter
 
-    if runtime == "tflm":
-        return TflmInterpreter(model_bytes, preserve_all_tensors=preserve_all_tensors)
-    if runtime == "litert":
-        return LiteRTInterpreter(model_bytes, preserve_all_tensors=preserve_all_tensors)
+    if runtime in RUNTIMES:
+        return open_interpreter(model_bytes, runtime, name=name,
+                                preserve_all_tensors=preserve_all_tensors)
     raise UserInputError(f"unknown runtime {runtime!r}", hint=f"use one of {', '.join(RUNTIMES)}")
 
 
@@ -160,9 +162,10 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 def run_model(model_bytes: bytes, x: np.ndarray, runtime: str = "litert",
-              progress: ProgressFn = null_progress, what: str = "model") -> np.ndarray:
+              progress: ProgressFn = null_progress, what: str = "model",
+              name: str | None = None) -> np.ndarray:
     """Dequantized first output for every sample of ``x`` (batch first), one at a time."""
-    it = make_interpreter(model_bytes, runtime)
+    it = make_interpreter(model_bytes, runtime, name=name or what)
     inp, out = it.input_details(0), it.output_details(0)
     xq = quantize_input(x, inp.dtype, inp.scale, inp.zero_point)
     results = np.empty((len(x), *out.shape[1:]), dtype=np.float32)
@@ -258,7 +261,8 @@ def match_layers(model, reference) -> tuple[list[tuple[Any, Any, str]], list[str
 
 
 def layer_errors(model_bytes: bytes, reference_bytes: bytes, x: np.ndarray, runtime: str,
-                 progress: ProgressFn = null_progress
+                 progress: ProgressFn = null_progress, name: str = "the model",
+                 reference_name: str = "the reference"
                  ) -> tuple[tuple[LayerError, ...], tuple[str, ...]]:
     """Per-op SQNR of ``model_bytes`` against the float ``reference_bytes`` (worst first)."""
     from tinyq.tflite_reader import read_model_bytes
@@ -267,8 +271,9 @@ def layer_errors(model_bytes: bytes, reference_bytes: bytes, x: np.ndarray, runt
     matched, skipped = match_layers(model, reference)
     if not matched:
         return (), tuple(skipped)
-    it = make_interpreter(model_bytes, runtime, preserve_all_tensors=True)
-    ref_it = make_interpreter(reference_bytes, "litert", preserve_all_tensors=True)
+    it = make_interpreter(model_bytes, runtime, preserve_all_tensors=True, name=name)
+    ref_it = make_interpreter(reference_bytes, "litert", preserve_all_tensors=True,
+                              name=reference_name)
     inp, ref_inp = it.input_details(0), ref_it.input_details(0)
     xq = quantize_input(x, inp.dtype, inp.scale, inp.zero_point)
     xf = x.astype(np.float32) if x.dtype.kind == "f" else dequantize(
@@ -363,7 +368,7 @@ def evaluate_bytes(model_bytes: bytes, data, reference_bytes: bytes | None = Non
     classes = output_classes(model)
     if labels is not None and classes > 1:      # refuse labels top-1 can never match
         check_label_range(dataset.y, classes, dataset.source)
-    outputs = run_model(model_bytes, x, runtime, progress, what=Path(name).name)
+    outputs = run_model(model_bytes, x, runtime, progress, what=Path(name).name, name=name)
     accuracy = top1_accuracy(outputs, labels)
     metrics, ref_acc, layer_list, skipped, n_layer = None, None, (), (), 0
     if reference_bytes is not None:
@@ -371,13 +376,15 @@ def evaluate_bytes(model_bytes: bytes, data, reference_bytes: bytes | None = Non
         _check_reference(model, reference, reference_name)
         x_ref = x if x.dtype.kind == "f" else dequantize(
             x, model.input_tensors[0].quant.scale[0], model.input_tensors[0].quant.zero_point[0])
-        ref_out = run_model(reference_bytes, x_ref, "litert", progress, what="reference")
+        ref_out = run_model(reference_bytes, x_ref, "litert", progress, what="reference",
+                            name=reference_name or "the reference")
         metrics = compute_metrics(outputs, ref_out)
         ref_acc = top1_accuracy(ref_out, labels)
         if layers:
             n_layer = min(LAYER_SAMPLES, len(x))
             layer_list, skipped = layer_errors(model_bytes, reference_bytes, x[:n_layer],
-                                               runtime, progress)
+                                               runtime, progress, name=name,
+                                               reference_name=reference_name or "the reference")
     return EvalReport(
         model=name, mode=mode, size_bytes=len(model_bytes), runtime=runtime,
         samples=len(x), accuracy=accuracy, reference=reference_name or None,

@@ -247,3 +247,180 @@ class LiteRTInterpreter:
     def raw(self):
         """The underlying ai_edge_litert Interpreter (for tensor details)."""
         return self._it
+
+
+# --------------------------------------------------------------------------- isolation
+
+#: Wall-clock limit for one call to an isolated interpreter (loading the model, or one
+#: inference). The largest MLPerf Tiny model runs one inference in well under a second
+#: on the host's reference kernels; a call this long means the interpreter hangs (a
+#: corrupt model can make it loop), and the child is killed.
+ISOLATED_CALL_TIMEOUT_S = 120.0
+#: How much of the child's stderr a crash message quotes (the interpreter's last words).
+CRASH_STDERR_CHARS = 200
+#: How long a child gets to exit after its input closes before it is killed (it exits
+#: at once unless it is stuck in the interpreter).
+CHILD_EXIT_TIMEOUT_S = 2.0
+INTERPRETER_NAMES = {"tflm": "the tflite-micro interpreter", "litert": "the LiteRT interpreter"}
+
+
+class IsolatedInterpreter:
+    """A :class:`TflmInterpreter` or :class:`LiteRTInterpreter` in a child process.
+
+    For models from users' files: the interpreters are C++ that trusts the flatbuffer,
+    and a corrupt model tinyq's reader accepts can still segfault or abort them. Here
+    that ends the child, and the call raises one ``ModelError`` naming the file. One
+    child serves the whole life of the object (every ``invoke``), so running thousands
+    of samples costs one process start plus a pipe round trip per call.
+
+    Same methods as the in-process classes; ``close()`` (or garbage collection, or the
+    end of a ``with`` block) ends the child.
+    """
+
+    def __init__(self, model_bytes: bytes, runtime: str = "tflm", *, name: str = "the model",
+                 timeout: float = ISOLATED_CALL_TIMEOUT_S, **kwargs: object) -> None:
+        import subprocess
+        import sys
+        import weakref
+
+        self.runtime, self.name, self.timeout = runtime, name, timeout
+        self._what = INTERPRETER_NAMES.get(runtime, runtime)
+        self._stderr = tempfile.TemporaryFile(mode="w+b")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tinyq._interpreter_child"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._stderr, close_fds=True)
+        self._finalizer = weakref.finalize(self, _end_child, self._proc, self._stderr)
+        self._call("open", runtime, bytes(model_bytes), dict(kwargs))
+        if runtime == "tflm":
+            self.num_outputs = int(self._call("num_outputs"))
+            self.arena_size = int(self._call("arena_size"))
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> IsolatedInterpreter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, *args: object):
+        from tinyq import errors
+        from tinyq._interpreter_child import encode_frame
+
+        if not self._finalizer.alive:
+            raise ModelError(f"{self._what} for {self.name} was closed")
+        try:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(encode_frame((method, *args)))
+            self._proc.stdin.flush()
+            answer = self._read_answer()
+        except (BrokenPipeError, EOFError) as exc:
+            raise self._died() from exc
+        if answer[0] == "ok":
+            return answer[1]
+        _, class_name, message, hint = answer
+        cls = getattr(errors, class_name, None)
+        if isinstance(cls, type) and issubclass(cls, errors.TinyqError):
+            raise cls(message, hint=hint)
+        raise ModelError(f"{self._what} failed on {self.name}: {message}",
+                         hint="the model file is corrupt or uses something the interpreter "
+                              "cannot run: re-export it", path=self.name)
+
+    def _read_answer(self):
+        import pickle
+        import select
+        import time
+
+        from tinyq._interpreter_child import _HEADER
+
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + self.timeout
+        buf = bytearray()
+        need = _HEADER.size
+        header_done = False
+        while True:
+            while len(buf) < need:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    self.close()
+                    raise ModelError(f"{self._what} hung on {self.name} (no answer in "
+                                     f"{self.timeout:g} s)", hint="the model file is corrupt "
+                                     "or loops forever: re-export it", path=self.name)
+                chunk = os.read(fd, max(need - len(buf), 1 << 16))
+                if not chunk:
+                    raise EOFError
+                buf += chunk
+            if header_done:
+                return pickle.loads(bytes(buf[_HEADER.size:need]))
+            (size,) = _HEADER.unpack(bytes(buf[:_HEADER.size]))
+            need = _HEADER.size + size
+            header_done = True
+
+    def _died(self) -> ModelError:
+        import signal
+
+        try:
+            code = self._proc.wait(timeout=self.timeout)
+        except Exception:  # noqa: BLE001 - still alive after closing its pipes: kill it
+            self._proc.kill()
+            code = self._proc.wait()
+        self._stderr.seek(0)
+        text = " ".join(self._stderr.read().decode("utf-8", "replace").split())
+        self.close()
+        if code < 0:
+            try:
+                how = signal.Signals(-code).name
+            except ValueError:
+                how = f"signal {-code}"
+        else:
+            how = f"exit code {code}"
+        said = f": {text[-CRASH_STDERR_CHARS:]}" if text else ""
+        return ModelError(f"{self._what} crashed ({how}) on {self.name}{said}",
+                          hint="the model file is corrupt or trips a bug in the interpreter: "
+                               "re-export the model (`tinyq inspect` shows what it holds)",
+                          path=self.name)
+
+    def input_details(self, i: int = 0) -> TensorInfo:
+        return self._call("input_details", i)
+
+    def output_details(self, i: int = 0) -> TensorInfo:
+        return self._call("output_details", i)
+
+    @property
+    def num_inputs(self) -> int:
+        return int(self._call("num_inputs"))
+
+    def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self._call("invoke", [np.ascontiguousarray(x) for x in inputs])
+
+    def tensor(self, index: int) -> np.ndarray:
+        return self._call("tensor", index)
+
+
+def _end_child(proc, stderr) -> None:
+    """Close the child's stdin (it exits at end of input); kill it if it does not."""
+    import subprocess
+
+    with contextlib.suppress(OSError):
+        if proc.stdin:
+            proc.stdin.close()
+    try:
+        proc.wait(timeout=CHILD_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with contextlib.suppress(OSError):
+        if proc.stdout:
+            proc.stdout.close()
+    stderr.close()
+
+
+
+def open_interpreter(model_bytes: bytes, runtime: str, *, name: str = "the model",
+                     preserve_all_tensors: bool = False) -> IsolatedInterpreter:
+    """The interpreter for a user's model file, in a child process (see
+    :class:`IsolatedInterpreter`): ``runtime`` "tflm" or "litert"."""
+    return IsolatedInterpreter(model_bytes, runtime, name=name,
+                               preserve_all_tensors=preserve_all_tensors)

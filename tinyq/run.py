@@ -361,15 +361,16 @@ def _units(ticks: Sequence[int], tick_hz: int, emulated: bool, board: Board) -> 
 
 def run_on_device(client: Client, model_bytes: bytes, board: Board, runtime: str,
                   samples: list[list[np.ndarray]], options: RunOptions,
-                  progress: ProgressFn = null_progress, model_sha256: str | None = None
+                  progress: ProgressFn = null_progress, model_sha256: str | None = None,
+                  model_name: str = "the model"
                   ) -> tuple[Identity, list[SampleResult], tuple[int, ...], int, str, Any]:
     """Identity check, then every sample: send, infer, read back, compare with TFLM."""
-    from tinyq.interpreters import TflmInterpreter
+    from tinyq.interpreters import open_interpreter
 
     sha = model_sha256 or hashlib.sha256(model_bytes).hexdigest()
     ident = client.check_identity(sha, runtime=runtime, board=board.name)
     offset = int(ident.extra.get("db_offset", "0") or 0)
-    oracle = TflmInterpreter(model_bytes)
+    oracle = open_interpreter(model_bytes, "tflm", name=model_name)
     results: list[SampleResult] = []
     ticks: tuple[int, ...] = ()
     tick_hz = 0
@@ -485,7 +486,7 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         device = client.device
         ident, results, ticks, tick_hz, counter, mem = run_on_device(
             client, model_bytes, board_obj, runtime, samples, options, progress,
-            model_sha256=model.sha256 or None)
+            model_sha256=model.sha256 or None, model_name=str(path))
     unit, per_inference = _units(ticks, tick_hz, device.is_emulated, board_obj)
     return RunResult(
         board=board_obj.name, runtime=runtime, device=device.port, emulated=device.is_emulated,

@@ -13,19 +13,31 @@ through the tables below:
   fields use the IR dtype names, e.g. ``quantized_bias_type="float32"``);
 * tensor types -> IR dtype names (``"int8"``); int4 constants are unpacked to
   one int8 per element;
-* constant data from buffers, inline or stored after the flatbuffer
-  (``Buffer.offset``/``size``, which models over 2 GB and some converters use).
+* constant data from buffers stored inside the flatbuffer. Buffers stored after
+  it (``Buffer.offset``/``size``, the layout converters use for models over 2 GB)
+  are refused: the ``tflite-micro`` interpreter (tinyq's oracle) and TFLM on a
+  board read such weights as zeros, so every result would be silently wrong, and no
+  model that needs that layout fits a microcontroller anyway.
 
 TFLM runs subgraph 0 only, so only subgraph 0 is read; ``Model.num_subgraphs``
 records how many the file has.
+
+Validation happens here, once: every index, shape, quantization parameter and
+buffer length that later stages (analysis, planning, code generation, the
+interpreters) rely on is checked while reading, and each problem is one
+``ModelError`` line naming the file, the tensor or op, and the fix. What a
+*runtime* cannot run (ops, dtypes) is not a structural problem: ``tinyq.checks``
+and ``tinyq.native.support`` report that.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
+import stat
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +53,20 @@ logger = logging.getLogger(__name__)
 
 #: The flatbuffer file identifier of the TFLite schema (bytes 4..8 of the file).
 TFLITE_IDENTIFIER = b"TFL3"
+#: Largest model file tinyq reads. A flatbuffer cannot address more than 2 GiB, and the
+#: largest microcontroller flash tinyq targets is a few MB; a bigger file is not a model
+#: for a microcontroller, and reading it whole would only exhaust memory.
+MAX_MODEL_BYTES = 2 << 30
+#: Largest tensor (bytes) a model may declare: TFLM sizes tensors with 32-bit ints, and
+#: no microcontroller has 2 GiB of RAM. Larger shapes are corrupt (or overflow).
+MAX_TENSOR_BYTES = 2 << 30
+#: Dtypes whose quantization parameters (scale, zero point) later stages compute with.
+QUANTIZED_DTYPES = ("int4", "int8", "uint8", "int16", "int32", "int64")
+#: Integer range of the dtypes whose zero point must lie inside it.
+ZERO_POINT_RANGE: Mapping[str, tuple[int, int]] = MappingProxyType({
+    "int4": (-8, 7), "int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)})
+#: How each problem's message ends: what the user can do about a corrupt file.
+REEXPORT_HINT = "the file is corrupt: re-export the model (or copy it again)"
 
 
 def _enum_names(cls: type) -> dict[int, str]:
@@ -206,75 +232,142 @@ def _unpack_int4(raw: bytes, count: int) -> bytes:
     return both[:count].tobytes()
 
 
-def _buffer_data(fb_model: Any, index: int, data: bytes, path: str) -> bytes | None:
-    if index == 0 or index >= fb_model.BuffersLength():
+def _fail(path: str, what: str, hint: str = REEXPORT_HINT) -> ModelError:
+    return ModelError(f"{path}: {what}", hint=hint, path=path)
+
+
+def _buffer_data(fb_model: Any, index: int, path: str, label: str) -> bytes | None:
+    """A tensor's constant bytes (None: no data, an activation). Refuses a buffer index
+    past the buffer table and buffers stored after the flatbuffer."""
+    if index == 0:
         return None
+    if index >= fb_model.BuffersLength():
+        raise _fail(path, f"{label} refers to buffer {index} but the model has "
+                          f"{fb_model.BuffersLength()} buffers")
     buf = fb_model.Buffers(index)
-    offset, size = buf.Offset(), buf.Size()
-    if offset > 1:  # stored after the flatbuffer; offset 1 is a placeholder
-        if offset + size > len(data):
-            raise ModelError(f"{path}: buffer {index} lies past the end of the file "
-                             f"({offset}+{size} > {len(data)} bytes)",
-                             hint="the file is truncated; re-export or copy it again", path=path)
-        return bytes(data[offset:offset + size])
+    if buf.Offset() > 1:  # stored after the flatbuffer; offset 1 is a placeholder
+        raise _fail(path, f"{label} keeps its data after the flatbuffer (buffer {index} at "
+                          f"offset {buf.Offset()}), which TFLM reads as zeros",
+                    hint="re-export the model without external buffers (the TFLite "
+                         "converter stores weights inline for models under 2 GB)")
     arr = buf.DataAsNumpy()
     if isinstance(arr, int) or arr.size == 0:
         return None
     return arr.tobytes()
 
 
-def _quantization(fb_tensor: Any) -> ir.Quantization | None:
+def _shape(fb_tensor: Any, path: str, label: str) -> tuple[int, ...]:
+    shape = _ints(fb_tensor.ShapeAsNumpy())
+    for d in shape:
+        if d == -1:
+            raise _fail(path, f"{label} has an unknown (dynamic) dimension {list(shape)}",
+                        hint="re-export the model with fixed input shapes (e.g. batch size 1)")
+        if d < 0:
+            raise _fail(path, f"{label} has a negative dimension {list(shape)}")
+    return shape
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d          # Python ints: no overflow, however large the claim
+    return n
+
+
+def _quantization(fb_tensor: Any, dtype: str, shape: tuple[int, ...], path: str,
+                  label: str) -> ir.Quantization | None:
     q = fb_tensor.Quantization()
     if q is None:
         return None
     scale = _floats(q.ScaleAsNumpy())
-    if not scale:
+    if not scale or dtype not in QUANTIZED_DTYPES:
         return None
     zero_point = _ints(q.ZeroPointAsNumpy())
-    if len(zero_point) < len(scale):
-        zero_point = zero_point + (0,) * (len(scale) - len(zero_point))
-    return ir.Quantization(scale=scale, zero_point=zero_point, axis=int(q.QuantizedDimension()))
+    axis = int(q.QuantizedDimension())
+    if dtype in ("int32", "int64") and not any(scale) and not any(zero_point):
+        return None             # integer index/shape tensors: scale 0 means "not quantized"
+    bad = [s for s in scale if not (math.isfinite(s) and s > 0)]
+    if bad:
+        raise _fail(path, f"{label} has quantization scale {bad[0]} (scales must be finite "
+                          "and positive)")
+    if zero_point and len(zero_point) != len(scale):
+        raise _fail(path, f"{label} has {len(scale)} scales but {len(zero_point)} zero points")
+    zero_point = zero_point or (0,) * len(scale)
+    if len(scale) > 1:
+        if not 0 <= axis < len(shape):
+            raise _fail(path, f"{label} is quantized per channel along dimension {axis} but "
+                              f"has shape {list(shape)}")
+        if shape[axis] != len(scale):
+            raise _fail(path, f"{label} has {len(scale)} per-channel scales but dimension "
+                              f"{axis} of its shape {list(shape)} has {shape[axis]} channels")
+    if dtype in ZERO_POINT_RANGE:
+        lo, hi = ZERO_POINT_RANGE[dtype]
+        outside = [z for z in zero_point if not lo <= z <= hi]
+        if outside:
+            raise _fail(path, f"{label} has zero point {outside[0]}, outside {dtype}'s "
+                              f"range [{lo}, {hi}]")
+    return ir.Quantization(scale=scale, zero_point=zero_point, axis=axis)
 
 
-def _tensor(fb_model: Any, fb_tensor: Any, index: int, data: bytes, path: str) -> ir.Tensor:
+def _tensor(fb_model: Any, fb_tensor: Any, index: int, path: str) -> ir.Tensor:
+    name = fb_tensor.Name()
+    name = name.decode("utf-8", "replace") if name else f"tensor_{index}"
+    label = f"tensor {index} ({name!r})"
     type_code = fb_tensor.Type()
     dtype = TENSOR_TYPE_NAMES.get(type_code)
     if dtype is None:
-        raise ModelError(f"{path}: tensor {index} has unknown type code {type_code}",
+        raise ModelError(f"{path}: {label} has unknown type code {type_code}",
                          hint="the file needs a newer TFLite schema than tinyq knows", path=path)
-    shape = _ints(fb_tensor.ShapeAsNumpy())
-    raw = _buffer_data(fb_model, fb_tensor.Buffer(), data, path)
-    if raw is not None and dtype == "int4":
-        raw = _unpack_int4(raw, int(np.prod(shape, dtype=np.int64)) if shape else 1)
-    name = fb_tensor.Name()
+    shape = _shape(fb_tensor, path, label)
+    count = _elements(shape)
+    np_dtype = ir.DTYPES.get(dtype)
+    if np_dtype is not None and count * np_dtype.itemsize > MAX_TENSOR_BYTES:
+        raise _fail(path, f"{label} claims shape {list(shape)} ({count:,} elements of "
+                          f"{dtype}), more than {MAX_TENSOR_BYTES:,} bytes")
+    raw = _buffer_data(fb_model, fb_tensor.Buffer(), path, label)
+    if raw is not None and np_dtype is not None:
+        want = (count + 1) // 2 if dtype == "int4" else count * np_dtype.itemsize
+        if len(raw) != want:
+            raise _fail(path, f"{label} has {len(raw)} bytes of data but its shape "
+                              f"{list(shape)} of {dtype} needs {want}")
+        if dtype == "int4":
+            raw = _unpack_int4(raw, count)
     return ir.Tensor(
         index=index,
-        name=name.decode("utf-8", "replace") if name else f"tensor_{index}",
+        name=name,
         shape=shape,
         dtype=dtype,
-        quant=_quantization(fb_tensor),
+        quant=_quantization(fb_tensor, dtype, shape, path, label),
         data=raw,
         is_variable=bool(fb_tensor.IsVariable()),
     )
 
 
-def _opcode_name(fb_code: Any) -> str:
+def _opcode(fb_code: Any) -> tuple[str, int]:
     code = max(int(fb_code.DeprecatedBuiltinCode()), int(fb_code.BuiltinCode()))
-    return OPCODE_NAMES.get(code, f"BUILTIN_{code}")
+    return OPCODE_NAMES.get(code, f"BUILTIN_{code}"), code
 
 
-def _operator(fb_op: Any, index: int, codes: list[tuple[str, int, str | None]],
-              path: str) -> ir.Operator:
+def _operator(fb_op: Any, index: int, codes: list[tuple[str, int, str | None, int]],
+              path: str, num_subgraphs: int) -> ir.Operator:
     code_index = fb_op.OpcodeIndex()
     if code_index >= len(codes):
-        raise ModelError(f"{path}: op {index} uses opcode index {code_index} "
-                         f"but the model has {len(codes)} operator codes",
-                         hint="the file is corrupt; re-export it", path=path)
-    name, version, custom = codes[code_index]
+        raise _fail(path, f"op {index} uses opcode index {code_index} "
+                          f"but the model has {len(codes)} operator codes")
+    name, version, custom, number = codes[code_index]
+    if number not in OPCODE_NAMES:
+        raise _fail(path, f"op {index} has builtin operator code {number}, which the TFLite "
+                          "schema tinyq knows does not define",
+                    hint="the file is corrupt or needs a newer tinyq: re-export the model")
     options = _union_to_dict(fb_op.BuiltinOptionsType(), fb_op.BuiltinOptions(), "BuiltinOptions")
     if not options and fb_op.BuiltinOptions2Type():
         options = _union_to_dict(fb_op.BuiltinOptions2Type(), fb_op.BuiltinOptions2(),
                                  "BuiltinOptions2")
+    for key, value in options.items():
+        if key.endswith("subgraph_index") and isinstance(value, int) \
+                and not 0 <= value < num_subgraphs:
+            raise _fail(path, f"op {index} {name} has {key} {value} but the model has "
+                              f"{num_subgraphs} subgraphs")
     if name == "CUSTOM":
         raw = fb_op.CustomOptionsAsNumpy()
         if not isinstance(raw, int) and raw.size:
@@ -290,6 +383,35 @@ def _operator(fb_op: Any, index: int, codes: list[tuple[str, int, str | None]],
     )
 
 
+def _check_graph(tensors: tuple[ir.Tensor, ...], operators: tuple[ir.Operator, ...],
+                 inputs: tuple[int, ...], outputs: tuple[int, ...], path: str) -> None:
+    """Graph-level structure: every index in range, inputs and outputs present, no op
+    writing a constant, no constant fed as a model input."""
+    n = len(tensors)
+    for op in operators:
+        for t in op.inputs:
+            if not -1 <= t < n:
+                raise _fail(path, f"op {op.index} {op.opcode} reads tensor {t} but subgraph 0 "
+                                  f"has {n} tensors")
+        for t in op.outputs:
+            if not 0 <= t < n:
+                raise _fail(path, f"op {op.index} {op.opcode} writes tensor {t} but subgraph 0 "
+                                  f"has {n} tensors")
+            if tensors[t].is_constant:
+                raise _fail(path, f"op {op.index} {op.opcode} writes tensor {t} "
+                                  f"({tensors[t].name!r}), which is a constant")
+    for kind, ids in (("input", inputs), ("output", outputs)):
+        if not ids:
+            raise _fail(path, f"the model has no {kind}s")
+        for t in ids:
+            if not 0 <= t < n:
+                raise _fail(path, f"model {kind} {t} is not a tensor (subgraph 0 has {n} "
+                                  "tensors)")
+    for t in inputs:
+        if tensors[t].is_constant:
+            raise _fail(path, f"model input {t} ({tensors[t].name!r}) is a constant tensor")
+
+
 def _parse(data: bytes, path: str) -> ir.Model:
     import tflite
 
@@ -302,26 +424,22 @@ def _parse(data: bytes, path: str) -> ir.Model:
     for i in range(fb_model.OperatorCodesLength()):
         fb_code = fb_model.OperatorCodes(i)
         custom = fb_code.CustomCode()
-        codes.append((_opcode_name(fb_code), max(1, int(fb_code.Version())),
-                      custom.decode("utf-8", "replace") if custom else None))
+        name, number = _opcode(fb_code)
+        codes.append((name, max(1, int(fb_code.Version())),
+                      custom.decode("utf-8", "replace") if custom else None, number))
     sub = fb_model.Subgraphs(0)
-    tensors = tuple(_tensor(fb_model, sub.Tensors(i), i, data, path)
+    tensors = tuple(_tensor(fb_model, sub.Tensors(i), i, path)
                     for i in range(sub.TensorsLength()))
-    operators = tuple(_operator(sub.Operators(i), i, codes, path)
+    operators = tuple(_operator(sub.Operators(i), i, codes, path, num_subgraphs)
                       for i in range(sub.OperatorsLength()))
-    n = len(tensors)
-    for op in operators:
-        for t in (*op.inputs, *op.outputs):
-            if t >= n or t < -1:
-                raise ModelError(f"{path}: op {op.index} {op.opcode} refers to tensor {t} "
-                                 f"but subgraph 0 has {n} tensors",
-                                 hint="the file is corrupt; re-export it", path=path)
+    inputs, outputs = _ints(sub.InputsAsNumpy()), _ints(sub.OutputsAsNumpy())
+    _check_graph(tensors, operators, inputs, outputs, path)
     description = fb_model.Description()
     return ir.Model(
         tensors=tensors,
         operators=operators,
-        inputs=_ints(sub.InputsAsNumpy()),
-        outputs=_ints(sub.OutputsAsNumpy()),
+        inputs=inputs,
+        outputs=outputs,
         description=description.decode("utf-8", "replace") if description else "",
         schema_version=int(fb_model.Version()),
         size_bytes=len(data),
@@ -357,19 +475,43 @@ def read_model_bytes(data: bytes, path: str | None = None) -> ir.Model:
                          hint="re-export the model or copy the file again", path=path) from exc
 
 
-def read_model(path: str | os.PathLike[str]) -> ir.Model:
-    """Read a .tflite file into an ``ir.Model`` (subgraph 0). Raises ``ModelError``."""
+def read_model_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a model file, refusing what is not one: a missing path, a directory,
+    a FIFO, a device (``/dev/zero``) or a socket (checked with ``stat`` before opening,
+    so nothing blocks or streams forever), and files over :data:`MAX_MODEL_BYTES`."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        st = p.stat()
     except FileNotFoundError as exc:
         raise ModelError(f"model file {p} does not exist",
                          hint="check the path", path=str(p)) from exc
-    except IsADirectoryError as exc:
-        raise ModelError(f"{p} is a directory, not a .tflite file",
-                         hint="pass the .tflite file itself (convert SavedModels with "
-                         "`tinyq quantize`)", path=str(p)) from exc
     except OSError as exc:
         raise ModelError(f"cannot read model file {p}: {exc.strerror}",
                          hint="check the path and its permissions", path=str(p)) from exc
-    return read_model_bytes(data, str(p))
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelError(f"{p} is a directory, not a .tflite file",
+                         hint="pass the .tflite file itself (convert SavedModels with "
+                         "`tinyq quantize`)", path=str(p))
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{p} is not a regular file (a pipe, device or socket)",
+                         hint="pass a .tflite file saved on disk", path=str(p))
+    if st.st_size > MAX_MODEL_BYTES:
+        raise ModelError(f"{p} is {st.st_size:,} bytes, more than the {MAX_MODEL_BYTES:,} a "
+                         "TFLite flatbuffer can hold", hint="pass a microcontroller-sized "
+                         ".tflite model", path=str(p))
+    try:
+        with p.open("rb") as f:
+            data = f.read(MAX_MODEL_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {p}: {exc.strerror}",
+                         hint="check the path and its permissions", path=str(p)) from exc
+    if len(data) > MAX_MODEL_BYTES:      # it grew while being read
+        raise ModelError(f"{p} is more than the {MAX_MODEL_BYTES:,} bytes a TFLite flatbuffer "
+                         "can hold", hint="pass a microcontroller-sized .tflite model",
+                         path=str(p))
+    return data
+
+
+def read_model(path: str | os.PathLike[str]) -> ir.Model:
+    """Read a .tflite file into an ``ir.Model`` (subgraph 0). Raises ``ModelError``."""
+    return read_model_bytes(read_model_file(path), str(Path(path)))

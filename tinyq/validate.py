@@ -264,7 +264,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
     A DeviceError after the identity check (or Ctrl-C) ends the loop: the result
     holds the samples done and ``error`` says why the rest are missing.
     """
-    from tinyq.interpreters import TflmInterpreter
+    from tinyq.interpreters import open_interpreter
     from tinyq.run import _specs, lsb_diff, samples_from
     from tinyq.tflite_reader import read_model
 
@@ -285,7 +285,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
     sha = model.sha256 or hashlib.sha256(model_bytes).hexdigest()
     ident = client.check_identity(sha, runtime=runtime, board=board_name or None)
     offset = int(ident.extra.get("db_offset", "0") or 0)
-    oracle = TflmInterpreter(model_bytes)
+    oracle = open_interpreter(model_bytes, "tflm", name=str(path))
     records = list(done)
     error: str | None = None
     start = time.monotonic()
