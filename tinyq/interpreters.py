@@ -322,6 +322,8 @@ class IsolatedInterpreter:
         _, class_name, message, hint = answer
         cls = getattr(errors, class_name, None)
         if isinstance(cls, type) and issubclass(cls, errors.TinyqError):
+            if issubclass(cls, ModelError) and self.name not in message:
+                message = f"{self.name}: {message}"       # say which file
             raise cls(message, hint=hint)
         raise ModelError(f"{self._what} failed on {self.name}: {message}",
                          hint="the model file is corrupt or uses something the interpreter "

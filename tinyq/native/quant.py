@@ -24,6 +24,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tinyq.errors import ModelError
+
+#: What to do about scales whose ratio no kernel can apply.
+BAD_SCALES_HINT = ("the model's quantization scales are corrupt or absurd: re-quantize it "
+                   "(`tinyq quantize MODEL --calib DATA --mode int8`) or re-export it")
+
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
@@ -45,17 +51,30 @@ def f32(x: float) -> np.float32:
     return np.float32(x)
 
 
+#: Largest left shift a multiplier may carry: the kernels shift an int32 accumulator left
+#: by it (``x * (1 << shift)``), which is undefined in C from 31 on.
+MAX_LEFT_SHIFT = 30
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM ``QuantizeMultiplier(double)`` -> (multiplier Q31, shift; >0 is a left shift)."""
+    """TFLM ``QuantizeMultiplier(double)`` -> (multiplier Q31, shift; >0 is a left shift).
+
+    Raises ``ModelError`` for a ratio of scales no int32 kernel can apply (not finite,
+    negative, or 2^31 and more): the scales that produced it are corrupt.
+    """
     if real == 0.0:
         return 0, 0
+    if not math.isfinite(real) or real < 0:
+        raise ModelError(f"a layer's scales combine into the multiplier {real!r}, which no "
+                         "integer kernel can apply", hint=BAD_SCALES_HINT)
     q, shift = math.frexp(real)
     q_fixed = round_half_away(q * (1 << 31))
-    if q_fixed > (1 << 31):
-        raise ValueError(f"QuantizeMultiplier overflow for {real!r}")
     if q_fixed == (1 << 31):
         q_fixed //= 2
         shift += 1
+    if shift > MAX_LEFT_SHIFT:
+        raise ModelError(f"a layer's scales combine into the multiplier {real:.6g} (2^{shift}), "
+                         "beyond what an int32 kernel can apply", hint=BAD_SCALES_HINT)
     if shift < -31:
         shift = 0
         q_fixed = 0
