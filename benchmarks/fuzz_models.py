@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import io
 import os
 import random
@@ -281,6 +282,7 @@ def _child(argv: Sequence[str], workdir: Path) -> None:
     """In the forked child: run the CLI, exit with its code (never returns)."""
     code = ESCAPED_EXIT
     try:
+        faulthandler.disable()            # a crash is counted from the exit status
         os.chdir(workdir)
         out = os.open("stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         err = os.open("stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

@@ -61,6 +61,9 @@ TFLM_REJECTED_MODES = {
     "dynamic": "TFLM does not run hybrid (dynamic-range) models",
     "float16": "TFLM cannot dequantize float16 weights",
 }
+#: Samples sent to the interpreter's child process per round trip (and per progress
+#: update): large enough that the pipe costs little, small enough to show progress.
+INVOKE_CHUNK = 256
 #: Tensor dtypes compared per layer.
 COMPARED_DTYPES = ("float32", "int8", "int16", "uint8")
 
@@ -169,12 +172,13 @@ def run_model(model_bytes: bytes, x: np.ndarray, runtime: str = "litert",
     inp, out = it.input_details(0), it.output_details(0)
     xq = quantize_input(x, inp.dtype, inp.scale, inp.zero_point)
     results = np.empty((len(x), *out.shape[1:]), dtype=np.float32)
-    step = max(1, len(x) // 20)
-    for i in range(len(x)):
-        (y,) = it.invoke([xq[i:i + 1].reshape(inp.shape)])[:1]
-        results[i] = dequantize(y, out.scale, out.zero_point).reshape(out.shape[1:])
-        if (i + 1) % step == 0 or i + 1 == len(x):
-            progress(ProgressEvent(STAGE, f"running {what} on {runtime}", i + 1, len(x)))
+    step = max(1, min(INVOKE_CHUNK, len(x) // 20))
+    for start in range(0, len(x), step):
+        end = min(start + step, len(x))
+        outputs = it.invoke_many([[xq[i:i + 1].reshape(inp.shape)] for i in range(start, end)])
+        for i, ys in zip(range(start, end), outputs, strict=True):
+            results[i] = dequantize(ys[0], out.scale, out.zero_point).reshape(out.shape[1:])
+        progress(ProgressEvent(STAGE, f"running {what} on {runtime}", end, len(x)))
     return results
 
 
@@ -355,6 +359,11 @@ def evaluate_bytes(model_bytes: bytes, data, reference_bytes: bytes | None = Non
     if len(model.inputs) != 1:
         raise UserInputError(f"{name} has {len(model.inputs)} inputs; tinyq evaluates "
                              "one-input models", hint="evaluate a one-input model")
+    for kind, tensor in (("input", model.input_tensors[0]), ("output", model.output_tensors[0])):
+        if not tensor.shape or tensor.shape[0] != 1:
+            raise UserInputError(f"{name}'s first {kind} has shape {list(tensor.shape)}; tinyq "
+                                 "evaluates one sample per inference (batch size 1 first)",
+                                 hint="re-export the model with batch size 1")
     mode = detect_mode(model)
     if runtime == "tflm" and mode in TFLM_REJECTED_MODES:
         raise UnsupportedError(f"{TFLM_REJECTED_MODES[mode]} ({name} is {mode})",

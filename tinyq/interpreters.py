@@ -397,6 +397,11 @@ class IsolatedInterpreter:
     def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self._call("invoke", [np.ascontiguousarray(x) for x in inputs])
 
+    def invoke_many(self, samples: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """``invoke`` on each sample (a list of input arrays), in one round trip."""
+        return self._call("invoke_many",
+                          [[np.ascontiguousarray(x) for x in sample] for sample in samples])
+
     def tensor(self, index: int) -> np.ndarray:
         return self._call("tensor", index)
 
