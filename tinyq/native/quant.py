@@ -59,12 +59,13 @@ MAX_LEFT_SHIFT = 30
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLM ``QuantizeMultiplier(double)`` -> (multiplier Q31, shift; >0 is a left shift).
 
-    Raises ``ModelError`` for a ratio of scales no int32 kernel can apply (not finite,
-    negative, or 2^31 and more): the scales that produced it are corrupt.
+    Raises ``ModelError`` for a ratio of scales no int32 kernel can apply (not finite, or
+    2^31 and more in magnitude): the scales that produced it are corrupt. Negative values
+    are fine (LEAKY_RELU's alpha).
     """
     if real == 0.0:
         return 0, 0
-    if not math.isfinite(real) or real < 0:
+    if not math.isfinite(real):
         raise ModelError(f"a layer's scales combine into the multiplier {real!r}, which no "
                          "integer kernel can apply", hint=BAD_SCALES_HINT)
     q, shift = math.frexp(real)

@@ -50,12 +50,6 @@ def constant_io(model: ir.Model) -> bool:
     return any(model.tensors[i].is_constant for i in (*model.inputs, *model.outputs))
 
 
-@_model_check(fix="re-export the model with fixed input shapes (e.g. batch size 1)")
-def dynamic_shapes(model: ir.Model) -> bool:
-    """a tensor has an unknown (dynamic) dimension"""
-    return any(d < 0 for t in model.tensors for d in t.shape)
-
-
 def _dtypes(model: ir.Model, ids: tuple[int, ...]) -> list[str]:
     return [model.tensors[i].dtype for i in ids if i >= 0]
 
