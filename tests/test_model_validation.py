@@ -291,3 +291,16 @@ def test_isolated_interpreter_passes_tinyq_errors_through_naming_the_file():
     g.add_op("RANK", [x], [y])               # an op this tflite-micro build cannot prepare
     with pytest.raises(ModelError, match=r"^rank.tflite: TFLM could not prepare the model"):
         IsolatedInterpreter(g.build(), "tflm", name="rank.tflite")
+
+
+def test_scales_kernels_cannot_divide_by_are_model_errors():
+    from tinyq.native import quant
+
+    with pytest.raises(ModelError, match="a quantization scale is 1e-50 as float32"):
+        quant.conv_multipliers(0.5, [0.1], 1e-50, 1)        # float32 turns it into 0
+    with pytest.raises(ModelError, match="a quantization scale is 0.0 as float32"):
+        quant.add_params(0.0, 0.0, 0.5)
+    # a valid (positive, finite) but denormal scale: 6.0 / 1e-45 overflows float32
+    with pytest.raises(ModelError, match=r"scale 1e-45 is too small to represent 6.0"):
+        quant.activation_range("RELU6", 1e-45, 0)
+    assert quant.activation_range("RELU6", 6 / 255, -128) == (-128, 127)

@@ -82,6 +82,16 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return int(q_fixed), int(shift)
 
 
+def divisor_scale(scale: float) -> float:
+    """``scale`` as the float32 TFLM divides by; ``ModelError`` when that is not a finite
+    positive number (a zero division in the multiplier arithmetic otherwise)."""
+    value = float(f32(scale))
+    if not (math.isfinite(value) and value > 0):
+        raise ModelError(f"a quantization scale is {scale!r} as float32, which kernels "
+                         "cannot divide by", hint=BAD_SCALES_HINT)
+    return value
+
+
 def conv_multipliers(input_scale: float, filter_scales: Sequence[float], output_scale: float,
                      channels: int) -> tuple[list[int], list[int]]:
     """Per-channel (multiplier, shift) as ``PopulateConvolutionQuantizationParams``.
@@ -92,7 +102,7 @@ def conv_multipliers(input_scale: float, filter_scales: Sequence[float], output_
     mults, shifts = [], []
     for ch in range(channels):
         s = filter_scales[ch] if len(filter_scales) > 1 else filter_scales[0]
-        eff = float(f32(input_scale)) * float(f32(s)) / float(f32(output_scale))
+        eff = float(f32(input_scale)) * float(f32(s)) / divisor_scale(output_scale)
         m, sh = quantize_multiplier(eff)
         mults.append(m)
         shifts.append(sh)
@@ -105,12 +115,17 @@ def fc_per_tensor_multiplier(input_scale: float, filter_scale: float,
     scales to double before multiplying and dividing (read from the tflite-micro build's
     machine code: cvtss2sd x3, mulsd, divsd; a float32 product is 1 LSB off in rare cases)."""
     product = float(f32(input_scale)) * float(f32(filter_scale))
-    return quantize_multiplier(product / float(f32(output_scale)))
+    return quantize_multiplier(product / divisor_scale(output_scale))
 
 
 def _quantize_float(value: float, scale: float, zero_point: int) -> int:
     """``Quantize`` in kernel_util.cc: float32 division, round, add zero point."""
-    return zero_point + round_half_away(float(f32(value) / f32(scale)))
+    with np.errstate(over="ignore"):
+        q = float(f32(value) / f32(divisor_scale(scale)))
+    if not math.isfinite(q):
+        raise ModelError(f"the quantization scale {scale!r} is too small to represent "
+                         f"{value} (a fused activation's bound)", hint=BAD_SCALES_HINT)
+    return zero_point + round_half_away(q)
 
 
 def activation_range(activation: str | None, scale: float, zero_point: int,
@@ -134,10 +149,10 @@ def activation_range(activation: str | None, scale: float, zero_point: int,
 def add_params(scale1: float, scale2: float, scale_out: float, left_shift: int = 20
                ) -> dict[str, int]:
     """``CalculateOpDataAdd`` for int8: input/output multipliers around a 2^20 headroom."""
-    twice_max = 2.0 * float(max(f32(scale1), f32(scale2)))
+    twice_max = 2.0 * max(divisor_scale(scale1), divisor_scale(scale2))
     m1, s1 = quantize_multiplier(float(f32(scale1)) / twice_max)
     m2, s2 = quantize_multiplier(float(f32(scale2)) / twice_max)
-    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(f32(scale_out))))
+    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * divisor_scale(scale_out)))
     return {"left_shift": left_shift, "in1_mult": m1, "in1_shift": s1,
             "in2_mult": m2, "in2_shift": s2, "out_mult": mo, "out_shift": so}
 
