@@ -68,6 +68,10 @@ FAILURES = ("crash", "traceback", "hang", "unclear")
 #: slowest clean case measured (inspect's arena search on vww_96_int8) takes ~3 s on a
 #: loaded 2-core machine; 60 s is far beyond any honest run.
 CASE_TIMEOUT_S = 60.0
+#: Address space of one case (and the interpreter/probe processes it starts): a case that
+#: believes a corrupt header and allocates more fails (a MemoryError, counted as a
+#: traceback) instead of swapping a shared machine. Clean cases stay under 1 GB.
+CASE_ADDRESS_SPACE_BYTES = 6 << 30
 #: Mutants of the quick run (the test suite's): sized so all four commands on them add
 #: well under a minute to CI on 2 shared cores.
 QUICK_MUTANTS = 24
@@ -288,6 +292,7 @@ def _child(argv: Sequence[str], workdir: Path) -> None:
     code = ESCAPED_EXIT
     try:
         faulthandler.disable()            # a crash is counted from the exit status
+        resource.setrlimit(resource.RLIMIT_AS, (CASE_ADDRESS_SPACE_BYTES,) * 2)
         os.chdir(workdir)
         out = os.open("stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         err = os.open("stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
