@@ -19,7 +19,7 @@ import pytest
 from tinyq import ir
 from tinyq.cli import main
 from tinyq.errors import ModelError
-from tinyq.tflite_reader import read_model
+from tinyq.tflite_reader import read_model, read_model_bytes
 from tinyq.tflite_writer import GraphBuilder, write_model
 
 IN, W, B, OUT = 0, 1, 2, 3      # tensor indices of _fc_model
@@ -304,3 +304,59 @@ def test_scales_kernels_cannot_divide_by_are_model_errors():
     with pytest.raises(ModelError, match=r"scale 1e-45 is too small to represent 6.0"):
         quant.activation_range("RELU6", 1e-45, 0)
     assert quant.activation_range("RELU6", 6 / 255, -128) == (-128, 127)
+
+
+def test_an_unused_buffer_reaching_past_the_file_is_refused(tmp_path, capsys):
+    """The tflite-micro interpreter reads every buffer, used or not: so does the reader."""
+    import tflite
+
+    data = write_model(_fc_model())
+    fb = tflite.Model.GetRootAs(data, 0)
+    buffer_index = fb.Subgraphs(0).Tensors(W).Buffer()
+    tab = fb.Buffers(buffer_index)._tab
+    length_at = tab.Vector(tab.Offset(4)) - 4            # the data vector's length prefix
+    # the weights tensor no longer uses its buffer (it becomes an activation) ...
+    data = _rewrite(data, lambda m: _field(m.Subgraphs(0).Tensors(W)._tab, 8), "<I", 0)
+    read_model_bytes(data)
+    # ... and that unused buffer now claims 2 GB
+    data = _rewrite(data, lambda m: length_at, "<I", 1 << 31)
+    line = _inspect_error(tmp_path, capsys, data)
+    assert "is truncated or corrupt" in line and "re-export the model" in line
+
+
+def test_arena_search_stops_when_the_model_crashes_the_interpreter_at_any_size(monkeypatch):
+    from tinyq import analyze
+
+    calls = []
+
+    def always_crashes(model_bytes, lo, hi):
+        calls.append((lo, hi))
+        return [f"try {hi}"], -signal.SIGSEGV, ""
+
+    monkeypatch.setattr(analyze, "_run_probe_child", always_crashes)
+    model = dataclasses.replace(_fc_model(), path="crashy.tflite")
+    with pytest.raises(ModelError, match=r"crashed \(SIGSEGV\) preparing crashy.tflite, even "
+                                         r"with a 256 MB arena — the file is corrupt"):
+        analyze.measure_tflm_arena(model, write_model(model), use_cache=False)
+    assert len(calls) == 2 and calls[1][1] == analyze.ARENA_LIMIT_BYTES   # not 40 children
+
+
+def test_arena_probe_reports_a_file_its_wrapper_cannot_read(monkeypatch):
+    """A Python exception in the interpreter's wrapper is "corrupt", not a crash to retry."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tflite_micro, struct\n"
+            "def boom(*a, **k): raise struct.error('unpack_from requires more bytes')\n"
+            "tflite_micro.runtime.Interpreter.from_bytes = boom\n"
+            "from tinyq import _arena_probe\n"
+            "_arena_probe.main(['16', '32', '64'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], input=b"x", capture_output=True,
+                          timeout=120, check=False)
+    assert proc.stdout.decode().splitlines()[-1] == (
+        "error corrupt struct.error: unpack_from requires more bytes")
+    from tinyq.analyze import _prepare_error
+
+    err = _prepare_error("corrupt struct.error: unpack_from requires more bytes", "m.tflite")
+    assert isinstance(err, ModelError) and str(err).startswith(
+        "m.tflite: the tflite-micro interpreter cannot read it (struct.error")

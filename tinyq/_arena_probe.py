@@ -12,7 +12,8 @@ can SIGSEGV):
     try N        about to allocate with an N-byte arena
     ok N         N allocates
     fail N       N does not (clean RuntimeError)
-    error TEXT   the model cannot be prepared at any size (unsupported op, hybrid...)
+    error TEXT   the model cannot be prepared at any size (unsupported op, hybrid...;
+                 ``error corrupt TEXT``: the interpreter cannot even read the file)
     result N     the smallest size that allocates
 
 What the interpreter writes to C-level stderr goes to this process's stderr.
@@ -47,6 +48,11 @@ def _allocates(model: bytes, size: int) -> tuple[bool, str]:
             it = tflite_micro.runtime.Interpreter.from_bytes(model, arena_size=size)
         except (RuntimeError, ValueError) as exc:
             ok, why = False, str(exc)
+        except Exception as exc:  # noqa: BLE001 - its Python wrapper choking on the file
+            kind = f"{type(exc).__module__}.{type(exc).__name__}".removeprefix("builtins.")
+            _emit(f"error corrupt {kind}: {' '.join(str(exc).split())[:300]}")
+            sys.stdout.flush()
+            os._exit(2)
         else:
             del it
             ok, why = True, ""

@@ -39,7 +39,7 @@ from typing import Any
 from tinyq import ir
 from tinyq.board_profile import Board
 from tinyq.checks import PREPARE_FAILED_HINT, Problem, problems
-from tinyq.errors import FitError, ToolError, UnsupportedError
+from tinyq.errors import FitError, ModelError, ToolError, UnsupportedError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
 logger = logging.getLogger(__name__)
@@ -391,8 +391,13 @@ def _run_probe_child(model_bytes: bytes, lo: int, hi: int) -> tuple[list[str], i
     return lines, proc.returncode, proc.stderr.decode("utf-8", "replace")
 
 
-def _prepare_error(text: str) -> Exception:
+def _prepare_error(text: str, where: str = "the model") -> Exception:
     flat = " ".join(text.split())
+    if flat.startswith("corrupt "):
+        return ModelError(f"{where}: the tflite-micro interpreter cannot read it "
+                          f"({flat[len('corrupt '):][:200]})",
+                          hint="the file is corrupt: re-export the model (or copy it again)",
+                          path=where)
     if "Hybrid" in flat or "hybrid" in flat:
         return UnsupportedError("TFLM cannot run hybrid (dynamic-range) models",
                                 hint="re-quantize with --mode int8")
@@ -401,6 +406,31 @@ def _prepare_error(text: str) -> Exception:
                                 hint="replace the layer with ops docs/supported_ops.md lists")
     return UnsupportedError(f"the tflite-micro interpreter cannot prepare this model: "
                             f"{flat[:300]}", hint=PREPARE_FAILED_HINT)
+
+
+def _check_prepares_at_limit(model: ir.Model, model_bytes: bytes, code: int) -> None:
+    """Raise ``ModelError`` when the interpreter also dies with the largest arena searched
+    (the model, not the arena size, crashes it); return when that size allocates."""
+    import signal
+
+    lines, limit_code, err = _run_probe_child(model_bytes, ARENA_LIMIT_BYTES - ARENA_STEP,
+                                              ARENA_LIMIT_BYTES)
+    for line in lines:
+        word, _, arg = line.partition(" ")
+        if word in ("ok", "result"):
+            return
+        if word == "error":
+            raise _prepare_error(arg + " " + err, model.path or "the model")
+    code = limit_code if limit_code < 0 else code
+    try:
+        how = signal.Signals(-code).name if code < 0 else f"exit code {code}"
+    except ValueError:
+        how = f"signal {-code}"
+    where = model.path or "the model"
+    raise ModelError(f"the tflite-micro interpreter crashed ({how}) preparing {where}, even "
+                     f"with a {ARENA_LIMIT_BYTES >> 20} MB arena",
+                     hint="the file is corrupt or trips a bug in the interpreter: re-export the "
+                          "model", path=where)
 
 
 def measure_tflm_arena(model: ir.Model, model_bytes: bytes, *, use_cache: bool = True,
@@ -430,6 +460,7 @@ def measure_tflm_arena(model: ir.Model, model_bytes: bytes, *, use_cache: bool =
     lo, hi = arena_search_bounds(model)
     best_ok: int | None = None
     probes = crashes = 0
+    limit_checked = False
     while True:
         progress(ProgressEvent("arena", f"searching the smallest TFLM arena in ({lo}, {hi}]"))
         lines, code, err = _run_probe_child(model_bytes, lo, hi)
@@ -449,9 +480,14 @@ def measure_tflm_arena(model: ir.Model, model_bytes: bytes, *, use_cache: bool =
             elif word == "result":
                 result = int(arg)
             elif word == "error":
-                raise _prepare_error(arg + " " + err)
+                raise _prepare_error(arg + " " + err, model.path or "the model")
         if result is not None:
             break
+        if trying is not None and best_ok is None and not limit_checked:
+            # A crash before any size allocated: a too-small arena, or a model the
+            # interpreter cannot survive at any size. One child at the largest size tells.
+            limit_checked = True
+            _check_prepares_at_limit(model, model_bytes, code)
         if trying is None:
             raise ToolError(f"the tflite-micro arena probe exited with code {code} "
                             f"without an answer: {' '.join(err.split())[:300]}",

@@ -427,6 +427,9 @@ def _parse(data: bytes, path: str) -> ir.Model:
         name, number = _opcode(fb_code)
         codes.append((name, max(1, int(fb_code.Version())),
                       custom.decode("utf-8", "replace") if custom else None, number))
+    for i in range(fb_model.BuffersLength()):
+        fb_model.Buffers(i).DataAsNumpy()   # every buffer inside the file, used or not:
+        #                                     the tflite-micro interpreter reads them all
     sub = fb_model.Subgraphs(0)
     tensors = tuple(_tensor(fb_model, sub.Tensors(i), i, path)
                     for i in range(sub.TensorsLength()))
