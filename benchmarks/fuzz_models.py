@@ -90,6 +90,20 @@ WARM_MODULES = ("tinyq.analyze", "tinyq.checks", "tinyq.codegen", "tinyq.data",
                 "tinyq.evaluate", "tinyq.interpreters", "tinyq.native.lower",
                 "tinyq.native.planner", "tinyq.native.support", "tinyq.quantize", "tinyq.run",
                 "tinyq.tflm.codegen")
+#: The fields rewrites touch, per schema table: (field, vtable offset, struct format,
+#: is a vector). The offsets are the generated bindings' (``tflite/Tensor.py``: ``Shape``
+#: reads ``self._tab.Offset(4)``...).
+FIELDS = {
+    "opcode": (("deprecated_builtin_code", 4, "<b", False), ("version", 8, "<i", False),
+               ("builtin_code", 10, "<i", False)),
+    "buffer": (("offset", 6, "<Q", False), ("size", 8, "<Q", False)),
+    "subgraph": (("inputs", 6, "<i", True), ("outputs", 8, "<i", True)),
+    "tensor": (("shape", 4, "<i", True), ("type", 6, "<b", False), ("buffer", 8, "<I", False)),
+    "quantization": (("scale", 8, "<f", True), ("zero_point", 10, "<q", True),
+                     ("quantized_dimension", 16, "<i", False)),
+    "op": (("opcode_index", 4, "<I", False), ("inputs", 6, "<i", True),
+           ("outputs", 8, "<i", True), ("builtin_options_type", 10, "<B", False)),
+}
 #: Boundary values written by field rewrites, per field encoding.
 INT_VALUES = (-(1 << 31), -2, -1, 0, 1, 2, 3, 7, 127, 128, 255, 65535, 1 << 20,
               (1 << 31) - 1)
@@ -153,38 +167,28 @@ def _slots(data: bytes) -> tuple[list[Slot], list[tuple[int, int]]]:
             size = struct.calcsize(fmt)
             slots.extend(Slot(f"{where}[{j}]", start + j * size, fmt) for j in range(n))
 
+    def fields(kind: str, label: str, tab) -> None:
+        for name, vt, fmt, is_vector in FIELDS[kind]:
+            (vector if is_vector else scalar)(f"{label} {name}", tab, vt, fmt)
+
     for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        scalar(f"opcode {i} deprecated_builtin_code", code._tab, 4, "<b")
-        scalar(f"opcode {i} builtin_code", code._tab, 10, "<i")
-        scalar(f"opcode {i} version", code._tab, 8, "<i")
+        fields("opcode", f"opcode {i}", model.OperatorCodes(i)._tab)
     for b in range(model.BuffersLength()):
         buf = model.Buffers(b)
         found = _vector(buf._tab, 4)
         if found and found[1] > 0:
             weights.append((found[0], found[0] + found[1]))
-        scalar(f"buffer {b} offset", buf._tab, 6, "<Q")
-        scalar(f"buffer {b} size", buf._tab, 8, "<Q")
+        fields("buffer", f"buffer {b}", buf._tab)
     for s in range(model.SubgraphsLength()):
         sub = model.Subgraphs(s)
-        vector(f"subgraph {s} inputs", sub._tab, 6, "<i")
-        vector(f"subgraph {s} outputs", sub._tab, 8, "<i")
+        fields("subgraph", f"subgraph {s}", sub._tab)
         for t in range(sub.TensorsLength()):
             tensor = sub.Tensors(t)
-            vector(f"tensor {t} shape", tensor._tab, 4, "<i")
-            scalar(f"tensor {t} type", tensor._tab, 6, "<b")
-            scalar(f"tensor {t} buffer", tensor._tab, 8, "<I")
-            q = tensor.Quantization()
-            if q is not None:
-                vector(f"tensor {t} scale", q._tab, 8, "<f")
-                vector(f"tensor {t} zero_point", q._tab, 10, "<q")
-                scalar(f"tensor {t} quantized_dimension", q._tab, 16, "<i")
+            fields("tensor", f"tensor {t}", tensor._tab)
+            if tensor.Quantization() is not None:
+                fields("quantization", f"tensor {t}", tensor.Quantization()._tab)
         for o in range(sub.OperatorsLength()):
-            op = sub.Operators(o)
-            scalar(f"op {o} opcode_index", op._tab, 4, "<I")
-            vector(f"op {o} inputs", op._tab, 6, "<i")
-            vector(f"op {o} outputs", op._tab, 8, "<i")
-            scalar(f"op {o} builtin_options_type", op._tab, 10, "<B")
+            fields("op", f"op {o}", sub.Operators(o)._tab)
     weights.sort()
     structure, at = [], 0
     for lo, hi in weights:
