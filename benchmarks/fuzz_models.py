@@ -94,8 +94,8 @@ WARM_MODULES = ("tinyq.analyze", "tinyq.checks", "tinyq.codegen", "tinyq.data",
 #: is a vector). The offsets are the generated bindings' (``tflite/Tensor.py``: ``Shape``
 #: reads ``self._tab.Offset(4)``...).
 FIELDS = {
-    "opcode": (("deprecated_builtin_code", 4, "<b", False), ("version", 8, "<i", False),
-               ("builtin_code", 10, "<i", False)),
+    "opcode": (("deprecated_builtin_code", 4, "<b", False), ("builtin_code", 10, "<i", False),
+               ("version", 8, "<i", False)),
     "buffer": (("offset", 6, "<Q", False), ("size", 8, "<Q", False)),
     "subgraph": (("inputs", 6, "<i", True), ("outputs", 8, "<i", True)),
     "tensor": (("shape", 4, "<i", True), ("type", 6, "<b", False), ("buffer", 8, "<I", False)),
