@@ -9,6 +9,11 @@ Facts this module works around (measured):
 * the tflite-micro interpreter can crash the process (SIGSEGV) when an
   allocation fails, so in-process use always gets a generous arena and the
   smallest-arena search (``tinyq.analyze``) runs in child processes;
+* both interpreters trust the flatbuffer: a corrupt model that tinyq's reader
+  accepts can still crash them. Users' model files therefore run in a child
+  process (:class:`IsolatedInterpreter`, via :func:`open_interpreter`: evaluate,
+  and the TFLM oracle of run, bench and validate), where a crash is one error
+  line; models tinyq made itself (tests, the op probes, QAT) run in-process;
 * it reports allocation problems on C-level stderr, which ``capture_fd2``
   collects so library code never prints.
 """
