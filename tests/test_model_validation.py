@@ -123,6 +123,9 @@ BAD_MODELS = {
                             "has shape [3, 4]"),
     "zero point count": (lambda m: _quant(m, W, zero_point=(0, 0)),
                          "tensor 1 ('t1') has 3 scales but 2 zero points"),
+    "string input": (lambda m: _tensor(m, IN, dtype="string", quant=None),
+                     "model input 0 ('t0') has type string; tinyq feeds and reads numeric "
+                     "tensors"),
     "zero point range": (lambda m: _quant(m, IN, zero_point=(300,)),
                          "tensor 0 ('t0') has zero point 300, outside int8's range [-128, 127]"),
 }

@@ -410,6 +410,13 @@ def _check_graph(tensors: tuple[ir.Tensor, ...], operators: tuple[ir.Operator, .
     for t in inputs:
         if tensors[t].is_constant:
             raise _fail(path, f"model input {t} ({tensors[t].name!r}) is a constant tensor")
+    for kind, ids in (("input", inputs), ("output", outputs)):
+        for t in ids:
+            if tensors[t].dtype not in ir.DTYPES:
+                raise _fail(path, f"model {kind} {t} ({tensors[t].name!r}) has type "
+                                  f"{tensors[t].dtype}; tinyq feeds and reads numeric tensors "
+                                  f"({', '.join(ir.DTYPES)})",
+                            hint="re-export the model with numeric inputs and outputs")
 
 
 def _parse(data: bytes, path: str) -> ir.Model:
