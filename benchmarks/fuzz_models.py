@@ -464,7 +464,8 @@ def fuzz(models: Iterable[Path], mutants: int, seed: int, workdir: Path,
             counts["_peak_kb"] = max(counts["_peak_kb"], outcome.maxrss_kb)
             report.peak_rss_kb = max(report.peak_rss_kb, outcome.maxrss_kb)
             line = (f"{outcome.kind:<11} {command:<8} {s.name} {kind}: {what} -> "
-                    f"exit {outcome.code} in {outcome.seconds:.2f} s: {outcome.message}")
+                    f"exit {outcome.code} in {outcome.seconds:.2f} s, "
+                    f"{outcome.maxrss_kb // 1024} MB: {outcome.message}")
             if outcome.kind in FAILURES:
                 report.failures.append(line)
             if on_case:
