@@ -363,3 +363,14 @@ def test_arena_probe_reports_a_file_its_wrapper_cannot_read(monkeypatch):
     err = _prepare_error("corrupt struct.error: unpack_from requires more bytes", "m.tflite")
     assert isinstance(err, ModelError) and str(err).startswith(
         "m.tflite: the tflite-micro interpreter cannot read it (struct.error")
+
+
+def test_evaluate_refuses_a_batch_it_cannot_feed(tmp_path, capsys):
+    model = _tensor(_tensor(_fc_model(), IN, shape=(2, 4)), OUT, shape=(2, 3))
+    path = tmp_path / "batch2.tflite"
+    path.write_bytes(write_model(model))
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((5, 4), np.float32))
+    line = _cli_error(capsys, "evaluate", str(path), "--data", str(data), "--runtime", "tflm")
+    assert (f"{path}'s first input has shape [2, 4]; tinyq evaluates one sample per "
+            "inference (batch size 1 first) — re-export the model with batch size 1") in line
