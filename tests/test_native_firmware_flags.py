@@ -1,8 +1,8 @@
 """The native kernels build warning-free for the firmware with strict flags, -Werror.
 
 Every kernel and a generated model.c (float input and output, int16 SOFTMAX: the
-memcpy-accessed tensors) compile with arm-none-eabi-gcc for the Cortex-M0+
-(portable C, Thumb-1), the Cortex-M4F (the SIMD path) and the Cortex-M55 (Armv8.1-M)
+memcpy-accessed tensors) compile with arm-none-eabi-gcc for the Cortex-M0
+(portable C, Thumb-1), the Cortex-M4F and M7 (the SIMD path) and the Cortex-M55 (Armv8.1-M)
 with -Wall -Wextra -Wconversion -Wcast-align -Werror and -Wstack-usage=N, N per
 kernel file below (each a little above the measured figure, so growth is a decision).
 No -fno-strict-aliasing and no -fwrapv: the code relies on neither (docs/numerics.md),
@@ -24,12 +24,12 @@ from tinyq.resources import templates_dir
 from tinyq.tflite_reader import read_model_bytes
 from tinyq.tflite_writer import GraphBuilder
 
-#: the boards whose cores cover the three code shapes (portable Thumb-1, DSP SIMD, v8.1-M)
-BOARDS = ("microbit", "mps2-an386", "mps3-an547")
+#: boards whose cores cover the code shapes (portable Thumb-1, DSP SIMD on v7E-M, v8.1-M)
+BOARDS = ("microbit", "mps2-an386", "mps2-an500", "mps3-an547")
 #: warnings that fail the build
 STRICT = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Wconversion", "-Wcast-align", "-Werror")
 #: -Wstack-usage limit per kernel file, bytes (measured with -fstack-usage, gcc 12.2 -O2:
-#: conv 560 on M0+, depthwise border path 376, average pool 176, others <= 120)
+#: conv 560 on M0, depthwise border path 376, average pool 176, others <= 120)
 STACK_LIMITS = {"tq_conv.c": 640, "tq_depthwise.c": 448, "tq_pool.c": 224}
 #: every other kernel file and model.c
 DEFAULT_STACK_LIMIT = 160
