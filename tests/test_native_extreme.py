@@ -94,10 +94,26 @@ def test_requantization_shift_above_30_is_refused_not_wrapped():
     # the int8_t shift array to -109 and give [0 1] where TFLM gives [127 127]
     found = _refusals(_fc(out_scale=float(np.float32(2.0 ** -149))))
     assert [(p.opcode, p.op_index) for p in found] == [("FULLY_CONNECTED", 0)]
-    assert "output scale is too small" in found[0].message
+    assert found[0].message.startswith("output scale too small")
     # the largest accepted multiplier (shift 30) generates and is exact
     ok = _fc(out_scale=float(np.float32(0.02 * 0.01 / 2 ** 29.5)))
     assert not support.problems(read_model_bytes(ok))
+
+
+def test_cli_inspect_and_generate_agree_on_a_refusal(tmp_path, capsys):
+    from tinyq.cli import main
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(_fc(out_scale=float(np.float32(2.0 ** -149))))
+    main(["inspect", str(path), "--runtime", "native"])
+    listed = [ln.strip() for ln in capsys.readouterr().out.splitlines()
+              if ln.strip().startswith("error: op 0 FULLY_CONNECTED")]
+    assert len(listed) == 1 and "output scale too small" in listed[0]
+    assert main(["generate", str(path), "--board", "mps2-an386", "-o",
+                 str(tmp_path / "p")]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(err) == 1 and listed[0].removeprefix("error: ") in err[0]
+    assert "Traceback" not in err[0] and not (tmp_path / "p").exists()
 
 
 def test_accumulator_bound_refuses_exactly_above_int32_max():

@@ -669,11 +669,10 @@ def concat_requant(model: ir.Model, op: ir.Operator) -> bool:
                for i in op.inputs if i >= 0)
 
 
-@constraint(fix="re-quantize with a larger output scale: at a multiplier of 2^30 or more "
-                "TFLM's int32 arithmetic overflows (1 << 31), so no defined answer exists")
+@constraint(fix="re-quantize with a larger output scale (TFLM's int32 shift overflows there)")
 def requant_range(model: ir.Model, op: ir.Operator) -> bool:
-    """the output scale is too small: a requantization multiplier (input scale x weight
-    scale / output scale, or input / output scale) is 2^30 or more"""
+    """output scale too small: a requantization multiplier (input x weight scale / output
+    scale) is 2^30 or more"""
     low = LOWERINGS.get(op.opcode)
     if low is None:
         return False
