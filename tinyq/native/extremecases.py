@@ -236,26 +236,24 @@ def gen_quantize(g: GraphBuilder, rng: np.random.Generator) -> Case:
         undefined = ~np.isfinite(q) | (np.abs(q) >= 2.0 ** 31)
         return Case(((x, data),), (y,), f"float32 {shape} scale {scale:.3g} zp {zp}",
                     ((undefined, tinyq_quantize(data, scale, zp)),))
+    return _rescale_case(g, rng, "QUANTIZE", shape)
+
+
+def _rescale_case(g: GraphBuilder, rng: np.random.Generator, opcode: str,
+                  shape: tuple[int, ...]) -> Case:
+    """int8 -> int8 ``opcode`` (QUANTIZE, RELU) with an extreme in/out scale ratio."""
     in_scale = rand_scale(rng)
     out_scale = _scale_for(rng, in_scale)
     zps = (int(_pick(rng, _ZPS)), int(_pick(rng, _ZPS)))
     x = g.add_tensor(shape, "int8", scale=in_scale, zero_point=zps[0])
     y = g.add_tensor(shape, "int8", scale=out_scale, zero_point=zps[1])
-    g.add_op("QUANTIZE", [x], [y], {})
+    g.add_op(opcode, [x], [y], {})
     return Case(((x, _edge_int8(rng, shape)),), (y,),
-                f"int8 {shape} {in_scale:.3g}->{out_scale:.3g} zps {zps}")
+                f"{shape} {in_scale:.3g}->{out_scale:.3g} zps {zps}")
 
 
 def gen_relu(g: GraphBuilder, rng: np.random.Generator) -> Case:
-    shape = (int(rng.integers(1, 30)),)
-    in_scale = rand_scale(rng)
-    out_scale = _scale_for(rng, in_scale)
-    zps = (int(_pick(rng, _ZPS)), int(_pick(rng, _ZPS)))
-    x = g.add_tensor(shape, "int8", scale=in_scale, zero_point=zps[0])
-    y = g.add_tensor(shape, "int8", scale=out_scale, zero_point=zps[1])
-    g.add_op("RELU", [x], [y], {})
-    return Case(((x, _edge_int8(rng, shape)),), (y,),
-                f"{shape} {in_scale:.3g}->{out_scale:.3g} zps {zps}")
+    return _rescale_case(g, rng, "RELU", (int(rng.integers(1, 30)),))
 
 
 def gen_mean(g: GraphBuilder, rng: np.random.Generator) -> Case:
