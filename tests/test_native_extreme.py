@@ -17,7 +17,7 @@ import pytest
 
 from tinyq.errors import UnsupportedError
 from tinyq.interpreters import TflmInterpreter
-from tinyq.native import codegen, support
+from tinyq.native import codegen, quant, support
 from tinyq.native.extremecases import (
     EXTREME_CASES,
     tinyq_quantize,
@@ -98,6 +98,22 @@ def test_requantization_shift_above_30_is_refused_not_wrapped():
     # the largest accepted multiplier (shift 30) generates and is exact
     ok = _fc(out_scale=float(np.float32(0.02 * 0.01 / 2 ** 29.5)))
     assert not support.problems(read_model_bytes(ok))
+
+
+@pytest.mark.parametrize(("real", "expected"), [
+    (2.0 ** 30 * (1 - 2.0 ** -20), (2147481600, 30)),     # the largest accepted shift
+    (2.0 ** 30 * (1 - 2.0 ** -33), None),     # mantissa rounds to 2^31: the shift becomes 31
+    (2.0 ** 30, None),
+    (2.0 ** -32, (1 << 30, -31)),             # the smallest shift TFLM keeps
+    (2.0 ** -33, (0, 0)),                     # flushed to zero, as TFLM does
+    (-0.5, None), (float("inf"), None), (float("nan"), None),
+])
+def test_kernel_multiplier_bounds(real, expected):
+    if expected is None:
+        with pytest.raises(quant.MultiplierRangeError):
+            quant.kernel_multiplier(real)
+    else:
+        assert quant.kernel_multiplier(real) == expected
 
 
 def test_cli_inspect_and_generate_agree_on_a_refusal(tmp_path, capsys):

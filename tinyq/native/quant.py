@@ -72,7 +72,12 @@ def kernel_multiplier(real: float) -> tuple[int, int]:
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM ``QuantizeMultiplier(double)`` -> (multiplier Q31, shift; >0 is a left shift)."""
+    """TFLM ``QuantizeMultiplier(double)`` -> (multiplier Q31, shift; >0 is a left shift).
+
+    Any finite ``real``; the shift is unbounded above (``kernel_multiplier`` bounds it
+    for the C kernels). Raises ValueError for NaN and infinities."""
+    if not math.isfinite(real):
+        raise ValueError(f"QuantizeMultiplier of a non-finite value {real!r}")
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
