@@ -33,7 +33,7 @@ def float16_fc() -> bytes:
 def kernel_paths_model(seed: int = 0) -> bytes:
     """int8 CONV_2D -> DEPTHWISE_CONV_2D -> ADD -> MAX_POOL -> AVERAGE_POOL -> RESHAPE ->
     FULLY_CONNECTED: every weighted kernel and its SIMD path (channels multiples of 4) in
-    a model that runs in a few thousand instructions."""
+    a model that runs in about 200,000 instructions."""
     rng = np.random.default_rng(seed)
 
     def weights(shape: tuple[int, ...]) -> np.ndarray:
