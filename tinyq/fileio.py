@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from tinyq.errors import OutputExistsError, UserInputError
 
@@ -66,3 +68,86 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, force: bool = True) -
 def write_text(path: str | os.PathLike[str], text: str, force: bool = True) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return write_bytes(path, text.encode("utf-8"), force)
+
+
+# -- reading the user's input files -----------------------------------------------------
+
+#: Largest text file tinyq reads whole (a board TOML, a project's tinyq_project.json, a
+#: --json record given to `tinyq report` or --resume): tinyq writes these at a few KB (a
+#: validate record of 10,000 samples is ~0.3 MB); 64 MiB leaves room for any real one
+#: while a wrong file (a log, a dataset, /dev/zero's endless zeros) cannot eat the memory.
+MAX_TEXT_FILE_BYTES = 64 << 20
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+@contextlib.contextmanager
+def open_input_file(path: str | os.PathLike[str], what: str,
+                    error: type[UserInputError] = UserInputError,
+                    max_bytes: int | None = None) -> Iterator[tuple[BinaryIO, int]]:
+    """Open a file the user gave tinyq to read, safely; yield ``(binary file, size)``.
+
+    Refused with one ``error`` line naming ``what`` and the path: a missing or unreadable
+    path, anything but a regular file (a FIFO would block forever, ``/dev/zero`` never
+    ends), and a file over ``max_bytes``. The file is opened without blocking and checked
+    on the open descriptor, so it cannot be swapped for a pipe between check and read.
+    """
+    shown = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{what} {shown} not found", hint="check the path", path=shown) from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {shown}: {exc.strerror or exc}",
+                    hint="check the path and its permissions", path=shown) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)),
+                        "not a regular file")
+            raise error(f"{what} {shown} is {kind}, not a regular file",
+                        hint="pass a regular file (tinyq does not read pipes, devices or "
+                             "sockets)", path=shown)
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise error(f"{what} {shown} is {info.st_size:,} bytes, over the {max_bytes:,} "
+                        "tinyq reads from such a file", hint="check that it is the right file",
+                        path=shown)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle, info.st_size
+
+
+def read_input_bytes(path: str | os.PathLike[str], what: str,
+                     error: type[UserInputError] = UserInputError,
+                     max_bytes: int = MAX_TEXT_FILE_BYTES) -> bytes:
+    """The bytes of a user's input file (checked by :func:`open_input_file`)."""
+    with open_input_file(path, what, error, max_bytes) as (handle, _size):
+        try:
+            data = handle.read(max_bytes + 1)       # + 1: notice a file that grew meanwhile
+        except OSError as exc:
+            raise error(f"cannot read {what} {path}: {exc.strerror or exc}",
+                        hint="check the file", path=str(path)) from None
+    if len(data) > max_bytes:
+        raise error(f"{what} {path} is over the {max_bytes:,} bytes tinyq reads from such "
+                    "a file", hint="check that it is the right file", path=str(path))
+    return data
+
+
+def read_input_text(path: str | os.PathLike[str], what: str,
+                    error: type[UserInputError] = UserInputError,
+                    max_bytes: int = MAX_TEXT_FILE_BYTES) -> str:
+    """A user's UTF-8 text input file (checked by :func:`open_input_file`)."""
+    data = read_input_bytes(path, what, error, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start:,} is "
+                    f"0x{data[exc.start]:02x})", hint="pass the text file tinyq expects",
+                    path=str(path)) from None

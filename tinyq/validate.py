@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tinyq.board_profile import Board
+from tinyq.data import DEFAULT_IMAGE_SCALE
 from tinyq.errors import DataError, DeviceError, ModelError, UserInputError
 from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
@@ -54,6 +55,7 @@ class ValidateOptions:
     build: Any = None                   # tinyq.build.BuildOptions
     generate: Any = None                # tinyq.codegen.GenerateOptions
     timeouts: Timeouts = field(default_factory=Timeouts)
+    image_scale: str = DEFAULT_IMAGE_SCALE  # pixel scaling of an image folder (tinyq.data)
 
 
 @dataclass(frozen=True)
@@ -179,18 +181,27 @@ class ValidateResult:
 # -- data -----------------------------------------------------------------------------
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a data file, or of an image folder (every file's relative path and bytes,
+    in sorted order), so ``--resume`` recognises the same test data."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for file in files:
+        if file != root:
+            h.update(file.relative_to(root).as_posix().encode() + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
-def load_labelled(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
-    """Inputs and integer labels of a test set (through tinyq's one data loader)."""
+def load_labelled(path: str | os.PathLike[str], input_shape: Sequence[int] | None = None,
+                  image_scale: str = DEFAULT_IMAGE_SCALE) -> tuple[Any, np.ndarray]:
+    """Inputs and integer labels of a test set (through tinyq's one data loader; an image
+    folder needs the model's ``input_shape``, see :func:`tinyq.run.data_input_shape`)."""
     from tinyq.data import load_data
 
-    loaded = load_data(path)
+    loaded = load_data(path, input_shape=input_shape, image_scale=image_scale)
     return loaded.x, labels_of(loaded.y, path)
 
 
@@ -367,7 +378,7 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
     from dataclasses import replace
 
     from tinyq import boards
-    from tinyq.run import built_session
+    from tinyq.run import built_session, check_input_size, data_input_shape
     from tinyq.tflite_reader import read_model
 
     options = options or ValidateOptions()
@@ -376,8 +387,10 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
         raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
-    x, labels = load_labelled(data)
-    check_labels(read_model(path), labels, data)
+    model = read_model(path)
+    check_input_size(model, board_obj, path.name)
+    x, labels = load_labelled(data, data_input_shape(model), options.image_scale)
+    check_labels(model, labels, data)
     data_sha = file_sha256(data)
     requested = options.samples if options.samples is not None else len(labels)
     done: tuple[SampleRecord, ...] = ()
