@@ -7,9 +7,9 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tinyq.errors import OutputExistsError, UserInputError
 
@@ -151,3 +151,80 @@ def read_input_text(path: str | os.PathLike[str], what: str,
         raise error(f"{what} {path} is not UTF-8 text (byte {exc.start:,} is "
                     f"0x{data[exc.start]:02x})", hint="pass the text file tinyq expects",
                     path=str(path)) from None
+
+
+# -- checking the JSON the user gives back ------------------------------------------------
+
+#: What a JSON field may be required to hold (the words the messages use).
+JSON_NUMBER, JSON_INT, JSON_STR, JSON_BOOL = "a number", "an integer", "a string", "true or false"
+JSON_LIST, JSON_OBJECT = "a list", "an object"
+
+
+def _json_holds(value: object, kind: str) -> bool:
+    if kind in (JSON_NUMBER, JSON_INT):
+        number = (int,) if kind == JSON_INT else (int, float)
+        return isinstance(value, number) and not isinstance(value, bool)
+    return isinstance(value, {JSON_STR: str, JSON_BOOL: bool, JSON_LIST: list,
+                              JSON_OBJECT: dict}[kind])
+
+
+def json_shown(value: object) -> str:
+    """A JSON value as an error message names it (a string shortened to 40 characters)."""
+    if isinstance(value, str):
+        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def json_values(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
+    """(shown path, value) for every present, non-null value ``key`` names in ``record``;
+    ``a.b`` is a nested field, ``a[]`` every entry of the list ``a``."""
+    found: list[tuple[str, Any]] = [("", record)]
+    for part in key.split(".") if key else ():
+        name, each = (part[:-2], True) if part.endswith("[]") else (part, False)
+        step = []
+        for where, obj in found:
+            if not isinstance(obj, Mapping) or obj.get(name) is None:
+                continue
+            shown = f"{where}.{name}" if where else name
+            if each:
+                if isinstance(obj[name], list):
+                    step += [(f"{shown}[{i}]", v) for i, v in enumerate(obj[name])]
+            else:
+                step.append((shown, obj[name]))
+        found = step
+    return found
+
+
+def check_json_fields(record: Mapping[str, Any], fields: Mapping[str, str],
+                      required: Collection[str],
+                      fail: Callable[[str, str], Exception]) -> None:
+    """Refuse (``raise fail(field, problem)``) a JSON record whose fields do not hold the
+    kinds ``fields`` names (dotted key -> a JSON_* kind; parents before their fields).
+
+    A field in ``required`` must be there when its parent is; fields not listed are not
+    checked. One line naming the field, instead of a KeyError or TypeError later.
+    """
+    for key, kind in fields.items():
+        parent, _, last = key.rpartition(".")
+        name = last[:-2] if last.endswith("[]") else last
+        for where, obj in json_values(record, parent):
+            if not isinstance(obj, Mapping):
+                continue
+            field = f"{where}.{name}" if where else name
+            value = obj.get(name)
+            if value is None:
+                if key in required:
+                    raise fail(field, "is missing")
+                continue
+            entries = list(enumerate(value)) if last.endswith("[]") and isinstance(value, list) \
+                else [(None, value)]
+            for i, entry in entries:
+                if not _json_holds(entry, kind):
+                    shown = field if i is None else f"{field}[{i}]"
+                    raise fail(shown, f"must be {kind}, not {json_shown(entry)}")

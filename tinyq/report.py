@@ -31,7 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from tinyq.errors import UserInputError
-from tinyq.fileio import check_output, write_bytes, write_text
+from tinyq.fileio import (
+    JSON_BOOL,
+    JSON_INT,
+    JSON_LIST,
+    JSON_NUMBER,
+    JSON_OBJECT,
+    JSON_STR,
+    check_json_fields,
+    check_output,
+    json_shown,
+    json_values,
+    read_input_text,
+    write_bytes,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +70,8 @@ class ReportFiles:
 
 # -- records ----------------------------------------------------------------------------
 
-_NUM, _INT, _STR, _BOOL = "a number", "an integer", "a string", "true or false"
-_LIST, _DICT = "a list", "an object"
+_NUM, _INT, _STR, _BOOL = JSON_NUMBER, JSON_INT, JSON_STR, JSON_BOOL
+_LIST, _DICT = JSON_LIST, JSON_OBJECT
 
 #: What each field of a record must hold, when present and not null: dotted key -> kind;
 #: ``name[]`` stands for every entry of the list ``name``. Parents come before their
@@ -104,44 +118,6 @@ REQUIRED_FIELDS = frozenset({"latency.unit", "latency.median", "layers[].index",
 LATENCY_UNITS = ("instructions", "cycles")
 
 
-def _holds(value: Any, kind: str) -> bool:
-    if kind in (_NUM, _INT):
-        number = (int,) if kind == _INT else (int, float)
-        return isinstance(value, number) and not isinstance(value, bool)
-    return isinstance(value, {_STR: str, _BOOL: bool, _LIST: list, _DICT: dict}[kind])
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
-def _resolve(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
-    """(shown path, value) for every present, non-null value ``key`` names in ``record``."""
-    found: list[tuple[str, Any]] = [("", record)]
-    for part in key.split(".") if key else ():
-        name, each = (part[:-2], True) if part.endswith("[]") else (part, False)
-        step = []
-        for where, obj in found:
-            if not isinstance(obj, Mapping) or obj.get(name) is None:
-                continue
-            shown = f"{where}.{name}" if where else name
-            if each:
-                if isinstance(obj[name], list):
-                    step += [(f"{shown}[{i}]", v) for i, v in enumerate(obj[name])]
-            else:
-                step.append((shown, obj[name]))
-        found = step
-    return found
-
-
 def check_record(record: Mapping[str, Any], source: str) -> None:
     """Refuse a record whose fields do not hold what :data:`RECORD_FIELDS` says (one line)."""
     def bad(field: str, problem: str) -> UserInputError:
@@ -149,41 +125,22 @@ def check_record(record: Mapping[str, Any], source: str) -> None:
                               hint="re-create the file with tinyq bench/validate/deploy/compare "
                                    "--json, or fix that field", path=source, field=field)
 
-    for key, kind in RECORD_FIELDS.items():
-        parent, _, last = key.rpartition(".")
-        name = last[:-2] if last.endswith("[]") else last
-        for where, obj in _resolve(record, parent):
-            if not isinstance(obj, Mapping):
-                continue
-            field = f"{where}.{name}" if where else name
-            value = obj.get(name)
-            if value is None:
-                if key in REQUIRED_FIELDS:
-                    raise bad(field, "is missing")
-                continue
-            entries = list(enumerate(value)) if last.endswith("[]") and isinstance(value, list) \
-                else [(None, value)]
-            for i, entry in entries:
-                if not _holds(entry, kind):
-                    shown = field if i is None else f"{field}[{i}]"
-                    raise bad(shown, f"must be {kind}, not {_shown(entry)}")
-    unit = _resolve(record, "latency.unit")
+    check_json_fields(record, RECORD_FIELDS, REQUIRED_FIELDS, bad)
+    unit = json_values(record, "latency.unit")
     if unit and unit[0][1] not in LATENCY_UNITS:
         raise bad("latency.unit", f'must be one of {", ".join(LATENCY_UNITS)}, not '
-                                  f"{_shown(unit[0][1])}")
+                                  f"{json_shown(unit[0][1])}")
 
 
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A ``--json`` record, or a UserInputError naming the file."""
     file = Path(path)
+    text = read_input_text(file, "record")
     try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"{file} not found",
-                             hint="pass JSON files written by tinyq bench/validate/deploy --json",
-                             path=str(file)) from None
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"{file} is not readable JSON: {exc}",
+        record = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise UserInputError(f"{file} is not readable JSON: {why}",
                              hint="pass JSON files written by tinyq --json",
                              path=str(file)) from None
     if not isinstance(record, dict) or not any(k in record for k in

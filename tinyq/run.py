@@ -186,6 +186,12 @@ def data_input_shape(model) -> tuple[int, ...] | None:
     return tuple(int(d) for d in model.input_tensors[0].shape[1:])
 
 
+def output_values(model) -> int:
+    """How many values the outputs of ``model`` (an ``ir.Model``) hold together: what the
+    firmware's results line carries (tinyq.protocol.Client.expect_outputs)."""
+    return sum(math.prod(max(int(d), 1) for d in t.shape) for t in model.output_tensors)
+
+
 def check_counts(runs: int, warmup: int, samples: int = 1) -> None:
     """Refuse run/warm-up/sample counts below 1 (0 warm-ups are fine) or over the caps."""
     if runs < 1 or warmup < 0 or samples < 1:
@@ -424,10 +430,12 @@ def run_on_device(client: Client, model_bytes: bytes, board: Board, runtime: str
                   ) -> tuple[Identity, list[SampleResult], tuple[int, ...], int, str, Any]:
     """Identity check, then every sample: send, infer, read back, compare with TFLM."""
     from tinyq.interpreters import TflmInterpreter
+    from tinyq.tflite_reader import read_model_bytes
 
     sha = model_sha256 or hashlib.sha256(model_bytes).hexdigest()
     ident = client.check_identity(sha, runtime=runtime, board=board.name)
     offset = int(ident.extra.get("db_offset", "0") or 0)
+    client.expect_outputs(output_values(read_model_bytes(model_bytes)))
     oracle = TflmInterpreter(model_bytes)
     results: list[SampleResult] = []
     ticks: tuple[int, ...] = ()
@@ -558,4 +566,4 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
 
 __all__ = ["MAX_RANDOM_SAMPLES", "MAX_RUNS", "RunOptions", "RunResult", "SampleResult",
            "built_session", "check_counts", "check_device", "check_input_size",
-           "data_input_shape", "run", "run_on_device", "session"]
+           "data_input_shape", "output_values", "run", "run_on_device", "session"]

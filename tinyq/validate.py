@@ -33,7 +33,7 @@ from tinyq.data import DEFAULT_IMAGE_SCALE
 from tinyq.errors import DataError, DeviceError, ModelError, UserInputError
 from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
-from tinyq.protocol import Client, Timeouts
+from tinyq.protocol import MODEL_ID_DIGITS, Client, Timeouts
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def resume_records(previous: Mapping[str, Any], model_sha256: str, data_sha256: 
         raise UserInputError("the --resume file is not a tinyq validate record",
                              hint="pass the JSON an interrupted `tinyq validate --json` (or "
                                   "`tinyq deploy --data`) wrote")
-    if not model_sha256.startswith(str(previous.get("model_id", "")).lower() or "-"):
+    if str(previous.get("model_id", "")).lower() != model_sha256[:MODEL_ID_DIGITS]:
         raise UserInputError(
             f"the --resume file is for model {previous.get('model_id')}, not this one "
             f"({model_sha256[:12]})", hint="resume with the same model, or start afresh")
@@ -276,7 +276,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
     holds the samples done and ``error`` says why the rest are missing.
     """
     from tinyq.interpreters import TflmInterpreter
-    from tinyq.run import _specs, lsb_diff, samples_from
+    from tinyq.run import _specs, lsb_diff, output_values, samples_from
     from tinyq.tflite_reader import read_model
 
     path = Path(model_path)
@@ -295,6 +295,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
     out_spec = _specs(model.output_tensors)[0]
     sha = model.sha256 or hashlib.sha256(model_bytes).hexdigest()
     ident = client.check_identity(sha, runtime=runtime, board=board_name or None)
+    client.expect_outputs(output_values(model))
     offset = int(ident.extra.get("db_offset", "0") or 0)
     oracle = TflmInterpreter(model_bytes)
     records = list(done)

@@ -349,15 +349,53 @@ def generate(model_path: str | os.PathLike[str], board: Board | str, runtime: st
                    options=options)
 
 
+#: Fields of tinyq_project.json that build, flash and measure read, and what each holds
+#: (dotted key -> kind, as tinyq.fileio.check_json_fields takes). A project file edited by
+#: hand (or not tinyq's) is refused naming the field, not with a KeyError later.
+PROJECT_FIELDS: dict[str, str] = {
+    "board": "an object", "board.name": "a string", "board.core": "a string",
+    "board.fpu": "a string", "board.flash": "an object", "board.flash.size": "an integer",
+    "board.ram": "an object", "board.ram.name": "a string", "board.ram.size": "an integer",
+    "board.extra_ram": "a list", "board.extra_ram[]": "an object",
+    "board.arena_region": "a string", "board.stack_bytes": "an integer",
+    "runtime": "a string", "model": "an object", "model.name": "a string",
+    "model.sha256": "a string", "arena_bytes": "an integer", "model_sources": "a list",
+    "model_sources[]": "a string", "runtime_context": "an object",
+}
+#: Fields a project file must have (when their parent is there).
+PROJECT_REQUIRED = frozenset({"board", "board.name", "board.core", "board.flash",
+                              "board.flash.size", "board.ram", "board.ram.name",
+                              "board.ram.size", "runtime"})
+
+
 def load_project(project_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a project's ``tinyq_project.json`` (raises UserInputError if it is not one)."""
+    """Read and check a project's ``tinyq_project.json`` (a UserInputError, one line, if it
+    is missing, not a regular file, not JSON, or a field is missing or of the wrong kind)."""
+    from tinyq.board_profile import CORES
+    from tinyq.fileio import check_json_fields, json_shown, read_input_text
+
     path = Path(project_dir) / PROJECT_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise UserInputError(f"{project_dir} is not a tinyq project (no {PROJECT_FILE})",
                              hint="create one with `tinyq generate MODEL --board B -o DIR`",
-                             path=str(project_dir)) from None
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"{path} is unreadable: {exc}",
-                             hint="regenerate the project with --force", path=str(path)) from None
+                             path=str(project_dir))
+    fix = "regenerate the project with `tinyq generate ... --force`"
+    text = read_input_text(path, "project file")
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise UserInputError(f"{path} is unreadable: {why}", hint=fix, path=str(path)) from None
+
+    def bad(field: str, problem: str) -> UserInputError:
+        return UserInputError(f"{path}: field '{field}' {problem}", hint=fix, path=str(path),
+                              field=field)
+
+    if not isinstance(record, dict):
+        raise UserInputError(f"{path} holds {json_shown(record)}, not a tinyq project record",
+                             hint=fix, path=str(path))
+    check_json_fields(record, PROJECT_FIELDS, PROJECT_REQUIRED, bad)
+    if record["board"]["core"] not in CORES:
+        raise bad("board.core", f"is {json_shown(record['board']['core'])}, not one of "
+                                f"{', '.join(sorted(CORES))}")
+    return record
