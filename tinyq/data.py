@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -168,7 +169,8 @@ def load_data(path: str | os.PathLike[str] | Dataset | np.ndarray,
     if y is not None:
         y = np.asarray(y)
         if y.dtype.kind not in "biuf":
-            example = f" (e.g. {y.reshape(-1)[0]!r})" if y.size and y.dtype.kind in "SU" else ""
+            example = f" (e.g. {y.reshape(-1)[0].item()!r})" if y.size and y.dtype.kind in "SU" \
+                else ""
             raise DataError(f"the labels y in {source} are {y.dtype} values{example}, not "
                             "class numbers",
                             hint="store class indices 0..C-1 (or one-hot rows) under 'y'; map "
@@ -224,8 +226,9 @@ def _check_npy_header(handle, data_bytes: int, name: str) -> None:
             shape, _fortran, dtype = npformat.read_array_header_1_0(handle)
         else:
             shape, _fortran, dtype = npformat.read_array_header_2_0(handle)
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{name} is not a valid numpy array ({exc})",
+    except (ValueError, SyntaxError, TokenError, EOFError, OSError, zipfile.BadZipFile,
+            zlib.error) as exc:
+        raise DataError(f"{name} is not a valid numpy array ({_excerpt(exc)})",
                         hint="re-create it with numpy.save/numpy.savez") from None
     if dtype.hasobject:
         raise DataError(f"{name} holds Python objects, not numeric arrays",
@@ -259,10 +262,22 @@ def _checked_npz_members(handle, path: Path) -> tuple[str, ...]:
                 with archive.open(members[key]) as member:
                     _check_npy_header(member, members[key].file_size, f"{path}: array '{key}'")
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise DataError(f"{path} is a truncated or corrupt .npz archive ({exc})",
+        raise DataError(f"{path} is a truncated or corrupt .npz archive ({_excerpt(exc)})",
                         hint="re-create it with numpy.savez") from None
     handle.seek(0)
     return keys
+
+
+#: Characters of a library's error text quoted in a message (numpy quotes a whole
+#: damaged header, binary bytes included).
+EXCERPT_CHARS = 80
+
+
+def _excerpt(exc: BaseException) -> str:
+    """A library error's text on one printable line of at most EXCERPT_CHARS characters."""
+    text = "".join(c if c.isprintable() and c.isascii() else "?" for c in str(exc))
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 1] + "…"
 
 
 def _load_arrays(handle, path: Path, keys: tuple[str, ...]):
@@ -277,10 +292,10 @@ def _load_arrays(handle, path: Path, keys: tuple[str, ...]):
         if "allow_pickle" in str(exc):
             raise DataError(f"{path} holds Python objects, not numeric arrays",
                             hint="save numeric arrays with numpy.save/numpy.savez") from None
-        raise DataError(f"{path} is a truncated or corrupt {path.suffix} file ({exc})",
+        raise DataError(f"{path} is a truncated or corrupt {path.suffix} file ({_excerpt(exc)})",
                         hint="re-create it with numpy.save/numpy.savez") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{path} is a truncated or corrupt {path.suffix} file ({exc})",
+        raise DataError(f"{path} is a truncated or corrupt {path.suffix} file ({_excerpt(exc)})",
                         hint="re-create it with numpy.save/numpy.savez") from None
 
 
@@ -313,11 +328,11 @@ def _read_image(Image, file: Path, mode: str, width: int, height: int) -> np.nda
                     return np.asarray(img, dtype=np.float32)
         except Image.DecompressionBombError as exc:
             raise DataError(f"image {file} is over tinyq's limit of {MAX_IMAGE_PIXELS:,} pixels "
-                            f"per image ({exc})",
+                            f"per image ({_excerpt(exc)})",
                             hint=f"shrink it first (the model input is {width}x{height}) or "
                                  "remove it from the folder") from None
         except (OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"cannot read image {file} ({exc})",
+            raise DataError(f"cannot read image {file} ({_excerpt(exc)})",
                             hint="remove or replace the file") from None
 
 
