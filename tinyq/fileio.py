@@ -160,10 +160,16 @@ JSON_NUMBER, JSON_INT, JSON_STR, JSON_BOOL = "a number", "an integer", "a string
 JSON_LIST, JSON_OBJECT = "a list", "an object"
 
 
+#: Magnitude a number in a record may reach: counts and sizes are 64-bit at most, and a
+#: larger one (or Infinity/NaN, which Python's json accepts) cannot be formatted or plotted.
+JSON_NUMBER_LIMIT = 1 << 63
+
+
 def _json_holds(value: object, kind: str) -> bool:
     if kind in (JSON_NUMBER, JSON_INT):
         number = (int,) if kind == JSON_INT else (int, float)
-        return isinstance(value, number) and not isinstance(value, bool)
+        return isinstance(value, number) and not isinstance(value, bool) \
+            and abs(value) < JSON_NUMBER_LIMIT   # False for NaN too
     return isinstance(value, {JSON_STR: str, JSON_BOOL: bool, JSON_LIST: list,
                               JSON_OBJECT: dict}[kind])
 
@@ -178,7 +184,8 @@ def json_shown(value: object) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {len(text)}-digit number"
 
 
 def json_values(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
