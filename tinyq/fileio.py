@@ -128,16 +128,22 @@ def read_input_bytes(path: str | os.PathLike[str], what: str,
                      error: type[UserInputError] = UserInputError,
                      max_bytes: int = MAX_TEXT_FILE_BYTES) -> bytes:
     """The bytes of a user's input file (checked by :func:`open_input_file`)."""
+    data = bytearray()
     with open_input_file(path, what, error, max_bytes) as (handle, _size):
         try:
-            data = handle.read(max_bytes + 1)       # + 1: notice a file that grew meanwhile
+            # in slices up to max_bytes + 1 (a file that grew since it was checked)
+            while len(data) <= max_bytes:
+                chunk = handle.read(min(1 << 20, max_bytes + 1 - len(data)))
+                if not chunk:
+                    break
+                data += chunk
         except OSError as exc:
             raise error(f"cannot read {what} {path}: {exc.strerror or exc}",
                         hint="check the file", path=str(path)) from None
     if len(data) > max_bytes:
         raise error(f"{what} {path} is over the {max_bytes:,} bytes tinyq reads from such "
                     "a file", hint="check that it is the right file", path=str(path))
-    return data
+    return bytes(data)
 
 
 def read_input_text(path: str | os.PathLike[str], what: str,
