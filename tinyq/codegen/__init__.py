@@ -31,7 +31,17 @@ from tinyq.board_profile import Board
 from tinyq.codegen.board import render_board
 from tinyq.codegen.harness import ModelInfo, harness_config, render_harness
 from tinyq.errors import ModelError, UserInputError
-from tinyq.fileio import atomic_path, check_output
+from tinyq.fileio import (
+    JSON_INT,
+    JSON_LIST,
+    JSON_OBJECT,
+    JSON_STR,
+    atomic_path,
+    check_json_fields,
+    check_output,
+    json_shown,
+    read_input_text,
+)
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.templating import render
 
@@ -350,17 +360,17 @@ def generate(model_path: str | os.PathLike[str], board: Board | str, runtime: st
 
 
 #: Fields of tinyq_project.json that build, flash and measure read, and what each holds
-#: (dotted key -> kind, as tinyq.fileio.check_json_fields takes). A project file edited by
+#: (dotted key -> kind, as check_json_fields takes). A project file edited by
 #: hand (or not tinyq's) is refused naming the field, not with a KeyError later.
 PROJECT_FIELDS: dict[str, str] = {
-    "board": "an object", "board.name": "a string", "board.core": "a string",
-    "board.fpu": "a string", "board.flash": "an object", "board.flash.size": "an integer",
-    "board.ram": "an object", "board.ram.name": "a string", "board.ram.size": "an integer",
-    "board.extra_ram": "a list", "board.extra_ram[]": "an object",
-    "board.arena_region": "a string", "board.stack_bytes": "an integer",
-    "runtime": "a string", "model": "an object", "model.name": "a string",
-    "model.sha256": "a string", "arena_bytes": "an integer", "model_sources": "a list",
-    "model_sources[]": "a string", "runtime_context": "an object",
+    "board": JSON_OBJECT, "board.name": JSON_STR, "board.core": JSON_STR,
+    "board.fpu": JSON_STR, "board.flash": JSON_OBJECT, "board.flash.size": JSON_INT,
+    "board.ram": JSON_OBJECT, "board.ram.name": JSON_STR, "board.ram.size": JSON_INT,
+    "board.extra_ram": JSON_LIST, "board.extra_ram[]": JSON_OBJECT,
+    "board.arena_region": JSON_STR, "board.stack_bytes": JSON_INT, "runtime": JSON_STR,
+    "model": JSON_OBJECT, "model.name": JSON_STR, "model.sha256": JSON_STR,
+    "arena_bytes": JSON_INT, "model_sources": JSON_LIST, "model_sources[]": JSON_STR,
+    "runtime_context": JSON_OBJECT,
 }
 #: Fields a project file must have (when their parent is there).
 PROJECT_REQUIRED = frozenset({"board", "board.name", "board.core", "board.flash",
@@ -372,7 +382,6 @@ def load_project(project_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a project's ``tinyq_project.json`` (a UserInputError, one line, if it
     is missing, not a regular file, not JSON, or a field is missing or of the wrong kind)."""
     from tinyq.board_profile import CORES
-    from tinyq.fileio import check_json_fields, json_shown, read_input_text
 
     path = Path(project_dir) / PROJECT_FILE
     if not path.exists() and not path.is_symlink():
