@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyq.board_profile import Board
+from tinyq.board_profile import CORES, Board
 from tinyq.codegen.board import render_board
 from tinyq.codegen.harness import ModelInfo, harness_config, render_harness
 from tinyq.errors import ModelError, UserInputError
@@ -381,8 +381,6 @@ PROJECT_REQUIRED = frozenset({"board", "board.name", "board.core", "board.flash"
 def load_project(project_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a project's ``tinyq_project.json`` (a UserInputError, one line, if it
     is missing, not a regular file, not JSON, or a field is missing or of the wrong kind)."""
-    from tinyq.board_profile import CORES
-
     path = Path(project_dir) / PROJECT_FILE
     if not path.exists() and not path.is_symlink():
         raise UserInputError(f"{project_dir} is not a tinyq project (no {PROJECT_FILE})",
