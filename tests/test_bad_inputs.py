@@ -156,7 +156,7 @@ def test_npz_member_claiming_10e12_samples(model, tmp_path, capsys, no_build):
         archive.writestr("x.npy", npy_bytes((10**12, 4, 4, 1), data=bytes(64)))
         archive.writestr("y.npy", npy_bytes((10**12,), "<i8", bytes(64)))
     assert_refused(run_cli(validate_argv(model, tmp_path, data)), capsys,
-                   "array 'x'", "over tinyq's limit")
+                   "array 'x' in", "over tinyq's limit")
     assert not (tmp_path / "out.json").exists()
 
 

@@ -235,8 +235,8 @@ def _check_npy_header(handle, data_bytes: int, name: str) -> None:
                         hint="save numeric arrays with numpy.save/numpy.savez")
     values = math.prod(shape)
     if values > MAX_DATA_VALUES:
-        raise DataError(f"{name} holds an array of shape {tuple(shape)} = {values:,} values, "
-                        f"over tinyq's limit of {MAX_DATA_VALUES:,} (1 GiB as float32)",
+        raise DataError(f"{name} holds {values:,} values (shape {tuple(shape)}), over "
+                        f"tinyq's limit of {MAX_DATA_VALUES:,} (1 GiB as float32)",
                         hint="pass fewer samples (split the file, or save the first N)")
     have = data_bytes - handle.tell()
     if values * dtype.itemsize > have:
@@ -260,7 +260,8 @@ def _checked_npz_members(handle, path: Path) -> tuple[str, ...]:
             keys = tuple(k for k in ("x", "y") if k in members)
             for key in keys:
                 with archive.open(members[key]) as member:
-                    _check_npy_header(member, members[key].file_size, f"{path}: array '{key}'")
+                    _check_npy_header(member, members[key].file_size,
+                                      f"array '{key}' in {path}")
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise DataError(f"{path} is a truncated or corrupt .npz archive ({_excerpt(exc)})",
                         hint="re-create it with numpy.savez") from None
