@@ -357,3 +357,17 @@ def test_run_and_validate_take_an_image_folder(model, tmp_path, capsys, image_fo
     else:
         assert record["samples"] == 4 and record["bit_exact"]
         assert [row[1] for row in record["per_sample"]] == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("record", [
+    {"latency": None, "device_accuracy": 0.5},
+    {"stages": [{"name": "build", "seconds": 1.5}], "wall_seconds": None},
+])
+def test_record_with_null_sections_still_renders(tmp_path, capsys, record):
+    """null is how a record says "not measured": the report leaves that part out."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(record))
+    result = run_cli(["report", str(path)])
+    out, err = capsys.readouterr()
+    assert result["rc"] == 0 and err == "", err
+    assert out.startswith("#")

@@ -335,7 +335,9 @@ def _stages_section(rec: Mapping[str, Any]) -> list[str]:
     if not stages:
         return []
     rows = [[s["name"], f"{s['seconds']:.2f}", s.get("summary", "")] for s in stages]
-    total = rec.get("wall_seconds", sum(s["seconds"] for s in stages))
+    total = rec.get("wall_seconds")
+    if total is None:
+        total = sum(s["seconds"] for s in stages)
     rows.append(["**total (wall clock)**", f"**{total:.2f}**", ""])
     return ["## Pipeline stages", "", _table(["stage", "seconds", "result"], rows, "lrl"), ""]
 
@@ -358,7 +360,7 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
         facts.append(f"tinyq {record['tinyq']}")
     out += ["; ".join(facts) + ".", ""]
     out += _stages_section(record)
-    if "latency" in record:
+    if record.get("latency"):          # null in a damaged record: no section
         out += _latency_section(record)
         out += _memory_section(record)
         out += _output_section(record)
