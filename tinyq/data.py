@@ -24,6 +24,7 @@ fewer samples than asked, labels that do not match the samples; and, with
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -61,6 +62,9 @@ ZIP_MAGIC = b"PK"
 #: values, 10x fewer. Checked from the file's header before anything is allocated, so a
 #: header claiming 10^12 samples (or a zip bomb) is refused at once.
 MAX_DATA_VALUES = 1 << 28
+#: Longest .npy header read: numpy's own limit for files it does not trust
+#: (numpy.lib.format's max_header_size default); a real header is ~128 bytes.
+NPY_MAX_HEADER_BYTES = 10_000
 #: Most pixels of one image in an image folder. Decoding converts it to RGB before the
 #: resize to the model input (3 bytes a pixel plus a copy), so 64 MP is ~0.4 GB; a
 #: phone photo is 12-50 MP, and a TinyML input is a few hundred pixels a side. Checked
@@ -222,12 +226,19 @@ def _check_npy_header(handle, data_bytes: int, name: str) -> None:
 
     try:
         version = npformat.read_magic(handle)
+        # numpy reads as many header bytes as the length field says before checking them:
+        # check the length first (a damaged field can claim gigabytes)
+        length_field = handle.read(2 if version == (1, 0) else 4)
+        length = int.from_bytes(length_field, "little")
+        if length > NPY_MAX_HEADER_BYTES or length > data_bytes:
+            raise ValueError(f"header length {length:,} bytes is impossible")
+        header = io.BytesIO(length_field + handle.read(length))
         if version == (1, 0):
-            shape, _fortran, dtype = npformat.read_array_header_1_0(handle)
+            shape, _fortran, dtype = npformat.read_array_header_1_0(header)
         else:
-            shape, _fortran, dtype = npformat.read_array_header_2_0(handle)
+            shape, _fortran, dtype = npformat.read_array_header_2_0(header)
     except (ValueError, SyntaxError, TokenError, EOFError, OSError, zipfile.BadZipFile,
-            zlib.error) as exc:
+            zlib.error, NotImplementedError) as exc:
         raise DataError(f"{name} is not a valid numpy array ({_excerpt(exc)})",
                         hint="re-create it with numpy.save/numpy.savez") from None
     if dtype.hasobject:
@@ -262,7 +273,8 @@ def _checked_npz_members(handle, path: Path) -> tuple[str, ...]:
                 with archive.open(members[key]) as member:
                     _check_npy_header(member, members[key].file_size,
                                       f"array '{key}' in {path}")
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+            RuntimeError) as exc:           # RuntimeError: zipfile's "encrypted" flag
         raise DataError(f"{path} is a truncated or corrupt .npz archive ({_excerpt(exc)})",
                         hint="re-create it with numpy.savez") from None
     handle.seek(0)
@@ -295,7 +307,8 @@ def _load_arrays(handle, path: Path, keys: tuple[str, ...]):
                             hint="save numeric arrays with numpy.save/numpy.savez") from None
         raise DataError(f"{path} is a truncated or corrupt {path.suffix} file ({_excerpt(exc)})",
                         hint="re-create it with numpy.save/numpy.savez") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+            RuntimeError) as exc:
         raise DataError(f"{path} is a truncated or corrupt {path.suffix} file ({_excerpt(exc)})",
                         hint="re-create it with numpy.save/numpy.savez") from None
 
