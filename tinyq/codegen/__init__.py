@@ -367,15 +367,18 @@ PROJECT_FIELDS: dict[str, str] = {
     "board.fpu": JSON_STR, "board.flash": JSON_OBJECT, "board.flash.size": JSON_INT,
     "board.ram": JSON_OBJECT, "board.ram.name": JSON_STR, "board.ram.size": JSON_INT,
     "board.extra_ram": JSON_LIST, "board.extra_ram[]": JSON_OBJECT,
+    "board.extra_ram[].name": JSON_STR, "board.extra_ram[].size": JSON_INT,
     "board.arena_region": JSON_STR, "board.stack_bytes": JSON_INT, "runtime": JSON_STR,
     "model": JSON_OBJECT, "model.name": JSON_STR, "model.sha256": JSON_STR,
     "arena_bytes": JSON_INT, "model_sources": JSON_LIST, "model_sources[]": JSON_STR,
-    "runtime_context": JSON_OBJECT,
+    "runtime_context": JSON_OBJECT, "runtime_context.arch_flags": JSON_LIST,
+    "runtime_context.arch_flags[]": JSON_STR, "runtime_context.kernels": JSON_STR,
 }
 #: Fields a project file must have (when their parent is there).
 PROJECT_REQUIRED = frozenset({"board", "board.name", "board.core", "board.flash",
                               "board.flash.size", "board.ram", "board.ram.name",
-                              "board.ram.size", "runtime"})
+                              "board.ram.size", "board.extra_ram[].name",
+                              "board.extra_ram[].size", "runtime"})
 
 
 def load_project(project_dir: str | os.PathLike[str]) -> dict[str, Any]:
