@@ -69,8 +69,8 @@ def check_output(path: str | os.PathLike[str], force: bool = False, *, inputs: I
 
     ``inputs``: every file or folder the command reads (None entries are skipped).
     ``kind``: ``"file"`` or ``"folder"``, what the command will put at ``path``.
-    ``into``: the folder ``path`` is not replaced but written into (each file in it passes
-    this check too): it may exist, but must be a folder and not an input.
+    ``into``: the folder ``path`` is not replaced but written into (each output in it
+    passes this check too): it may exist if it is empty or a folder tinyq generated.
     Raises OutputExistsError when ``path`` exists and could be replaced with ``force``,
     and UserInputError when nothing may replace it.
     """
@@ -82,8 +82,12 @@ def check_output(path: str | os.PathLike[str], force: bool = False, *, inputs: I
     if not os.path.lexists(out):
         return out
     if into:
-        if not out.is_dir():
-            raise UserInputError(f"{out} is a file, not a folder", hint="choose another folder",
+        reason = ("it is a file, not a folder" if not out.is_dir()
+                  else foreign_content(out))
+        if reason:
+            raise UserInputError(f"refusing to write into {out}: {reason}; tinyq writes "
+                                 "these outputs only into a new or empty folder, or one it "
+                                 "generated", hint="choose a new folder for the output",
                                  path=str(out))
         return out
     _refuse_current_folder(out)

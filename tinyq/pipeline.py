@@ -44,6 +44,8 @@ TFLITE_NAME = "model.tflite"
 PROJECT_NAME = "project"
 REPORT_NAME = "report.md"
 JSON_NAME = "result.json"
+#: What the project's Makefile builds inside ``out_dir`` (not listed in its marker).
+DEPLOY_SCRATCH = (f"{PROJECT_NAME}/build",)
 
 
 @dataclass(frozen=True)
@@ -270,20 +272,22 @@ def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | N
     """Quantize -> inspect -> generate -> build -> device -> bench (-> validate) -> report.
 
     When the run fails, the output folders this run created are removed again, so a
-    failed deploy leaves nothing half-written behind; a folder that was there before keeps
-    everything it held. A successful run marks an --out folder holding only its outputs as
-    tinyq's (:func:`tinyq.fileio.write_marker`).
+    failed deploy leaves nothing half-written behind. An existing --out must be empty or a
+    folder tinyq generated (checked in :func:`preflight`); the run marks it as tinyq's
+    (:func:`tinyq.fileio.write_marker`) so the next ``--force`` run may write into it.
     """
-    from tinyq.fileio import foreign_content, output_folder
+    from tinyq.fileio import foreign_content, output_folder, write_marker
 
     out = _outputs(options or DeployOptions())[0]
     with output_folder(out) as created:
-        ours = created or foreign_content(out) is None
-        result = _deploy(model, board, options, progress)
-        if ours:
-            from tinyq.fileio import write_marker
-
-            write_marker(out, scratch=(f"{PROJECT_NAME}/build",))
+        ours = not created and out.is_dir() and foreign_content(out) is None
+        try:
+            result = _deploy(model, board, options, progress)
+        except BaseException:
+            if ours:        # it held only tinyq's files, and still does: say so again
+                write_marker(out, scratch=DEPLOY_SCRATCH)
+            raise
+        write_marker(out, scratch=DEPLOY_SCRATCH)
         return result
 
 
