@@ -247,7 +247,7 @@ def foreign_content(folder: Path) -> str | None:
 def _check_name_length(out: Path) -> None:
     """ENAMETOOLONG before any work, not after it."""
     probe = out.absolute()
-    while not probe.exists() and probe != probe.parent:
+    while not os.path.lexists(probe) and probe != probe.parent:
         probe = probe.parent
     try:
         name_max = os.pathconf(probe, "PC_NAME_MAX")

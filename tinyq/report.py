@@ -510,6 +510,9 @@ def report_paths(path: str | os.PathLike[str],
     existing plot is refused up front rather than after a long run.
     """
     md = Path(path)
+    if md.name in ("", ".", ".."):
+        raise UserInputError(f"the report {path} is a folder, not a file",
+                             hint="name a file, e.g. report.md", path=str(path))
     return (md, *(md.with_name(f"{md.stem}-{name}.png") for name in images))
 
 

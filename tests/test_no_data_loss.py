@@ -1,0 +1,155 @@
+"""tinyq never deletes or replaces what it did not create, whatever path and --force say.
+
+A folder holding a model, data, a record, unrelated files and sub-folders is the working
+folder; every output option of every command that writes is pointed, with --force, at
+the working folder itself, at the folder holding the inputs, at an input, and at an
+unrelated folder. Each must be refused in one line before any work (so the commands that
+need TensorFlow, a compiler or QEMU are checked here too), and the folder must come out
+byte for byte as it went in. A folder tinyq generated, in contrast, is replaced.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinyq.cli import main
+
+MODEL = "in/model.tflite"
+DATA = "in/data.npz"
+RECORD = "in/record.json"
+BOARD = ["--board", "mps2-an386"]
+
+#: (command, output option) -> argv with OUT where the output goes. Every output path of
+#: every command that writes files (flash and boards write none of the user's).
+WRITERS = {
+    ("quantize", "-o"): ["quantize", MODEL, "--calib", DATA, "-o", "OUT"],
+    ("qat", "-o"): ["qat", MODEL, "--train", DATA, "--calib", DATA, "-o", "OUT"],
+    ("qat", "--json"): ["qat", MODEL, "--train", DATA, "--calib", DATA, "-o", "new.tflite",
+                        "--json", "OUT"],
+    ("evaluate", "--json"): ["evaluate", MODEL, "--data", DATA, "--json", "OUT"],
+    ("compare", "--json"): ["compare", MODEL, "--calib", DATA, "--data", DATA, "--json", "OUT"],
+    ("compare", "--plot"): ["compare", MODEL, "--calib", DATA, "--data", DATA, "--plot", "OUT"],
+    ("inspect", "--json"): ["inspect", MODEL, "--no-arena-search", "--json", "OUT"],
+    ("generate", "-o"): ["generate", MODEL, *BOARD, "-o", "OUT"],
+    ("build", "--json"): ["build", MODEL, *BOARD, "--json", "OUT"],
+    ("run", "--json"): ["run", MODEL, *BOARD, "--json", "OUT"],
+    ("bench", "--json"): ["bench", MODEL, *BOARD, "--json", "OUT"],
+    ("bench", "--report"): ["bench", MODEL, *BOARD, "--report", "OUT"],
+    ("validate", "--json"): ["validate", MODEL, *BOARD, "--data", DATA, "--json", "OUT"],
+    ("validate", "--report"): ["validate", MODEL, *BOARD, "--data", DATA, "--report", "OUT"],
+    ("deploy", "--out"): ["deploy", MODEL, *BOARD, "--out", "OUT"],
+    ("deploy", "--report"): ["deploy", MODEL, *BOARD, "--out", "new", "--report", "OUT"],
+    ("deploy", "--json"): ["deploy", MODEL, *BOARD, "--out", "new", "--json", "OUT"],
+    ("report", "--md"): ["report", RECORD, "--md", "OUT"],
+    ("setup", "--dir"): ["setup", "tflm", "--dir", "OUT"],
+}
+
+#: Where OUT points: the working folder, the folder holding the inputs, an input itself,
+#: an unrelated folder, and the working folder's parent.
+TARGETS = {"cwd": ".", "parent of input": "in", "input": MODEL, "foreign folder": "sub",
+           "cwd's parent": ".."}
+#: The same input rule for the other kinds of input.
+INPUT_TARGETS = {("evaluate", "--json"): DATA, ("validate", "--json"): DATA,
+                 ("compare", "--plot"): DATA, ("quantize", "-o"): DATA,
+                 ("report", "--md"): RECORD, ("qat", "--json"): DATA}
+
+
+def _snapshot(root):
+    """Every entry under ``root`` (hidden ones too) with its bytes: any change shows."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else "dir")
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def work(tmp_path, shared_models, monkeypatch):
+    """tmp/work (the current folder): in/{model.tflite, data.npz, record.json, readme.txt,
+    nested/deep.txt}, notes.txt, sub/keep.txt; tmp/sibling.txt beside it."""
+    hello = shared_models / "tflm-examples" / "hello_world_int8.tflite"
+    if not hello.is_file():
+        pytest.skip("hello_world_int8.tflite missing from ../shared/models/tflm-examples")
+    root = tmp_path / "work"
+    (root / "in" / "nested").mkdir(parents=True)
+    (root / "sub").mkdir()
+    (root / MODEL).write_bytes(hello.read_bytes())
+    np.savez(root / DATA, x=np.linspace(0, 6, 8, dtype=np.float32).reshape(8, 1),
+             y=np.zeros(8, dtype=np.int64))
+    (root / RECORD).write_text('{"latency": {}}\n')
+    (root / "in" / "readme.txt").write_text("the user's notes about the model\n")
+    (root / "in" / "nested" / "deep.txt").write_text("deep\n")
+    (root / "notes.txt").write_text("unrelated\n")
+    (root / "sub" / "keep.txt").write_text("keep me\n")
+    (tmp_path / "sibling.txt").write_text("beside the working folder\n")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+CASES = [(writer, target) for writer in WRITERS for target in TARGETS
+         if not (writer[0] == "report" and target == "input")]     # report reads no model
+CASES += [(writer, INPUT_TARGETS[writer]) for writer in INPUT_TARGETS]
+
+
+@pytest.mark.parametrize("writer, target", CASES,
+                         ids=[f"{c}{o}={TARGETS.get(t, t)}".replace(" ", "-")
+                              if t not in TARGETS else f"{c}{o}={t}".replace(" ", "-")
+                              for (c, o), t in CASES])
+def test_force_never_loses_a_users_file(work, writer, target, capsys):
+    out = TARGETS.get(target, target)
+    argv = [out if a == "OUT" else a for a in WRITERS[writer]] + ["--force"]
+    before = _snapshot(work)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert _snapshot(work) == before, f"tinyq {' '.join(argv)} changed the user's files"
+    assert code not in (0, 130), f"tinyq {' '.join(argv)} exited {code}"
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("error: ") and out.strip("./") in err, err
+
+
+def test_a_folder_tinyq_generated_is_replaced_with_force(work, capsys):
+    from tinyq.fileio import MARKER_NAME
+
+    assert main(["generate", MODEL, *BOARD, "-o", "proj"]) == 0
+    marker = (work / "work" / "proj" / MARKER_NAME).read_bytes()
+    (work / "work" / "proj" / "build").mkdir()          # what `make` there writes
+    (work / "work" / "proj" / "build" / "app.elf").write_bytes(b"\x7fELF")
+    assert main(["generate", MODEL, *BOARD, "-o", "proj"]) == 1
+    assert "already exists — pass --force" in capsys.readouterr().err
+    assert main(["generate", MODEL, *BOARD, "--runtime", "tflm", "--no-fit-check",
+                 "-o", "proj", "--force"]) == 0
+    project = work / "work" / "proj"
+    assert (project / MARKER_NAME).read_bytes() != marker and not (project / "build").exists()
+    assert '"runtime": "tflm"' in (project / "tinyq_project.json").read_text()
+    # a file the user added makes it theirs: refused, and kept
+    (project / "my_main.c").write_text("int main(void) { return 0; }\n")
+    before = _snapshot(work)
+    assert main(["generate", MODEL, *BOARD, "-o", "proj", "--force"]) == 1
+    assert "it holds my_main.c, which tinyq did not write" in capsys.readouterr().err
+    assert _snapshot(work) == before
+
+
+def test_a_file_is_replaced_with_a_file(work, capsys):
+    (work / "work" / "report.json").write_text("old")
+    assert main(["inspect", MODEL, "--no-arena-search", "--json", "report.json"]) == 1
+    assert "already exists — pass --force" in capsys.readouterr().err
+    assert main(["inspect", MODEL, "--no-arena-search", "--json", "report.json",
+                 "--force"]) == 0
+    assert '"ops"' in (work / "work" / "report.json").read_text()
+
+
+def test_a_deploy_folder_tinyq_made_is_written_into_again(work, capsys):
+    """deploy stops at the device check here (no QEMU run), after its output checks."""
+    deploy_dir = work / "work" / "dep"
+    deploy_dir.mkdir()
+    (deploy_dir / "report.md").write_text("an earlier report\n")
+    argv = ["deploy", MODEL, *BOARD, "--port", str(work / "no-such-port"), "--out", "dep"]
+    assert main(argv + ["--force"]) == 1
+    assert "refusing to write into dep: tinyq did not generate" in capsys.readouterr().err
+    from tinyq.fileio import write_marker
+
+    write_marker(deploy_dir)        # as a finished deploy leaves it
+    assert main(argv) == 1
+    assert "dep/report.md already exists" in capsys.readouterr().err
+    assert main(argv + ["--force"]) == 1
+    assert "no-such-port" in capsys.readouterr().err       # past the output checks
+    assert (deploy_dir / "report.md").read_text() == "an earlier report\n"
