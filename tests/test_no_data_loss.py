@@ -153,3 +153,19 @@ def test_a_deploy_folder_tinyq_made_is_written_into_again(work, capsys):
     assert main(argv + ["--force"]) == 1
     assert "no-such-port" in capsys.readouterr().err       # past the output checks
     assert (deploy_dir / "report.md").read_text() == "an earlier report\n"
+
+
+@pytest.mark.qemu
+def test_a_240_character_board_name_builds(work, capsys):
+    """The board's name goes into the build cache's folder name: it stays short."""
+    from conftest import REPO, require_tools
+
+    require_tools("arm-none-eabi-gcc")
+    name = "b" * 240
+    text = (REPO / "boards" / "mps2-an386.toml").read_text()
+    board = work / "work" / "long.toml"
+    board.write_text(text.replace('name = "mps2-an386"', f'name = "{name}"'))
+    assert name in board.read_text()
+    assert main(["build", MODEL, "--board", str(board), "--json", "sizes.json"]) == 0, \
+        capsys.readouterr().err
+    assert f'"board": "{name}"' in (work / "work" / "sizes.json").read_text()
