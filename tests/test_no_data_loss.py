@@ -169,3 +169,17 @@ def test_a_240_character_board_name_builds(work, capsys):
     assert main(["build", MODEL, "--board", str(board), "--json", "sizes.json"]) == 0, \
         capsys.readouterr().err
     assert f'"board": "{name}"' in (work / "work" / "sizes.json").read_text()
+
+
+def test_a_read_only_cache_does_not_fail_inspect(work, monkeypatch, capsys):
+    """The arena cache is a convenience: a disk that refuses it costs a warning, not a run."""
+    import errno
+    import os
+
+    def read_only(*_args, **_kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    assert main(["inspect", MODEL]) == 0, capsys.readouterr().err
+    assert "TFLM arena" in capsys.readouterr().out
+    assert not list((work / "cache").rglob("*.json"))
