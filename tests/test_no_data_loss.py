@@ -183,3 +183,38 @@ def test_a_read_only_cache_does_not_fail_inspect(work, monkeypatch, capsys):
     assert main(["inspect", MODEL]) == 0, capsys.readouterr().err
     assert "TFLM arena" in capsys.readouterr().out
     assert not list((work / "cache").rglob("*.json"))
+
+
+def test_a_name_too_long_is_one_line_before_any_work(work, capsys):
+    before = _snapshot(work)
+    for argv in (["generate", MODEL, *BOARD, "-o", "p" * 300],
+                 ["inspect", MODEL, "--no-arena-search", "--json", f"sub/{'j' * 300}.json"],
+                 ["deploy", MODEL, *BOARD, "--out", "d" * 300]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "file name too long (at most 255 bytes per name" in err, err
+        assert err.endswith("— choose a shorter file or folder name\n"), err
+        assert err.count("\n") == 1 and len(err) < 300, err
+    assert _snapshot(work) == before
+
+
+def test_disk_full_while_generating_leaves_nothing(work, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    real, written = Path.write_text, []
+
+    def fill_disk(self, *args, **kw):
+        written.append(self)
+        if len(written) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *args, **kw)
+
+    before = _snapshot(work)
+    monkeypatch.setattr(Path, "write_text", fill_disk)
+    assert main(["generate", MODEL, *BOARD, "-o", "new/proj"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == ("error: cannot write new/proj: no space left on the device — free some "
+                       "space or choose another folder")
+    assert not [line for line in err[:-1] if not line.startswith("[generate]")]
+    assert _snapshot(work) == before        # no project, no temporary folder, no new/

@@ -152,7 +152,12 @@ def test_unwritable_outputs_are_refused_before_any_work(tflite_case, tmp_path):
     with pytest.raises(UserInputError, match="is a file, not a folder"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(a_file), emulator="qemu"),
                progress=events.append)
-    with pytest.raises(UserInputError, match="is a folder, not a file"):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UserInputError, match="it is a folder and the output is a file"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "o"), emulator="qemu",
+                                                  json=str(tmp_path / "d")),
+               progress=events.append)
+    with pytest.raises(UserInputError, match="holds the input"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "o"), emulator="qemu",
                                                   json=str(tmp_path)), progress=events.append)
     with pytest.raises(UserInputError, match="cannot create .*: .*a_file is not a folder"):

@@ -205,14 +205,8 @@ def _inputs(model: str | os.PathLike[str] | None, board: Any,
 
 
 def _writable(path: Path, what: str) -> None:
-    """Refuse an output path that cannot be written: a folder where a file goes (or the
-    reverse), or a nearest existing parent folder the user may not write to."""
-    if what == "folder" and path.exists() and not path.is_dir():
-        raise UserInputError(f"--out {path} is a file, not a folder",
-                             hint="choose another --out", path=str(path))
-    if what == "file" and path.is_dir():
-        raise UserInputError(f"{path} is a folder, not a file",
-                             hint="choose another --report/--json path", path=str(path))
+    """Refuse an output path whose nearest existing parent folder the user may not write to
+    (a folder where a file goes, or the reverse, :func:`tinyq.fileio.check_output` refuses)."""
     parent = path if what == "folder" and path.is_dir() else path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -241,13 +235,14 @@ def preflight(board: Any, options: DeployOptions,
                              hint=f"use one of {', '.join(RUNTIMES)}")
     out, tflite_out, report_path, json_path = _outputs(options)
     project_dir = out / PROJECT_NAME
+    inputs = _inputs(model, board, options)
+    check_output(out, inputs=inputs, kind="folder", into=True)
     _writable(out, "folder")
     for path in (report_path, json_path):
+        check_output(path, force=True, inputs=inputs)    # a name too long, an input
         _writable(path, "file")
     from tinyq.report import report_paths
 
-    inputs = _inputs(model, board, options)
-    check_output(out, inputs=inputs, kind="folder", into=True)
     quantizes = model is None or Path(model).suffix.lower() not in TFLITE_SUFFIXES
     files = [*report_paths(report_path), json_path] + ([tflite_out] if quantizes else [])
     if len({p.absolute() for p in files}) < len(files):
