@@ -218,3 +218,41 @@ def test_disk_full_while_generating_leaves_nothing(work, monkeypatch, capsys):
                        "space or choose another folder")
     assert not [line for line in err[:-1] if not line.startswith("[generate]")]
     assert _snapshot(work) == before        # no project, no temporary folder, no new/
+
+
+def test_deploy_marks_its_folder_and_a_failed_run_keeps_it_retryable(tmp_path, monkeypatch):
+    import tinyq.pipeline as pipeline
+    from tinyq.fileio import MARKER_NAME, foreign_content, write_marker
+
+    def fake(fail):
+        def run(_model, _board, options, _progress):
+            out = tmp_path / options.out_dir
+            (out / "project").mkdir(parents=True, exist_ok=True)
+            (out / "project" / "main.c").write_text("int main;")
+            if fail:
+                raise RuntimeError("the device did not answer")
+            return "result"
+        return run
+
+    options = pipeline.DeployOptions(out_dir=str(tmp_path / "new" / "dep"))
+    monkeypatch.setattr(pipeline, "_deploy", fake(fail=True))
+    with pytest.raises(RuntimeError):
+        pipeline.deploy("m.tflite", "mps2-an386", options)
+    assert not (tmp_path / "new").exists()          # it made new/ and new/dep: both gone
+    monkeypatch.setattr(pipeline, "_deploy", fake(fail=False))
+    assert pipeline.deploy("m.tflite", "mps2-an386", options) == "result"
+    dep = tmp_path / "new" / "dep"
+    assert (dep / MARKER_NAME).is_file() and foreign_content(dep) is None
+    # a failed run in a folder that was tinyq's leaves it tinyq's (so --force can retry) ...
+    (dep / "report.md").write_text("an earlier report")
+    write_marker(dep)
+    monkeypatch.setattr(pipeline, "_deploy", fake(fail=True))
+    (dep / "project" / "main.c").unlink()
+    with pytest.raises(RuntimeError):
+        pipeline.deploy("m.tflite", "mps2-an386", options)
+    assert foreign_content(dep) is None and (dep / "report.md").is_file()
+    # ... and a user's file in it is never claimed as tinyq's
+    (dep / "mine.txt").write_text("mine")
+    with pytest.raises(RuntimeError):
+        pipeline.deploy("m.tflite", "mps2-an386", options)
+    assert foreign_content(dep) == "it holds mine.txt, which tinyq did not write"
