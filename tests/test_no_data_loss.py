@@ -256,3 +256,15 @@ def test_deploy_marks_its_folder_and_a_failed_run_keeps_it_retryable(tmp_path, m
     with pytest.raises(RuntimeError):
         pipeline.deploy("m.tflite", "mps2-an386", options)
     assert foreign_content(dep) == "it holds mine.txt, which tinyq did not write"
+
+
+def test_validate_may_rewrite_only_the_record_it_resumes():
+    from argparse import Namespace
+
+    from tinyq.cli.paths import inputs_of
+
+    args = Namespace(model=MODEL, data=DATA, resume="r.json", json="r.json", board="b.toml")
+    assert inputs_of(args) == (MODEL, "b.toml", DATA)
+    args.json = "other.json"
+    assert inputs_of(args) == (MODEL, "b.toml", DATA, "r.json")
+    assert inputs_of(Namespace(records=["a.json", "b.json"], md="x.md")) == ("a.json", "b.json")
