@@ -188,6 +188,21 @@ def test_disk_full_halfway_through_a_folder_leaves_nothing(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []       # not even the parents it made
 
 
+def test_disk_full_in_the_middle_of_a_write_is_one_line(tmp_path, monkeypatch):
+    """write() on a full disk raises an OSError that names no file."""
+    from pathlib import Path
+
+    def full(self, data):
+        with open(self, "wb") as fh:
+            fh.write(data[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(UserInputError, match="m.tflite: no space left on the device"):
+        write_bytes(tmp_path / "m.tflite", b"TFL3 model")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unwritable_parent_is_one_line(tmp_path, monkeypatch):
     def read_only(*_args, **_kw):
         raise OSError(errno.EROFS, "Read-only file system")

@@ -335,7 +335,10 @@ def atomic_path(path: str | os.PathLike[str], force: bool = True, *, inputs: Inp
         try:
             yield tmp
         except OSError as exc:
-            if exc.filename is not None and str(exc.filename).startswith(str(tmpdir)):
+            # ours: a file in the temporary folder, or a full disk (a write() error names
+            # no file)
+            if (str(exc.filename).startswith(str(tmpdir)) if exc.filename is not None
+                    else exc.errno in WRITE_ERRNOS):
                 raise os_error(final, exc) from None
             raise
         if not os.path.lexists(tmp):

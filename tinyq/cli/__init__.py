@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         # a full disk, a read-only file system or a missing permission: still one line.
         from tinyq.fileio import WRITE_ERRNOS, os_error
 
-        if exc.errno not in WRITE_ERRNOS or not exc.filename:
+        if exc.errno not in WRITE_ERRNOS:
             raise
         if verbose:
             traceback.print_exc()
-        error = os_error(exc.filename, exc, doing="cannot use")
+        error = os_error(exc.filename or "a file", exc, doing="cannot use")
         ui.error(str(error))
         return error.exit_code
     except KeyboardInterrupt:
