@@ -120,12 +120,14 @@ def _refuse_inputs(out: Path, inputs: Inputs, replaced: bool = True) -> None:
         if not os.path.lexists(inp):
             continue
         if _same(out, inp) or target == inp.resolve():
-            raise UserInputError(f"{out} is also an input of this command ({inp}); tinyq "
-                                 "never writes over its own input",
+            same = "" if str(out) == str(inp) else f" (the same file as {inp})"
+            raise UserInputError(f"{out} is an input of this command{same}; tinyq never "
+                                 "writes over its own input",
                                  hint="choose another output path", path=str(out))
         if replaced and os.path.lexists(out) and target in inp.resolve().parents:
-            raise UserInputError(f"{out} holds the input {inp}; tinyq never replaces a "
-                                 "folder that holds its input",
+            here = " (the current folder)" if target == Path.cwd().resolve() else ""
+            raise UserInputError(f"{out}{here} holds the input {inp}; tinyq never replaces "
+                                 "a folder that holds its input",
                                  hint="choose a new folder for the output", path=str(out))
 
 
