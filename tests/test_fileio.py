@@ -96,6 +96,13 @@ def test_force_never_replaces_a_folder_holding_anything_else(tmp_path, change, r
     assert [p.name for p in tmp_path.iterdir()] == ["proj"]
 
 
+def test_a_desktop_file_does_not_make_a_folder_foreign(tmp_path):
+    proj = _tinyq_folder(tmp_path / "proj")
+    (proj / "board" / ".DS_Store").write_bytes(b"Bud1")
+    _tinyq_folder(proj, {"new.c": "x"})
+    assert sorted(p.name for p in proj.iterdir()) == [MARKER_NAME, "new.c"]
+
+
 def test_an_empty_folder_holds_nothing_to_lose(tmp_path):
     (tmp_path / "empty").mkdir()
     _tinyq_folder(tmp_path / "empty")

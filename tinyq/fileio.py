@@ -35,6 +35,9 @@ from tinyq.errors import OutputExistsError, UserInputError
 MARKER_NAME = ".tinyq-folder.json"
 #: Written into ``MARKER_NAME`` so a stray file of the same name is not mistaken for ours.
 MARKER_MAGIC = "tinyq generated folder"
+#: Files a desktop drops into any folder it shows (they hold nothing of the user's): they
+#: do not make a folder tinyq generated someone else's.
+DESKTOP_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: Longest file name when the file system cannot say (Linux, macOS and Windows: 255).
 DEFAULT_NAME_MAX = 255
 #: Longest path when the file system cannot say (Linux PATH_MAX).
@@ -235,6 +238,8 @@ def foreign_content(folder: Path) -> str | None:
     listed = record["files"]
     try:
         for rel, path in _walk(folder, record["scratch"]):
+            if rel not in listed and path.name in DESKTOP_FILES:
+                continue
             if rel not in listed:
                 return f"it holds {rel}, which tinyq did not write"
             if _entry_digest(path) != listed[rel]:
