@@ -328,6 +328,7 @@ def atomic_path(path: str | os.PathLike[str], force: bool = True, *, inputs: Inp
     returns, if :func:`check_output` allows that; if the body raises, nothing is left:
     no partial output, no temporary folder, no parent folder this call created.
     """
+    inputs = tuple(inputs)      # checked twice: now, and again when put in place
     final = check_output(path, force, inputs=inputs, kind=kind)
     made = _made_parents(final.parent)
     try:
@@ -349,8 +350,7 @@ def atomic_path(path: str | os.PathLike[str], force: bool = True, *, inputs: Inp
                 raise os_error(final, exc) from None
             raise
         if not os.path.lexists(tmp):
-            done = True
-            return
+            return          # the body wrote nothing: nothing to put in place
         try:
             if kind == "folder":
                 write_marker(tmp, scratch)
