@@ -46,6 +46,10 @@ APT_HINT = "install it: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-non
 MAKE_HINT = "install it: sudo apt-get install make"
 #: Where ``build(MODEL, board=...)`` keeps its projects (override: TINYQ_CACHE_DIR).
 CACHE_ENV = "TINYQ_CACHE_DIR"
+#: Cache folder of model builds. Its project folders carry tinyq's marker, which lets a
+#: rebuild replace them; "builds" (before markers) is left alone: tinyq replaces only what it
+#: can tell is its own.
+BUILDS_FOLDER = "builds-v2"
 #: Characters of the cache key used as the folder name.
 CACHE_KEY_CHARS = 20
 
@@ -359,7 +363,9 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
         tree = locate(build_options.tflm_dir)   # the ELF also depends on the TFLM tree
         identity["<tflm tree>"] = f"{tree.path} {tree.commit}"
     key = files_digest(identity)[:CACHE_KEY_CHARS]
-    project = cache_root(build_options) / "builds" / f"{board_obj.name}-{key}"
+    from tinyq.fileio import cache_name
+
+    project = cache_root(build_options) / BUILDS_FOLDER / cache_name(board_obj.name, key)
     elf = project / "build" / "app.elf"
     if elf.is_file() and (project / PROJECT_FILE).is_file() and not build_options.rebuild:
         progress(ProgressEvent("build", f"reusing the build in {project}"))

@@ -73,6 +73,18 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         ui.error(str(exc))
         return exc.exit_code
+    except OSError as exc:
+        # A write tinyq did not route through tinyq.fileio (a log, a cache file) that met
+        # a full disk, a read-only file system or a missing permission: still one line.
+        from tinyq.fileio import WRITE_ERRNOS, os_error
+
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        if verbose:
+            traceback.print_exc()
+        error = os_error(exc.filename or "a file", exc, doing="cannot use")
+        ui.error(str(error))
+        return error.exit_code
     except KeyboardInterrupt:
         ui.error("interrupted")
         return 130
