@@ -210,14 +210,17 @@ def test_model_whose_input_would_be_10_gb(tmp_path, capsys, no_build):
     (["run", "--runs", "1000000000"], ("--runs 1,000,000,000", "limit of 100,000")),
     (["run", "--samples", "100000"], ("--samples 100,000", "limit of 1,000 random inputs",
                                       "tinyq validate")),
+    (["deploy", "--runs", "1000000000"], ("--runs 1,000,000,000", "limit of 100,000")),
 ])
 def test_absurd_counts_are_capped_before_any_work(model, tmp_path, capsys, no_build, argv,
                                                   words):
     command, *options = argv
+    if command == "deploy":
+        options += ["--out", str(tmp_path / "deployed")]
     result = run_cli([command, str(model), "--board", "mps2-an386", "--emulator", "qemu",
                       *options, "--json", str(tmp_path / "out.json")])
     assert_refused(result, capsys, *words)
-    assert not (tmp_path / "out.json").exists()
+    assert not (tmp_path / "out.json").exists() and not (tmp_path / "deployed").exists()
 
 
 # -- special files -------------------------------------------------------------------
