@@ -6,6 +6,7 @@ test-sized) timeout: nothing may hang.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -431,3 +432,72 @@ def test_a_line_over_the_cap_says_what_it_was(line, says, never):
     client.expect_outputs(3000)
     err = _raises(ProtocolError, "fake0 sent", client.results, 1.0)
     assert says in str(err) and never not in str(err) and "39,014 bytes" in str(err)
+
+
+#: Sessions of the protocol fuzzer per CI run (well under a second); by hand:
+#: TINYQ_PROTOCOL_FUZZ=100000.
+PROTOCOL_SESSIONS = int(os.environ.get("TINYQ_PROTOCOL_FUZZ", "2000"))
+
+
+def test_mutated_answers_end_in_device_errors():
+    """A seeded fuzzer: the fake firmware's answers with digits, brackets and separators
+    replaced, lines cut or extended; a whole session (identity, load, infer, tq-out, cycles,
+    latency, mem, layers, results, timestamp, profile, name) either works or ends in one
+    TinyqError line, never another exception."""
+    import random
+    import re
+
+    from tinyq.bench import latency_from_ticks, layer_profile
+    from tinyq.errors import TinyqError
+
+    rng = random.Random(5)
+    junk = ["9" * 400, "-1", "", "x", "[", "]", ",", "=", "0x", "1e9", "nan", "\ufffd",
+            "m-ready", "9" * 20]
+
+    def mutate(line: str) -> str:
+        if rng.random() >= 0.04:
+            return line
+        kind = rng.random()
+        if kind < 0.3 and line:
+            at = rng.randrange(len(line))
+            return line[:at] + rng.choice(junk) + line[at + 1:]
+        if kind < 0.5 and line:
+            return line[:rng.randrange(len(line))]
+        if kind < 0.7:
+            return line + rng.choice(junk)
+        return re.sub(r"\d+", lambda _m: rng.choice(junk), line, count=1)
+
+    class Mutating(FakeDevice):
+        def _answer(self, words):
+            return [mutate(line) for line in super()._answer(words)]
+
+        def _infer(self, args):
+            return [mutate(line) for line in super()._infer(args)]
+
+    fast = Timeouts(default=0.01, infer=0.01, infer_per_run=0.0, boot=0.05, probe_after=0.01,
+                    settle=0.0)
+    crashes, worked = [], 0
+    for _ in range(PROTOCOL_SESSIONS):
+        device = Mutating(emulated=True)
+        device.open()
+        client = Client(device, timeouts=fast)
+        try:
+            client.wait_ready()
+            client.check_identity("0123456789ab" + "0" * 52)
+            client.expect_outputs(4)
+            client.load_input(b"\1\2\3\4")
+            assert client.infer(3, 1).elapsed_us >= 0
+            client.raw_output()
+            cycles = client.cycles()
+            latency_from_ticks(cycles.ticks, cycles.clock_hz, cycles.counter, True,
+                               25_000_000, 3, 1)
+            client.mem()
+            layer_profile(client.layers(), [1, 2], cycles.clock_hz, True, 25_000_000)
+            client.results(), client.timestamp(), client.profile(), client.name()
+            worked += 1
+        except TinyqError as exc:
+            assert "\n" not in str(exc)
+        except Exception as exc:        # noqa: BLE001 - any other exception is the finding
+            crashes.append(repr(exc)[:200])
+    assert not crashes, crashes[:5]
+    assert 0.2 * PROTOCOL_SESSIONS < worked < PROTOCOL_SESSIONS     # both paths exercised
