@@ -318,7 +318,8 @@ def test_project_file_with_wrong_field_types(tmp_path, capsys, record, words):
 
 @pytest.mark.parametrize("record, words", [
     ('{"latency": {"unit": "instructions", "median": 5}, "layers": [{"index": 0, "op": "X", '
-     '"share": 0.5, "instructions": Infinity}]}', ("layers[0].instructions", "not inf")),
+     '"share": 0.5, "instructions": Infinity}]}', ("Infinity is not a number",)),
+    ('{"latency": {"unit": "instructions", "median": 1e400}}', ("1e400 is too large",)),
     ('{"latency": {"unit": "instructions", "median": ' + "9" * 400 + "}}",
      ("latency.median", "400-digit number")),
 ])
@@ -435,3 +436,19 @@ def test_mutated_data_files_end_in_data_errors(tmp_path):
     assert not crashes, crashes[:5]
     assert peak < 16 << 20, f"peak heap {peak:,} bytes"
     assert slowest < 2.0
+
+
+def test_resume_record_with_a_number_too_large(model, tmp_path, capsys, no_build):
+    import hashlib
+
+    from tinyq.validate import file_sha256
+
+    data = tmp_path / "test.npz"
+    np.savez(data, x=np.zeros((3, 4, 4, 1), np.float32), y=np.array([0, 1, 0]))
+    record = tmp_path / "partial.json"
+    record.write_text(json.dumps({
+        "kind": "validate", "version": 1, "device_accuracy": 1.0,
+        "model_id": hashlib.sha256(model.read_bytes()).hexdigest()[:12],
+        "data_sha256": file_sha256(data)}).replace("}", ', "per_sample": [[0, 1e400, 0, 0, 0]]}'))
+    assert_refused(run_cli([*validate_argv(model, tmp_path, data), "--resume", str(record)]),
+                   capsys, "partial.json", "1e400 is too large")

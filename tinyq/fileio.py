@@ -22,6 +22,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import stat
@@ -500,6 +501,25 @@ def read_input_text(path: str | os.PathLike[str], what: str,
 
 
 # -- checking the JSON the user gives back ------------------------------------------------
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` for a file the user gives back, raising ValueError (one line) also for
+    what Python's json would accept or crash on: NaN/Infinity, a number too large for a
+    float (``1e400``), and nesting too deep for the parser (RecursionError)."""
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise ValueError(f"the number {literal[:24]} is too large")
+        return value
+
+    def constant(name: str) -> float:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_float=finite, parse_constant=constant)
+    except RecursionError:
+        raise ValueError("arrays or objects nested too deeply") from None
+
 
 #: What a JSON field may be required to hold (the words the messages use).
 JSON_NUMBER, JSON_INT, JSON_STR, JSON_BOOL = "a number", "an integer", "a string", "true or false"

@@ -42,6 +42,7 @@ from tinyq.fileio import (
     check_output,
     json_shown,
     json_values,
+    parse_json,
     read_input_text,
     write_bytes,
     write_text,
@@ -137,10 +138,9 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path)
     text = read_input_text(file, "record")
     try:
-        record = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise UserInputError(f"{file} is not readable JSON: {why}",
+        record = parse_json(text)
+    except ValueError as exc:
+        raise UserInputError(f"{file} is not readable JSON: {exc}",
                              hint="pass JSON files written by tinyq --json",
                              path=str(file)) from None
     if not isinstance(record, dict) or not any(k in record for k in

@@ -251,7 +251,7 @@ def resume_records(previous: Mapping[str, Any], model_sha256: str, data_sha256: 
                              hint="resume with the same --data file, or start afresh")
     try:
         records = tuple(SampleRecord.from_list(row) for row in previous.get("per_sample", ()))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise UserInputError(f"the --resume file's per_sample rows are damaged: {exc}",
                              hint="start afresh without --resume") from None
     if [r.index for r in records] != list(range(len(records))):

@@ -40,6 +40,7 @@ from tinyq.fileio import (
     check_json_fields,
     check_output,
     json_shown,
+    parse_json,
     read_input_text,
 )
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
@@ -398,10 +399,9 @@ def load_project(project_dir: str | os.PathLike[str]) -> dict[str, Any]:
     fix = "regenerate the project with `tinyq generate ... --force`"
     text = read_input_text(path, "project file")
     try:
-        record = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise UserInputError(f"{path} is unreadable: {why}", hint=fix, path=str(path)) from None
+        record = parse_json(text)
+    except ValueError as exc:
+        raise UserInputError(f"{path} is unreadable: {exc}", hint=fix, path=str(path)) from None
 
     def bad(field: str, problem: str) -> UserInputError:
         return UserInputError(f"{path}: field '{field}' {problem}", hint=fix, path=str(path),
