@@ -31,6 +31,7 @@ from tinyq.board_profile import Board
 from tinyq.elf import SHF_ALLOC, SHT_NOBITS, ElfSection
 from tinyq.errors import BuildError, FitError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +296,8 @@ def run_make(project: Path, options: BuildOptions,
                                cache=cache_root(options), progress=progress)
     log.debug("running %s", " ".join(argv))
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=BUILD_TIMEOUT_S, check=False)
+        proc = run_process(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BuildError(f"make did not finish in {BUILD_TIMEOUT_S} s in {project}",
                          hint="run `make` there by hand to see where it hangs") from None

@@ -27,6 +27,7 @@ from tinyq import ir
 from tinyq.errors import BuildError, DataError, ToolNotFoundError
 from tinyq.native import codegen
 from tinyq.resources import templates_dir
+from tinyq.subprocesses import run_process
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,7 @@ def _cc() -> str:
 def _run(argv: Sequence[str]) -> None:
     logger.debug("running %s", " ".join(argv))
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True,
-                              timeout=COMPILE_TIMEOUT_S, check=False)
+        proc = run_process(argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"host compile timed out after {COMPILE_TIMEOUT_S} s: {argv[0]}",
                          hint="retry; if it persists report a bug") from exc

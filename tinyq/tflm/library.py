@@ -26,6 +26,7 @@ from typing import Any
 
 from tinyq.errors import BuildError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 from tinyq.tflm import source
 from tinyq.tflm.codegen import KERNELS
 
@@ -97,8 +98,8 @@ def compiler_version(cross: str) -> str:
     """First line of ``<cross>gcc --version`` (ToolNotFoundError if missing)."""
     gcc = cross + "gcc"
     try:
-        proc = subprocess.run([gcc, "--version"], capture_output=True, text=True,
-                              timeout=COMPILER_PROBE_TIMEOUT_S, check=False)
+        proc = run_process([gcc, "--version"], capture_output=True, text=True,
+                           timeout=COMPILER_PROBE_TIMEOUT_S)
     except FileNotFoundError:
         raise ToolNotFoundError(f"{gcc} not found", hint="install it: sudo apt-get install "
                                 "gcc-arm-none-eabi libnewlib-arm-none-eabi "
@@ -201,8 +202,8 @@ def ensure_library(project: Path, record: Mapping[str, Any], tree: source.TflmTr
                 *lib.make_variables()]
         log.debug("running %s", " ".join(argv))
         try:
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, timeout=LIBRARY_BUILD_TIMEOUT_S, check=False)
+            proc = run_process(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, timeout=LIBRARY_BUILD_TIMEOUT_S)
         except FileNotFoundError:
             raise ToolNotFoundError(f"{make} not found",
                                     hint="install it: sudo apt-get install make") from None
