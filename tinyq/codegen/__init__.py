@@ -230,11 +230,16 @@ def write_project(files: Mapping[str, str], out_dir: str | os.PathLike[str],
     """Write a rendered project folder atomically (refuses an existing one without force)."""
     out = check_output(out_dir, force)
     with atomic_path(out, force=True) as tmp:
-        for rel, text in files.items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+        write_files(files, tmp)
     return out
+
+
+def write_files(files: Mapping[str, str], folder: Path) -> None:
+    """Write rendered files (relative path -> text) into ``folder``."""
+    for rel, text in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
 
 
 def model_info(model: Any, path: Path) -> ModelInfo:

@@ -17,13 +17,13 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from tinyq import ir
+from tinyq.cache import cached_folder
 from tinyq.errors import BuildError, DataError, ToolNotFoundError
 from tinyq.native import codegen
 from tinyq.resources import templates_dir
@@ -70,20 +70,8 @@ def _run(argv: Sequence[str]) -> None:
 
 
 def _atomic_dir(final: Path, build) -> Path:
-    """Build into a temp dir beside ``final`` and rename it into place (parallel-safe)."""
-    if final.exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        build(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Build into a private folder and publish it whole as ``final`` (parallel-safe)."""
+    cached_folder(final, build, complete=Path.is_dir)
     return final
 
 
