@@ -152,6 +152,18 @@ def test_the_exit_status_is_the_commands():
         run_process(["tinyq-no-such-program"])
 
 
+def test_passed_file_descriptors_reach_the_command():
+    r, w = os.pipe()
+    try:
+        proc = spawn([sys.executable, "-c", f"import os; os.write({w}, b'through fd {w}\\n')"],
+                     pass_fds=(w,))
+        assert proc.wait(10) == 0
+        assert os.read(r, 100) == f"through fd {w}\n".encode()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def _spawning_script(command: str) -> str:
     return textwrap.dedent(f"""
         import sys, time

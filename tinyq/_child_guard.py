@@ -3,10 +3,11 @@
 Usage (only :func:`tinyq.subprocesses.spawn` runs it, as a script with
 ``python -I -S``, so it imports nothing but the standard library)::
 
-    python -I -S _child_guard.py WATCH_FD -- COMMAND [ARG...]
+    python -I -S _child_guard.py WATCH_FD PASS_FDS -- COMMAND [ARG...]
 
 It starts COMMAND in a process group of its own, passes its own stdin, stdout
-and stderr on, and exits with COMMAND's exit status (dying by the same signal
+and stderr on (and the file descriptors listed in PASS_FDS, comma-separated, or
+``-`` for none), and exits with COMMAND's exit status (dying by the same signal
 if COMMAND did). It ends COMMAND's whole process group (SIGTERM, then SIGKILL
 after :data:`GRACE_S`) when:
 
@@ -141,10 +142,11 @@ def _exit_like(returncode: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 3 or argv[1] != "--":
-        sys.stderr.write("usage: _child_guard.py WATCH_FD -- COMMAND [ARG...]\n")
+    if len(argv) < 4 or argv[2] != "--":
+        sys.stderr.write("usage: _child_guard.py WATCH_FD PASS_FDS -- COMMAND [ARG...]\n")
         os._exit(2)
-    watch_fd, command = int(argv[0]), argv[2:]
+    watch_fd, command = int(argv[0]), argv[3:]
+    pass_fds = () if argv[1] == "-" else tuple(int(fd) for fd in argv[1].split(","))
 
     stop_requested: list[int] = []
     wake_r, wake_w = os.pipe()
@@ -158,7 +160,7 @@ def main(argv: list[str]) -> None:
     if prctl is not None:
         prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     try:
-        child = subprocess.Popen(command, process_group=0,
+        child = subprocess.Popen(command, process_group=0, pass_fds=pass_fds,
                                  preexec_fn=_death_signal_setter(prctl))
     except OSError as exc:
         sys.stderr.write(f"{command[0]}: {exc.strerror or exc}\n")

@@ -88,16 +88,18 @@ def _resolve(program: str, env: Mapping[str, str] | None, cwd: Any) -> str:
     raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
-def guarded_argv(argv: Sequence[str], watch_fd: int) -> list[str]:
+def guarded_argv(argv: Sequence[str], watch_fd: int, pass_fds: Sequence[int] = ()) -> list[str]:
     """The command line that runs ``argv`` under the guard watching ``watch_fd``."""
-    return [sys.executable, "-I", "-S", str(GUARD), str(watch_fd), "--", *argv]
+    fds = ",".join(str(fd) for fd in pass_fds) or "-"
+    return [sys.executable, "-I", "-S", str(GUARD), str(watch_fd), fds, "--", *argv]
 
 
 def spawn(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr: Any = None,
           cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
-          text: bool = False) -> subprocess.Popen:
+          text: bool = False, pass_fds: Sequence[int] = ()) -> subprocess.Popen:
     """Start ``argv`` under a guard; the Popen is the guard's, which mirrors the command's
     stdin/stdout/stderr and exit status (a negative returncode: killed by that signal).
+    ``pass_fds`` reach the command under the same numbers, as with ``subprocess.Popen``.
 
     The command runs in a session of its own, so Ctrl-C in a terminal reaches tinyq,
     which stops it (:func:`stop`), and not the command directly. Raises
@@ -107,9 +109,9 @@ def spawn(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr:
     argv[0] = _resolve(argv[0], env, cwd)
     fd = _watch_fd()
     log.debug("running %s", " ".join(argv))
-    return subprocess.Popen(guarded_argv(argv, fd), stdin=stdin, stdout=stdout, stderr=stderr,
-                            cwd=cwd, env=None if env is None else dict(env), text=text,
-                            pass_fds=(fd,), start_new_session=True)
+    return subprocess.Popen(guarded_argv(argv, fd, pass_fds), stdin=stdin, stdout=stdout,
+                            stderr=stderr, cwd=cwd, env=None if env is None else dict(env),
+                            text=text, pass_fds=(fd, *pass_fds), start_new_session=True)
 
 
 def stop(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> int | None:
