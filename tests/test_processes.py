@@ -164,6 +164,13 @@ def test_passed_file_descriptors_reach_the_command():
         os.close(w)
 
 
+def test_a_venv_python_stays_the_venv_python():
+    """sys.executable is often a symlink: resolving it would lose the venv's packages."""
+    done = run_process([sys.executable, "-c", "import sys; print(sys.prefix)"],
+                       capture_output=True, text=True)
+    assert done.stdout.strip() == sys.prefix
+
+
 def _spawning_script(command: str) -> str:
     return textwrap.dedent(f"""
         import sys, time

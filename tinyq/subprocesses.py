@@ -77,9 +77,10 @@ os.register_at_fork(after_in_child=_forget_pipe_in_fork)
 def _resolve(program: str, env: Mapping[str, str] | None, cwd: Any) -> str:
     """``program`` as a path, or FileNotFoundError like ``subprocess`` raises it."""
     if os.sep in program:
-        candidate = Path(cwd or ".") / program
+        # absolute, but symlinks kept: a venv's python must stay the venv's python
+        candidate = os.path.abspath(os.path.join(cwd or ".", program))
         if os.access(candidate, os.X_OK):
-            return str(candidate.resolve())
+            return candidate
     else:
         path = (env or os.environ).get("PATH", os.defpath)
         found = shutil.which(program, path=path)
