@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -62,18 +61,43 @@ def _prctl():
         return None
 
 
-def _death_signal_setter(prctl):
-    """A function that, run in the child between fork and exec, ties it to the guard."""
-    if prctl is None:
-        return None
+def _start(command: list[str], pass_fds: tuple[int, ...], prctl) -> int:
+    """fork + exec ``command`` in a new process group, tied to the guard; its pid.
+
+    The guard is single-threaded, so running code between fork and exec is safe here
+    (it is not in tinyq, whose libraries start threads). Not ``subprocess``: importing
+    it would add a third to the guard's start-up time.
+    """
     guard = os.getpid()
+    for fd in pass_fds:
+        os.set_inheritable(fd, True)
+    pid = os.fork()
+    if pid:
+        try:
+            os.setpgid(pid, pid)       # also here, so killpg works before the child runs
+        except OSError:
+            pass                       # it already has (or has exec'd)
+        return pid
+    try:
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != guard:      # the guard died before the line above
+                os._exit(CANNOT_START)
+        for s in (*_STOP_SIGNALS, signal.SIGCHLD):
+            signal.signal(s, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        os.execvp(command[0], command)
+    except OSError as exc:
+        os.write(2, f"{command[0]}: {exc.strerror or exc}\n".encode())
+    finally:
+        os._exit(CANNOT_START)
 
-    def set_death_signal() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != guard:      # the guard died before the line above
-            os._exit(CANNOT_START)
 
-    return set_death_signal
+class _Child:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
 
 
 def _alive(pgid: int) -> bool:
@@ -86,7 +110,7 @@ def _alive(pgid: int) -> bool:
     return True
 
 
-def _reap(child: subprocess.Popen) -> None:
+def _reap(child: _Child) -> None:
     """Reap every ended child of the guard (COMMAND, and orphans it adopted)."""
     while True:
         try:
@@ -99,7 +123,7 @@ def _reap(child: subprocess.Popen) -> None:
             child.returncode = os.waitstatus_to_exitcode(status)
 
 
-def _end_group(child: subprocess.Popen) -> None:
+def _end_group(child: _Child) -> None:
     """SIGTERM to the child's process group, SIGKILL after GRACE_S; reap them."""
     pgid = child.pid
     try:
@@ -159,12 +183,8 @@ def main(argv: list[str]) -> None:
     prctl = _prctl()
     if prctl is not None:
         prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    try:
-        child = subprocess.Popen(command, process_group=0, pass_fds=pass_fds,
-                                 preexec_fn=_death_signal_setter(prctl))
-    except OSError as exc:
-        sys.stderr.write(f"{command[0]}: {exc.strerror or exc}\n")
-        os._exit(CANNOT_START)
+    os.set_inheritable(watch_fd, False)
+    child = _Child(_start(command, pass_fds, prctl))
 
     while True:
         if stop_requested:
