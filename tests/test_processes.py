@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, require_tools
 
-from tests.conftest import REPO, require_tools
 from tinyq import cache
 from tinyq.subprocesses import run_process, spawn, stop
 

@@ -154,6 +154,39 @@ def test_an_unfinished_library_is_built_again(project, tree, tmp_path, fake_make
     assert len(_calls(calls)) == 2
 
 
+def test_parallel_builds_of_one_library_compile_it_once(project, tree, tmp_path, monkeypatch):
+    """A second build waits for the first one's lock and reuses its library."""
+    import threading
+
+    monkeypatch.setattr(library, "compiler_version", lambda cross: GCC)
+    calls = tmp_path / "calls.txt"
+    script = tmp_path / "slow-make"
+    script.write_text(f"""#!/bin/sh
+echo "$@" >> {calls}
+for arg in "$@"; do
+  case "$arg" in TFLM_BUILD=*) dir="${{arg#TFLM_BUILD=}}";; esac
+done
+sleep 1
+mkdir -p "$dir" && echo lib > "$dir/{LIBRARY_NAME}"
+""")
+    script.chmod(0o755)
+    record = load_project(project)
+    results = []
+
+    def one() -> None:
+        results.append(ensure_library(project, record, tree, make=str(script),
+                                      cache=tmp_path / "c"))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(_calls(calls)) == 1
+    assert sorted(r.reused for r in results) == [False, True]
+    assert results[0].folder == results[1].folder and results[0].path.is_file()
+
+
 def test_a_failing_library_build_is_one_build_error(project, tree, tmp_path, monkeypatch):
     monkeypatch.setattr(library, "compiler_version", lambda cross: GCC)
     script = tmp_path / "failing-make"
