@@ -258,6 +258,14 @@ def test_an_entry_appears_whole_and_a_failed_build_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]
 
 
+def test_an_entry_has_the_permissions_of_its_cache_folder(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)                  # a cache several users' CI jobs share
+    cache.cached_folder(shared / "entry", _fill("a"), complete=_complete)
+    assert (shared / "entry").stat().st_mode & 0o777 == 0o775
+
+
 def test_the_loser_of_a_race_uses_the_winners_entry(tmp_path):
     final = tmp_path / "entry"
 

@@ -83,7 +83,12 @@ def private_folder(parent: Path) -> Path:
     """A new empty folder in ``parent`` that only this process uses."""
     parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(parent)
-    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{_host()}-{os.getpid()}-", dir=parent))
+    folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{_host()}-{os.getpid()}-", dir=parent))
+    # mkdtemp makes it 0700; the published entry gets the cache folder's own permissions,
+    # so other users sharing a cache (group-writable TINYQ_CACHE_DIR) can use it.
+    with contextlib.suppress(OSError):
+        os.chmod(folder, parent.stat().st_mode & 0o777)
+    return folder
 
 
 @contextlib.contextmanager
@@ -95,7 +100,11 @@ def entry_lock(final: Path, timeout: float,
     the lock is busy."""
     final.parent.mkdir(parents=True, exist_ok=True)
     lock_path = final.with_name(final.name + ".lock")
-    with open(lock_path, "a") as handle:
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:      # another user's lock file: reading is enough for flock
+        fd = os.open(lock_path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
         deadline = time.monotonic() + timeout
         waited = False
         while True:
