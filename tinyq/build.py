@@ -308,7 +308,6 @@ def run_make(project: Path, options: BuildOptions,
         argv += make_variables(project, record, tflm_dir=options.tflm_dir, cross=options.cross,
                                make=options.make, jobs=options.jobs,
                                cache=cache_root(options), progress=progress)
-    log.debug("running %s", " ".join(argv))
     try:
         proc = run_process(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, timeout=BUILD_TIMEOUT_S)

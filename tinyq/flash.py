@@ -89,7 +89,6 @@ def run_tool(argv: Sequence[str], timeout: float = FLASH_TOOL_TIMEOUT_S) -> str:
     exe = shutil.which(argv[0])
     if exe is None:
         raise ToolNotFoundError(f"{argv[0]} not found", hint=_INSTALL.get(argv[0], "install it"))
-    log.debug("running %s", " ".join(argv))
     try:
         proc = run_process(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:

@@ -55,7 +55,6 @@ def _cc() -> str:
 
 
 def _run(argv: Sequence[str]) -> None:
-    logger.debug("running %s", " ".join(argv))
     try:
         proc = run_process(argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
