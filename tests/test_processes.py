@@ -226,6 +226,25 @@ def test_the_command_dies_if_its_guard_is_killed():
         stop(proc)
 
 
+def test_every_process_is_started_through_tinyq_subprocesses():
+    """The guard only protects what goes through spawn()/run_process(): no other seam."""
+    import re
+
+    starts = re.compile(r"\bPopen\(|\bsubprocess\.(run|call|check_call|check_output)\(|"
+                        r"\bos\.(system|popen|fork|forkpty|posix_spawnp?|exec\w*)\(|"
+                        r"\bmultiprocessing\.(Process|Pool)\(")
+    offenders = []
+    for path in sorted((REPO / "tinyq").rglob("*.py")):
+        if path.name in ("subprocesses.py", "_child_guard.py"):
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if starts.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert offenders == [], ("start processes with tinyq.subprocesses.spawn/run_process "
+                             "(same arguments as subprocess.Popen/run), stop them with "
+                             "stop():\n" + "\n".join(offenders))
+
+
 # ---------------------------------------------------------------- the cache, no toolchain
 
 def _complete(folder: Path) -> bool:
