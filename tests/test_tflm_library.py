@@ -97,20 +97,25 @@ def project(tmp_path) -> Path:
                     options=GenerateOptions(runtime_options=TflmOptions(arena_bytes=4096))).path
 
 
-@pytest.fixture()
-def fake_make(tmp_path) -> tuple[str, Path]:
-    """A `make` that writes $TFLM_BUILD/libtflm.a and logs its arguments."""
-    calls = tmp_path / "make-calls.txt"
-    script = tmp_path / "fake-make"
+def _fake_make(folder: Path, seconds: float = 0) -> tuple[str, Path]:
+    """A `make` that takes ``seconds``, writes $TFLM_BUILD/libtflm.a and logs its arguments."""
+    calls = folder / "make-calls.txt"
+    script = folder / "fake-make"
     script.write_text(f"""#!/bin/sh
 echo "$@" >> {calls}
 for arg in "$@"; do
   case "$arg" in TFLM_BUILD=*) dir="${{arg#TFLM_BUILD=}}";; esac
 done
+sleep {seconds}
 mkdir -p "$dir" && echo lib > "$dir/{LIBRARY_NAME}"
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(script), calls
+
+
+@pytest.fixture()
+def fake_make(tmp_path) -> tuple[str, Path]:
+    return _fake_make(tmp_path)
 
 
 def _calls(path: Path) -> list[str]:
@@ -159,23 +164,12 @@ def test_parallel_builds_of_one_library_compile_it_once(project, tree, tmp_path,
     import threading
 
     monkeypatch.setattr(library, "compiler_version", lambda cross: GCC)
-    calls = tmp_path / "calls.txt"
-    script = tmp_path / "slow-make"
-    script.write_text(f"""#!/bin/sh
-echo "$@" >> {calls}
-for arg in "$@"; do
-  case "$arg" in TFLM_BUILD=*) dir="${{arg#TFLM_BUILD=}}";; esac
-done
-sleep 1
-mkdir -p "$dir" && echo lib > "$dir/{LIBRARY_NAME}"
-""")
-    script.chmod(0o755)
+    make, calls = _fake_make(tmp_path, seconds=1)
     record = load_project(project)
     results = []
 
     def one() -> None:
-        results.append(ensure_library(project, record, tree, make=str(script),
-                                      cache=tmp_path / "c"))
+        results.append(ensure_library(project, record, tree, make=make, cache=tmp_path / "c"))
 
     threads = [threading.Thread(target=one) for _ in range(2)]
     for t in threads:
