@@ -132,24 +132,26 @@ def sweeper(tmp_path):
 
 # ---------------------------------------------------------------- the guard, no QEMU
 
-def test_a_timeout_ends_the_whole_process_group():
+@pytest.mark.parametrize("guard", [True, False], ids=["guard", "light"])
+def test_a_timeout_ends_the_whole_process_group(guard):
     """A timed-out command's background children go too (make's compilers)."""
     start = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired) as info:
         run_process(["sh", "-c", "sleep 60 & echo $!; echo $$; sleep 61"],
-                    capture_output=True, text=True, timeout=1.0)
+                    capture_output=True, text=True, timeout=1.0, guard=guard)
     pids = [int(p) for p in info.value.stdout.split()]
     assert len(pids) == 2 and time.monotonic() - start < GONE_WITHIN_S
     _gone_after(pids)
 
 
-def test_the_exit_status_is_the_commands():
-    assert run_process(["sh", "-c", "exit 3"]).returncode == 3
-    assert run_process(["sh", "-c", "kill -SEGV $$"]).returncode == -signal.SIGSEGV
-    done = run_process(["cat"], input=b"through the guard", capture_output=True)
+@pytest.mark.parametrize("guard", [True, False], ids=["guard", "light"])
+def test_the_exit_status_is_the_commands(guard):
+    assert run_process(["sh", "-c", "exit 3"], guard=guard).returncode == 3
+    assert run_process(["sh", "-c", "kill -SEGV $$"], guard=guard).returncode == -signal.SIGSEGV
+    done = run_process(["cat"], input=b"through the guard", capture_output=True, guard=guard)
     assert done.stdout == b"through the guard" and done.returncode == 0
     with pytest.raises(FileNotFoundError):
-        run_process(["tinyq-no-such-program"])
+        run_process(["tinyq-no-such-program"], guard=guard)
 
 
 def test_passed_file_descriptors_reach_the_command():
@@ -180,6 +182,30 @@ def _spawning_script(command: str) -> str:
         print(proc.pid, flush=True)
         time.sleep(120)
     """)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="setpriv: Linux")
+def test_a_light_command_dies_with_its_parent_even_on_sigkill():
+    from tinyq.subprocesses import _setpriv
+
+    if _setpriv() is None:
+        pytest.skip("setpriv --pdeathsig is not available (run_process uses the guard)")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from tinyq.subprocesses import run_process
+        run_process(["sh", "-c", "echo $$; exec sleep 90"], guard=False)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        command = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        _gone_after([command])
+    finally:
+        parent.kill()
+        parent.wait()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])

@@ -17,6 +17,15 @@ timeout, Ctrl-C or any other exception it stops the whole process group
 :func:`stop` ends one spawned process: SIGTERM (the guard passes it on to the
 group), SIGKILL after a grace period.
 
+Starting the guard costs a Python start-up (20-50 ms). For a short command that
+starts no long-lived children of its own (one host compile),
+``run_process(..., guard=False)`` ties the command to tinyq directly on Linux:
+util-linux's ``setpriv --pdeathsig KILL`` execs it with a parent-death signal
+(about 2 ms). That signal follows the thread that started the command, which
+``run_process`` keeps waiting until it ends; and what the command itself started
+is not covered (a compiler driver's cc1 finishes its file). Without ``setpriv``
+(macOS, busybox) the guard is used.
+
 What this does not cover: a program started with ``os.fork()`` (without exec)
 by other code in the tinyq process inherits the pipe's write end, so a guard
 notices tinyq's death only once that forked copy has ended too.
@@ -25,9 +34,11 @@ notices tinyq's death only once that forked copy has ended too.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -44,6 +55,8 @@ GUARD = Path(__file__).resolve().with_name("_child_guard.py")
 #: than the guard's own grace (``_child_guard.GRACE_S``, 2 s) so the guard can end
 #: the command's group itself; SIGKILL is for a guard that is wedged.
 STOP_GRACE_S = 5.0
+#: Seconds the one-time check that setpriv supports --pdeathsig may take.
+SETPRIV_PROBE_TIMEOUT_S = 10
 
 _pipe_lock = threading.Lock()
 _pipe: tuple[int, int] | None = None      # (read end passed to guards, write end we hold)
@@ -115,16 +128,51 @@ def spawn(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None, stderr:
                             text=text, pass_fds=(fd, *pass_fds), start_new_session=True)
 
 
+@functools.cache
+def _setpriv() -> str | None:
+    """util-linux's setpriv if it can set a parent-death signal here (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    found = shutil.which("setpriv")
+    if found is None:
+        return None
+    try:
+        ok = subprocess.run([found, "--pdeathsig", "KILL", "--", "true"], capture_output=True,
+                            timeout=SETPRIV_PROBE_TIMEOUT_S, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return found if ok else None
+
+
+def _spawn_light(argv: Sequence[str], **popen: Any) -> subprocess.Popen | None:
+    """Start ``argv`` with a parent-death signal through setpriv, or None without it."""
+    setpriv = _setpriv()
+    if setpriv is None:
+        return None
+    argv = [str(a) for a in argv]
+    argv[0] = _resolve(argv[0], popen.get("env"), popen.get("cwd"))
+    log.debug("running %s", " ".join(argv))
+    return subprocess.Popen([setpriv, "--pdeathsig", "KILL", "--", *argv],
+                            start_new_session=True, **popen)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    # Every process started here leads a session, hence a process group of its own
+    # (the guard's group holds only the guard: it ends the command's group itself).
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def stop(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> int | None:
-    """End a spawned process and its group (SIGTERM, SIGKILL after ``grace``); reap it."""
+    """End a started process and its group (SIGTERM, SIGKILL after ``grace``); reap it."""
     if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
         try:
-            proc.terminate()
             proc.wait(grace)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        except ProcessLookupError:
+            _signal_group(proc, signal.SIGKILL)
             proc.wait()
     return proc.returncode
 
@@ -134,18 +182,23 @@ def run_process(argv: Sequence[str], *, input: bytes | str | None = None,
                 stdout: Any = None, stderr: Any = None,
                 cwd: str | os.PathLike[str] | None = None,
                 env: Mapping[str, str] | None = None,
-                text: bool = False) -> subprocess.CompletedProcess:
+                text: bool = False, guard: bool = True) -> subprocess.CompletedProcess:
     """``subprocess.run`` (without ``check``) for a spawned command.
 
     On a timeout it stops the command's process group and raises
     ``subprocess.TimeoutExpired`` carrying the output read so far; on any other
     exception (KeyboardInterrupt, a signal turned into an exception) it stops the
-    group and re-raises.
+    group and re-raises. ``guard=False``: the light way for a short command that
+    starts nothing long-lived (see the module's docstring).
     """
     if capture_output:
         stdout = stderr = subprocess.PIPE
-    proc = spawn(argv, stdin=subprocess.PIPE if input is not None else None,
-                 stdout=stdout, stderr=stderr, cwd=cwd, env=env, text=text)
+    popen: dict[str, Any] = {"stdin": subprocess.PIPE if input is not None else None,
+                             "stdout": stdout, "stderr": stderr, "cwd": cwd,
+                             "env": None if env is None else dict(env), "text": text}
+    proc = None if guard else _spawn_light(argv, **popen)
+    if proc is None:
+        proc = spawn(argv, **popen)
     with proc:                   # closes the pipes and reaps the guard, whatever happens
         try:
             out, err = proc.communicate(input, timeout=timeout)

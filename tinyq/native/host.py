@@ -56,7 +56,9 @@ def _cc() -> str:
 
 def _run(argv: Sequence[str]) -> None:
     try:
-        proc = run_process(argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+        # guard=False: one short compile, run thousands of times by the tests
+        proc = run_process(argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
+                           guard=False)
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"host compile timed out after {COMPILE_TIMEOUT_S} s: {argv[0]}",
                          hint="retry; if it persists report a bug") from exc
