@@ -10,7 +10,7 @@ import pytest
 from conftest import require_tools
 
 from tinyq import boards
-from tinyq.build import BuildOptions, build, diagnose, read_elf
+from tinyq.build import BUILDS_FOLDER, BuildOptions, build, diagnose, read_elf
 from tinyq.cli import main
 from tinyq.codegen import GenerateOptions, ModelInfo, RuntimeSources, render_project, write_project
 from tinyq.errors import BuildError, FitError, ToolNotFoundError
@@ -207,12 +207,12 @@ def test_a_failed_cache_build_keeps_its_log_and_no_entry(tmp_path, shared_models
                        project / "build" / "build.log")
 
     monkeypatch.setattr(tinyq.build, "run_make", failing_make)
-    with pytest.raises(BuildError, match=r"error: boom — full log: .*/builds/mps2-an386-\w+"
+    with pytest.raises(BuildError, match=r"error: boom — full log: .*/builds-v2/mps2-an386-\w+"
                        r"\.log$") as info:
         build(model, board="mps2-an386", build_options=BuildOptions(cache_dir=tmp_path))
     log = Path(info.value.log)
     assert log.read_text() == "startup.c:1: error: boom\n"
-    assert sorted(p.name for p in (tmp_path / "builds").iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / BUILDS_FOLDER).iterdir()) == sorted(
         [log.name, log.name[:-len(".log")] + ".lock"])
 
 

@@ -26,6 +26,7 @@ import pytest
 from conftest import REPO, require_tools
 
 from tinyq import cache
+from tinyq.build import BUILDS_FOLDER
 from tinyq.subprocesses import run_process, spawn, stop
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
@@ -442,7 +443,7 @@ def test_parallel_runs_on_a_cold_cache_all_succeed_and_agree(shared_models, swee
         assert r["outputs_match"] and r["samples_matching"] == r["samples"] == 1
     same = ("arena_bytes", "stack_peak_bytes", "static_ram_bytes", "flash_bytes", "model_id")
     assert len({tuple(r[k] for k in same) for r in results}) == 1
-    builds = cold / "builds"
+    builds = cold / BUILDS_FOLDER
     entries = [p for p in builds.iterdir() if p.is_dir()]
     assert len(entries) == 1 and not entries[0].name.startswith(".")
 
@@ -469,7 +470,7 @@ def test_a_build_killed_half_way_is_never_trusted(sig, shared_models, sweeper):
     if sig != signal.SIGKILL:
         assert proc.returncode == 128 + sig and _errors(err) == [
             f"error: stopped by {signal.Signals(sig).name}"], err
-    builds = cold / "builds"
+    builds = cold / BUILDS_FOLDER
     assert not [p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")]
     again = _cli("build", model, "--board", BOARD, cache_dir=cold)
     out, err = again.communicate(timeout=REACH_WITHIN_S)

@@ -39,7 +39,7 @@ from typing import Any
 from tinyq import ir
 from tinyq.board_profile import Board
 from tinyq.checks import PREPARE_FAILED_HINT, Problem, problems
-from tinyq.errors import FitError, ToolError, UnsupportedError
+from tinyq.errors import FitError, ToolError, UnsupportedError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.subprocesses import run_process
 
@@ -476,7 +476,7 @@ def measure_tflm_arena(model: ir.Model, model_bytes: bytes, *, use_cache: bool =
         try:
             write_text(cache, json.dumps({"arena_bytes": result, "sha256": sha,
                                           "tflite_micro": tflm_version, "probes": probes}))
-        except OSError as exc:
+        except (OSError, UserInputError) as exc:   # a cache we cannot write is no error
             logger.warning("cannot write the arena cache %s: %s", cache, exc)
     return measurement
 

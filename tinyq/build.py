@@ -54,6 +54,10 @@ APT_HINT = "install it: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-non
 MAKE_HINT = "install it: sudo apt-get install make"
 #: Where ``build(MODEL, board=...)`` keeps its projects (override: TINYQ_CACHE_DIR).
 CACHE_ENV = "TINYQ_CACHE_DIR"
+#: Cache folder of model builds. Its entries are published whole (tinyq.cache) and carry
+#: tinyq's marker and a build stamp; "builds" (older tinyq, built in place) is left alone:
+#: tinyq replaces only what it can tell is its own.
+BUILDS_FOLDER = "builds-v2"
 #: Characters of the cache key used as the folder name.
 CACHE_KEY_CHARS = 20
 #: How long a build waits for another process building the same firmware before
@@ -340,7 +344,15 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
 
     ``options`` are :class:`tinyq.codegen.GenerateOptions` (model builds only).
     """
-    from tinyq.codegen import files_digest, load_project, render_model_project
+    from tinyq.cache import cached_folder
+    from tinyq.codegen import (
+        SCRATCH_FOLDERS,
+        files_digest,
+        load_project,
+        render_model_project,
+        write_files,
+    )
+    from tinyq.fileio import cache_name, write_marker
 
     build_options = build_options or BuildOptions()
     path = Path(target)
@@ -367,12 +379,11 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
         tree = locate(build_options.tflm_dir)   # the ELF also depends on the TFLM tree
         identity["<tflm tree>"] = f"{tree.path} {tree.commit}"
     key = files_digest(identity)[:CACHE_KEY_CHARS]
-    project = cache_root(build_options) / "builds" / f"{board_obj.name}-{key}"
+    project = cache_root(build_options) / BUILDS_FOLDER / cache_name(board_obj.name, key)
 
     def compile_into(folder: Path) -> None:
-        from tinyq.codegen import write_files
-
         write_files(files, folder)
+        write_marker(folder, scratch=SCRATCH_FOLDERS)
         progress(ProgressEvent("build", f"compiling {path.name} for {board_obj.name} "
                                f"into {project}"))
         try:
@@ -390,8 +401,6 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
     def waiting(lock: Path) -> None:
         progress(ProgressEvent("build", f"waiting for another tinyq building the same "
                                f"firmware (lock {lock})"))
-
-    from tinyq.cache import cached_folder
 
     reused = cached_folder(project, compile_into, complete=is_built,
                            rebuild=build_options.rebuild, lock_timeout=BUILD_LOCK_TIMEOUT_S,

@@ -25,7 +25,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,10 +196,10 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_json(record: Mapping[str, Any], path: str | os.PathLike[str],
-               force: bool = False) -> Path:
-    """Write a record atomically (refuses an existing file without ``force``)."""
-    check_output(path, force)
-    return write_text(path, json.dumps(record, indent=2) + "\n")
+               force: bool = False, inputs: Iterable[Any] = ()) -> Path:
+    """Write a record atomically (refuses an existing file without ``force``, and any
+    path :func:`tinyq.fileio.check_output` refuses: a folder, one of the ``inputs``)."""
+    return write_text(path, json.dumps(record, indent=2) + "\n", force, inputs=inputs)
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -510,21 +510,26 @@ def report_paths(path: str | os.PathLike[str],
     existing plot is refused up front rather than after a long run.
     """
     md = Path(path)
+    if md.name in ("", ".", ".."):
+        raise UserInputError(f"the report {path} is a folder, not a file",
+                             hint="name a file, e.g. report.md", path=str(path))
     return (md, *(md.with_name(f"{md.stem}-{name}.png") for name in images))
 
 
 def write_report(record: Mapping[str, Any], path: str | os.PathLike[str],
-                 force: bool = False) -> ReportFiles:
-    """Write ``path`` (Markdown) and its PNGs beside it (``<stem>-layers.png`` ...)."""
+                 force: bool = False, inputs: Iterable[Any] = ()) -> ReportFiles:
+    """Write ``path`` (Markdown) and its PNGs beside it (``<stem>-layers.png`` ...);
+    ``inputs``: the command's input files, which no output may replace."""
+    inputs = tuple(inputs)
     md = Path(path)
     pngs = {"layers": layers_png(record), "accuracy": accuracy_png(record)}
     names = [k for k, v in pngs.items() if v]
     targets = dict(zip(names, report_paths(md, names)[1:], strict=True))
     for target in (md, *targets.values()):
-        check_output(target, force)          # refuse before writing anything
+        check_output(target, force, inputs=inputs)     # refuse before writing anything
     for key, target in targets.items():
-        write_bytes(target, pngs[key] or b"")
-    write_text(md, markdown(record, {k: t.name for k, t in targets.items()}))
+        write_bytes(target, pngs[key] or b"", inputs=inputs)
+    write_text(md, markdown(record, {k: t.name for k, t in targets.items()}), inputs=inputs)
     return ReportFiles(markdown=md, images=tuple(targets.values()))
 
 

@@ -109,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             _last_words(ui, str(exc))
             code = exc.exit_code
+        except OSError as exc:
+            # A write tinyq did not route through tinyq.fileio (a log, a cache file) that met
+            # a full disk, a read-only file system or a missing permission: still one line.
+            from tinyq.fileio import WRITE_ERRNOS, os_error
+
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            if verbose:
+                traceback.print_exc()
+            error = os_error(exc.filename or "a file", exc, doing="cannot use")
+            _last_words(ui, str(error))
+            code = error.exit_code
         except KeyboardInterrupt as exc:
             if verbose:
                 traceback.print_exc()

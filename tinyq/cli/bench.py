@@ -119,25 +119,31 @@ def check_outputs(args, images: tuple[str, ...] = ()) -> None:
     ``images``: the plots the --report will hold (``tinyq.report.REPORT_IMAGES`` names),
     whose PNGs beside the Markdown are checked too.
     """
+    from tinyq.cli.paths import inputs_of
+    from tinyq.errors import UsageError
     from tinyq.fileio import check_output
     from tinyq.report import report_paths
 
     paths = [getattr(args, "json", None)]
     if getattr(args, "report", None):
         paths += report_paths(args.report, images)
+    if args.json and args.report and args.json == args.report:
+        raise UsageError(f"--json and --report both name {args.json}",
+                         hint="give each output its own path")
     for path in paths:
         if path:
-            check_output(path, args.force)
+            check_output(path, args.force, inputs=inputs_of(args))
 
 
 def write_outputs(args, record, ui) -> None:
+    from tinyq.cli.paths import inputs_of
     from tinyq.report import write_json, write_report
 
     if args.json:
-        write_json(record, args.json, force=args.force)
+        write_json(record, args.json, force=args.force, inputs=inputs_of(args))
         ui.print(f"wrote {args.json}")
     if args.report:
-        files = write_report(record, args.report, force=args.force)
+        files = write_report(record, args.report, force=args.force, inputs=inputs_of(args))
         extra = f" and {', '.join(p.name for p in files.images)}" if files.images else ""
         ui.print(f"wrote {files.markdown}{extra}")
 

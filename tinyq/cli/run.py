@@ -37,6 +37,7 @@ def run(args, ui) -> int:
     from pathlib import Path
 
     from tinyq.cli.bench import check_target_arguments, flash_options
+    from tinyq.cli.paths import inputs_of
     from tinyq.codegen import GenerateOptions
     from tinyq.errors import UsageError
     from tinyq.fileio import check_output, write_text
@@ -48,7 +49,7 @@ def run(args, ui) -> int:
         raise UsageError("--samples sets how many random inputs to make; with --input every "
                          "sample in the file runs", hint="drop --samples, or drop --input")
     if args.json:
-        check_output(Path(args.json), args.force)     # refuse before minutes of work
+        check_output(args.json, args.force, inputs=inputs_of(args))   # before minutes of work
     inputs = load_inputs(args.input) if args.input else None
     from tinyq.build import BuildOptions
 
@@ -84,7 +85,8 @@ def run(args, ui) -> int:
                             f"max {result.max_lsb_diff} LSB)"),
     ], align="ll")
     if args.json:
-        write_text(Path(args.json), json.dumps(result.to_json(), indent=2) + "\n")
+        write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n", args.force,
+                   inputs=inputs_of(args))
         ui.print(f"wrote {args.json}")
     if not result.outputs_match:
         ui.error(f"the device's outputs differ from TFLM's by up to {result.max_lsb_diff} LSB "

@@ -225,11 +225,16 @@ def files_digest(files: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
+#: Sub-folders of a project that its own Makefile and `tinyq build` fill (not rendered).
+SCRATCH_FOLDERS = ("build",)
+
+
 def write_project(files: Mapping[str, str], out_dir: str | os.PathLike[str],
-                  force: bool = False) -> Path:
-    """Write a rendered project folder atomically (refuses an existing one without force)."""
-    out = check_output(out_dir, force)
-    with atomic_path(out, force=True) as tmp:
+                  force: bool = False, inputs=()) -> Path:
+    """Write a rendered project folder atomically (refuses an existing one without force,
+    and any folder tinyq did not generate: see :func:`tinyq.fileio.check_output`)."""
+    out = Path(out_dir)
+    with atomic_path(out, force, inputs=inputs, kind="folder", scratch=SCRATCH_FOLDERS) as tmp:
         write_files(files, tmp)
     return out
 
@@ -342,12 +347,13 @@ def generate(model_path: str | os.PathLike[str], board: Board | str, runtime: st
     the board's, unless ``fit_check=False``.
     """
     options = options or GenerateOptions()
-    check_output(out_dir, force)
+    inputs = (model_path, board.source if isinstance(board, Board) else board)
+    check_output(out_dir, force, inputs=inputs, kind="folder")
     files, info, rt, board_obj, model = _render_model(model_path, board, runtime, options,
                                                       progress)
     if fit_check:
         check_fit(model, board_obj, runtime, rt.arena_bytes, options)
-    out = write_project(files, out_dir, force=force)
+    out = write_project(files, out_dir, force=force, inputs=inputs)
     progress(ProgressEvent("generate", f"wrote {len(files)} files to {out}"))
     return Project(path=out, board=board_obj.name, runtime=runtime, model_sha256=info.sha256,
                    model_name=info.name, arena_bytes=rt.arena_bytes, files=tuple(sorted(files)),

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyq.errors import ToolError, ToolNotFoundError, UserInputError
-from tinyq.fileio import atomic_path
+from tinyq.fileio import atomic_path, check_output
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.subprocesses import run_process
 
@@ -403,6 +403,9 @@ def setup(dest: str | os.PathLike[str] | None = None, *, cmsis_nn: bool = True,
         if not tree.missing("cmsis_nn" if cmsis_nn else "reference"):
             progress(ProgressEvent("setup", f"TFLM is already in {target}"))
             return tree
+    # Only an empty folder or a tree tinyq installed (marked, unchanged) is replaced:
+    # refuse anything else before downloading.
+    check_output(target, force=True, kind="folder")
     wanted = [a for a in PINS if cmsis_nn or not a.cmsis_nn]
     payloads: list[tuple[Archive, bytes, str]] = []
     for i, archive in enumerate(wanted):
@@ -411,7 +414,7 @@ def setup(dest: str | os.PathLike[str] | None = None, *, cmsis_nn: bool = True,
         data = fetch(archive.url)
         payloads.append((archive, data, verify(archive, data)))
     progress(ProgressEvent("setup", "verified", done=len(wanted), total=len(wanted)))
-    with atomic_path(target, force=True) as tmp:
+    with atomic_path(target, force=True, kind="folder") as tmp:
         work = tmp.parent / (tmp.name + ".extract")
         work.mkdir()
         record = []
