@@ -30,7 +30,7 @@ import numpy as np
 
 from tinyq.board_profile import Board
 from tinyq.data import DEFAULT_IMAGE_SCALE
-from tinyq.errors import DataError, DeviceError, ModelError, UserInputError
+from tinyq.errors import DataError, DeviceError, Interrupted, ModelError, UserInputError
 from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.protocol import MODEL_ID_DIGITS, Client, Timeouts
@@ -316,9 +316,10 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
             error = f"sample {i}: {exc}"
             log.info("validate stopped at sample %d: %s", i, exc)
             break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Keep what is done: the caller can write it and resume from it.
-            error = f"sample {i}: interrupted (Ctrl-C)"
+            how = exc if isinstance(exc, Interrupted) else "interrupted (Ctrl-C)"
+            error = f"sample {i}: {how}"
             break
         reference = oracle.invoke(sample)
         expected = [np.ascontiguousarray(o).tobytes() for o in reference]

@@ -246,11 +246,16 @@ def write_project(files: Mapping[str, str], out_dir: str | os.PathLike[str],
     and any folder tinyq did not generate: see :func:`tinyq.fileio.check_output`)."""
     out = Path(out_dir)
     with atomic_path(out, force, inputs=inputs, kind="folder", scratch=SCRATCH_FOLDERS) as tmp:
-        for rel, text in files.items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+        write_files(files, tmp)
     return out
+
+
+def write_files(files: Mapping[str, str], folder: Path) -> None:
+    """Write rendered files (relative path -> text) into ``folder``."""
+    for rel, text in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
 
 
 def model_info(model: Any, path: Path) -> ModelInfo:
