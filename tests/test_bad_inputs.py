@@ -205,12 +205,12 @@ def test_model_whose_input_would_be_10_gb(tmp_path, capsys, no_build):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["bench", "--runs", "1000000000"], ("--runs 1,000,000,000", "limit of 100,000")),
-    (["bench", "--warmup", "1000000000"], ("--warmup 1,000,000,000", "limit of 100,000")),
-    (["run", "--runs", "1000000000"], ("--runs 1,000,000,000", "limit of 100,000")),
+    (["bench", "--runs", "1000000000"], ("--runs 1,000,000,000", "limit of 1,000,000")),
+    (["bench", "--warmup", "1000000000"], ("--warmup 1,000,000,000", "limit of 1,000,000")),
+    (["run", "--runs", "1000000000"], ("--runs 1,000,000,000", "limit of 1,000,000")),
     (["run", "--samples", "100000"], ("--samples 100,000", "limit of 1,000 random inputs",
                                       "tinyq validate")),
-    (["deploy", "--runs", "1000000000"], ("--runs 1,000,000,000", "limit of 100,000")),
+    (["deploy", "--runs", "1000000000"], ("--runs 1,000,000,000", "limit of 1,000,000")),
 ])
 def test_absurd_counts_are_capped_before_any_work(model, tmp_path, capsys, no_build, argv,
                                                   words):

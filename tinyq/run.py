@@ -49,10 +49,11 @@ RANDOM_INPUT_SEED = 0
 #: Emulators ``run`` knows.
 EMULATORS = ("qemu", "renode")
 #: Most timed (and, separately, warm-up) inferences in one ``infer``. The firmware reads
-#: the count as an int32, and the host waits INFER_TIMEOUT_PER_RUN_S per inference: 10^5
-#: runs of a 10 ms model already take 17 minutes on a board, and the median of a
-#: deterministic count (QEMU icount) or of a board's cycles is stable long before that.
-MAX_RUNS = 100_000
+#: the count as an int32 and the host waits INFER_TIMEOUT_PER_RUN_S per inference. 10^6
+#: runs of the smallest models (hello_world: ~2,400 instructions each) take seconds in
+#: QEMU, which tests use to keep an emulator busy; of a 10 ms model, almost 3 hours on a
+#: board. 10^9 is a typo, not a benchmark: the median is stable long before.
+MAX_RUNS = 1_000_000
 #: Most random inputs ``run --samples`` makes. Each is a full round trip (send the input,
 #: infer, read every output byte back, run TFLM on the host): about 0.1 s for a small model
 #: in QEMU and seconds on a board at 115200 baud. For more, run a data file through
