@@ -452,3 +452,58 @@ def test_resume_record_with_a_number_too_large(model, tmp_path, capsys, no_build
         "data_sha256": file_sha256(data)}).replace("}", ', "per_sample": [[0, 1e400, 0, 0, 0]]}'))
     assert_refused(run_cli([*validate_argv(model, tmp_path, data), "--resume", str(record)]),
                    capsys, "partial.json", "1e400 is too large")
+
+
+def test_every_record_field_with_any_value_is_refused_or_rendered():
+    """Each field of a full record set to null, a string, a list, an object, a bool, a
+    negative, a huge or a tiny number: check_record refuses it in one line, or the
+    report (alone and beside a good record) renders it."""
+    import copy
+
+    from tinyq.errors import UserInputError
+    from tinyq.report import RECORD_FIELDS, check_record, compare_markdown, markdown
+
+    good = {
+        "kind": "deploy", "model": "m.tflite", "board": "mps2-an386", "runtime": "native",
+        "device": "qemu", "emulated": True,
+        "latency": {"unit": "instructions", "median": 100, "min": 90, "max": 110, "p95": 108,
+                    "runs": 5, "recorded": 3, "warmup": 1, "tick_hz": 25_000_000,
+                    "counter": "systick", "core_hz": 25_000_000, "emulated": True,
+                    "values": [90, 100, 110], "ticks": [1, 2, 3]},
+        "ram": {"static": 10, "stack_peak": 20, "arena": 30, "total": 60, "available": 1000,
+                "data": 1, "bss": 9, "stack_reserved": 100, "arena_reserved": 32,
+                "arena_region": "ram"},
+        "flash": {"code": 100, "model": 50, "total": 150, "available": 10_000}, "macs": 1000,
+        "layers": [{"index": 0, "op": "CONV_2D", "share": 0.7, "macs": 700,
+                    "instructions": 70}],
+        "outputs_match": True, "max_lsb_diff": 0, "device_accuracy": 0.9,
+        "host_accuracy": 0.9, "float_accuracy": 0.91, "samples": 10, "samples_requested": 10,
+        "bit_exact": True, "bit_exact_count": 10, "per_sample": [[0, 1, 1, 1, 0]],
+        "stages": [{"name": "build", "seconds": 1.0, "summary": "x"}], "wall_seconds": 3.0,
+        "rows": [{"mode": "int8", "size_bytes": 100, "accuracy": 0.9, "top1_agreement": 1.0,
+                  "max_abs_error": 0.1, "tflm_runs": True}],
+    }
+    values = [None, "x", -1, 0, -1e300, 1e300, 1e-300, [], {}, [1, "a"], True, 2**62]
+    crashes = []
+    for key in RECORD_FIELDS:
+        *parents, last = key.replace("[]", "").split(".")
+        for value in values:
+            record = copy.deepcopy(good)
+            holder = record
+            for part in parents:
+                holder = holder.get(part)
+                holder = holder[0] if isinstance(holder, list) and holder else holder
+            if not isinstance(holder, dict):
+                continue
+            holder[last] = [value] if key.endswith("[]") else value
+            try:
+                check_record(record, "r.json")
+            except UserInputError as exc:
+                assert "\n" not in str(exc)
+                continue
+            try:
+                markdown(record)
+                compare_markdown([record, good], ["a", "b"])
+            except Exception as exc:        # noqa: BLE001 - any exception is the finding
+                crashes.append(f"{key}={value!r}: {exc!r}"[:160])
+    assert not crashes, crashes[:5]
