@@ -23,6 +23,7 @@ from tinyq.errors import (
     UnsupportedError,
     UserInputError,
 )
+from tinyq.fileio import MARKER_NAME, write_marker
 from tinyq.interpreters import TflmInterpreter
 from tinyq.pipeline import DeployOptions, _check_inspect, deploy
 from tinyq.tflite_writer import GraphBuilder
@@ -71,9 +72,10 @@ def test_existing_outputs_are_refused_before_any_work(tflite_case, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("keep")
+    write_marker(out)       # a folder an earlier deploy made (a foreign one is refused too)
     with pytest.raises(OutputExistsError, match="report.md"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(out), emulator="qemu"))
-    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME, "report.md"]
 
 
 def test_bad_test_data_fails_before_building(tflite_case, tmp_path):
@@ -150,7 +152,12 @@ def test_unwritable_outputs_are_refused_before_any_work(tflite_case, tmp_path):
     with pytest.raises(UserInputError, match="is a file, not a folder"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(a_file), emulator="qemu"),
                progress=events.append)
-    with pytest.raises(UserInputError, match="is a folder, not a file"):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UserInputError, match="it is a folder and the output is a file"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "o"), emulator="qemu",
+                                                  json=str(tmp_path / "d")),
+               progress=events.append)
+    with pytest.raises(UserInputError, match="holds the input"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "o"), emulator="qemu",
                                                   json=str(tmp_path)), progress=events.append)
     with pytest.raises(UserInputError, match="cannot create .*: .*a_file is not a folder"):
@@ -298,6 +305,7 @@ def test_existing_report_plots_are_refused_before_any_work(tflite_case, tmp_path
     out = tmp_path / "out"
     out.mkdir()
     (out / "report-layers.png").write_bytes(b"keep")
+    write_marker(out)
     with pytest.raises(OutputExistsError, match="report-layers.png"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(out), emulator="qemu"))
     assert (out / "report-layers.png").read_bytes() == b"keep"

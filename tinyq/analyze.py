@@ -39,8 +39,9 @@ from typing import Any
 from tinyq import ir
 from tinyq.board_profile import Board
 from tinyq.checks import PREPARE_FAILED_HINT, Problem, problems
-from tinyq.errors import FitError, ToolError, UnsupportedError
+from tinyq.errors import FitError, ToolError, UnsupportedError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 logger = logging.getLogger(__name__)
 
@@ -382,8 +383,8 @@ def arena_search_bounds(model: ir.Model) -> tuple[int, int]:
 def _run_probe_child(model_bytes: bytes, lo: int, hi: int) -> tuple[list[str], int, str]:
     cmd = [sys.executable, "-m", "tinyq._arena_probe", str(lo), str(hi), str(ARENA_LIMIT_BYTES)]
     try:
-        proc = subprocess.run(cmd, input=model_bytes, capture_output=True,
-                              timeout=PROBE_CHILD_TIMEOUT_S, check=False)
+        proc = run_process(cmd, input=model_bytes, capture_output=True,
+                           timeout=PROBE_CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"the tflite-micro arena probe hung for {PROBE_CHILD_TIMEOUT_S} s",
                         hint="run with --no-arena-search and report the model") from exc
@@ -475,7 +476,7 @@ def measure_tflm_arena(model: ir.Model, model_bytes: bytes, *, use_cache: bool =
         try:
             write_text(cache, json.dumps({"arena_bytes": result, "sha256": sha,
                                           "tflite_micro": tflm_version, "probes": probes}))
-        except OSError as exc:
+        except (OSError, UserInputError) as exc:   # a cache we cannot write is no error
             logger.warning("cannot write the arena cache %s: %s", cache, exc)
     return measurement
 

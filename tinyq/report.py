@@ -25,13 +25,28 @@ import io
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tinyq.errors import UserInputError
-from tinyq.fileio import check_output, write_bytes, write_text
+from tinyq.fileio import (
+    JSON_BOOL,
+    JSON_INT,
+    JSON_LIST,
+    JSON_NUMBER,
+    JSON_OBJECT,
+    JSON_STR,
+    check_json_fields,
+    check_output,
+    json_shown,
+    json_values,
+    parse_json,
+    read_input_text,
+    write_bytes,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +71,8 @@ class ReportFiles:
 
 # -- records ----------------------------------------------------------------------------
 
-_NUM, _INT, _STR, _BOOL = "a number", "an integer", "a string", "true or false"
-_LIST, _DICT = "a list", "an object"
+_NUM, _INT, _STR, _BOOL = JSON_NUMBER, JSON_INT, JSON_STR, JSON_BOOL
+_LIST, _DICT = JSON_LIST, JSON_OBJECT
 
 #: What each field of a record must hold, when present and not null: dotted key -> kind;
 #: ``name[]`` stands for every entry of the list ``name``. Parents come before their
@@ -104,44 +119,6 @@ REQUIRED_FIELDS = frozenset({"latency.unit", "latency.median", "layers[].index",
 LATENCY_UNITS = ("instructions", "cycles")
 
 
-def _holds(value: Any, kind: str) -> bool:
-    if kind in (_NUM, _INT):
-        number = (int,) if kind == _INT else (int, float)
-        return isinstance(value, number) and not isinstance(value, bool)
-    return isinstance(value, {_STR: str, _BOOL: bool, _LIST: list, _DICT: dict}[kind])
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
-def _resolve(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
-    """(shown path, value) for every present, non-null value ``key`` names in ``record``."""
-    found: list[tuple[str, Any]] = [("", record)]
-    for part in key.split(".") if key else ():
-        name, each = (part[:-2], True) if part.endswith("[]") else (part, False)
-        step = []
-        for where, obj in found:
-            if not isinstance(obj, Mapping) or obj.get(name) is None:
-                continue
-            shown = f"{where}.{name}" if where else name
-            if each:
-                if isinstance(obj[name], list):
-                    step += [(f"{shown}[{i}]", v) for i, v in enumerate(obj[name])]
-            else:
-                step.append((shown, obj[name]))
-        found = step
-    return found
-
-
 def check_record(record: Mapping[str, Any], source: str) -> None:
     """Refuse a record whose fields do not hold what :data:`RECORD_FIELDS` says (one line)."""
     def bad(field: str, problem: str) -> UserInputError:
@@ -149,40 +126,20 @@ def check_record(record: Mapping[str, Any], source: str) -> None:
                               hint="re-create the file with tinyq bench/validate/deploy/compare "
                                    "--json, or fix that field", path=source, field=field)
 
-    for key, kind in RECORD_FIELDS.items():
-        parent, _, last = key.rpartition(".")
-        name = last[:-2] if last.endswith("[]") else last
-        for where, obj in _resolve(record, parent):
-            if not isinstance(obj, Mapping):
-                continue
-            field = f"{where}.{name}" if where else name
-            value = obj.get(name)
-            if value is None:
-                if key in REQUIRED_FIELDS:
-                    raise bad(field, "is missing")
-                continue
-            entries = list(enumerate(value)) if last.endswith("[]") and isinstance(value, list) \
-                else [(None, value)]
-            for i, entry in entries:
-                if not _holds(entry, kind):
-                    shown = field if i is None else f"{field}[{i}]"
-                    raise bad(shown, f"must be {kind}, not {_shown(entry)}")
-    unit = _resolve(record, "latency.unit")
+    check_json_fields(record, RECORD_FIELDS, REQUIRED_FIELDS, bad)
+    unit = json_values(record, "latency.unit")
     if unit and unit[0][1] not in LATENCY_UNITS:
         raise bad("latency.unit", f'must be one of {", ".join(LATENCY_UNITS)}, not '
-                                  f"{_shown(unit[0][1])}")
+                                  f"{json_shown(unit[0][1])}")
 
 
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A ``--json`` record, or a UserInputError naming the file."""
     file = Path(path)
+    text = read_input_text(file, "record")
     try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"{file} not found",
-                             hint="pass JSON files written by tinyq bench/validate/deploy --json",
-                             path=str(file)) from None
-    except (OSError, ValueError) as exc:
+        record = parse_json(text)
+    except ValueError as exc:
         raise UserInputError(f"{file} is not readable JSON: {exc}",
                              hint="pass JSON files written by tinyq --json",
                              path=str(file)) from None
@@ -196,10 +153,10 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_json(record: Mapping[str, Any], path: str | os.PathLike[str],
-               force: bool = False) -> Path:
-    """Write a record atomically (refuses an existing file without ``force``)."""
-    check_output(path, force)
-    return write_text(path, json.dumps(record, indent=2) + "\n")
+               force: bool = False, inputs: Iterable[Any] = ()) -> Path:
+    """Write a record atomically (refuses an existing file without ``force``, and any
+    path :func:`tinyq.fileio.check_output` refuses: a folder, one of the ``inputs``)."""
+    return write_text(path, json.dumps(record, indent=2) + "\n", force, inputs=inputs)
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -378,7 +335,9 @@ def _stages_section(rec: Mapping[str, Any]) -> list[str]:
     if not stages:
         return []
     rows = [[s["name"], f"{s['seconds']:.2f}", s.get("summary", "")] for s in stages]
-    total = rec.get("wall_seconds", sum(s["seconds"] for s in stages))
+    total = rec.get("wall_seconds")
+    if total is None:
+        total = sum(s["seconds"] for s in stages)
     rows.append(["**total (wall clock)**", f"**{total:.2f}**", ""])
     return ["## Pipeline stages", "", _table(["stage", "seconds", "result"], rows, "lrl"), ""]
 
@@ -401,7 +360,7 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
         facts.append(f"tinyq {record['tinyq']}")
     out += ["; ".join(facts) + ".", ""]
     out += _stages_section(record)
-    if "latency" in record:
+    if record.get("latency"):          # null in a damaged record: no section
         out += _latency_section(record)
         out += _memory_section(record)
         out += _output_section(record)
@@ -510,21 +469,26 @@ def report_paths(path: str | os.PathLike[str],
     existing plot is refused up front rather than after a long run.
     """
     md = Path(path)
+    if md.name in ("", ".", ".."):
+        raise UserInputError(f"the report {path} is a folder, not a file",
+                             hint="name a file, e.g. report.md", path=str(path))
     return (md, *(md.with_name(f"{md.stem}-{name}.png") for name in images))
 
 
 def write_report(record: Mapping[str, Any], path: str | os.PathLike[str],
-                 force: bool = False) -> ReportFiles:
-    """Write ``path`` (Markdown) and its PNGs beside it (``<stem>-layers.png`` ...)."""
+                 force: bool = False, inputs: Iterable[Any] = ()) -> ReportFiles:
+    """Write ``path`` (Markdown) and its PNGs beside it (``<stem>-layers.png`` ...);
+    ``inputs``: the command's input files, which no output may replace."""
+    inputs = tuple(inputs)
     md = Path(path)
     pngs = {"layers": layers_png(record), "accuracy": accuracy_png(record)}
     names = [k for k, v in pngs.items() if v]
     targets = dict(zip(names, report_paths(md, names)[1:], strict=True))
     for target in (md, *targets.values()):
-        check_output(target, force)          # refuse before writing anything
+        check_output(target, force, inputs=inputs)     # refuse before writing anything
     for key, target in targets.items():
-        write_bytes(target, pngs[key] or b"")
-    write_text(md, markdown(record, {k: t.name for k, t in targets.items()}))
+        write_bytes(target, pngs[key] or b"", inputs=inputs)
+    write_text(md, markdown(record, {k: t.name for k, t in targets.items()}), inputs=inputs)
     return ReportFiles(markdown=md, images=tuple(targets.values()))
 
 

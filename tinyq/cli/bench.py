@@ -119,25 +119,31 @@ def check_outputs(args, images: tuple[str, ...] = ()) -> None:
     ``images``: the plots the --report will hold (``tinyq.report.REPORT_IMAGES`` names),
     whose PNGs beside the Markdown are checked too.
     """
+    from tinyq.cli.paths import inputs_of
+    from tinyq.errors import UsageError
     from tinyq.fileio import check_output
     from tinyq.report import report_paths
 
     paths = [getattr(args, "json", None)]
     if getattr(args, "report", None):
         paths += report_paths(args.report, images)
+    if args.json and args.report and args.json == args.report:
+        raise UsageError(f"--json and --report both name {args.json}",
+                         hint="give each output its own path")
     for path in paths:
         if path:
-            check_output(path, args.force)
+            check_output(path, args.force, inputs=inputs_of(args))
 
 
 def write_outputs(args, record, ui) -> None:
+    from tinyq.cli.paths import inputs_of
     from tinyq.report import write_json, write_report
 
     if args.json:
-        write_json(record, args.json, force=args.force)
+        write_json(record, args.json, force=args.force, inputs=inputs_of(args))
         ui.print(f"wrote {args.json}")
     if args.report:
-        files = write_report(record, args.report, force=args.force)
+        files = write_report(record, args.report, force=args.force, inputs=inputs_of(args))
         extra = f" and {', '.join(p.name for p in files.images)}" if files.images else ""
         ui.print(f"wrote {files.markdown}{extra}")
 
@@ -146,16 +152,20 @@ def write_outputs(args, record, ui) -> None:
 
 def add_arguments(p) -> None:
     from tinyq.bench import DEFAULT_RUNS, DEFAULT_SEED, DEFAULT_WARMUP
+    from tinyq.cli.quantize import add_data_arguments
+    from tinyq.run import MAX_RUNS
 
     add_target_arguments(p)
     p.add_argument("--runs", type=int, default=DEFAULT_RUNS,
-                   help=f"timed inferences (default {DEFAULT_RUNS})")
+                   help=f"timed inferences (default {DEFAULT_RUNS}, at most {MAX_RUNS:,})")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                    help=f"untimed inferences before them (default {DEFAULT_WARMUP})")
     p.add_argument("--per-layer", action="store_true",
                    help="also profile each op (table and bar chart in --report)")
     p.add_argument("--input", metavar="DATA",
-                   help="benchmark input (.npy/.npz; first sample); default: random from --seed")
+                   help="benchmark input (.npz x, .npy or an image folder; first sample); "
+                        "default: random from --seed")
+    add_data_arguments(p)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help=f"seed of the random input (default {DEFAULT_SEED})")
     add_output_arguments(p)
@@ -221,11 +231,12 @@ def run(args, ui) -> int:
     check_target_arguments(args)
     check_outputs(args, images=("layers",) if args.per_layer else ())
     generate, build = build_options(args)
-    inputs = load_inputs(args.input) if args.input else None
     options = BenchOptions(runs=args.runs, warmup=args.warmup, per_layer=args.per_layer,
                            seed=args.seed, flash=not args.no_flash, baud=args.baud,
                            flashing=flash_options(args),
                            build=build, generate=generate)
+    options.check()                 # counts before reading any data
+    inputs = load_inputs(args.input, args.model, args.image_scale) if args.input else None
     result = bench(args.model, args.board, emulator=args.emulator, port=args.port,
                    runtime=args.runtime, inputs=inputs, options=options, progress=ui.progress)
     print_bench(result, ui)

@@ -33,12 +33,13 @@ def _pct(used: int, available: int) -> str:
 def run(args, ui) -> int:
     from tinyq.build import BuildOptions, build
     from tinyq.cli.bench import check_target_arguments
+    from tinyq.cli.paths import inputs_of
     from tinyq.codegen import GenerateOptions
     from tinyq.fileio import check_output, write_text
 
     check_target_arguments(args)      # --kernels cmsis_nn needs --runtime tflm (exit 2)
     if args.json:
-        check_output(args.json, args.force)     # before compiling, not after
+        check_output(args.json, args.force, inputs=inputs_of(args))   # before compiling
     runtime_options = None
     if args.runtime == "tflm":
         from tinyq.tflm.codegen import TflmOptions
@@ -65,5 +66,6 @@ def run(args, ui) -> int:
         align="llrrr",
     )
     if args.json:
-        write_text(check_output(args.json, args.force), json.dumps(fw.as_dict(), indent=2) + "\n")
+        write_text(args.json, json.dumps(fw.as_dict(), indent=2) + "\n", args.force,
+                   inputs=inputs_of(args))
     return 0

@@ -37,12 +37,18 @@ def _num(v: float | None, fmt: str) -> str:
 def run(args, ui) -> int:
     import json
 
+    from tinyq.cli.paths import inputs_of
     from tinyq.compare import CompareOptions, compare, plot
+    from tinyq.errors import UsageError
     from tinyq.fileio import check_output, write_text
 
+    inputs = inputs_of(args)
+    if args.json and args.plot and args.json == args.plot:
+        raise UsageError(f"--json and --plot both name {args.json}",
+                         hint="give each output its own path")
     for out in (args.json, args.plot):
         if out:
-            check_output(out, args.force)
+            check_output(out, args.force, inputs=inputs)
     options = CompareOptions(modes=tuple(dict.fromkeys(args.modes)),
                              per_tensor_dense=args.per_tensor_dense,
                              calib_samples=args.calib_samples, image_scale=args.image_scale,
@@ -65,9 +71,10 @@ def run(args, ui) -> int:
               "TFLM runs"), rows, align="lrrrrrrl")
     ui.print(f"host us: {r.latency_interpreter}; errors are against the float32 model")
     if args.json:
-        write_text(args.json, json.dumps(r.to_json(), indent=2) + "\n", force=args.force)
+        write_text(args.json, json.dumps(r.to_json(), indent=2) + "\n", force=args.force,
+                   inputs=inputs)
         ui.print(f"wrote {args.json}")
     if args.plot:
-        plot(r, args.plot, force=args.force)
+        plot(r, args.plot, force=args.force, inputs=inputs)
         ui.print(f"wrote {args.plot}")
     return 0

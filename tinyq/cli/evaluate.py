@@ -33,11 +33,12 @@ def _pct(v: float | None) -> str:
 def run(args, ui) -> int:
     import json
 
+    from tinyq.cli.paths import inputs_of
     from tinyq.evaluate import evaluate
     from tinyq.fileio import check_output, write_text
 
     if args.json:
-        check_output(args.json, args.force)
+        check_output(args.json, args.force, inputs=inputs_of(args))
     r = evaluate(args.model, args.data, reference=args.reference, runtime=args.runtime,
                  image_scale=args.image_scale, progress=ui.progress)
     ui.print(f"{r.model}: {r.mode}, {r.size_bytes:,} B, {r.samples} samples on {r.runtime}")
@@ -64,6 +65,7 @@ def run(args, ui) -> int:
     for reason in r.layers_skipped:
         ui.print(f"  skipped {reason}")
     if args.json:
-        write_text(args.json, json.dumps(r.to_json(), indent=2) + "\n", force=args.force)
+        write_text(args.json, json.dumps(r.to_json(), indent=2) + "\n", force=args.force,
+                   inputs=inputs_of(args))
         ui.print(f"wrote {args.json}")
     return 0

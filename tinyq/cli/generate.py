@@ -13,7 +13,8 @@ def add_arguments(p) -> None:
     p.add_argument("--board", required=True, help="board name or path to a board TOML file")
     p.add_argument("--runtime", default="native", choices=RUNTIMES, help="runtime (default native)")
     p.add_argument("-o", "--out", required=True, help="project folder to create")
-    p.add_argument("--force", action="store_true", help="replace an existing project folder")
+    p.add_argument("--force", action="store_true",
+                   help="replace a project folder tinyq generated (never any other folder)")
     p.add_argument("--mlperf-model", default="", choices=("",) + MLPERF_MODELS,
                    metavar="{" + ",".join(MLPERF_MODELS) + "}",
                    help="what `profile` answers (m-model-[...]) for the MLPerf Tiny runner")

@@ -71,11 +71,12 @@ def render(report, ui: Console) -> None:
 
 def run(args: argparse.Namespace, ui: Console) -> int:
     from tinyq.analyze import inspect
+    from tinyq.cli.paths import inputs_of
 
     if args.json:
         from tinyq.fileio import check_output
 
-        check_output(args.json, args.force)
+        check_output(args.json, args.force, inputs=inputs_of(args))
     report = inspect(args.model, board=args.board, runtime=args.runtime,
                      measure_arena=not args.no_arena_search, progress=ui.progress,
                      cmsis_nn=args.cmsis_nn)
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace, ui: Console) -> int:
     if args.json:
         from tinyq.fileio import write_text
 
-        write_text(args.json, report.to_json(), force=True)
+        write_text(args.json, report.to_json(), force=True, inputs=inputs_of(args))
         ui.print(f"wrote {args.json}")
     if report.fit is not None and not report.fit.fits:
         from tinyq import boards

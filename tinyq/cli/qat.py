@@ -42,21 +42,28 @@ def _pct(value: float | None) -> str:
 def run(args, ui) -> int:
     import json
 
+    from tinyq.cli.paths import inputs_of
+    from tinyq.errors import UsageError
     from tinyq.fileio import check_output, write_bytes, write_text
     from tinyq.qat import QatOptions, import_qat_stack, qat
 
-    check_output(args.output, args.force)
+    inputs = inputs_of(args)
+    if args.json and args.json == args.output:
+        raise UsageError(f"-o and --json both name {args.json}",
+                         hint="give each output its own path")
+    check_output(args.output, args.force, inputs=inputs)
     if args.json:
-        check_output(args.json, args.force)
+        check_output(args.json, args.force, inputs=inputs)
     import_qat_stack()  # the missing-extra error before any data is read
     options = QatOptions(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch,
                          calib_samples=args.calib_samples, seed=args.seed,
                          compare_ptq=not args.no_ptq)
     result = qat(args.model, args.train, options, calib=args.calib, val=args.val,
                  progress=ui.progress)
-    write_bytes(args.output, result.tflite, force=args.force)
+    write_bytes(args.output, result.tflite, force=args.force, inputs=inputs)
     if args.json:
-        write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n", force=args.force)
+        write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n", force=args.force,
+                   inputs=inputs)
 
     ui.print(f"wrote {args.output} ({result.size_bytes:,} bytes): int8 input "
              f"(scale {result.input_scale:.6g}, zero point {result.input_zero_point}), "

@@ -15,13 +15,17 @@ def add_arguments(p) -> None:
 
 
 def run(args, ui) -> int:
+    from tinyq.cli.paths import inputs_of
     from tinyq.fileio import check_output, write_text
     from tinyq.report import compare_markdown, labels_for, load_record, markdown, write_report
 
+    inputs = inputs_of(args)
+    if args.md:
+        check_output(args.md, args.force, inputs=inputs)     # before reading the records
     records = [load_record(path) for path in args.records]
     if len(records) == 1:
         if args.md:
-            files = write_report(records[0], args.md, force=args.force)
+            files = write_report(records[0], args.md, force=args.force, inputs=inputs)
             extra = f" and {', '.join(p.name for p in files.images)}" if files.images else ""
             ui.print(f"wrote {files.markdown}{extra}")
         else:
@@ -29,8 +33,7 @@ def run(args, ui) -> int:
         return 0
     text = compare_markdown(records, labels_for(args.records))
     if args.md:
-        check_output(args.md, args.force)
-        write_text(args.md, text)
+        write_text(args.md, text, args.force, inputs=inputs)
         ui.print(f"wrote {args.md}")
     else:
         ui.print(text.rstrip())
