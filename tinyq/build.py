@@ -120,6 +120,12 @@ class Firmware:
             "sections": dict(self.sections), "cached": self.cached,
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` record of ``tinyq build`` (kind "build")."""
+        from tinyq.records import stamp
+
+        return stamp("build", self.as_dict())
+
 
 # ------------------------------------------------------------------ ELF reading
 

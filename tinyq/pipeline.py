@@ -109,8 +109,9 @@ class DeployResult:
 
     def to_json(self) -> dict[str, Any]:
         """Bench fields at the top, validate fields beside them (when --data was given)."""
-        out = self.bench.to_json()
-        out["kind"] = "deploy"
+        from tinyq.records import stamp
+
+        out = stamp("deploy", self.bench.to_json())
         out["bench_max_lsb_diff"] = out["max_lsb_diff"]
         out["source_model"] = self.model
         out["tflite"] = str(self.tflite)
@@ -118,8 +119,8 @@ class DeployResult:
         out["project"] = str(self.project)
         if self.validate is not None:
             v = self.validate.to_json()
-            for key in ("kind", "tinyq", "model", "model_id", "board", "runtime", "device",
-                        "emulated"):
+            for key in ("kind", "schema_version", "tinyq", "model", "model_id", "board",
+                        "runtime", "device", "emulated"):
                 v.pop(key, None)
             v["validate_seconds"] = v.pop("seconds")
             out.update(v)

@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     ui = Console(verbose=verbose)
+    from tinyq.cli.options import deprecated_used
+
+    for old, new in deprecated_used(args):
+        ui.warn(f"{old} is deprecated and goes away in the next release: use {new}")
     try:
         return int(args._run(args, ui) or 0)
     except TinyqError as exc:

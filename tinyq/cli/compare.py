@@ -7,7 +7,7 @@ HELP = ("quantize a float model in every mode and compare size, accuracy, error 
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.quantize import add_data_arguments
+    from tinyq.cli.options import add_data_arguments, add_force_argument, add_json_argument
     from tinyq.quantize import MODES
 
     p.add_argument("model", help="float model: .keras, .h5 or a SavedModel folder")
@@ -25,9 +25,9 @@ def add_arguments(p) -> None:
                    "quantization (needs pip install 'tinyq[qat]')")
     p.add_argument("--qat-epochs", type=int, default=3, metavar="N",
                    help="QAT fine-tuning epochs for the qat row (default 3)")
-    p.add_argument("--json", metavar="OUT", help="write the table as JSON")
+    add_json_argument(p)
     p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against size (PNG)")
-    p.add_argument("--force", action="store_true", help="overwrite --json/--plot files")
+    add_force_argument(p)
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -35,12 +35,11 @@ def _num(v: float | None, fmt: str) -> str:
 
 
 def run(args, ui) -> int:
-    import json
-
+    from tinyq.cli.options import write_json_output
     from tinyq.cli.paths import inputs_of
     from tinyq.compare import CompareOptions, compare, plot
     from tinyq.errors import UsageError
-    from tinyq.fileio import check_output, write_text
+    from tinyq.fileio import check_output
 
     inputs = inputs_of(args)
     if args.json and args.plot and args.json == args.plot:
@@ -70,10 +69,7 @@ def run(args, ui) -> int:
     ui.table(("mode", "size B", "vs f32", "top-1 %", "max abs err", "RMSE", "host us",
               "TFLM runs"), rows, align="lrrrrrrl")
     ui.print(f"host us: {r.latency_interpreter}; errors are against the float32 model")
-    if args.json:
-        write_text(args.json, json.dumps(r.to_json(), indent=2) + "\n", force=args.force,
-                   inputs=inputs)
-        ui.print(f"wrote {args.json}")
+    write_json_output(args, r.to_json(), ui)
     if args.plot:
         plot(r, args.plot, force=args.force, inputs=inputs)
         ui.print(f"wrote {args.plot}")
