@@ -216,7 +216,7 @@ def _writable(path: Path, what: str) -> None:
                              hint="choose another output path", path=str(path))
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserInputError(f"cannot write {path}: no write permission in {parent}",
-                             hint="choose another output path (e.g. --out in your home folder)",
+                             hint="choose another output path (e.g. --output in your home folder)",
                              path=str(path))
 
 
@@ -248,7 +248,7 @@ def preflight(board: Any, options: DeployOptions,
     files = [*report_paths(report_path), json_path] + ([tflite_out] if quantizes else [])
     if len({p.absolute() for p in files}) < len(files):
         raise UserInputError(f"--report {report_path} and --json {json_path} name the same "
-                             "file (or one of deploy's own outputs in --out)",
+                             "file (or one of deploy's own outputs in --output)",
                              hint="give each output its own path")
     for path in files:
         check_output(path, options.force, inputs=inputs)
@@ -268,7 +268,7 @@ def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | N
     """Quantize -> inspect -> generate -> build -> device -> bench (-> validate) -> report.
 
     When the run fails, the output folders this run created are removed again, so a
-    failed deploy leaves nothing half-written behind. An existing --out must be empty or a
+    failed deploy leaves nothing half-written behind. An existing --output must be empty or a
     folder tinyq generated (checked in :func:`preflight`); the run marks it as tinyq's
     (:func:`tinyq.fileio.write_marker`) so the next ``--force`` run may write into it.
     """

@@ -226,11 +226,12 @@ def check_outputs(args, images: tuple[str, ...] = ()) -> None:
     from tinyq.fileio import check_output
     from tinyq.report import report_paths
 
-    paths = [getattr(args, "json", None)]
-    if getattr(args, "report", None):
-        paths += report_paths(args.report, images)
-    if args.json and args.report and args.json == args.report:
-        raise UsageError(f"--json and --report both name {args.json}",
+    json_out, report = getattr(args, "json", None), getattr(args, "report", None)
+    paths = [json_out]
+    if report:
+        paths += report_paths(report, images)
+    if json_out and report and json_out == report:
+        raise UsageError(f"--json and --report both name {json_out}",
                          hint="give each output its own path")
     for path in paths:
         if path:
