@@ -124,7 +124,11 @@ class Firmware:
         """The ``--json`` record of ``tinyq build`` (kind "build")."""
         from tinyq.records import stamp
 
-        return stamp("build", self.as_dict())
+        record = self.as_dict()
+        record["firmware"] = record.pop("elf")         # the ELF, as in run/bench records
+        record["model_id"] = self.model_sha256[:12]
+        record["project"] = str(self.project)
+        return stamp("build", record)
 
 
 # ------------------------------------------------------------------ ELF reading

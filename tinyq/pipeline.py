@@ -109,7 +109,7 @@ class DeployResult:
 
     def to_json(self) -> dict[str, Any]:
         """Bench fields at the top, validate fields beside them (when --data was given)."""
-        from tinyq.records import stamp
+        from tinyq.records import device_name, stamp
 
         out = stamp("deploy", self.bench.to_json())
         out["bench_max_lsb_diff"] = out["max_lsb_diff"]
@@ -128,8 +128,8 @@ class DeployResult:
         if self.quantized is not None:
             out["quantize"] = self.quantized.to_json()
         out["fit"] = self.fit.to_dict() if self.fit is not None else None
-        out["stages"] = [{"name": s.name, "seconds": round(s.seconds, 3), "summary": s.summary}
-                         for s in self.stages]
+        out["stages"] = [{"name": s.name, "seconds": round(s.seconds, 3),
+                          "summary": device_name(s.summary)} for s in self.stages]
         out["wall_seconds"] = round(self.wall_seconds, 3)
         out["ok"] = self.ok
         return out

@@ -31,7 +31,7 @@ SCHEMA_VERSIONS: dict[str, int] = {
 KINDS = tuple(SCHEMA_VERSIONS)
 
 #: "qemu mps2-an386 (tcp:127.0.0.1:40123)": the emulator's socket, a new port every run.
-_EPHEMERAL_PORT = re.compile(r"\s*\(tcp:[^)]*\)$")
+_EPHEMERAL_PORT = re.compile(r"\s*\(tcp:[^)]*\)")
 
 
 def stamp(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,8 +47,8 @@ def stamp(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def device_name(port: str) -> str:
-    """A device as a record keeps it: the serial port, or the emulator and its machine
-    without the local TCP port it happened to use."""
+    """A device (or a text naming one) as a record keeps it: the serial port, or the
+    emulator and its machine without the local TCP port it happened to use."""
     return _EPHEMERAL_PORT.sub("", port)
 
 
@@ -98,6 +98,8 @@ def upgrade(record: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("layers", "op_set"):
             if isinstance(out.get(key), list):
                 out[key] = [_renamed(e, "type", "op") for e in out[key]]
+    if kind == "build" and "elf" in out and "firmware" not in out:
+        out["firmware"] = out.pop("elf")
     if kind == "evaluate" and "runtime" in out and "interpreter" not in out:
         out["interpreter"] = out.pop("runtime")
     if isinstance(out.get("device"), str):

@@ -245,7 +245,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "
 
 
 def _name(record: Mapping[str, Any]) -> str:
-    model = record.get("source_model") or record.get("model") or "model"
+    model = (record.get("source_model") or record.get("model") or record.get("firmware")
+             or "model")
     return Path(str(model)).name
 
 

@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
                                  "accuracy and the float/PTQ/QAT comparison")
     p.add_argument("--calib", required=True,
                    help="calibration data for the int8 converter (.npz, .npy or image folder)")
-    p.add_argument("--calib-samples", type=int,
+    p.add_argument("--calib-samples", type=int, metavar="N",
                    help=f"calibration samples to use (default: all, at most "
                    f"{DEFAULT_CALIB_SAMPLES}); fewer in the file is an error")
     p.add_argument("--epochs", type=int, default=d.epochs,
