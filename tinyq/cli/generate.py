@@ -13,8 +13,8 @@ def add_arguments(p) -> None:
     p.add_argument("model", help="int8 .tflite model")
     p.add_argument("--board", required=True, help="board name or path to a board TOML file")
     add_runtime_arguments(p, tflm_dir=False)
-    p.add_argument("-o", "--output", required=True, metavar="DIR",
-                   help="project folder to create")
+    # Not required=True: the old spelling --out must satisfy it too (checked in run).
+    p.add_argument("-o", "--output", metavar="DIR", help="project folder to create (required)")
     add_deprecated(p, "--out", "--output", dest="output", metavar="DIR")
     p.add_argument("--force", action="store_true",
                    help="replace a project folder tinyq generated (never any other folder)")
@@ -35,8 +35,12 @@ def add_arguments(p) -> None:
 def run(args, ui) -> int:
     from tinyq.cli.options import check_target_arguments, runtime_options
     from tinyq.codegen import GenerateOptions, generate
+    from tinyq.errors import UsageError
 
     check_target_arguments(args)      # --kernels cmsis_nn needs --runtime tflm (exit 2)
+    if not args.output:
+        raise UsageError("generate needs the project folder to create",
+                         hint="add -o DIR (or --output DIR)")
     project = generate(args.model, args.board, runtime=args.runtime, out_dir=args.output,
                        options=GenerateOptions(mlperf_model=args.mlperf_model,
                                                optimize=args.optimize,
