@@ -134,7 +134,7 @@ def test_a_file_is_replaced_with_a_file(work, capsys):
     assert "already exists — pass --force" in capsys.readouterr().err
     assert main(["inspect", MODEL, "--no-arena-search", "--json", "report.json",
                  "--force"]) == 0
-    assert '"ops"' in (work / "work" / "report.json").read_text()
+    assert '"kind": "inspect"' in (work / "work" / "report.json").read_text()
 
 
 def test_a_deploy_folder_tinyq_made_is_written_into_again(work, capsys):

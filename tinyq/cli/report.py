@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-HELP = ("render a bench/validate/deploy --json record as Markdown with plots, or put several "
-        "side by side (two runtimes, two boards, before/after)")
+HELP = ("render any tinyq --json record as Markdown (with plots for bench/validate/deploy), "
+        "or put several of one kind side by side (two runtimes, two boards, before/after)")
 
 
 def add_arguments(p) -> None:
     p.add_argument("records", nargs="+", metavar="JSON",
-                   help="records written by tinyq bench/validate/deploy --json")
+                   help="records written by any tinyq command's --json")
     from tinyq.cli.options import add_deprecated, add_force_argument
 
     p.add_argument("-o", "--output", metavar="OUT.md",
