@@ -177,3 +177,17 @@ def test_report_refuses_to_compare_records_of_two_kinds(tmp_path, capsys):
     c.write_text(json.dumps(stamp("run", {"board": "x", "instructions": 10})))
     assert main(["report", str(a), str(c)]) == 0
     assert "| instructions | 5 | 10 | 2.000 |" in capsys.readouterr().out
+
+
+def test_generate_and_flash_results_are_records_too(shared_models, tmp_path):
+    from tinyq.codegen import generate
+    from tinyq.flash import FlashResult
+
+    model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
+    if not model.is_file():
+        pytest.skip("tflm-examples/hello_world_int8.tflite missing from ../shared/models")
+    project = generate(model, "mps2-an386", out_dir=tmp_path / "p")
+    check(project.to_json(), "generate")
+    result = FlashResult(board="nucleo-f446re", method="pyocd", firmware="app.elf",
+                         commands=(("pyocd", "flash", "app.elf"),))
+    check(result.to_json(), "flash")
