@@ -30,6 +30,8 @@ WRITERS = {
     ("evaluate", "--json"): ["evaluate", MODEL, "--data", DATA, "--json", "OUT"],
     ("compare", "--json"): ["compare", MODEL, "--calib", DATA, "--data", DATA, "--json", "OUT"],
     ("compare", "--plot"): ["compare", MODEL, "--calib", DATA, "--data", DATA, "--plot", "OUT"],
+    ("compare", "--report"): ["compare", MODEL, "--calib", DATA, "--data", DATA, "--report",
+                              "OUT"],
     ("inspect", "--json"): ["inspect", MODEL, "--no-arena-search", "--json", "OUT"],
     ("generate", "-o"): ["generate", MODEL, *BOARD, "-o", "OUT"],
     ("build", "--json"): ["build", MODEL, *BOARD, "--json", "OUT"],

@@ -111,8 +111,11 @@ def test_float_model_commands_write_records_their_schema_accepts(tiny_float_mode
     check(quantize(m["model"], m["calib"]).to_json(), "quantize")
     out = tmp_path / "compare.json"
     assert main(["compare", str(m["model"]), "--calib", str(m["calib"]), "--data",
-                 str(m["test"]), "--modes", "int8", "--json", str(out)]) == 0
+                 str(m["test"]), "--modes", "int8", "--json", str(out),
+                 "--report", str(tmp_path / "compare.md")]) == 0
     check(json.loads(out.read_text()), "compare")
+    assert "## Quantization modes" in (tmp_path / "compare.md").read_text()
+    assert (tmp_path / "compare-accuracy.png").is_file()
     pytest.importorskip("tensorflow_model_optimization", reason="needs the [qat] extra")
     out = tmp_path / "qat.json"
     assert main(["qat", str(m["model"]), "--train", str(m["test"]), "--calib", str(m["calib"]),
