@@ -41,6 +41,7 @@ from tinyq.board_profile import Board
 from tinyq.checks import PREPARE_FAILED_HINT, Problem, problems
 from tinyq.errors import FitError, ToolError, UnsupportedError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 logger = logging.getLogger(__name__)
 
@@ -389,8 +390,8 @@ def arena_search_bounds(model: ir.Model) -> tuple[int, int]:
 def _run_probe_child(model_bytes: bytes, lo: int, hi: int) -> tuple[list[str], int, str]:
     cmd = [sys.executable, "-m", "tinyq._arena_probe", str(lo), str(hi), str(ARENA_LIMIT_BYTES)]
     try:
-        proc = subprocess.run(cmd, input=model_bytes, capture_output=True,
-                              timeout=PROBE_CHILD_TIMEOUT_S, check=False)
+        proc = run_process(cmd, input=model_bytes, capture_output=True,
+                           timeout=PROBE_CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"the tflite-micro arena probe hung for {PROBE_CHILD_TIMEOUT_S} s",
                         hint="run with --no-arena-search and report the model") from exc

@@ -37,6 +37,7 @@ from tinyq import elf as elffile
 from tinyq.board_profile import Board
 from tinyq.errors import DeviceError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,8 @@ def run_tool(argv: Sequence[str], timeout: float = FLASH_TOOL_TIMEOUT_S) -> str:
     exe = shutil.which(argv[0])
     if exe is None:
         raise ToolNotFoundError(f"{argv[0]} not found", hint=_INSTALL.get(argv[0], "install it"))
-    log.debug("running %s", " ".join(argv))
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        proc = run_process(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise DeviceError(f"{argv[0]} did not finish within {timeout:.0f} s",
                           hint="check the probe connection and power, then retry") from exc

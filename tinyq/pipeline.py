@@ -296,7 +296,7 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     from tinyq.build import BuildOptions, build
     from tinyq.codegen import generate
     from tinyq.report import write_json, write_report
-    from tinyq.run import RunOptions, session
+    from tinyq.run import RunOptions, check_counts, data_input_shape, session
     from tinyq.tflite_reader import read_model
     from tinyq.validate import (
         check_labels,
@@ -320,9 +320,13 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
         raise DataError(f"{source.name} is a float model: quantizing it needs calibration data",
                         hint="pass --calib DATA (a few hundred training samples)")
     board_obj = board if isinstance(board, Board) else boards.load(board)
+    check_counts(options.runs, options.warmup)      # before minutes of work
     out, tflite_out, report_path, json_path = _outputs(options)
     project_dir = out / PROJECT_NAME
-    test = load_labelled(options.data) if options.data else None   # bad data fails early
+    # bad data fails early (an image folder is sized to a .tflite's input here; a float
+    # model's input shape is known only after converting it)
+    shape = data_input_shape(read_model(source)) if is_tflite and options.data else None
+    test = load_labelled(options.data, shape) if options.data else None
     if test is not None and is_tflite:
         check_labels(read_model(source), test[1], options.data)
     preflight(board_obj, options, model=source)

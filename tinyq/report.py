@@ -34,7 +34,22 @@ from pathlib import Path
 from typing import Any
 
 from tinyq.errors import UserInputError
-from tinyq.fileio import check_output, write_bytes, write_text
+from tinyq.fileio import (
+    JSON_BOOL,
+    JSON_INT,
+    JSON_LIST,
+    JSON_NUMBER,
+    JSON_OBJECT,
+    JSON_STR,
+    check_json_fields,
+    check_output,
+    json_shown,
+    json_values,
+    parse_json,
+    read_input_text,
+    write_bytes,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +74,8 @@ class ReportFiles:
 
 # -- records ----------------------------------------------------------------------------
 
-_NUM, _INT, _STR, _BOOL = "a number", "an integer", "a string", "true or false"
-_LIST, _DICT = "a list", "an object"
+_NUM, _INT, _STR, _BOOL = JSON_NUMBER, JSON_INT, JSON_STR, JSON_BOOL
+_LIST, _DICT = JSON_LIST, JSON_OBJECT
 
 #: What each field of a record must hold, when present and not null: dotted key -> kind;
 #: ``name[]`` stands for every entry of the list ``name``. Parents come before their
@@ -107,44 +122,6 @@ REQUIRED_FIELDS = frozenset({"latency.unit", "latency.median", "layers[].index",
 LATENCY_UNITS = ("instructions", "cycles")
 
 
-def _holds(value: Any, kind: str) -> bool:
-    if kind in (_NUM, _INT):
-        number = (int,) if kind == _INT else (int, float)
-        return isinstance(value, number) and not isinstance(value, bool)
-    return isinstance(value, {_STR: str, _BOOL: bool, _LIST: list, _DICT: dict}[kind])
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
-def _resolve(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
-    """(shown path, value) for every present, non-null value ``key`` names in ``record``."""
-    found: list[tuple[str, Any]] = [("", record)]
-    for part in key.split(".") if key else ():
-        name, each = (part[:-2], True) if part.endswith("[]") else (part, False)
-        step = []
-        for where, obj in found:
-            if not isinstance(obj, Mapping) or obj.get(name) is None:
-                continue
-            shown = f"{where}.{name}" if where else name
-            if each:
-                if isinstance(obj[name], list):
-                    step += [(f"{shown}[{i}]", v) for i, v in enumerate(obj[name])]
-            else:
-                step.append((shown, obj[name]))
-        found = step
-    return found
-
-
 def check_record(record: Mapping[str, Any], source: str) -> None:
     """Refuse a record whose fields do not hold what :data:`RECORD_FIELDS` says (one line)."""
     def bad(field: str, problem: str) -> UserInputError:
@@ -152,47 +129,29 @@ def check_record(record: Mapping[str, Any], source: str) -> None:
                               hint="re-create the file with the tinyq command's --json, or "
                                    "fix that field", path=source, field=field)
 
-    profile = "latency" in record          # layers[] is a per-layer profile (bench, deploy)
-    for key, kind in RECORD_FIELDS.items():
-        if key.startswith("layers[].") and not profile and key != "layers[].op":
-            continue
-        parent, _, last = key.rpartition(".")
-        name = last[:-2] if last.endswith("[]") else last
-        for where, obj in _resolve(record, parent):
-            if not isinstance(obj, Mapping):
-                continue
-            field = f"{where}.{name}" if where else name
-            value = obj.get(name)
-            if value is None:
-                if key in REQUIRED_FIELDS:
-                    raise bad(field, "is missing")
-                continue
-            entries = list(enumerate(value)) if last.endswith("[]") and isinstance(value, list) \
-                else [(None, value)]
-            for i, entry in entries:
-                if not _holds(entry, kind):
-                    shown = field if i is None else f"{field}[{i}]"
-                    raise bad(shown, f"must be {kind}, not {_shown(entry)}")
-    unit = _resolve(record, "latency.unit")
+    if "latency" in record:            # layers[] is a per-layer profile (bench, deploy)
+        fields: Mapping[str, str] = RECORD_FIELDS
+    else:                              # inspect's or evaluate's layers: only their op
+        fields = {k: v for k, v in RECORD_FIELDS.items()
+                  if not k.startswith("layers[].") or k == "layers[].op"}
+    check_json_fields(record, fields, REQUIRED_FIELDS, bad)
+    unit = json_values(record, "latency.unit")
     if unit and unit[0][1] not in LATENCY_UNITS:
         raise bad("latency.unit", f'must be one of {", ".join(LATENCY_UNITS)}, not '
-                                  f"{_shown(unit[0][1])}")
+                                  f"{json_shown(unit[0][1])}")
 
 
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A ``--json`` record, or a UserInputError naming the file."""
     file = Path(path)
+    text = read_input_text(file, "record")
     try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"{file} not found",
-                             hint="pass JSON files written by tinyq bench/validate/deploy --json",
-                             path=str(file)) from None
-    except (OSError, ValueError) as exc:
+        record = parse_json(text)
+    except ValueError as exc:
         raise UserInputError(f"{file} is not readable JSON: {exc}",
                              hint="pass JSON files written by tinyq --json",
                              path=str(file)) from None
-    from tinyq.records import KINDS, upgrade
+    from tinyq.records import KINDS, SCHEMA_VERSIONS, upgrade
 
     if isinstance(record, dict):
         record = upgrade(record)
@@ -200,6 +159,12 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise UserInputError(f"{file} is not a tinyq record",
                              hint=f"pass a JSON file written by tinyq {'/'.join(KINDS)} --json",
                              path=str(file))
+    version = record.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) \
+            and version > SCHEMA_VERSIONS[record["kind"]]:
+        raise UserInputError(f"{file} is a {record['kind']} record of schema version {version}, "
+                             f"newer than this tinyq reads ({SCHEMA_VERSIONS[record['kind']]})",
+                             hint="upgrade tinyq (pip install -U tinyq)", path=str(file))
     check_record(record, str(file))
     return record
 
@@ -388,7 +353,9 @@ def _stages_section(rec: Mapping[str, Any]) -> list[str]:
     if not stages:
         return []
     rows = [[s["name"], f"{s['seconds']:.2f}", s.get("summary", "")] for s in stages]
-    total = rec.get("wall_seconds", sum(s["seconds"] for s in stages))
+    total = rec.get("wall_seconds")
+    if total is None:
+        total = sum(s["seconds"] for s in stages)
     rows.append(["**total (wall clock)**", f"**{total:.2f}**", ""])
     return ["## Pipeline stages", "", _table(["stage", "seconds", "result"], rows, "lrl"), ""]
 
@@ -454,7 +421,7 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
         facts.append(f"tinyq {record['tinyq']}")
     out += ["; ".join(facts) + ".", ""]
     out += _stages_section(record)
-    if "latency" in record:
+    if record.get("latency"):          # null in a damaged record: no section
         out += _latency_section(record)
         out += _memory_section(record)
         out += _output_section(record)

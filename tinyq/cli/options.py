@@ -85,11 +85,15 @@ def add_samples_argument(p, default: str = "all") -> None:
                         f"(default {default})")
 
 
-def load_inputs(path: str):
-    """The samples in ``path`` (tinyq's one data loader: .npz x, .npy, image folder)."""
+def load_inputs(path: str, model_path: str, image_scale: str):
+    """The samples in ``path`` for the model at ``model_path`` (tinyq's one data loader:
+    .npz x, .npy, or an image folder resized to the model input, as every command)."""
     from tinyq.data import load_data
+    from tinyq.run import data_input_shape
+    from tinyq.tflite_reader import read_model
 
-    return load_data(path).x
+    return load_data(path, input_shape=data_input_shape(read_model(model_path)),
+                     image_scale=image_scale).x
 
 
 # -- runtime, board, device ---------------------------------------------------------------

@@ -8,18 +8,21 @@ HELP = ("build a model for a board, run it in QEMU or on the board, and compare 
 
 def add_arguments(p) -> None:
     from tinyq.cli.options import (
+        add_data_arguments,
         add_force_argument,
         add_json_argument,
         add_samples_argument,
         add_target_arguments,
     )
-    from tinyq.run import RANDOM_INPUT_SEED
+    from tinyq.run import MAX_RANDOM_SAMPLES, RANDOM_INPUT_SEED
 
     add_target_arguments(p)     # model, board, device, flashing, runtime, TFLM
     p.add_argument("--input", metavar="DATA",
-                   help="input samples (.npy/.npz or any format `tinyq.data` reads); "
+                   help="input samples (.npz x, .npy or an image folder, like every command); "
                         f"default: random inputs from seed {RANDOM_INPUT_SEED}")
-    add_samples_argument(p, default="all of --input, or 1 random input")
+    add_data_arguments(p)
+    add_samples_argument(p, default=f"all of --input, or 1 random input; at most "
+                                    f"{MAX_RANDOM_SAMPLES:,} random ones")
     p.add_argument("--seed", type=int, default=RANDOM_INPUT_SEED,
                    help=f"seed of the random inputs (default {RANDOM_INPUT_SEED})")
     p.add_argument("--runs", type=int, default=1,
@@ -40,12 +43,14 @@ def run(args, ui) -> int:
         load_inputs,
         write_json_output,
     )
-    from tinyq.run import RunOptions
+    from tinyq.run import RunOptions, check_counts
     from tinyq.run import run as run_model
 
     check_target_arguments(args)
+    check_counts(args.runs, args.warmup,       # --samples of --input only slices the file
+                 1 if args.samples is None or args.input else args.samples)
     check_outputs(args)       # before minutes of work
-    inputs = load_inputs(args.input) if args.input else None
+    inputs = load_inputs(args.input, args.model, args.image_scale) if args.input else None
     if inputs is not None and args.samples is not None:
         inputs = inputs[:args.samples]      # the first N, as everywhere else
     generate, build = build_options(args)

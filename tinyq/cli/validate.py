@@ -7,11 +7,18 @@ HELP = ("stream labelled test samples to a board or emulator: on-device top-1 ac
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.options import add_output_arguments, add_samples_argument, add_target_arguments
+    from tinyq.cli.options import (
+        add_data_arguments,
+        add_output_arguments,
+        add_samples_argument,
+        add_target_arguments,
+    )
 
     add_target_arguments(p)
     p.add_argument("--data", required=True, metavar="TEST.npz",
-                   help="labelled test samples (x, y), e.g. examples/digits/out/test.npz")
+                   help="labelled test samples: .npz (x, y) or an image folder with one "
+                        "sub-folder per class, e.g. examples/digits/out/test.npz")
+    add_data_arguments(p)
     add_samples_argument(p)
     p.add_argument("--reference", metavar="FLOAT_MODEL",
                    help="also report this float model's accuracy (.keras/.h5/SavedModel or a "
@@ -42,7 +49,7 @@ def run(args, ui) -> int:
     options = ValidateOptions(samples=args.samples, reference=args.reference,
                               flash=not args.no_flash, baud=args.baud,
                               flashing=flash_options(args), build=build,
-                              generate=generate)
+                              generate=generate, image_scale=args.image_scale)
     result = validate(args.model, args.board, args.data, emulator=args.emulator, port=args.port,
                       runtime=args.runtime, options=options, resume=resume,
                       progress=ui.progress)

@@ -17,16 +17,17 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from tinyq import ir
+from tinyq.cache import cached_folder
 from tinyq.errors import BuildError, DataError, ToolNotFoundError
 from tinyq.native import codegen
 from tinyq.resources import templates_dir
+from tinyq.subprocesses import run_process
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,10 @@ def _cc() -> str:
 
 
 def _run(argv: Sequence[str]) -> None:
-    logger.debug("running %s", " ".join(argv))
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True,
-                              timeout=COMPILE_TIMEOUT_S, check=False)
+        # guard=False: one short compile, run thousands of times by the tests
+        proc = run_process(argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S,
+                           guard=False)
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"host compile timed out after {COMPILE_TIMEOUT_S} s: {argv[0]}",
                          hint="retry; if it persists report a bug") from exc
@@ -70,20 +71,8 @@ def _run(argv: Sequence[str]) -> None:
 
 
 def _atomic_dir(final: Path, build) -> Path:
-    """Build into a temp dir beside ``final`` and rename it into place (parallel-safe)."""
-    if final.exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        build(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Build into a private folder and publish it whole as ``final`` (parallel-safe)."""
+    cached_folder(final, build, complete=Path.is_dir)
     return final
 
 

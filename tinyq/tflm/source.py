@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import tarfile
 import urllib.error
 import urllib.request
@@ -38,6 +37,7 @@ from pathlib import Path
 from tinyq.errors import ToolError, ToolNotFoundError, UserInputError
 from tinyq.fileio import atomic_path, check_output
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 log = logging.getLogger(__name__)
 
@@ -381,8 +381,8 @@ def apply_patch(folder: Path, patch_file: Path) -> None:
     if exe is None:
         raise ToolNotFoundError("patch not found (needed for TFLM's flatbuffers patch)",
                                 hint="install it: sudo apt-get install patch", tool="patch")
-    proc = subprocess.run([exe, "-p1", "--batch", "--forward", "-i", str(patch_file)],
-                          cwd=folder, capture_output=True, text=True, check=False)
+    proc = run_process([exe, "-p1", "--batch", "--forward", "-i", str(patch_file)],
+                       cwd=folder, capture_output=True, text=True)
     if proc.returncode != 0:
         first = (proc.stdout + proc.stderr).strip().splitlines()[:1]
         raise ToolError(f"applying {patch_file.name} failed: {' '.join(first)}",
