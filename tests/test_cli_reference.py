@@ -115,9 +115,13 @@ def test_no_command_module_imports_another():
                             and parts[2] in modules), f"cli/{name}.py imports {node.module}"
 
 
-def test_run_samples_takes_the_first_n_inputs_of_input(tmp_path, monkeypatch):
+def test_run_samples_takes_the_first_n_inputs_of_input(tmp_path, monkeypatch, shared_models):
     """--samples means the first N samples of the data in run as in validate and deploy."""
     import tinyq.run
+
+    model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
+    if not model.is_file():
+        pytest.skip("tflm-examples/hello_world_int8.tflite missing from ../shared/models")
 
     seen = {}
 
@@ -130,11 +134,11 @@ def test_run_samples_takes_the_first_n_inputs_of_input(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tinyq.run, "run", fake_run)
     data = tmp_path / "x.npy"
-    np.save(data, np.arange(10, dtype=np.float32).reshape(5, 2))
+    np.save(data, np.arange(5, dtype=np.float32).reshape(5, 1))
     with pytest.raises(Stop):
-        main(["run", "m.tflite", "--board", "mps2-an386", "--input", str(data),
+        main(["run", str(model), "--board", "mps2-an386", "--input", str(data),
               "--samples", "3"])
-    assert seen["inputs"].tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert seen["inputs"].tolist() == [[0], [1], [2]]
     with pytest.raises(Stop):
-        main(["run", "m.tflite", "--board", "mps2-an386", "--samples", "4"])
+        main(["run", str(model), "--board", "mps2-an386", "--samples", "4"])
     assert seen["inputs"] is None and seen["samples"] == 4          # 4 random inputs
