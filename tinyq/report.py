@@ -129,6 +129,12 @@ def check_record(record: Mapping[str, Any], source: str) -> None:
                               hint="re-create the file with the tinyq command's --json, or "
                                    "fix that field", path=source, field=field)
 
+    from tinyq.records import KINDS
+
+    kind = record.get("kind")
+    if kind not in KINDS:              # load_record names the kind of an older record
+        raise bad("kind", "is missing" if kind is None else
+                  f"must be one of {', '.join(KINDS)}, not {json_shown(kind)}")
     if "latency" in record:            # layers[] is a per-layer profile (bench, deploy)
         fields: Mapping[str, str] = RECORD_FIELDS
     else:                              # inspect's or evaluate's layers: only their op
