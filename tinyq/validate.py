@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Samples between progress events (a bar per sample would flood a log file).
 PROGRESS_EVERY = 10
-#: Record format version of the JSON (``resume`` refuses other versions).
-RECORD_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -142,19 +140,16 @@ class ValidateResult:
         return sum(r.device_pred == r.host_pred for r in self.records)
 
     def to_json(self) -> dict[str, Any]:
-        from tinyq import __version__
+        from tinyq.records import device_name, stamp
 
-        return {
-            "kind": "validate",
-            "version": RECORD_VERSION,
-            "tinyq": __version__,
+        return stamp("validate", {
             "model": self.model,
             "model_id": self.model_id,
             "data": self.data,
             "data_sha256": self.data_sha256,
             "board": self.board,
             "runtime": self.runtime,
-            "device": self.device,
+            "device": device_name(self.device),
             "emulated": self.emulated,
             "samples": self.samples,
             "samples_requested": self.requested,
@@ -175,7 +170,7 @@ class ValidateResult:
             "seconds": round(self.seconds, 3),
             "per_sample_columns": ["index", "label", "device_pred", "host_pred", "lsb_diff"],
             "per_sample": [r.to_list() for r in self.records],
-        }
+        })
 
 
 # -- data -----------------------------------------------------------------------------
@@ -237,8 +232,12 @@ def top1(output: np.ndarray, scale: float, zero_point: int) -> int:
 def resume_records(previous: Mapping[str, Any], model_sha256: str, data_sha256: str,
                    requested: int) -> tuple[SampleRecord, ...]:
     """The samples a partial ``validate`` JSON already holds, after checking it matches."""
-    if previous.get("kind") not in ("validate", "deploy") or \
-            previous.get("version") != RECORD_VERSION or "per_sample" not in previous:
+    from tinyq.records import SCHEMA_VERSIONS, upgrade
+
+    previous = upgrade(previous)      # a record an older tinyq wrote reads the same
+    kind = previous.get("kind")
+    if kind not in ("validate", "deploy") or "per_sample" not in previous or \
+            previous.get("schema_version") != SCHEMA_VERSIONS[kind]:
         raise UserInputError("the --resume file is not a tinyq validate record",
                              hint="pass the JSON an interrupted `tinyq validate --json` (or "
                                   "`tinyq deploy --data`) wrote")
