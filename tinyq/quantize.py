@@ -144,7 +144,9 @@ class QuantizeResult:
         data.pop("tflite")
         data["size_bytes"] = self.size_bytes
         data["ops"] = [{"op": op, "count": n} for op, n in self.ops]
-        return data
+        from tinyq.records import stamp
+
+        return stamp("quantize", data)
 
 
 # --------------------------------------------------------------------------- describing
@@ -286,8 +288,10 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
     from tinyq.model_loader import load_model
     from tinyq.tflite_reader import read_model_bytes
 
+    # calib may be data in memory rather than a path: only paths can be overwritten
+    inputs = [model_path] + ([calib] if isinstance(calib, str | os.PathLike) else [])
     if output is not None:
-        check_output(output, force)
+        check_output(output, force, inputs=inputs)
     start = time.perf_counter()
     progress(ProgressEvent(STAGE, f"loading {model_path}"))
     float_model = load_model(model_path)
@@ -303,7 +307,7 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
     tflite = convert(float_model, options, samples if used else None)
     model = read_model_bytes(tflite)
     if output is not None:
-        write_bytes(output, tflite, force=force)
+        write_bytes(output, tflite, force=force, inputs=inputs)
         progress(ProgressEvent(STAGE, f"wrote {output}"))
     return QuantizeResult(
         tflite=tflite, model=str(model_path), mode=options.mode, io=options.io_type,
