@@ -288,12 +288,13 @@ class IsolatedInterpreter:
         import sys
         import weakref
 
+        from tinyq.subprocesses import spawn
+
         self.runtime, self.name, self.timeout = runtime, name, timeout
         self._what = INTERPRETER_NAMES.get(runtime, runtime)
         self._stderr = tempfile.TemporaryFile(mode="w+b")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tinyq._interpreter_child"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._stderr, close_fds=True)
+        self._proc = spawn([sys.executable, "-m", "tinyq._interpreter_child"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         self._finalizer = weakref.finalize(self, _end_child, self._proc, self._stderr)
         self._call("open", runtime, bytes(model_bytes), dict(kwargs))
         if runtime == "tflm":
@@ -368,11 +369,13 @@ class IsolatedInterpreter:
     def _died(self) -> ModelError:
         import signal
 
+        from tinyq.subprocesses import stop
+
         try:
             code = self._proc.wait(timeout=self.timeout)
-        except Exception:  # noqa: BLE001 - still alive after closing its pipes: kill it
-            self._proc.kill()
-            code = self._proc.wait()
+        except Exception:  # noqa: BLE001 - still alive after closing its pipes: stop it
+            stop(self._proc)
+            code = self._proc.returncode
         self._stderr.seek(0)
         text = " ".join(self._stderr.read().decode("utf-8", "replace").split())
         self.close()
@@ -412,8 +415,10 @@ class IsolatedInterpreter:
 
 
 def _end_child(proc, stderr) -> None:
-    """Close the child's stdin (it exits at end of input); kill it if it does not."""
+    """Close the child's stdin (it exits at end of input); stop it if it does not."""
     import subprocess
+
+    from tinyq.subprocesses import stop
 
     with contextlib.suppress(OSError):
         if proc.stdin:
@@ -421,8 +426,7 @@ def _end_child(proc, stderr) -> None:
     try:
         proc.wait(timeout=CHILD_EXIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        stop(proc)
     with contextlib.suppress(OSError):
         if proc.stdout:
             proc.stdout.close()
