@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tinyq.errors import UnsupportedError
+from tinyq.errors import ModelError, UnsupportedError
 from tinyq.interpreters import TflmInterpreter
 from tinyq.native import codegen, quant, support
 from tinyq.native.extremecases import (
@@ -69,18 +69,19 @@ def test_simd_paths_are_clean_sanitized_and_poisoned(opcode):
 # ----------------------------------------------------------------------------- the checks bite
 
 
-def _fc(out_scale=0.05, bias=0, in_zp=0, w_value=1, depth=8, in_scale=0.02, w_scale=0.01):
+def _fc(out_scale=0.05, bias=0, in_zp=0, w_value=1, depth=8, in_scale=0.02, w_scale=0.01,
+        in_memory=False):
     g = GraphBuilder()
     x = g.add_tensor((1, depth), "int8", scale=in_scale, zero_point=in_zp)
     w = g.add_constant(np.full((2, depth), w_value, np.int8), scale=w_scale, zero_point=0)
     b = g.add_constant(np.array([bias, 0], np.int32), scale=in_scale * w_scale, zero_point=0)
     y = g.add_tensor((1, 2), "int8", scale=out_scale, zero_point=0)
     g.add_op("FULLY_CONNECTED", [x, w, b], [y])
-    return g.build()
+    return g.model() if in_memory else g.build()
 
 
 def _refusals(data):
-    model = read_model_bytes(data)
+    model = read_model_bytes(data) if isinstance(data, bytes) else data
     found = support.problems(model)
     with pytest.raises(UnsupportedError) as caught:
         codegen.render(model)
@@ -145,12 +146,17 @@ def test_accumulator_bound_refuses_exactly_above_int32_max():
 
 @pytest.mark.parametrize("scale", [0.0, -0.5, float("nan"), float("inf")])
 def test_bad_scales_are_refused_in_one_line(scale):
-    found = _refusals(_fc(out_scale=scale))
+    # a .tflite file: the reader refuses it; a model built in memory: the support checks
+    with pytest.raises(ModelError, match=f"tensor 3 .* has quantization scale {scale}"):
+        read_model_bytes(_fc(out_scale=scale))
+    found = _refusals(_fc(out_scale=scale, in_memory=True))
     assert any("scale that is zero, negative, infinite or NaN" in p.message for p in found)
 
 
 def test_zero_point_outside_the_type_is_refused():
-    found = _refusals(_fc(in_zp=200))
+    with pytest.raises(ModelError, match="tensor 0 .* has zero point 200, outside int8's"):
+        read_model_bytes(_fc(in_zp=200))
+    found = _refusals(_fc(in_zp=200, in_memory=True))
     assert any("zero point outside its type's range" in p.message for p in found)
 
 

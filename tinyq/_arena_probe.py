@@ -48,6 +48,10 @@ def _allocates(model: bytes, size: int) -> tuple[bool, str]:
             it = tflite_micro.runtime.Interpreter.from_bytes(model, arena_size=size)
         except (RuntimeError, ValueError) as exc:
             ok, why = False, str(exc)
+        except MemoryError as exc:          # the model's tensors exceed the host's memory
+            _emit(f"error MemoryError: {exc}")
+            sys.stdout.flush()
+            os._exit(2)
         except Exception as exc:  # noqa: BLE001 - its Python wrapper choking on the file
             kind = f"{type(exc).__module__}.{type(exc).__name__}".removeprefix("builtins.")
             _emit(f"error corrupt {kind}: {' '.join(str(exc).split())[:300]}")

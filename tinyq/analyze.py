@@ -401,6 +401,11 @@ def _run_probe_child(model_bytes: bytes, lo: int, hi: int) -> tuple[list[str], i
 
 def _prepare_error(text: str, where: str = "the model") -> Exception:
     flat = " ".join(text.split())
+    if flat.startswith("MemoryError"):
+        return UnsupportedError(f"{where} needs more memory than the tflite-micro interpreter "
+                                f"can get on this host ({flat[:100]})",
+                                hint="a microcontroller model is far smaller: check its tensor "
+                                     "shapes with `tinyq inspect --no-arena-search`")
     if flat.startswith("corrupt "):
         return ModelError(f"{where}: the tflite-micro interpreter cannot read it "
                           f"({flat[len('corrupt '):][:200]})",
