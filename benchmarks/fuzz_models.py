@@ -22,7 +22,7 @@ child, so a segfault is seen as a signal, not the death of the fuzzer:
 
 * ``inspect M`` (with the arena search: tflite-micro in its child processes),
 * ``generate M --board mps2-an386 -o DIR``,
-* ``evaluate M --data X.npy --runtime tflm``,
+* ``evaluate M --data X.npy --interpreter tflm`` (the tflite-micro interpreter),
 * ``run M --board mps2-an386`` up to the device: everything ``run`` does before it would
   start QEMU (model checks, random inputs, native code generation with its support and
   fit checks); the build step is replaced by code generation and a stop.
@@ -374,7 +374,7 @@ def command_argv(command: str, model: Path, data: Path, out: Path) -> list[str]:
     if command == "generate":
         return ["generate", str(model), "--board", BOARD, "-o", str(out)]
     if command == "evaluate":
-        return ["evaluate", str(model), "--data", str(data), "--runtime", "tflm"]
+        return ["evaluate", str(model), "--data", str(data), "--interpreter", "tflm"]
     if command == "run":
         return ["run", str(model), "--board", BOARD]
     raise ValueError(command)

@@ -2,7 +2,7 @@
 
 The engine is ``benchmarks/fuzz_models.py`` (run it by hand with ``--long`` for thousands
 of mutants); here it runs a small, fixed set of mutants through ``inspect``, ``generate``,
-``evaluate --runtime tflm`` and ``run`` (up to the device) and requires that every case
+``evaluate --interpreter tflm`` and ``run`` (up to the device) and requires that every case
 ends cleanly: no crash, no traceback, no hang, no error without its one clean line.
 """
 

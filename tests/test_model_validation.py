@@ -371,6 +371,7 @@ def test_evaluate_refuses_a_batch_it_cannot_feed(tmp_path, capsys):
     path.write_bytes(write_model(model))
     data = tmp_path / "x.npy"
     np.save(data, np.zeros((5, 4), np.float32))
-    line = _cli_error(capsys, "evaluate", str(path), "--data", str(data), "--runtime", "tflm")
+    line = _cli_error(capsys, "evaluate", str(path), "--data", str(data), "--interpreter",
+                      "tflm")
     assert (f"{path}'s first input has shape [2, 4]; tinyq evaluates one sample per "
             "inference (batch size 1 first) — re-export the model with batch size 1") in line
