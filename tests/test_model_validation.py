@@ -375,3 +375,20 @@ def test_evaluate_refuses_a_batch_it_cannot_feed(tmp_path, capsys):
                       "tflm")
     assert (f"{path}'s first input has shape [2, 4]; tinyq evaluates one sample per "
             "inference (batch size 1 first) — re-export the model with batch size 1") in line
+
+
+def test_native_refuses_a_bias_that_does_not_match_the_output(tmp_path, capsys):
+    """Found by the fuzzer: an op input rewritten to another tensor made a bias of 8 values
+    for 3 channels, and code generation failed with a numpy broadcasting traceback."""
+    g = GraphBuilder()
+    x = g.add_tensor((1, 4), "int8", scale=0.5)
+    w = g.add_constant(np.ones((3, 4), np.int8), scale=0.1)
+    b = g.add_constant(np.zeros(8, np.int32), scale=0.05)
+    y = g.add_tensor((1, 3), "int8", scale=1.0)
+    g.add_op("FULLY_CONNECTED", [x, w, b], [y])
+    path = tmp_path / "bias8.tflite"
+    path.write_bytes(g.build())
+    line = _cli_error(capsys, "generate", str(path), "--board", "mps2-an386",
+                      "-o", str(tmp_path / "p"))
+    assert "op 0 FULLY_CONNECTED: the bias or the weights do not match the output's " \
+           "channels" in line

@@ -720,6 +720,24 @@ def accumulator_range(model: ir.Model, op: ir.Operator) -> bool:
     return accumulator_bound(model, op) > quant.INT32_MAX
 
 
+@constraint(fix="re-convert the model: a bias holds one int32 constant per output channel, "
+                "and conv weights one filter per output channel")
+def channel_shapes(model: ir.Model, op: ir.Operator) -> bool:
+    """the bias or the weights do not match the output's channels"""
+    w, b = _t(model, op, 1), _t(model, op, 2)
+    y = model.tensors[op.outputs[0]] if op.outputs else None
+    if y is None or not y.shape or w is None or not w.shape:
+        return True
+    channels = y.shape[-1]
+    if b is not None and (not b.is_constant or b.size != channels):
+        return True
+    if op.opcode == "CONV_2D":
+        return w.shape[0] != channels
+    if op.opcode == "DEPTHWISE_CONV_2D":
+        return w.shape[-1] != channels
+    return False
+
+
 @constraint(fix="FULLY_CONNECTED output depth must not exceed the weights' rows")
 def fc_shape(model: ir.Model, op: ir.Operator) -> bool:
     """FULLY_CONNECTED weights and output disagree"""
@@ -940,7 +958,7 @@ _S8 = ("int8",)
 _NONLINEAR_HEADERS = ("tq_nonlinear.h", "tq_fixedpoint.h")
 _CONV_SIGS = (Sig(("int8", "int8", "int32"), _S8), Sig(("int8", "int8"), _S8))
 _WEIGHTED = (non_constant_weights, weight_zero_point, unquantized, bad_activation,
-             requant_range, accumulator_range)
+             channel_shapes, requant_range, accumulator_range)
 
 #: opcode -> how to lower it. The one table of the native runtime.
 LOWERINGS: Mapping[str, Lowering] = {
