@@ -316,11 +316,11 @@ def reference_tflite(reference: str | os.PathLike[str] | bytes,
                                  hint="pass the float model (.keras/.h5/SavedModel or a "
                                       "float32 .tflite) as --reference")
         return p.read_bytes(), str(p)
-    from tinyq.model_loader import load_model
-    from tinyq.quantize import QuantizeOptions, convert
+    from tinyq._convert_worker import convert_file
+    from tinyq.quantize import QuantizeOptions
 
     progress(ProgressEvent(STAGE, f"converting the reference {p} to float32 .tflite"))
-    return convert(load_model(p), QuantizeOptions(mode="float32"), None), str(p)
+    return convert_file(p, QuantizeOptions(mode="float32"), progress=progress), str(p)
 
 
 def _check_reference(model, reference, ref_name: str) -> None:
