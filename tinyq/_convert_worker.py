@@ -16,6 +16,8 @@ temporary ``.npy`` file. Messages travel over a socket pair as pickled tuples::
                       ("convert", QuantizeOptions, calib .npy path or None)
     child -> parent   ("log", logger name, level, text)      any number, any time
                       ("progress", text)
+                      ("notes", lines)              layers converted in another form (sent
+                                                    before converting, so a crash can name them)
                       ("ok", value)                 FloatModel / (tflite bytes, notes)
                       ("error", class name, message, hint)    a TinyqError (or another error)
 
@@ -86,8 +88,9 @@ class ConverterProcess:
     """
 
     def __init__(self, model_path: str | os.PathLike[str],
-                 progress: ProgressFn = null_progress) -> None:
+                 progress: ProgressFn = null_progress, label: str | None = None) -> None:
         self.model_path = str(model_path)
+        self.label = label or self.model_path       # how messages name the model
         self.progress = progress
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
@@ -150,6 +153,7 @@ class ConverterProcess:
 
     def _request(self, message: tuple, doing: str):
         """Send ``message``; relay log and progress lines until the answer comes."""
+        notes: tuple[str, ...] = ()
         if self._proc is None:
             self._start()
         assert self._conn is not None and self._proc is not None
@@ -166,6 +170,8 @@ class ConverterProcess:
                     logging.getLogger(reply[1]).log(reply[2], "%s", reply[3])
                 elif kind == "progress":
                     self.progress(ProgressEvent(STAGE, reply[1]))
+                elif kind == "notes":
+                    notes = reply[1]
                 elif kind == "ok":
                     return reply[1]
                 else:
@@ -182,7 +188,8 @@ class ConverterProcess:
         self._loaded = None
         log.debug("converter child output:\n%s", tail)
         how = _signal_name(code) if code < 0 else f"exit code {code}"
-        raise ConversionError(f"the TFLite converter crashed ({how}) {doing}",
+        raise ConversionError(f"the TFLite converter crashed ({how}) {doing}"
+                              + "".join(f"; {note}" for note in notes),
                               hint=CRASH_HINT, model=self.model_path, exit_code_child=code)
 
     # ------------------------------------------------------------------ requests
@@ -195,7 +202,7 @@ class ConverterProcess:
 
             check_model_path(self.model_path)   # a missing file fails before any child starts
             self._loaded = self._request(("load", self.model_path),
-                                         f"loading {self.model_path}")
+                                         f"loading {self.label}")
         return self._loaded
 
     def convert(self, options, calib: np.ndarray | None = None) -> Converted:
@@ -207,7 +214,7 @@ class ConverterProcess:
             np.save(calib_path, np.ascontiguousarray(calib, dtype=np.float32))
         try:
             tflite, notes = self._request(("convert", options, calib_path),
-                                          f"converting {self.model_path} to {options.mode}")
+                                          f"converting {self.label} to {options.mode}")
             return Converted(tflite, tuple(notes))
         finally:
             if calib_path is not None and os.path.exists(calib_path):
@@ -261,7 +268,8 @@ def _serve(conn: Connection) -> None:
             elif message[0] == "convert":
                 options, calib_path = message[1], message[2]
                 calib = None if calib_path is None else np.load(calib_path)
-                tflite, notes = convert_here(float_model, options, calib)
+                tflite, notes = convert_here(float_model, options, calib,
+                                             lambda notes: conn.send(("notes", notes)))
                 conn.send(("ok", (tflite, notes)))   # not Converted: this module is __main__
         except TinyqError as exc:
             conn.send(("error", type(exc).__name__, exc.message, exc.hint))

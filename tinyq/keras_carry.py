@@ -37,6 +37,9 @@ CARRY_RTOL = 1e-4
 CARRY_ATOL = 1e-5
 #: Samples used for the output check when the caller gives none (random normal).
 CARRY_CHECK_SAMPLES = 8
+#: Length given to an input dimension the model leaves open (e.g. a recurrent model's time
+#: steps) in that random check data: long enough for state to flow through a few steps.
+CARRY_CHECK_OPEN_DIM = 8
 
 QAT_INSTALL_HINT = "install the QAT extra: pip install 'tinyq[qat]'"
 
@@ -367,8 +370,10 @@ def _check_samples(model, sample) -> list[np.ndarray]:
         samples = sample if isinstance(sample, (list, tuple)) else [sample]
         return [np.asarray(s, dtype=np.float32)[:CARRY_CHECK_SAMPLES] for s in samples]
     rng = np.random.default_rng(0)
-    return [rng.standard_normal((CARRY_CHECK_SAMPLES, *kt.shape[1:])).astype(np.float32)
-            for kt in _model_inputs(model)]
+    shapes = [tuple(CARRY_CHECK_OPEN_DIM if d is None else d for d in kt.shape[1:])
+              for kt in _model_inputs(model)]
+    return [rng.standard_normal((CARRY_CHECK_SAMPLES, *shape)).astype(np.float32)
+            for shape in shapes]
 
 
 def carry_to_tf_keras(model, sample: np.ndarray | Sequence[np.ndarray] | None = None,

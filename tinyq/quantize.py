@@ -270,7 +270,7 @@ def _time_steps(layer) -> int | None:
     return None if shape is None or len(shape) < 3 else shape[1]
 
 
-def recurrent_form(keras_model, mode: str):
+def recurrent_form(keras_model, mode: str, sample: np.ndarray | None = None):
     """The model to hand the converter so recurrent layers become what TFLM runs.
 
     Returns ``(model, notes)``: ``model`` is a tf-keras twin when every recurrent layer is
@@ -278,25 +278,28 @@ def recurrent_form(keras_model, mode: str):
     LSTMs the fused UNIDIRECTIONAL_SEQUENCE_LSTM), otherwise a Keras 3 copy whose
     recurrent layers are unrolled over their fixed time steps (GRU and SimpleRNN have no
     fused TFLite op); ``notes`` has one line per layer not fused, saying what the graph
-    holds instead. Models without recurrent layers come back unchanged.
+    holds instead. Models without recurrent layers come back unchanged. ``sample``: inputs
+    for the check that a tf-keras twin computes the same (random data when ``None``).
     """
     from tinyq.keras_carry import CONVERT_CARRIERS, _kind, _walk_layers
 
     layers = _walk_layers(keras_model)
     recurrent = [lay for lay in layers if _kind(lay) in RECURRENT_LAYERS]
     others = [lay for lay in layers if _kind(lay) in ("Bidirectional", "RNN", "ConvLSTM1D",
-                                                        "ConvLSTM2D", "TimeDistributed")]
+                                                        "ConvLSTM2D")]
     notes = [f"{_kind(lay)} '{lay.name}' converts to a WHILE loop (tinyq unrolls only plain "
              "LSTM, GRU and SimpleRNN layers); TFLM may not run it on a board"
              for lay in others]
     if not recurrent:
         return keras_model, tuple(notes)
-    lstm_only = all(_kind(lay) == "LSTM" for lay in recurrent)
+    # the fused op needs fixed time steps ('tf.TensorListReserve' ... requires element_shape
+    # to be static): layers without them get a note from _unrolled
+    lstm_only = all(_kind(lay) == "LSTM" and _time_steps(lay) is not None for lay in recurrent)
     if lstm_only and mode in FUSED_LSTM_MODES:
         from tinyq.keras_carry import carry_to_tf_keras
 
         try:
-            carried = carry_to_tf_keras(keras_model, carriers=CONVERT_CARRIERS)
+            carried = carry_to_tf_keras(keras_model, sample, carriers=CONVERT_CARRIERS)
         except TinyqError as exc:
             why = "; ".join(getattr(exc, "layers", ())) or exc.message
             notes.append(f"cannot fuse the LSTM layers: the tf-keras rebuild they need "
@@ -340,7 +343,7 @@ def _unrolled(keras_model, recurrent, mode: str, notes: list[str]):
     return copy, tuple(notes)
 
 
-def _converter_for(float_model, mode: str):
+def _converter_for(float_model, mode: str, sample: np.ndarray | None):
     """A converter for ``float_model`` (recurrent layers in their TFLM form) and the notes."""
     from dataclasses import replace
 
@@ -348,14 +351,15 @@ def _converter_for(float_model, mode: str):
 
     if float_model.keras_model is None:
         return make_converter(float_model), ()
-    model, notes = recurrent_form(float_model.keras_model, mode)
+    model, notes = recurrent_form(float_model.keras_model, mode, sample)
     return make_converter(replace(float_model, keras_model=model)), notes
 
 
-def convert_here(float_model, options: QuantizeOptions,
-                 calib: np.ndarray | None) -> tuple[bytes, tuple[str, ...]]:
+def convert_here(float_model, options: QuantizeOptions, calib: np.ndarray | None,
+                 notify=lambda notes: None) -> tuple[bytes, tuple[str, ...]]:
     """Run the TFLite converter in this process on a loaded
-    :class:`~tinyq.model_loader.FloatModel`: ``(tflite bytes, notes)``.
+    :class:`~tinyq.model_loader.FloatModel`: ``(tflite bytes, notes)``. ``notify(notes)``
+    is called before the converter runs, so the notes survive a crash.
 
     The converter can crash the process: callers use
     :class:`tinyq._convert_worker.ConverterProcess` (a child process), which calls this.
@@ -364,7 +368,12 @@ def convert_here(float_model, options: QuantizeOptions,
     from tinyq.model_loader import import_tensorflow, quiet_tensorflow_logs
 
     tf = import_tensorflow()
-    converter, notes = _converter_for(float_model, options.mode)
+    from tinyq.keras_carry import CARRY_CHECK_SAMPLES
+
+    sample = None if calib is None else calib[:CARRY_CHECK_SAMPLES]
+    converter, notes = _converter_for(float_model, options.mode, sample)
+    if notes:
+        notify(notes)
     _configure(converter, tf, options, calib)
     with capture_fd2() as captured, contextlib.redirect_stdout(io.StringIO()), \
             quiet_tensorflow_logs():
