@@ -18,6 +18,16 @@ MACs are counted the way issue 4's reference table does:
   (the filter's last dimension);
 * ``DEPTHWISE_CONV_2D``: output elements x kernel_h x kernel_w;
 * ``FULLY_CONNECTED``: output elements (batch rows x units) x input features;
+* ``TRANSPOSE_CONV``: input elements x kernel_h x kernel_w x output channels (each
+  input value is multiplied into a kernel_h x kernel_w patch of every output channel);
+* ``BATCH_MATMUL``: output elements x the contracted dimension (lhs columns, or rows
+  with ``adj_x``); both operands may be activations;
+* ``UNIDIRECTIONAL_SEQUENCE_LSTM``: batch x time steps x (the elements of every
+  input-to-gate and recurrent-to-gate weight matrix present, plus the peephole
+  vectors and the projection matrix when present): one multiply-accumulate per
+  weight per step; the gates' elementwise products are not counted;
+* ``SVDF``: batch x (feature weights + time weights elements): each step multiplies
+  the input by the feature weights and the state by the time weights;
 * every other op: 0 (pooling, elementwise, softmax... are not multiply-accumulates
   against weights; they are listed with 0 so totals compare with published figures).
 """
@@ -292,9 +302,24 @@ def summarize_tensor(t: ir.Tensor) -> TensorSummary:
                          quant=_quant_summary(t.quant))
 
 
+#: UNIDIRECTIONAL_SEQUENCE_LSTM inputs that are weights: input-to-gate (1-4),
+#: recurrent-to-gate (5-8), peephole (9-11) and projection (16) (TFLite's operand order).
+LSTM_WEIGHT_INPUTS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16)
+
+
+def _lstm_macs(model: ir.Model, op: ir.Operator) -> int:
+    inp = model.tensors[op.inputs[0]]
+    if len(inp.shape) != 3:
+        return 0
+    per_step = sum(model.tensors[op.inputs[i]].size for i in LSTM_WEIGHT_INPUTS
+                   if i < len(op.inputs) and op.inputs[i] >= 0)
+    return inp.shape[0] * inp.shape[1] * per_step
+
+
 def op_macs(model: ir.Model, op: ir.Operator) -> int:
     """Multiply-accumulates of one op, counted as in the module docstring."""
-    if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+    if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV",
+                         "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "SVDF"):
         return 0
     if len(op.inputs) < 2 or op.inputs[1] < 0 or not op.outputs:
         return 0
@@ -308,6 +333,19 @@ def op_macs(model: ir.Model, op: ir.Operator) -> int:
         return out.size * kh * kw
     if op.opcode == "FULLY_CONNECTED" and weights.shape:
         return out.size * weights.shape[-1]
+    if op.opcode == "TRANSPOSE_CONV" and len(weights.shape) == 4 and len(op.inputs) > 2:
+        out_ch, kh, kw, _ = weights.shape
+        return model.tensors[op.inputs[2]].size * kh * kw * out_ch
+    if op.opcode == "BATCH_MATMUL":
+        lhs = model.tensors[op.inputs[0]].shape
+        if len(lhs) < 2:
+            return 0
+        return out.size * (lhs[-2] if op.options.get("adj_x") else lhs[-1])
+    if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        return _lstm_macs(model, op)
+    if op.opcode == "SVDF" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        batch = model.tensors[op.inputs[0]].shape[0] if model.tensors[op.inputs[0]].shape else 1
+        return batch * (weights.size + model.tensors[op.inputs[2]].size)
     return 0
 
 
@@ -662,12 +700,10 @@ def inspect(model: ir.Model | str | os.PathLike[str], board: Board | str | None 
     found = problems(ir_model, runtime)
     errors = [p for p in found if p.severity == "error"]
 
-    arena_native: int | None = None
     progress(ProgressEvent("inspect", "planning the native arena"))
-    try:
-        arena_native = native_plan_bytes(ir_model)
-    except (KeyError, ValueError) as exc:  # e.g. a dtype the planner cannot size
-        logger.info("native plan failed: %s", exc)
+    # None (no "native plan" line) when native cannot run the model: a plan for a model
+    # it refuses would be a number nobody can use
+    arena_native = native_arena_bytes(ir_model)
 
     arena_tflm: ArenaMeasurement | None = None
     tflm_errors = errors if runtime == "tflm" else [
