@@ -78,7 +78,7 @@ PREPARE_FAILED_HINT = ("change the op that message names (the dtypes or quantiza
 TFLM_CUSTOM_OPS: frozenset[str] = frozenset({
     "TFLite_Detection_PostProcess", "CIRCULAR_BUFFER", "TFLM_DECODE", "ethos-u",
     "SignalDelay", "SignalEnergy", "SignalFftAutoScale", "SignalFilterBank",
-    "SignalFilterBankLog", "SignalFilterBankSquareRoot",
+    "SignalFilterBankLog", "SignalFilterBankSpectralSubtraction", "SignalFilterBankSquareRoot",
     "SignalFramer", "SignalIrfft", "SignalOverlapAdd", "SignalPCAN", "SignalRfft",
     "SignalStacker", "SignalWindow",
 })
