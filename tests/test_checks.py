@@ -264,3 +264,11 @@ def test_the_pinned_tflite_micro_registers_the_signal_ops(name):
                           capture_output=True, text=True, timeout=60, check=False)
     unregistered = "Failed to get registration" in proc.stderr + proc.stdout
     assert unregistered == (name == "NotAnOp"), (name, proc.returncode, proc.stderr[-300:])
+
+
+def test_supported_ops_doc_says_how_macs_are_counted():
+    from tinyq.analyze import MAC_RULES
+
+    doc = (REPO / "docs" / "supported_ops.md").read_text()
+    for op, rule in MAC_RULES.items():
+        assert f"| `{op}` | {rule} |" in doc, "regenerate: python -m tinyq.checks --markdown"

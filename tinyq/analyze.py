@@ -12,24 +12,8 @@
 * problems from ``tinyq.checks`` for the chosen runtime;
 * with a board: a fit table (flash and RAM needed vs available).
 
-MACs are counted the way issue 4's reference table does:
-
-* ``CONV_2D``: output elements x kernel_h x kernel_w x input channels per group
-  (the filter's last dimension);
-* ``DEPTHWISE_CONV_2D``: output elements x kernel_h x kernel_w;
-* ``FULLY_CONNECTED``: output elements (batch rows x units) x input features;
-* ``TRANSPOSE_CONV``: input elements x kernel_h x kernel_w x output channels (each
-  input value is multiplied into a kernel_h x kernel_w patch of every output channel);
-* ``BATCH_MATMUL``: output elements x the contracted dimension (lhs columns, or rows
-  with ``adj_x``); both operands may be activations;
-* ``UNIDIRECTIONAL_SEQUENCE_LSTM``: batch x time steps x (the elements of every
-  input-to-gate and recurrent-to-gate weight matrix present, plus the peephole
-  vectors and the projection matrix when present): one multiply-accumulate per
-  weight per step; the gates' elementwise products are not counted;
-* ``SVDF``: batch x (feature weights + time weights elements): each step multiplies
-  the input by the feature weights and the state by the time weights;
-* every other op: 0 (pooling, elementwise, softmax... are not multiply-accumulates
-  against weights; they are listed with 0 so totals compare with published figures).
+MACs (multiply-accumulates against weights, so totals compare with published figures)
+are counted per op as :data:`MAC_RULES` says; docs/supported_ops.md is generated from it.
 """
 
 from __future__ import annotations
@@ -302,6 +286,27 @@ def summarize_tensor(t: ir.Tensor) -> TensorSummary:
                          quant=_quant_summary(t.quant))
 
 
+#: How each op's MACs are counted (``op_macs``); every other op counts 0 (pooling,
+#: elementwise ops, softmax... do not multiply-accumulate against weights).
+MAC_RULES: Mapping[str, str] = MappingProxyType({
+    "CONV_2D": "output elements x kernel height x kernel width x input channels per group "
+               "(the filter's last dimension)",
+    "DEPTHWISE_CONV_2D": "output elements x kernel height x kernel width",
+    "FULLY_CONNECTED": "output elements (batch rows x units) x input features",
+    "TRANSPOSE_CONV": "input elements x kernel height x kernel width x output channels "
+                      "(each input value is multiplied into a kernel-sized patch of every "
+                      "output channel)",
+    "BATCH_MATMUL": "output elements x the contracted dimension (the left operand's "
+                    "columns, or rows with adj_x); both operands may be activations",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "batch x time steps x (elements of every input-to-gate "
+                                    "and recurrent-to-gate weight matrix present, plus the "
+                                    "peephole vectors and the projection matrix when "
+                                    "present): one MAC per weight per step; the gates' "
+                                    "elementwise products are not counted",
+    "SVDF": "batch x (feature weights + time weights elements): each step multiplies the "
+            "input by the feature weights and the state by the time weights",
+})
+
 #: UNIDIRECTIONAL_SEQUENCE_LSTM inputs that are weights: input-to-gate (1-4),
 #: recurrent-to-gate (5-8), peephole (9-11) and projection (16) (TFLite's operand order).
 LSTM_WEIGHT_INPUTS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16)
@@ -317,9 +322,8 @@ def _lstm_macs(model: ir.Model, op: ir.Operator) -> int:
 
 
 def op_macs(model: ir.Model, op: ir.Operator) -> int:
-    """Multiply-accumulates of one op, counted as in the module docstring."""
-    if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV",
-                         "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "SVDF"):
+    """Multiply-accumulates of one op, counted as :data:`MAC_RULES` says."""
+    if op.opcode not in MAC_RULES:
         return 0
     if len(op.inputs) < 2 or op.inputs[1] < 0 or not op.outputs:
         return 0

@@ -358,6 +358,7 @@ def markdown() -> str:
     lines += ["## Hybrid-model detection", "",
               "Ops checked for float activations with int8 weights: "
               + ", ".join(f"`{op}`" for op in sorted(WEIGHT_OPS)), ""]
+    lines += _mac_lines()
     native_ops = _native_ops()
     lines += ["## tinyq native runtime", ""]
     if native_ops:
@@ -367,6 +368,17 @@ def markdown() -> str:
     else:
         lines += ["(the native support table is not installed)", ""]
     return "\n".join(lines)
+
+
+def _mac_lines() -> list[str]:
+    from tinyq.analyze import MAC_RULES
+
+    lines = ["## How `tinyq inspect` counts MACs", "",
+             "Multiply-accumulates against weights, per op (every other op counts 0: "
+             "pooling, elementwise ops, softmax... do not multiply-accumulate against "
+             "weights):", "", "| op | MACs |", "|---|---|"]
+    lines += [f"| `{op}` | {rule} |" for op, rule in MAC_RULES.items()]
+    return [*lines, ""]
 
 
 def _tflm_dtype_lines() -> list[str]:
