@@ -168,6 +168,8 @@ def run_model(model_bytes: bytes, x: np.ndarray, runtime: str = "litert",
     results = np.empty((len(x), *out.shape[1:]), dtype=np.float32)
     step = max(1, len(x) // 20)
     for i in range(len(x)):
+        if it.has_state:   # each sample is a whole input, as the float model saw it
+            it.reset_state()
         (y,) = it.invoke([xq[i:i + 1].reshape(inp.shape)])[:1]
         results[i] = dequantize(y, out.scale, out.zero_point).reshape(out.shape[1:])
         if (i + 1) % step == 0 or i + 1 == len(x):
@@ -277,6 +279,9 @@ def layer_errors(model_bytes: bytes, reference_bytes: bytes, x: np.ndarray, runt
     noise = np.zeros(len(matched))
     worst = np.zeros(len(matched))
     for i in range(len(x)):
+        for interp in (it, ref_it):
+            if interp.has_state:   # each sample is a whole input (see run_model)
+                interp.reset_state()
         it.invoke([xq[i:i + 1].reshape(inp.shape)])
         ref_it.invoke([xf[i:i + 1].reshape(ref_inp.shape)])
         for k, (op, ref, _) in enumerate(matched):
