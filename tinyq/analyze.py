@@ -437,7 +437,8 @@ def _prepare_error(text: str) -> Exception:
     flat = " ".join(text.split())
     if "Hybrid" in flat or "hybrid" in flat:
         return UnsupportedError("TFLM cannot run hybrid (dynamic-range) models",
-                                hint="re-quantize with --mode int8")
+                                hint="re-quantize the float model it came from with --mode "
+                                     "int8 (a .tflite from elsewhere: ask for an int8 export)")
     if "Didn't find op" in flat:
         return UnsupportedError(f"TFLM lacks an op this model uses: {flat[:200]}",
                                 hint="replace the layer with ops docs/supported_ops.md lists")

@@ -182,7 +182,9 @@ def tflm_hybrid_model(model: ir.Model) -> Iterator[Finding]:
     (dynamic-range quantized) model, and TFLM rejects hybrid models ("Hybrid models are
     not supported on TFLite Micro").
 
-    Fix: re-quantize with --mode int8 (full-integer quantization with calibration data).
+    Fix: re-quantize the float model it came from with --mode int8 (full-integer, with
+    calibration data); a .tflite from elsewhere cannot be re-quantized: ask its publisher
+    for the float model or a full-integer int8 export.
     """
     for op in model.operators:
         pos = WEIGHT_OPS.get(op.opcode)
@@ -200,8 +202,9 @@ def tflm_float16_weights(model: ir.Model) -> Iterator[Finding]:
     """{opcode} dequantizes float16 constants at run time (a float16-quantized model);
     TFLM's DEQUANTIZE has no float16 kernel and does not store float16 weights.
 
-    Fix: re-quantize with --mode int8 (or export float32 weights if the model must stay
-    float).
+    Fix: re-quantize the float model it came from with --mode int8 (or export float32
+    weights if the model must stay float); for a .tflite from elsewhere, ask its publisher
+    for an int8 or float32 export.
     """
     reported = False
     for op in model.operators:
@@ -222,7 +225,8 @@ def tflm_uint8_tensors(model: ir.Model) -> Iterator[Finding]:
     has no TFLM kernels; TFLM's int8 kernels need int8 activations and weights (uint8
     I/O is fine only through a QUANTIZE/DEQUANTIZE at the model's edge).
 
-    Fix: re-quantize with --mode int8 (inputs/outputs int8, the tinyq default).
+    Fix: re-quantize the float model it came from with --mode int8 (inputs/outputs int8,
+    the tinyq default); for a .tflite from elsewhere, ask its publisher for an int8 export.
     """
     for op in model.operators:
         if op.opcode in UINT8_BOUNDARY_OPS or op.opcode == "CUSTOM":
