@@ -510,17 +510,22 @@ SIGNAL_FILES = (
 )
 
 
-@pytest.mark.parametrize("with_kissfft", [True, False])
-def test_make_n_builds_signal_kernels_for_a_model_that_uses_them(tmp_path, with_kissfft):
-    if shutil.which("make") is None:
-        pytest.skip("make not installed")
+def _signal_project(tmp_path: Path, with_kissfft: bool) -> tuple[Path, Path]:
+    """The project of ``_signal_model`` for mps2-an386 and a fake tree with signal/."""
     data, model = _signal_model()
     out = tmp_path / "project"
     for rel, text in _project("mps2-an386", data, model, TflmOptions(arena_bytes=4096)).items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(text)
     kiss = (f"{DOWNLOADS}/kissfft/kiss_fft.h",) if with_kissfft else ()
-    tflm = make_fake_tflm(tmp_path / "tflite-micro", FAKE_TFLM_FILES + SIGNAL_FILES + kiss)
+    return out, make_fake_tflm(tmp_path / "tflite-micro", FAKE_TFLM_FILES + SIGNAL_FILES + kiss)
+
+
+@pytest.mark.parametrize("with_kissfft", [True, False])
+def test_make_n_builds_signal_kernels_for_a_model_that_uses_them(tmp_path, with_kissfft):
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    out, tflm = _signal_project(tmp_path, with_kissfft)
     proc = _make(out, f"TFLM_DIR={tflm}")
     if not with_kissfft:
         assert proc.returncode != 0 and "has no kiss_fft.h" in proc.stderr
@@ -540,13 +545,7 @@ def test_make_n_builds_signal_kernels_for_a_model_that_uses_them(tmp_path, with_
 def test_cmake_adds_signal_kernels_for_a_model_that_uses_them(tmp_path):
     if shutil.which("cmake") is None or shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("cmake or arm-none-eabi-gcc not installed")
-    data, model = _signal_model()
-    out = tmp_path / "project"
-    for rel, text in _project("mps2-an386", data, model, TflmOptions(arena_bytes=4096)).items():
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out / rel).write_text(text)
-    tflm = make_fake_tflm(tmp_path / "tflite-micro", FAKE_TFLM_FILES + SIGNAL_FILES
-                          + (f"{DOWNLOADS}/kissfft/kiss_fft.h",))
+    out, tflm = _signal_project(tmp_path, with_kissfft=True)
     build = tmp_path / "cmake"
     proc = subprocess.run(["cmake", "-S", str(out), "-B", str(build), f"-DTFLM_DIR={tflm}"],
                           capture_output=True, text=True, timeout=120, check=False)
