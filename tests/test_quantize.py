@@ -374,3 +374,18 @@ def test_legacy_saved_model_loads_through_a_maintained_path():
     else:
         assert model.loader in ("tf.saved_model",) or model.loader.startswith("tf.compat.v1")
     assert model.input_shape == (49, 10, 1) and model.output_shapes == ((12,),)
+
+
+@pytest.mark.tensorflow
+def test_a_tinyq_folder_in_the_working_directory_does_not_shadow_the_child(
+        tiny_float_model, tmp_path, monkeypatch):
+    """The converter child imports this tinyq, not ./tinyq (python -m puts the working
+    directory first on sys.path; measured with an older checkout as the cwd)."""
+    from tinyq.quantize import quantize
+
+    decoy = tmp_path / "tinyq"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy tinyq was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    r = quantize(tiny_float_model["model"], None, QuantizeOptions(mode="float32"))
+    assert r.tflite[4:8] == b"TFL3"

@@ -75,9 +75,19 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def _tinyq_root() -> str:
-    """The folder holding this ``tinyq`` package, so the child imports the same copy."""
-    return str(Path(__file__).resolve().parent.parent)
+def child_command(module: str, *args: str) -> tuple[list[str], dict[str, str]]:
+    """``(argv, env)`` running ``python -m tinyq.<module> ARGS`` on this very tinyq.
+
+    The folder holding this package goes first on PYTHONPATH, and ``-P`` keeps the
+    working directory off sys.path: otherwise a folder holding another tinyq checkout
+    (or anything named tinyq) shadows this one (measured: "No module named
+    tinyq._convert_worker" when run from an older checkout).
+    """
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]]
+                                                  if env.get("PYTHONPATH") else []))
+    return [sys.executable, "-P", "-m", f"tinyq.{module}", *args], env
 
 
 class ConverterProcess:
@@ -108,14 +118,10 @@ class ConverterProcess:
 
     def _start(self) -> None:
         parent_sock, child_sock = socket.socketpair()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [_tinyq_root()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        level = logging.getLogger("tinyq").getEffectiveLevel()
+        cmd, env = child_command("_convert_worker", str(child_sock.fileno()), str(level))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self._stderr = tempfile.TemporaryFile(dir=self._tmp.name)
-        level = logging.getLogger("tinyq").getEffectiveLevel()
-        cmd = [sys.executable, "-m", "tinyq._convert_worker", str(child_sock.fileno()),
-               str(level)]
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
                                           stderr=self._stderr, env=env,

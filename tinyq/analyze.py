@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -422,9 +421,11 @@ def arena_search_bounds(model: ir.Model) -> tuple[int, int]:
 
 
 def _run_probe_child(model_bytes: bytes, lo: int, hi: int) -> tuple[list[str], int, str]:
-    cmd = [sys.executable, "-m", "tinyq._arena_probe", str(lo), str(hi), str(ARENA_LIMIT_BYTES)]
+    from tinyq._convert_worker import child_command
+
+    cmd, env = child_command("_arena_probe", str(lo), str(hi), str(ARENA_LIMIT_BYTES))
     try:
-        proc = subprocess.run(cmd, input=model_bytes, capture_output=True,
+        proc = subprocess.run(cmd, input=model_bytes, capture_output=True, env=env,
                               timeout=PROBE_CHILD_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"the tflite-micro arena probe hung for {PROBE_CHILD_TIMEOUT_S} s",
