@@ -27,6 +27,7 @@ temporary file; its tail is logged at debug level when the child dies.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -53,6 +55,11 @@ POLL_SECONDS = 0.2
 #: How long the parent waits for a child to exit after it was asked to (seconds); a child
 #: that does not is killed. TensorFlow's shutdown takes well under a second here.
 EXIT_WAIT_SECONDS = 10
+#: Longest a single request (loading or one conversion) may take before the child is
+#: called hung and killed (seconds). The MLPerf Tiny models convert in 2-15 s here and
+#: the digits model in about 5 s; half an hour leaves room for large models on slow
+#: machines while still ending a converter that loops.
+REQUEST_TIMEOUT_SECONDS = 1800
 #: Characters of the child's stderr kept for the debug log after a crash.
 STDERR_TAIL_CHARS = 2000
 
@@ -118,6 +125,9 @@ class ConverterProcess:
 
     def _start(self) -> None:
         parent_sock, child_sock = socket.socketpair()
+        if child_sock.fileno() <= 2:   # stdin/out/err were closed: keep clear of them
+            child_sock = socket.socket(fileno=fcntl.fcntl(child_sock.detach(),
+                                                          fcntl.F_DUPFD_CLOEXEC, 3))
         level = logging.getLogger("tinyq").getEffectiveLevel()
         cmd, env = child_command("_convert_worker", str(child_sock.fileno()), str(level))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -163,12 +173,22 @@ class ConverterProcess:
         if self._proc is None:
             self._start()
         assert self._conn is not None and self._proc is not None
+        deadline = time.monotonic() + REQUEST_TIMEOUT_SECONDS
         try:
             self._conn.send(message)
             while True:
                 if not self._conn.poll(POLL_SECONDS):
                     if self._proc.poll() is not None:
                         raise EOFError
+                    if time.monotonic() > deadline:
+                        self._proc.kill()
+                        self._proc.wait()
+                        self._forget_child()
+                        raise ConversionError(
+                            f"the TFLite converter did not finish in "
+                            f"{REQUEST_TIMEOUT_SECONDS} s {doing}",
+                            hint="run with --verbose to see where it stops, and report the "
+                                 "model", model=self.model_path)
                     continue
                 reply = self._conn.recv()
                 kind = reply[0]
@@ -187,16 +207,20 @@ class ConverterProcess:
         # the child died: say how, and start over on the next request
         code = self._proc.wait()
         tail = self._child_output()
-        self._proc = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self._loaded = None
+        self._forget_child()
         log.debug("converter child output:\n%s", tail)
         how = _signal_name(code) if code < 0 else f"exit code {code}"
         raise ConversionError(f"the TFLite converter crashed ({how}) {doing}"
                               + "".join(f"; {note}" for note in notes),
                               hint=CRASH_HINT, model=self.model_path, exit_code_child=code)
+
+    def _forget_child(self) -> None:
+        """After the child died or was killed: the next request starts a new one."""
+        self._proc = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._loaded = None
 
     # ------------------------------------------------------------------ requests
 
