@@ -388,16 +388,6 @@ def convert_here(float_model, options: QuantizeOptions, calib: np.ndarray | None
              "replace the layer it names", mode=options.mode) from error
 
 
-def convert(float_model, options: QuantizeOptions, calib: np.ndarray | None = None,
-            progress: ProgressFn = null_progress) -> bytes:
-    """Convert the file a loaded :class:`~tinyq.model_loader.FloatModel` came from, in a
-    child process (see :mod:`tinyq._convert_worker`). One conversion per child: callers
-    converting the same model several times use ``ConverterProcess`` directly."""
-    from tinyq._convert_worker import convert_file
-
-    return convert_file(float_model.path, options, calib, progress)
-
-
 def quantize(model_path: str | os.PathLike[str], calib: Any = None,
              options: QuantizeOptions = QuantizeOptions(),
              output: str | os.PathLike[str] | None = None, force: bool = False,
