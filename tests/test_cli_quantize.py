@@ -107,17 +107,17 @@ def test_quantize_wrong_calib_shape_says_both(capsys, tiny_float_model, tmp_path
 
 @pytest.mark.tensorflow
 def test_converter_crash_exit_1_one_line_no_file(capsys, tmp_path):
-    """TensorFlow 2.21's int8 converter segfaults on a Bidirectional LSTM (measured)."""
+    """TensorFlow 2.21's int8 converter segfaults on RNN(LSTMCell) (measured)."""
     import keras
 
     model = keras.Sequential([keras.Input((6, 2)),
-                              keras.layers.Bidirectional(keras.layers.LSTM(3), name="bi"),
+                              keras.layers.RNN(keras.layers.LSTMCell(3), name="rnn"),
                               keras.layers.Dense(2)])
-    path = tmp_path / "bi.keras"
+    path = tmp_path / "rnn.keras"
     model.save(path)
     calib = tmp_path / "c.npy"
     np.save(calib, np.random.default_rng(0).standard_normal((32, 6, 2)).astype(np.float32))
-    out = tmp_path / "bi.tflite"
+    out = tmp_path / "rnn.tflite"
     code, _, err = _run(capsys, "quantize", path, "--calib", calib, "-o", out)
     assert code == 1 and f"crashed (SIGSEGV) converting {path} to int8" in err
     assert len(_errors(err)) == 1 and "Traceback" not in err and not out.exists()

@@ -240,10 +240,13 @@ def recurrent_models(tmp_path_factory):
     np.save(paths["calib"], x)
     layers = {"lstm": lambda: keras.layers.LSTM(8, name="lstm"),
               "gru": lambda: keras.layers.GRU(8, name="gru"),
-              "bilstm": lambda: keras.layers.Bidirectional(keras.layers.LSTM(4), name="bi")}
+              "bilstm": lambda: keras.layers.Bidirectional(keras.layers.LSTM(4), name="bi"),
+              "rnncell": lambda: keras.layers.RNN(keras.layers.LSTMCell(4), name="rnn"),
+              "open_lstm": lambda: keras.layers.LSTM(4, name="open")}
     floats = {}
     for name, make in layers.items():
-        model = keras.Sequential([keras.Input((STEPS, 2)), make(), keras.layers.Dense(2)])
+        steps = None if name == "open_lstm" else STEPS
+        model = keras.Sequential([keras.Input((steps, 2)), make(), keras.layers.Dense(2)])
         paths[name] = folder / f"{name}.keras"
         model.save(paths[name])
         floats[name] = np.asarray(model(x, training=False))
@@ -271,34 +274,39 @@ def test_keras3_lstm_becomes_the_fused_op_tflm_runs(recurrent_models):
 
 
 @pytest.mark.tensorflow
-def test_gru_is_unrolled_with_a_note(recurrent_models):
+@pytest.mark.parametrize("name, note", [
+    ("gru", "GRU 'gru' has no fused TFLite op: unrolled over"),
+    ("bilstm", "Bidirectional(LSTM) 'bi' has no TFLM kernel (no bidirectional sequence op): "
+               "unrolled over"),
+])
+def test_gru_and_bidirectional_are_unrolled_with_a_note(recurrent_models, name, note):
     from tinyq.evaluate import run_model
     from tinyq.quantize import quantize
 
     paths, x, floats = recurrent_models
-    r = quantize(paths["gru"], paths["calib"], QuantizeOptions(mode="int8"))
+    r = quantize(paths[name], paths["calib"], QuantizeOptions(mode="int8"))
     ops = dict(r.ops)
     assert "WHILE" not in ops and ops["FULLY_CONNECTED"] >= STEPS
-    (note,) = r.notes
-    assert note.startswith(f"GRU 'gru' has no fused TFLite op: unrolled over {STEPS} time steps")
-    _assert_close(run_model(r.tflite, x, runtime="tflm"), floats["gru"])
+    (text,) = r.notes
+    assert text.startswith(f"{note} {STEPS} time steps"), text
+    _assert_close(run_model(r.tflite, x, runtime="tflm"), floats[name])
 
 
 @pytest.mark.tensorflow
 def test_converter_crash_is_one_line_and_the_next_conversion_works(recurrent_models, tmp_path):
-    """A Bidirectional LSTM segfaults TensorFlow 2.21's int8 converter (measured)."""
+    """RNN(LSTMCell) (a WHILE loop) segfaults TensorFlow 2.21's int8 converter (measured)."""
     from tinyq._convert_worker import ConverterProcess
     from tinyq.quantize import quantize
 
     paths, x, _ = recurrent_models
-    out = tmp_path / "bi.tflite"
+    out = tmp_path / "rnn.tflite"
     with pytest.raises(ConversionError) as err:
-        quantize(paths["bilstm"], paths["calib"], QuantizeOptions(), output=out)
+        quantize(paths["rnncell"], paths["calib"], QuantizeOptions(), output=out)
     text = str(err.value)
-    assert f"crashed (SIGSEGV) converting {paths['bilstm']} to int8" in text
-    assert "Bidirectional 'bi' converts to a WHILE loop" in text and "\n" not in text
+    assert f"crashed (SIGSEGV) converting {paths['rnncell']} to int8" in text
+    assert "RNN 'rnn' converts to a WHILE loop" in text and "\n" not in text
     assert not out.exists() and list(tmp_path.iterdir()) == []
-    with ConverterProcess(paths["bilstm"]) as converter:
+    with ConverterProcess(paths["rnncell"]) as converter:
         with pytest.raises(ConversionError, match="crashed"):
             converter.convert(QuantizeOptions(), x)
         assert converter.convert(QuantizeOptions(mode="float32")).tflite[4:8] == b"TFL3"
@@ -389,3 +397,17 @@ def test_a_tinyq_folder_in_the_working_directory_does_not_shadow_the_child(
     monkeypatch.chdir(tmp_path)
     r = quantize(tiny_float_model["model"], None, QuantizeOptions(mode="float32"))
     assert r.tflite[4:8] == b"TFL3"
+
+
+@pytest.mark.tensorflow
+def test_a_converter_error_in_the_child_is_one_line_naming_the_op(recurrent_models):
+    """An LSTM without fixed time steps cannot be fused or unrolled: the int8 converter
+    refuses its WHILE loop's tensor list (measured), and says so through the child."""
+    from tinyq.quantize import quantize
+
+    paths, _, _ = recurrent_models
+    with pytest.raises(ConversionError) as err:
+        quantize(paths["open_lstm"], paths["calib"], QuantizeOptions())
+    text = str(err.value)
+    assert "the TFLite converter failed (int8): 'tf.TensorListReserve' op" in text
+    assert "\n" not in text

@@ -270,6 +270,18 @@ def _time_steps(layer) -> int | None:
     return None if shape is None or len(shape) < 3 else shape[1]
 
 
+def _recurrent_kind(layer) -> str | None:
+    """'LSTM', 'GRU', 'SimpleRNN' or e.g. 'Bidirectional(LSTM)' (layers tinyq can unroll),
+    else None."""
+    kind = type(layer).__name__
+    if kind in RECURRENT_LAYERS:
+        return kind
+    inner = type(getattr(layer, "forward_layer", None)).__name__
+    if kind == "Bidirectional" and inner in RECURRENT_LAYERS:
+        return f"Bidirectional({inner})"
+    return None
+
+
 def recurrent_form(keras_model, mode: str, sample: np.ndarray | None = None):
     """The model to hand the converter so recurrent layers become what TFLM runs.
 
@@ -277,50 +289,55 @@ def recurrent_form(keras_model, mode: str, sample: np.ndarray | None = None):
     an LSTM the converter fuses in ``mode`` (Keras 3 LSTMs become WHILE loops, tf-keras
     LSTMs the fused UNIDIRECTIONAL_SEQUENCE_LSTM), otherwise a Keras 3 copy whose
     recurrent layers are unrolled over their fixed time steps (GRU and SimpleRNN have no
-    fused TFLite op); ``notes`` has one line per layer not fused, saying what the graph
-    holds instead. Models without recurrent layers come back unchanged. ``sample``: inputs
-    for the check that a tf-keras twin computes the same (random data when ``None``).
+    fused TFLite op; TFLM has no bidirectional kernel); ``notes`` has one line per layer
+    not fused, saying what the graph holds instead. Models without recurrent layers come
+    back unchanged. ``sample``: inputs for the check that a tf-keras twin computes the
+    same (random data when ``None``).
     """
-    from tinyq.keras_carry import CONVERT_CARRIERS, _kind, _walk_layers
+    from tinyq.keras_carry import CONVERT_CARRIERS, _walk_layers
 
     layers = _walk_layers(keras_model)
-    recurrent = [lay for lay in layers if _kind(lay) in RECURRENT_LAYERS]
-    others = [lay for lay in layers if _kind(lay) in ("Bidirectional", "RNN", "ConvLSTM1D",
-                                                        "ConvLSTM2D")]
-    notes = [f"{_kind(lay)} '{lay.name}' converts to a WHILE loop (tinyq unrolls only plain "
-             "LSTM, GRU and SimpleRNN layers); TFLM may not run it on a board"
-             for lay in others]
+    recurrent = [lay for lay in layers if _recurrent_kind(lay)]
+    others = [lay for lay in layers if not _recurrent_kind(lay) and type(lay).__name__ in (
+        "Bidirectional", "RNN", "ConvLSTM1D", "ConvLSTM2D")]
+    notes = [f"{type(lay).__name__} '{lay.name}' converts to a WHILE loop (tinyq unrolls "
+             "LSTM, GRU and SimpleRNN layers, bidirectional or not); TFLM may not run it on "
+             "a board" for lay in others]
     if not recurrent:
         return keras_model, tuple(notes)
     # the fused op needs fixed time steps ('tf.TensorListReserve' ... requires element_shape
     # to be static): layers without them get a note from _unrolled
-    lstm_only = all(_kind(lay) == "LSTM" and _time_steps(lay) is not None for lay in recurrent)
+    lstm_only = all(_recurrent_kind(lay) == "LSTM" and _time_steps(lay) is not None
+                    for lay in recurrent)
+    why_lstm = (f"cannot be fused in {mode} (the converter has no {mode} "
+                "UNIDIRECTIONAL_SEQUENCE_LSTM; --mode int8 fuses it)")
+    if mode in FUSED_LSTM_MODES:
+        why_lstm = ("is not fused (tinyq fuses LSTMs when every recurrent layer of the model "
+                    "is a plain LSTM with fixed time steps)")
     if lstm_only and mode in FUSED_LSTM_MODES:
         from tinyq.keras_carry import carry_to_tf_keras
 
         try:
             carried = carry_to_tf_keras(keras_model, sample, carriers=CONVERT_CARRIERS)
         except TinyqError as exc:
-            why = "; ".join(getattr(exc, "layers", ())) or exc.message
-            notes.append(f"cannot fuse the LSTM layers: the tf-keras rebuild they need "
-                         f"failed ({why})")
+            why_lstm = ("is not fused: the tf-keras rebuild the fused op needs failed ("
+                        + ("; ".join(getattr(exc, "layers", ())) or exc.message) + ")")
         else:
             log.info("LSTM layers %s convert to UNIDIRECTIONAL_SEQUENCE_LSTM (through tf-keras)",
                      ", ".join(lay.name for lay in recurrent))
             return carried.model, tuple(notes)
-    return _unrolled(keras_model, recurrent, mode, notes)
+    return _unrolled(keras_model, recurrent, why_lstm, notes)
 
 
-def _unrolled(keras_model, recurrent, mode: str, notes: list[str]):
+def _unrolled(keras_model, recurrent, why_lstm: str, notes: list[str]):
     import keras
 
     names = set()
     for lay in recurrent:
         steps = _time_steps(lay)
-        kind = type(lay).__name__
-        why = ("has no fused TFLite op" if kind != "LSTM" else
-               f"cannot be fused in {mode} (the converter has no {mode} "
-               "UNIDIRECTIONAL_SEQUENCE_LSTM; --mode int8 fuses it)")
+        kind = _recurrent_kind(lay)
+        why = (why_lstm if kind == "LSTM" else "has no fused TFLite op" if kind in
+               RECURRENT_LAYERS else "has no TFLM kernel (no bidirectional sequence op)")
         if steps is None:
             notes.append(f"{kind} '{lay.name}' {why}, and its time steps are not fixed: it "
                          "converts to a WHILE loop, which TFLM may not run on a board; give "
@@ -335,7 +352,12 @@ def _unrolled(keras_model, recurrent, mode: str, notes: list[str]):
     def clone(layer):
         config = layer.get_config()
         if layer.name in names:
-            config["unroll"] = True
+            # a Bidirectional wrapper holds its two layers' configs
+            for inner in (config.get("layer"), config.get("backward_layer")):
+                if isinstance(inner, dict):
+                    inner["config"]["unroll"] = True
+            if "layer" not in config:
+                config["unroll"] = True
         return type(layer).from_config(config)
 
     copy = keras.models.clone_model(keras_model, clone_function=clone)
