@@ -167,7 +167,7 @@ def _is_input_layer(op: object) -> bool:
     return _kind(op) == "InputLayer"
 
 
-def _walk_layers(model) -> list:
+def walk_layers(model) -> list:
     """Every operation in ``model`` (nested models expanded), InputLayers excluded."""
     found: list = []
     ops = model.layers if _kind(model) == "Sequential" else getattr(
@@ -176,7 +176,7 @@ def _walk_layers(model) -> list:
         if _is_input_layer(op):
             continue
         if _is_model(op):
-            found.extend(_walk_layers(op))
+            found.extend(walk_layers(op))
         else:
             found.append(op)
     return found
@@ -220,7 +220,7 @@ def check_carryable(model, carriers: Mapping[str, Carrier] = CARRIERS) -> None:
                 hint="build it with the Sequential or Functional API for QAT")
         raise ModelError(f"expected a Keras model, got {type(model).__name__}",
                          hint="pass a .keras or .h5 model file")
-    problems = [p for layer in _walk_layers(model) for p in _problems(layer, carriers)]
+    problems = [p for layer in walk_layers(model) for p in _problems(layer, carriers)]
     if problems:
         raise UnsupportedError(
             f"cannot rebuild {len(problems)} layer(s) in tf-keras for QAT: "

@@ -294,9 +294,9 @@ def recurrent_form(keras_model, mode: str, sample: np.ndarray | None = None):
     back unchanged. ``sample``: inputs for the check that a tf-keras twin computes the
     same (random data when ``None``).
     """
-    from tinyq.keras_carry import CONVERT_CARRIERS, _walk_layers
+    from tinyq.keras_carry import CONVERT_CARRIERS, walk_layers
 
-    layers = _walk_layers(keras_model)
+    layers = walk_layers(keras_model)
     recurrent = [lay for lay in layers if _recurrent_kind(lay)]
     others = [lay for lay in layers if not _recurrent_kind(lay) and type(lay).__name__ in (
         "Bidirectional", "RNN", "ConvLSTM1D", "ConvLSTM2D")]
