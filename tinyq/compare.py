@@ -16,7 +16,7 @@ import logging
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ class ModeResult:
     tflm_note: str                      # why not, when it does not
     error: str | None = None            # conversion failed: the converter's line
     tflite: bytes | None = field(default=None, repr=False, compare=False)
+    notes: tuple[str, ...] = ()         # layers converted in another form (unrolled...)
 
 
 @dataclass(frozen=True)
@@ -162,20 +163,21 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
                          options.modes[0])
         samples = calibration_samples(calib, float_model.input_shape, q_options[strictest])
         progress(ProgressEvent(STAGE, "converting the float32 reference"))
-        reference = converter.convert(QuantizeOptions(mode="float32")).tflite
+        float32 = converter.convert(QuantizeOptions(mode="float32"))
+        reference = float32.tflite
         rows, ref_acc = [], None
         for n, mode in enumerate(options.modes):
             progress(ProgressEvent(STAGE, f"{mode}: converting", n, len(options.modes)))
             try:
-                tflite = reference if mode == "float32" else converter.convert(
-                    q_options[mode], samples).tflite
+                converted = float32 if mode == "float32" else converter.convert(
+                    q_options[mode], samples)
             except ConversionError as exc:
                 rows.append(ModeResult(mode, None, None, None, None, None, None, False,
                                        "not converted", error=exc.message))
                 continue
             progress(ProgressEvent(STAGE, f"{mode}: evaluating", n, len(options.modes)))
-            row, ref_acc = measure(mode, tflite, test, reference, str(model_path))
-            rows.append(row)
+            row, ref_acc = measure(mode, converted.tflite, test, reference, str(model_path))
+            rows.append(replace(row, notes=converted.notes))
     if options.train is not None:
         from tinyq.qat import QatOptions, qat_tflite
 
