@@ -272,3 +272,18 @@ def test_supported_ops_doc_says_how_macs_are_counted():
     doc = (REPO / "docs" / "supported_ops.md").read_text()
     for op, rule in MAC_RULES.items():
         assert f"| `{op}` | {rule} |" in doc, "regenerate: python -m tinyq.checks --markdown"
+
+
+def test_a_while_loop_is_named_with_a_fix_for_keras_and_third_party_models():
+    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.tflite_writer import GraphBuilder
+
+    g = GraphBuilder()
+    x, y = g.add_tensor((1, 4), "float32"), g.add_tensor((1, 4), "float32")
+    g.add_op("WHILE", [x], [y], {"cond_subgraph_index": 1, "body_subgraph_index": 2})
+    found = [p for p in checks.problems(read_model_bytes(g.build([x], [y])), "tflm")
+             if p.check == "tflm_while_loop"]
+    (p,) = found
+    assert p.severity == "warning" and p.opcode == "WHILE"
+    assert "Keras 3 LSTM and GRU" in p.message
+    assert "`tinyq quantize`" in p.fix and "a .tflite from elsewhere" in p.fix

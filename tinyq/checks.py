@@ -292,8 +292,24 @@ def tflm_extra_subgraphs(model: ir.Model) -> Iterator[Finding]:
     Fix: nothing to do if the extra subgraphs are unused (signatures, init); otherwise
     check the ops of the other subgraphs yourself.
     """
-    if model.num_subgraphs > 1:
+    if model.num_subgraphs > 1 and not any(op.opcode == "WHILE" for op in model.operators):
         yield {"count": model.num_subgraphs}
+
+
+@check("tflm", severity="warning")
+def tflm_while_loop(model: ir.Model) -> Iterator[Finding]:
+    """{opcode} runs a loop in other subgraphs, which tinyq's checks and MACs do not
+    cover; the TFLite converter makes such loops from Keras 3 LSTM and GRU layers, and
+    TFLM users report them hanging on boards.
+
+    Fix: with the Keras model at hand, quantize it with `tinyq quantize` (LSTMs become the
+    fused UNIDIRECTIONAL_SEQUENCE_LSTM, GRUs are unrolled); for a .tflite from elsewhere,
+    check its outputs on the tflite-micro interpreter with `tinyq evaluate` before
+    flashing.
+    """
+    for op in model.operators:
+        if op.opcode == "WHILE":
+            yield {"op": op}
 
 
 @check("native")

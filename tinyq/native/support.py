@@ -32,9 +32,10 @@ def _message(fn: Callable[..., bool]) -> str:
     return " ".join((fn.__doc__ or fn.__name__).split())
 
 
-@_model_check(fix="TFLM and the native runtime run subgraph 0 only; remove control flow")
+@_model_check(fix="use --runtime tflm")
 def multiple_subgraphs(model: ir.Model) -> bool:
-    """the model has more than one subgraph"""
+    """the model has more than one subgraph, and the native runtime runs subgraph 0 only
+    (no WHILE, IF or CALL_ONCE yet)"""
     return model.num_subgraphs > 1
 
 
