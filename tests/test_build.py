@@ -10,7 +10,7 @@ import pytest
 from conftest import require_tools
 
 from tinyq import boards
-from tinyq.build import BuildOptions, build, diagnose, read_elf
+from tinyq.build import BUILDS_FOLDER, BuildOptions, build, diagnose, read_elf
 from tinyq.cli import main
 from tinyq.codegen import GenerateOptions, ModelInfo, RuntimeSources, render_project, write_project
 from tinyq.errors import BuildError, FitError, ToolNotFoundError
@@ -173,6 +173,47 @@ def test_model_build_is_cached(tmp_path, shared_models):
                   build_options=opts)
     assert other.elf != first.elf and not other.cached
     shutil.rmtree(tmp_path / "cache")
+
+
+@pytest.mark.qemu
+def test_a_cached_build_whose_elf_changed_is_built_again(tmp_path, shared_models):
+    """An entry is trusted only if its ELF matches the stamp written when it was built."""
+    from tinyq.build import is_built
+
+    require_tools("arm-none-eabi-gcc")
+    model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
+    opts = BuildOptions(cache_dir=tmp_path / "cache")
+    first = build(model, board="mps2-an386", build_options=opts)
+    assert is_built(first.project)
+    size = first.elf.stat().st_size
+    with open(first.elf, "r+b") as elf:                 # e.g. a disk that filled up
+        elf.truncate(size // 2)
+    assert not is_built(first.project)
+    again = build(model, board="mps2-an386", build_options=opts)
+    assert not again.cached and again.project == first.project and is_built(again.project)
+    assert again.elf.stat().st_size == size
+
+
+def test_a_failed_cache_build_keeps_its_log_and_no_entry(tmp_path, shared_models, monkeypatch):
+    import tinyq.build
+
+    require_tools("arm-none-eabi-gcc", "make")
+    model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
+
+    def failing_make(project, options, progress):
+        (project / "build").mkdir()
+        (project / "build" / "build.log").write_text("startup.c:1: error: boom\n")
+        raise diagnose("startup.c:1: error: boom", {"board": {"name": "b"}},
+                       project / "build" / "build.log")
+
+    monkeypatch.setattr(tinyq.build, "run_make", failing_make)
+    with pytest.raises(BuildError, match=r"error: boom — full log: .*/builds-v2/mps2-an386-\w+"
+                       r"\.log$") as info:
+        build(model, board="mps2-an386", build_options=BuildOptions(cache_dir=tmp_path))
+    log = Path(info.value.log)
+    assert log.read_text() == "startup.c:1: error: boom\n"
+    assert sorted(p.name for p in (tmp_path / BUILDS_FOLDER).iterdir()) == sorted(
+        [log.name, log.name[:-len(".log")] + ".lock"])
 
 
 def test_cli_existing_json_refused_before_compiling(tmp_path, monkeypatch, capsys):

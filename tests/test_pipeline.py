@@ -23,6 +23,7 @@ from tinyq.errors import (
     UnsupportedError,
     UserInputError,
 )
+from tinyq.fileio import MARKER_NAME, write_marker
 from tinyq.interpreters import TflmInterpreter
 from tinyq.pipeline import DeployOptions, _check_inspect, deploy
 from tinyq.tflite_writer import GraphBuilder
@@ -71,9 +72,10 @@ def test_existing_outputs_are_refused_before_any_work(tflite_case, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("keep")
+    write_marker(out)       # a folder an earlier deploy made (a foreign one is refused too)
     with pytest.raises(OutputExistsError, match="report.md"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(out), emulator="qemu"))
-    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME, "report.md"]
 
 
 def test_bad_test_data_fails_before_building(tflite_case, tmp_path):
@@ -150,7 +152,12 @@ def test_unwritable_outputs_are_refused_before_any_work(tflite_case, tmp_path):
     with pytest.raises(UserInputError, match="is a file, not a folder"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(a_file), emulator="qemu"),
                progress=events.append)
-    with pytest.raises(UserInputError, match="is a folder, not a file"):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UserInputError, match="it is a folder and the output is a file"):
+        deploy(model, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "o"), emulator="qemu",
+                                                  json=str(tmp_path / "d")),
+               progress=events.append)
+    with pytest.raises(UserInputError, match="holds the input"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(tmp_path / "o"), emulator="qemu",
                                                   json=str(tmp_path)), progress=events.append)
     with pytest.raises(UserInputError, match="cannot create .*: .*a_file is not a folder"):
@@ -251,7 +258,7 @@ def test_deploy_keras_model_end_to_end(tiny_float_model, tmp_path, capsys):
     code = main(["deploy", str(tiny_float_model["model"]),
                  "--calib", str(tiny_float_model["calib"]),
                  "--data", str(tiny_float_model["test"]), "--board", "mps2-an386",
-                 "--emulator", "qemu", "--out", str(out)])
+                 "--emulator", "qemu", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
     rec = json.loads((out / "result.json").read_text())
     _check_outputs(out, rec)
@@ -298,6 +305,7 @@ def test_existing_report_plots_are_refused_before_any_work(tflite_case, tmp_path
     out = tmp_path / "out"
     out.mkdir()
     (out / "report-layers.png").write_bytes(b"keep")
+    write_marker(out)
     with pytest.raises(OutputExistsError, match="report-layers.png"):
         deploy(model, "mps2-an386", DeployOptions(out_dir=str(out), emulator="qemu"))
     assert (out / "report-layers.png").read_bytes() == b"keep"
@@ -309,7 +317,7 @@ def test_cli_contradicting_options_exit_2_before_any_work(tflite_case, tmp_path,
     model, _test = tflite_case
     out = tmp_path / "o"
     assert main(["deploy", str(model), "--board", "mps2-an386", "--emulator", "qemu",
-                 "--no-flash", "--out", str(out)]) == 2
+                 "--no-flash", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--no-flash only applies to a board on --port" in err and err.count("\n") == 1
     assert not out.exists()

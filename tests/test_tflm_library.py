@@ -97,20 +97,25 @@ def project(tmp_path) -> Path:
                     options=GenerateOptions(runtime_options=TflmOptions(arena_bytes=4096))).path
 
 
-@pytest.fixture()
-def fake_make(tmp_path) -> tuple[str, Path]:
-    """A `make` that writes $TFLM_BUILD/libtflm.a and logs its arguments."""
-    calls = tmp_path / "make-calls.txt"
-    script = tmp_path / "fake-make"
+def _fake_make(folder: Path, seconds: float = 0) -> tuple[str, Path]:
+    """A `make` that takes ``seconds``, writes $TFLM_BUILD/libtflm.a and logs its arguments."""
+    calls = folder / "make-calls.txt"
+    script = folder / "fake-make"
     script.write_text(f"""#!/bin/sh
 echo "$@" >> {calls}
 for arg in "$@"; do
   case "$arg" in TFLM_BUILD=*) dir="${{arg#TFLM_BUILD=}}";; esac
 done
+sleep {seconds}
 mkdir -p "$dir" && echo lib > "$dir/{LIBRARY_NAME}"
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(script), calls
+
+
+@pytest.fixture()
+def fake_make(tmp_path) -> tuple[str, Path]:
+    return _fake_make(tmp_path)
 
 
 def _calls(path: Path) -> list[str]:
@@ -127,7 +132,10 @@ def test_the_library_is_built_once_and_reused(project, tree, tmp_path, fake_make
     assert len(_calls(calls)) == 1
     argv = _calls(calls)[0].split()
     assert "tflm-lib" in argv and f"TFLM_DIR={tree.path}" in argv
-    assert f"TFLM_BUILD={first.folder}" in argv and "OPTIMIZED_KERNEL_DIR=" in argv
+    # built in a private folder beside the entry, then published whole under its name
+    private = Path(next(a for a in argv if a.startswith("TFLM_BUILD=")).split("=", 1)[1])
+    assert private.parent == first.folder.parent and private.name.startswith(".tmp-")
+    assert not private.exists() and "OPTIMIZED_KERNEL_DIR=" in argv
     assert json.loads((first.folder / KEY_FILE).read_text())["kernels"] == "reference"
 
     again = ensure_library(project, record, tree, make=make, cache=cache)
@@ -149,6 +157,28 @@ def test_an_unfinished_library_is_built_again(project, tree, tmp_path, fake_make
     (lib.folder / KEY_FILE).unlink()                    # e.g. interrupted before the key
     assert not ensure_library(project, record, tree, make=make, cache=tmp_path / "c").reused
     assert len(_calls(calls)) == 2
+
+
+def test_parallel_builds_of_one_library_compile_it_once(project, tree, tmp_path, monkeypatch):
+    """A second build waits for the first one's lock and reuses its library."""
+    import threading
+
+    monkeypatch.setattr(library, "compiler_version", lambda cross: GCC)
+    make, calls = _fake_make(tmp_path, seconds=1)
+    record = load_project(project)
+    results = []
+
+    def one() -> None:
+        results.append(ensure_library(project, record, tree, make=make, cache=tmp_path / "c"))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(_calls(calls)) == 1
+    assert sorted(r.reused for r in results) == [False, True]
+    assert results[0].folder == results[1].folder and results[0].path.is_file()
 
 
 def test_a_failing_library_build_is_one_build_error(project, tree, tmp_path, monkeypatch):

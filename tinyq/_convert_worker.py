@@ -45,6 +45,7 @@ import numpy as np
 from tinyq import errors
 from tinyq.errors import ConversionError, TinyqError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import spawn, stop
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,8 @@ class ConverterProcess:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self._stderr = tempfile.TemporaryFile(dir=self._tmp.name)
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
-                                          stderr=self._stderr, env=env,
-                                          pass_fds=(child_sock.fileno(),))
+            self._proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
+                               stderr=self._stderr, env=env, pass_fds=(child_sock.fileno(),))
         finally:
             child_sock.close()
         self._conn = Connection(parent_sock.detach())
@@ -154,8 +154,7 @@ class ConverterProcess:
             try:
                 proc.wait(timeout=EXIT_WAIT_SECONDS)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                stop(proc)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -181,8 +180,7 @@ class ConverterProcess:
                     if self._proc.poll() is not None:
                         raise EOFError
                     if time.monotonic() > deadline:
-                        self._proc.kill()
-                        self._proc.wait()
+                        stop(self._proc)
                         self._forget_child()
                         raise ConversionError(
                             f"the TFLite converter did not finish in "
@@ -204,6 +202,10 @@ class ConverterProcess:
                     raise _rebuild_error(reply[1], reply[2], reply[3])
         except (EOFError, OSError, ConnectionError):
             pass
+        except (KeyboardInterrupt, SystemExit):
+            stop(self._proc)          # a conversion in progress is not waited for
+            self._forget_child()
+            raise
         # the child died: say how, and start over on the next request
         code = self._proc.wait()
         tail = self._child_output()

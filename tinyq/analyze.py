@@ -32,8 +32,9 @@ from typing import Any
 from tinyq import ir
 from tinyq.board_profile import Board
 from tinyq.checks import PREPARE_FAILED_HINT, Problem, problems
-from tinyq.errors import FitError, ToolError, UnsupportedError
+from tinyq.errors import FitError, ToolError, UnsupportedError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class OpReport:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "type": self.type, "version": self.version,
+        return {"index": self.index, "op": self.type, "version": self.version,
                 "macs": self.macs, "weights_bytes": self.weights_bytes,
                 "options": {k: v for k, v in self.options.items() if not isinstance(v, bytes)},
                 "inputs": [t.to_dict() if t else None for t in self.inputs],
@@ -233,16 +234,16 @@ class InspectReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": {"path": self.path, "sha256": self.sha256, "size_bytes": self.size_bytes,
-                      "num_subgraphs": self.num_subgraphs},
+            "model": self.path, "model_sha256": self.sha256, "size_bytes": self.size_bytes,
+            "num_subgraphs": self.num_subgraphs,
             "runtime": self.runtime,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
-            "ops": [op.to_dict() for op in self.ops],
+            "layers": [op.to_dict() for op in self.ops],
             "macs": self.macs,
             "weights_bytes": self.weights_bytes,
             "activation_bytes": self.activation_bytes,
-            "op_set": [{"type": name, "version": v} for name, v in self.op_set],
+            "op_set": [{"op": name, "version": v} for name, v in self.op_set],
             "arena_bytes": {"tflm": self.arena_tflm.arena_bytes if self.arena_tflm else None,
                             "native": self.arena_native},
             "arena_search": asdict(self.arena_tflm) if self.arena_tflm else None,
@@ -251,8 +252,15 @@ class InspectReport:
             "fit": self.fit.to_dict() if self.fit else None,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` record (kind "inspect")."""
+        from tinyq.records import stamp
+
+        return stamp("inspect", self.to_dict())
+
+    def to_text(self) -> str:
+        """The record as indented JSON text."""
+        return json.dumps(self.to_json(), indent=2) + "\n"
 
 
 # ---------------------------------------------------------------------------- per op
@@ -425,8 +433,8 @@ def _run_probe_child(model_bytes: bytes, lo: int, hi: int) -> tuple[list[str], i
 
     cmd, env = child_command("_arena_probe", str(lo), str(hi), str(ARENA_LIMIT_BYTES))
     try:
-        proc = subprocess.run(cmd, input=model_bytes, capture_output=True, env=env,
-                              timeout=PROBE_CHILD_TIMEOUT_S, check=False)
+        proc = run_process(cmd, input=model_bytes, capture_output=True, env=env,
+                           timeout=PROBE_CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"the tflite-micro arena probe hung for {PROBE_CHILD_TIMEOUT_S} s",
                         hint="run with --no-arena-search and report the model") from exc
@@ -519,7 +527,7 @@ def measure_tflm_arena(model: ir.Model, model_bytes: bytes, *, use_cache: bool =
         try:
             write_text(cache, json.dumps({"arena_bytes": result, "sha256": sha,
                                           "tflite_micro": tflm_version, "probes": probes}))
-        except OSError as exc:
+        except (OSError, UserInputError) as exc:   # a cache we cannot write is no error
             logger.warning("cannot write the arena cache %s: %s", cache, exc)
     return measurement
 

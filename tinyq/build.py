@@ -4,6 +4,11 @@
 ``build(MODEL.tflite, board=B)`` first renders the project into a cache folder
 keyed by the hash of every rendered file (so a new model, board, option,
 template or tinyq version gives a new key) and reuses an existing build.
+Several tinyq processes may build the same model at once (parallel CI jobs):
+the project is built in a private folder and published whole (:mod:`tinyq.cache`),
+a second process waits for the first one's result, and an entry is trusted only
+with its stamp (:data:`BUILT_STAMP`, the ELF's size and sha256), so a build that
+was killed half-way is never reused.
 
 Toolchain failures become one-line errors: a missing compiler or newlib is a
 :class:`ToolNotFoundError` saying what to install, a linker region overflow a
@@ -15,6 +20,8 @@ Toolchain failures become one-line errors: a missing compiler or newlib is a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -31,6 +38,7 @@ from tinyq.board_profile import Board
 from tinyq.elf import SHF_ALLOC, SHT_NOBITS, ElfSection
 from tinyq.errors import BuildError, FitError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +54,19 @@ APT_HINT = "install it: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-non
 MAKE_HINT = "install it: sudo apt-get install make"
 #: Where ``build(MODEL, board=...)`` keeps its projects (override: TINYQ_CACHE_DIR).
 CACHE_ENV = "TINYQ_CACHE_DIR"
+#: Cache folder of model builds. Its entries are published whole (tinyq.cache) and carry
+#: tinyq's marker and a build stamp; "builds" (older tinyq, built in place) is left alone:
+#: tinyq replaces only what it can tell is its own.
+BUILDS_FOLDER = "builds-v2"
 #: Characters of the cache key used as the folder name.
 CACHE_KEY_CHARS = 20
+#: How long a build waits for another process building the same firmware before
+#: building it itself: that process finishes or gives up within BUILD_TIMEOUT_S
+#: (plus the TFLM library build it may be waiting for, which has its own lock).
+BUILD_LOCK_TIMEOUT_S = BUILD_TIMEOUT_S + 60
+#: Written into a cached build last: the ELF's size and sha256. Without it (or if
+#: the ELF no longer matches) the entry is not trusted.
+BUILT_STAMP = "build/tinyq_built.json"
 
 _OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes?")
 _ERROR_LINE = re.compile(r"(error:|undefined reference|No rule to make target|cannot find)",
@@ -115,6 +134,16 @@ class Firmware:
                     "total": self.ram_bytes, "available": self.ram_available},
             "sections": dict(self.sections), "cached": self.cached,
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` record of ``tinyq build`` (kind "build")."""
+        from tinyq.records import stamp
+
+        record = self.as_dict()
+        record["firmware"] = record.pop("elf")         # the ELF, as in run/bench records
+        record["model_id"] = self.model_sha256[:12]
+        record["project"] = str(self.project)
+        return stamp("build", record)
 
 
 # ------------------------------------------------------------------ ELF reading
@@ -293,10 +322,9 @@ def run_make(project: Path, options: BuildOptions,
         argv += make_variables(project, record, tflm_dir=options.tflm_dir, cross=options.cross,
                                make=options.make, jobs=options.jobs,
                                cache=cache_root(options), progress=progress)
-    log.debug("running %s", " ".join(argv))
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=BUILD_TIMEOUT_S, check=False)
+        proc = run_process(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BuildError(f"make did not finish in {BUILD_TIMEOUT_S} s in {project}",
                          hint="run `make` there by hand to see where it hangs") from None
@@ -326,13 +354,15 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
 
     ``options`` are :class:`tinyq.codegen.GenerateOptions` (model builds only).
     """
+    from tinyq.cache import cached_folder
     from tinyq.codegen import (
-        PROJECT_FILE,
+        SCRATCH_FOLDERS,
         files_digest,
         load_project,
         render_model_project,
-        write_project,
+        write_files,
     )
+    from tinyq.fileio import cache_name, write_marker
 
     build_options = build_options or BuildOptions()
     path = Path(target)
@@ -359,22 +389,73 @@ def build(target: str | os.PathLike[str], board: Board | str | None = None, *,
         tree = locate(build_options.tflm_dir)   # the ELF also depends on the TFLM tree
         identity["<tflm tree>"] = f"{tree.path} {tree.commit}"
     key = files_digest(identity)[:CACHE_KEY_CHARS]
-    project = cache_root(build_options) / "builds" / f"{board_obj.name}-{key}"
-    elf = project / "build" / "app.elf"
-    if elf.is_file() and (project / PROJECT_FILE).is_file() and not build_options.rebuild:
+    project = cache_root(build_options) / BUILDS_FOLDER / cache_name(board_obj.name, key)
+
+    def compile_into(folder: Path) -> None:
+        write_files(files, folder)
+        write_marker(folder, scratch=SCRATCH_FOLDERS)
+        progress(ProgressEvent("build", f"compiling {path.name} for {board_obj.name} "
+                               f"into {project}"))
+        try:
+            run_make(folder, build_options, progress)
+        except FitError as exc:
+            if runtime == "tflm":
+                native = _native_instead(path, board_obj)
+                if native is not None:
+                    raise FitError(exc.message, hint=native, **exc.fields) from None
+            raise
+        except BuildError as exc:
+            raise _keep_log(exc, folder, project) from None
+        stamp_build(folder)
+
+    def waiting(lock: Path) -> None:
+        progress(ProgressEvent("build", f"waiting for another tinyq building the same "
+                               f"firmware (lock {lock})"))
+
+    reused = cached_folder(project, compile_into, complete=is_built,
+                           rebuild=build_options.rebuild, lock_timeout=BUILD_LOCK_TIMEOUT_S,
+                           on_wait=waiting)
+    if reused:
         progress(ProgressEvent("build", f"reusing the build in {project}"))
-        return measure(elf, project, load_project(project), cached=True)
-    write_project(files, project, force=True)
-    progress(ProgressEvent("build", f"compiling {path.name} for {board_obj.name} in {project}"))
+    return measure(project / "build" / "app.elf", project, load_project(project),
+                   cached=reused)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stamp_build(project: Path) -> None:
+    """Mark a finished build: the ELF's size and sha256 in :data:`BUILT_STAMP`."""
+    elf_path = project / "build" / "app.elf"
+    stamp = {"elf_bytes": elf_path.stat().st_size, "elf_sha256": _sha256(elf_path)}
+    (project / BUILT_STAMP).write_text(json.dumps(stamp) + "\n", encoding="utf-8")
+
+
+def is_built(project: Path) -> bool:
+    """True when ``project`` holds a finished build whose ELF matches its stamp."""
+    from tinyq.codegen import PROJECT_FILE
+
+    elf_path = project / "build" / "app.elf"
     try:
-        run_make(project, build_options, progress)
-    except FitError as exc:
-        if runtime == "tflm":
-            native = _native_instead(path, board_obj)
-            if native is not None:
-                raise FitError(exc.message, hint=native, **exc.fields) from None
-        raise
-    return measure(elf, project, load_project(project))
+        stamp = json.loads((project / BUILT_STAMP).read_text(encoding="utf-8"))
+        return ((project / PROJECT_FILE).is_file()
+                and elf_path.stat().st_size == stamp["elf_bytes"]
+                and _sha256(elf_path) == stamp["elf_sha256"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+
+
+def _keep_log(exc: BuildError, folder: Path, project: Path) -> BuildError:
+    """The error of a failed cache build, its log kept beside the cache entry (the private
+    folder it was built in is deleted)."""
+    from tinyq.cache import keep_log
+
+    kept = keep_log(folder / "build" / "build.log", project)
+    if kept is None:
+        return exc
+    return BuildError(exc.message.replace(str(folder), str(project)), hint=f"full log: {kept}",
+                      log=str(kept))
 
 
 def _native_instead(model_path: Path, board: Board) -> str | None:

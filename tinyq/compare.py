@@ -77,10 +77,12 @@ class CompareReport:
     rows: tuple[ModeResult, ...]
 
     def to_json(self) -> dict[str, Any]:
+        from tinyq.records import stamp
+
         data = asdict(self)
         for row in data["rows"]:
             row.pop("tflite")
-        return data
+        return stamp("compare", data)
 
 
 def host_latency_us(model_bytes: bytes, x: np.ndarray) -> float:
@@ -194,8 +196,12 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
                          latency_interpreter=LATENCY_INTERPRETER, rows=tuple(rows))
 
 
-def plot(report: CompareReport, path: str | os.PathLike[str], force: bool = False) -> None:
-    """PNG: accuracy (or top-1 agreement without labels) against file size, one point per mode."""
+def plot(report: CompareReport, path: str | os.PathLike[str], force: bool = False,
+         inputs: Any = ()) -> None:
+    """PNG: accuracy (or top-1 agreement without labels) against file size, one point per mode.
+
+    ``inputs``: paths the PNG may not replace (the compared model and data by default)."""
+    inputs = tuple(inputs) or (report.model, report.data)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,7 +227,7 @@ def plot(report: CompareReport, path: str | os.PathLike[str], force: bool = Fals
                      fontsize=9)
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        with atomic_path(path, force) as tmp:
+        with atomic_path(path, force, inputs=inputs) as tmp:
             fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)

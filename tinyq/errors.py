@@ -19,11 +19,16 @@
         ├── DeviceTimeoutError       no answer in time
         └── ProtocolError            garbage, a missing m-ready, wrong firmware, reset mid-run
 
+Apart from the tree, :class:`Interrupted` is a KeyboardInterrupt: the CLI raises
+it on SIGTERM or SIGHUP so that code unwinds as on Ctrl-C.
+
 Every message is one line that names the problem and the fix. Errors carry the
 fields a caller may want to act on (path, op, board, bytes over, port).
 """
 
 from __future__ import annotations
+
+import signal
 
 
 class TinyqError(Exception):
@@ -107,3 +112,17 @@ class DeviceTimeoutError(DeviceError):
 
 class ProtocolError(DeviceError):
     """The device answered something the protocol does not allow."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP) turned into an exception, handled like Ctrl-C:
+    ``with`` blocks unwind (devices close, temporary files go), and the CLI exits
+    with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -31,12 +31,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tinyq import elf as elffile
 from tinyq.board_profile import Board
 from tinyq.errors import DeviceError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +83,22 @@ class FlashResult:
     firmware: str
     commands: tuple[tuple[str, ...], ...]   # the external commands run, for the record
 
+    def to_json(self) -> dict[str, Any]:
+        """The flashing as a record (kind "flash")."""
+        from tinyq.records import stamp
+
+        return stamp("flash", {"board": self.board, "method": self.method,
+                               "firmware": self.firmware,
+                               "commands": [list(c) for c in self.commands]})
+
 
 def run_tool(argv: Sequence[str], timeout: float = FLASH_TOOL_TIMEOUT_S) -> str:
     """Run one external tool; the only place flashing starts a process."""
     exe = shutil.which(argv[0])
     if exe is None:
         raise ToolNotFoundError(f"{argv[0]} not found", hint=_INSTALL.get(argv[0], "install it"))
-    log.debug("running %s", " ".join(argv))
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        proc = run_process(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise DeviceError(f"{argv[0]} did not finish within {timeout:.0f} s",
                           hint="check the probe connection and power, then retry") from exc

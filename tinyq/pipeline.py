@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tinyq.errors import FitError, OutputExistsError, UnsupportedError, UserInputError
+from tinyq.errors import FitError, UnsupportedError, UserInputError
 from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.protocol import Timeouts
@@ -44,6 +44,8 @@ TFLITE_NAME = "model.tflite"
 PROJECT_NAME = "project"
 REPORT_NAME = "report.md"
 JSON_NAME = "result.json"
+#: What the project's Makefile builds inside ``out_dir`` (not listed in its marker).
+DEPLOY_SCRATCH = (f"{PROJECT_NAME}/build",)
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,9 @@ class DeployResult:
 
     def to_json(self) -> dict[str, Any]:
         """Bench fields at the top, validate fields beside them (when --data was given)."""
-        out = self.bench.to_json()
-        out["kind"] = "deploy"
+        from tinyq.records import device_name, stamp
+
+        out = stamp("deploy", self.bench.to_json())
         out["bench_max_lsb_diff"] = out["max_lsb_diff"]
         out["source_model"] = self.model
         out["tflite"] = str(self.tflite)
@@ -116,8 +119,8 @@ class DeployResult:
         out["project"] = str(self.project)
         if self.validate is not None:
             v = self.validate.to_json()
-            for key in ("kind", "tinyq", "model", "model_id", "board", "runtime", "device",
-                        "emulated"):
+            for key in ("kind", "schema_version", "tinyq", "model", "model_id", "board",
+                        "runtime", "device", "emulated"):
                 v.pop(key, None)
             v["validate_seconds"] = v.pop("seconds")
             out.update(v)
@@ -125,8 +128,8 @@ class DeployResult:
         if self.quantized is not None:
             out["quantize"] = self.quantized.to_json()
         out["fit"] = self.fit.to_dict() if self.fit is not None else None
-        out["stages"] = [{"name": s.name, "seconds": round(s.seconds, 3), "summary": s.summary}
-                         for s in self.stages]
+        out["stages"] = [{"name": s.name, "seconds": round(s.seconds, 3),
+                          "summary": device_name(s.summary)} for s in self.stages]
         out["wall_seconds"] = round(self.wall_seconds, 3)
         out["ok"] = self.ok
         return out
@@ -194,25 +197,17 @@ def _outputs(options: DeployOptions) -> tuple[Path, Path, Path, Path]:
     return out, out / TFLITE_NAME, report, json_path
 
 
-def _refuse_existing(paths: list[Path], force: bool) -> None:
-    if force:
-        return
-    existing = [p for p in paths if p.exists()]
-    if existing:
-        raise OutputExistsError(f"{existing[0]} already exists",
-                                hint="pass --force to overwrite it or choose another --out",
-                                path=str(existing[0]))
+def _inputs(model: str | os.PathLike[str] | None, board: Any,
+            options: DeployOptions) -> tuple[Any, ...]:
+    """Every path deploy reads: no output may replace one of them."""
+    build = options.build
+    return (model, getattr(board, "source", None) or None, options.calib, options.data,
+            getattr(build, "tflm_dir", None))
 
 
 def _writable(path: Path, what: str) -> None:
-    """Refuse an output path that cannot be written: a folder where a file goes (or the
-    reverse), or a nearest existing parent folder the user may not write to."""
-    if what == "folder" and path.exists() and not path.is_dir():
-        raise UserInputError(f"--out {path} is a file, not a folder",
-                             hint="choose another --out", path=str(path))
-    if what == "file" and path.is_dir():
-        raise UserInputError(f"{path} is a folder, not a file",
-                             hint="choose another --report/--json path", path=str(path))
+    """Refuse an output path whose nearest existing parent folder the user may not write to
+    (a folder where a file goes, or the reverse, :func:`tinyq.fileio.check_output` refuses)."""
     parent = path if what == "folder" and path.is_dir() else path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -221,16 +216,19 @@ def _writable(path: Path, what: str) -> None:
                              hint="choose another output path", path=str(path))
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserInputError(f"cannot write {path}: no write permission in {parent}",
-                             hint="choose another output path (e.g. --out in your home folder)",
+                             hint="choose another output path (e.g. --output in your home folder)",
                              path=str(path))
 
 
-def preflight(board: Any, options: DeployOptions) -> None:
+def preflight(board: Any, options: DeployOptions,
+              model: str | os.PathLike[str] | None = None) -> None:
     """Every cheap precondition of a deploy, before any work: the runtime, the device
     (port, emulator, flashing tool), the compiler, the TFLM tree, and the outputs
-    (writable, and not there already unless --force)."""
+    (writable, none of them an input of ``model``'s deploy, and not there already unless
+    --force; see :func:`tinyq.fileio.check_output`)."""
     from tinyq.build import BuildOptions, check_toolchain
     from tinyq.codegen import RUNTIMES
+    from tinyq.fileio import check_output
     from tinyq.run import check_device
 
     if options.runtime not in RUNTIMES:
@@ -238,13 +236,23 @@ def preflight(board: Any, options: DeployOptions) -> None:
                              hint=f"use one of {', '.join(RUNTIMES)}")
     out, tflite_out, report_path, json_path = _outputs(options)
     project_dir = out / PROJECT_NAME
+    inputs = _inputs(model, board, options)
+    check_output(out, inputs=inputs, kind="folder", into=True)
     _writable(out, "folder")
     for path in (report_path, json_path):
+        check_output(path, force=True, inputs=inputs)    # a name too long, an input
         _writable(path, "file")
     from tinyq.report import report_paths
 
-    _refuse_existing([tflite_out, project_dir, *report_paths(report_path), json_path],
-                     options.force)
+    quantizes = model is None or Path(model).suffix.lower() not in TFLITE_SUFFIXES
+    files = [*report_paths(report_path), json_path] + ([tflite_out] if quantizes else [])
+    if len({p.absolute() for p in files}) < len(files):
+        raise UserInputError(f"--report {report_path} and --json {json_path} name the same "
+                             "file (or one of deploy's own outputs in --output)",
+                             hint="give each output its own path")
+    for path in files:
+        check_output(path, options.force, inputs=inputs)
+    check_output(project_dir, options.force, inputs=inputs, kind="folder")
     check_device(board, project_dir / "build" / "app.elf", options.emulator, options.port,
                  flash=options.flash, baud=options.baud, flashing=options.flashing)
     build_options = options.build or BuildOptions()
@@ -259,19 +267,24 @@ def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | N
            progress: ProgressFn = null_progress) -> DeployResult:
     """Quantize -> inspect -> generate -> build -> device -> bench (-> validate) -> report.
 
-    When the run fails, an output folder this run created is removed again, so a
-    failed deploy leaves nothing half-written behind.
+    When the run fails, the output folders this run created are removed again, so a
+    failed deploy leaves nothing half-written behind. An existing --output must be empty or a
+    folder tinyq generated (checked in :func:`preflight`); the run marks it as tinyq's
+    (:func:`tinyq.fileio.write_marker`) so the next ``--force`` run may write into it.
     """
-    import shutil
+    from tinyq.fileio import foreign_content, output_folder, write_marker
 
     out = _outputs(options or DeployOptions())[0]
-    created = not out.exists()
-    try:
-        return _deploy(model, board, options, progress)
-    except BaseException:
-        if created and out.exists():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    with output_folder(out) as created:
+        ours = not created and out.is_dir() and foreign_content(out) is None
+        try:
+            result = _deploy(model, board, options, progress)
+        except BaseException:
+            if ours:        # it held only tinyq's files, and still does: say so again
+                write_marker(out, scratch=DEPLOY_SCRATCH)
+            raise
+        write_marker(out, scratch=DEPLOY_SCRATCH)
+        return result
 
 
 def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | None,
@@ -283,7 +296,7 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     from tinyq.build import BuildOptions, build
     from tinyq.codegen import generate
     from tinyq.report import write_json, write_report
-    from tinyq.run import RunOptions, session
+    from tinyq.run import RunOptions, check_counts, data_input_shape, session
     from tinyq.tflite_reader import read_model
     from tinyq.validate import (
         check_labels,
@@ -307,12 +320,16 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
         raise DataError(f"{source.name} is a float model: quantizing it needs calibration data",
                         hint="pass --calib DATA (a few hundred training samples)")
     board_obj = board if isinstance(board, Board) else boards.load(board)
+    check_counts(options.runs, options.warmup)      # before minutes of work
     out, tflite_out, report_path, json_path = _outputs(options)
     project_dir = out / PROJECT_NAME
-    test = load_labelled(options.data) if options.data else None   # bad data fails early
+    # bad data fails early (an image folder is sized to a .tflite's input here; a float
+    # model's input shape is known only after converting it)
+    shape = data_input_shape(read_model(source)) if is_tflite and options.data else None
+    test = load_labelled(options.data, shape) if options.data else None
     if test is not None and is_tflite:
         check_labels(read_model(source), test[1], options.data)
-    preflight(board_obj, options)
+    preflight(board_obj, options, model=source)
     evaluate_float = test is not None and not is_tflite and options.float_accuracy
     names = tuple(s for s in STAGES if (s != "quantize" or not is_tflite)
                   and (s != "validate" or test is not None)
@@ -321,8 +338,9 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserInputError(f"cannot create --out {out}: {exc.strerror or exc}",
-                             hint="choose another --out", path=str(out)) from None
+        from tinyq.fileio import os_error
+
+        raise os_error(out, exc) from None
 
     quantized = None
     if is_tflite:
@@ -421,8 +439,9 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
         # The files carry the stages up to here; the returned result adds the report's time.
         record = replace(result, stages=tuple(stages.times),
                          wall_seconds=time.perf_counter() - wall).to_json()
-        write_json(record, json_path, force=True)
-        write_report(record, report_path, force=True)
+        inputs = _inputs(source, board_obj, options)
+        write_json(record, json_path, force=True, inputs=inputs)
+        write_report(record, report_path, force=True, inputs=inputs)
 
     stages.run("report", f"{report_path} and {json_path}", write,
                lambda _r: f"wrote {report_path.name} and {json_path.name}")

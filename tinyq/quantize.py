@@ -145,7 +145,9 @@ class QuantizeResult:
         data.pop("tflite")
         data["size_bytes"] = self.size_bytes
         data["ops"] = [{"op": op, "count": n} for op, n in self.ops]
-        return data
+        from tinyq.records import stamp
+
+        return stamp("quantize", data)
 
 
 # --------------------------------------------------------------------------- describing
@@ -424,8 +426,10 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
     from tinyq.model_loader import check_model_path
     from tinyq.tflite_reader import read_model_bytes
 
+    # calib may be data in memory rather than a path: only paths can be overwritten
+    inputs = [model_path] + ([calib] if isinstance(calib, str | os.PathLike) else [])
     if output is not None:
-        check_output(output, force)
+        check_output(output, force, inputs=inputs)
     check_model_path(model_path)
     start = time.perf_counter()
     progress(ProgressEvent(STAGE, f"loading {model_path}"))
@@ -444,7 +448,7 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
     tflite = converted.tflite
     model = read_model_bytes(tflite)
     if output is not None:
-        write_bytes(output, tflite, force=force)
+        write_bytes(output, tflite, force=force, inputs=inputs)
         progress(ProgressEvent(STAGE, f"wrote {output}"))
     return QuantizeResult(
         tflite=tflite, model=str(model_path), mode=options.mode, io=options.io_type,

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tinyq import ir
+from tinyq.subprocesses import run_process
 
 if TYPE_CHECKING:
     from tinyq.tflite_writer import GraphBuilder
@@ -346,9 +347,9 @@ def run_probes(cases: Sequence[Case]) -> dict[Case, str]:
     while todo:
         payload = json.dumps([[op, list(sig)] for op, sig in todo])
         try:
-            proc = subprocess.run([sys.executable, "-m", "tinyq.tflm_dtypes", "--child"],
-                                  input=payload, capture_output=True, text=True,
-                                  timeout=PROBE_CHILD_TIMEOUT_S, check=False)
+            proc = run_process([sys.executable, "-m", "tinyq.tflm_dtypes", "--child"],
+                               input=payload, capture_output=True, text=True,
+                               timeout=PROBE_CHILD_TIMEOUT_S)
             lines = proc.stdout.splitlines()
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout or ""

@@ -1,21 +1,35 @@
 """tinyq's command line: a thin layer over the library API.
 
 One module per subcommand (``tinyq/cli/<name>.py``), each exposing ``HELP``,
-``add_arguments(parser)`` and ``run(args, ui) -> int``. Errors derived from
-``TinyqError`` become one line on stderr and their exit code (1, or 3 for a
+``add_arguments(parser)`` and ``run(args, ui) -> int``; what several share lives in
+``options.py`` (flags, one meaning each: docs/cli.md) and ``render.py`` (result tables),
+never in another command's module. ``reference.py`` generates docs/cli.md's flag table.
+Errors derived from ``TinyqError`` become one line on stderr and their exit code (1, or 3 for a
 board that does not fit); ``--verbose`` adds the traceback. Usage errors exit 2.
+
+Ctrl-C, SIGTERM and SIGHUP stop a command cleanly: the signal becomes an
+exception (KeyboardInterrupt, :class:`tinyq.errors.Interrupted`), so devices
+close, emulators and build tools are stopped and no partial output is left;
+tinyq prints one line and exits with 128 + the signal number (130, 143, 129).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 
 from tinyq.cli.ui import Console
-from tinyq.errors import TinyqError
+from tinyq.errors import Interrupted, TinyqError
+
+#: Signals that stop a command like Ctrl-C does (SIGINT keeps Python's KeyboardInterrupt).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 #: subcommand -> module. Order is the order of ``tinyq --help``.
 SUBCOMMANDS: tuple[str, ...] = (
@@ -56,6 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[list[int]]:
+    """While active, the first SIGTERM/SIGHUP raises :class:`Interrupted` in the main thread;
+    later ones are only recorded, so cleanup is not cut short. Yields the signals received.
+    Restores the previous handlers on exit (tests call :func:`main` in-process)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,16 +103,47 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     ui = Console(verbose=verbose)
-    try:
-        return int(args._run(args, ui) or 0)
-    except TinyqError as exc:
-        if verbose:
-            traceback.print_exc()
-        ui.error(str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        ui.error("interrupted")
-        return 130
+    from tinyq.cli.options import deprecated_used
+
+    for old, new in deprecated_used(args):
+        ui.warn(f"{old} is deprecated and goes away in the next release: use {new}")
+    with stop_signals_raise() as received:
+        try:
+            code = int(args._run(args, ui) or 0)
+        except TinyqError as exc:
+            if verbose:
+                traceback.print_exc()
+            _last_words(ui, str(exc))
+            code = exc.exit_code
+        except OSError as exc:
+            # A write tinyq did not route through tinyq.fileio (a log, a cache file) that met
+            # a full disk, a read-only file system or a missing permission: still one line.
+            from tinyq.fileio import WRITE_ERRNOS, os_error
+
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            if verbose:
+                traceback.print_exc()
+            error = os_error(exc.filename or "a file", exc, doing="cannot use")
+            _last_words(ui, str(error))
+            code = error.exit_code
+        except KeyboardInterrupt as exc:
+            if verbose:
+                traceback.print_exc()
+            if isinstance(exc, Interrupted):
+                _last_words(ui, str(exc))
+                return exc.exit_code
+            _last_words(ui, "interrupted")
+            return 128 + signal.SIGINT
+    if received:                  # the command caught the signal and kept its partial results
+        return 128 + received[0]
+    return code
+
+
+def _last_words(ui: Console, text: str) -> None:
+    """The one error line; after SIGHUP the terminal may be gone, which must not raise."""
+    with contextlib.suppress(OSError):
+        ui.error(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

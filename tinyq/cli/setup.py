@@ -12,7 +12,8 @@ def add_arguments(p) -> None:
                    "or TINYQ_TFLM_DIR)")
     p.add_argument("--no-cmsis-nn", action="store_true",
                    help="skip CMSIS and CMSIS-NN (reference kernels only)")
-    p.add_argument("--force", action="store_true", help="download again over an existing tree")
+    p.add_argument("--force", action="store_true",
+                   help="download again over a tree tinyq installed")
 
 
 def run(args, ui) -> int:

@@ -4,7 +4,9 @@
 retries (pyserial ``socket://``), turns the process's death into a DeviceError
 quoting its output, and always kills and reaps it: on close(), on errors while
 launching, on KeyboardInterrupt inside a ``with`` block, and at interpreter
-exit for anything still running. Subclasses only build the argv.
+exit for anything still running. The process is started by
+:func:`tinyq.subprocesses.spawn`, so it ends with tinyq even when tinyq is
+killed with SIGKILL. Subclasses only build the argv.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from tinyq.devices import READ_SLICE_S, StreamDevice, open_serial_url
 from tinyq.errors import DeviceError, DeviceTimeoutError, ToolNotFoundError
+from tinyq.subprocesses import spawn, stop
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,6 @@ CONNECT_RETRY_DELAY_S = 0.05
 #: Launch attempts when the chosen free port was taken by another process
 #: between choosing it and the emulator binding it.
 PORT_RETRIES = 3
-#: After SIGTERM, how long the emulator gets to exit before SIGKILL.
-TERMINATE_GRACE_S = 2.0
 #: After the socket closes, how long to wait for the emulator's exit code
 #: before reporting the disconnect without it.
 EXIT_WAIT_S = 1.0
@@ -141,9 +142,9 @@ class EmulatorDevice(StreamDevice):
         self.argv = self.build_argv(binary, self.tcp_port)
         log.debug("launching %s", " ".join(self.argv))
         self._output = tempfile.TemporaryFile(prefix="tinyq-emulator-")
-        self._proc = subprocess.Popen(
-            self.argv, stdin=subprocess.PIPE, stdout=self._output, stderr=self._output,
-            start_new_session=True)  # Ctrl-C reaches us, not the emulator: we kill it ourselves
+        # In its own session: Ctrl-C reaches us, not the emulator; close() ends it.
+        self._proc = spawn(self.argv, stdin=subprocess.PIPE, stdout=self._output,
+                           stderr=self._output)
         with _LIVE_LOCK:
             _LIVE.add(self)
         self._connect()
@@ -253,14 +254,7 @@ class EmulatorDevice(StreamDevice):
         proc, self._proc = self._proc, None
         ser, self._ser = self._ser, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(TERMINATE_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            self.returncode = proc.returncode
+            self.returncode = stop(proc)
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()

@@ -2,9 +2,10 @@
 
 A TFLM project's Makefile (``tflm/tflm.mk``) can build the TFLM static library
 itself, into ``TFLM_BUILD``. ``tinyq build`` points ``TFLM_BUILD`` at a folder of
-the user cache named by :class:`LibraryKey`, builds the library there once
-(``make tflm-lib``, under a file lock), and every later project with the same key
-links the same ``libtflm.a``. The key holds what changes the library's code: the
+the user cache named by :class:`LibraryKey`, builds the library once (``make
+tflm-lib`` in a private folder, published whole under a file lock: see
+:mod:`tinyq.cache`), and every later project with the same key links the same
+``libtflm.a``. The key holds what changes the library's code: the
 compiler flags selecting core and float ABI, the kernel set, the tinyq version
 (its make fragment decides sources and flags), the TFLM tree and its commit, and
 the compiler's version.
@@ -12,20 +13,20 @@ the compiler's version.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyq.cache import cached_folder, keep_log
 from tinyq.errors import BuildError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 from tinyq.tflm import source
 from tinyq.tflm.codegen import KERNELS
 
@@ -42,6 +43,9 @@ KEY_CHARS = 16
 LIBRARY_NAME = "libtflm.a"
 #: The key, written beside a finished library.
 KEY_FILE = "key.json"
+#: How long to wait for another process building the same library before building
+#: it too: that build ends within LIBRARY_BUILD_TIMEOUT_S, so waiting longer is useless.
+LIBRARY_LOCK_TIMEOUT_S = LIBRARY_BUILD_TIMEOUT_S + 60
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,8 @@ def compiler_version(cross: str) -> str:
     """First line of ``<cross>gcc --version`` (ToolNotFoundError if missing)."""
     gcc = cross + "gcc"
     try:
-        proc = subprocess.run([gcc, "--version"], capture_output=True, text=True,
-                              timeout=COMPILER_PROBE_TIMEOUT_S, check=False)
+        proc = run_process([gcc, "--version"], capture_output=True, text=True,
+                           timeout=COMPILER_PROBE_TIMEOUT_S)
     except FileNotFoundError:
         raise ToolNotFoundError(f"{gcc} not found", hint="install it: sudo apt-get install "
                                 "gcc-arm-none-eabi libnewlib-arm-none-eabi "
@@ -159,17 +163,6 @@ def is_built(folder: Path, key: LibraryKey) -> bool:
     return stored == json.loads(json.dumps(asdict(key))) and (folder / LIBRARY_NAME).is_file()
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f"{folder.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _first_error(output: str) -> str:
     for line in output.splitlines():
         if "error" in line.lower() or "No rule to make target" in line:
@@ -189,36 +182,40 @@ def ensure_library(project: Path, record: Mapping[str, Any], tree: source.TflmTr
     tree.require(kernels)
     key = library_key(project_arch(record), kernels, tree, compiler_version(cross))
     folder = library_folder(key, cache)
-    with _locked(folder):
-        if is_built(folder, key) and not rebuild:
-            progress(ProgressEvent("build", f"reusing the TFLM library {folder.name}"))
-            return TflmLibrary(folder, key, tree, reused=True)
-        (folder / KEY_FILE).unlink(missing_ok=True)
+
+    def compile_into(private: Path) -> None:
         progress(ProgressEvent("build", f"compiling TFLM ({key.core}, {key.float_abi} float, "
                                f"{kernels} kernels) once into {folder}"))
-        lib = TflmLibrary(folder, key, tree, reused=False)
         argv = [make, "-C", str(project), f"-j{max(1, jobs)}", f"CROSS={cross}", "tflm-lib",
-                *lib.make_variables()]
-        log.debug("running %s", " ".join(argv))
+                *TflmLibrary(private, key, tree, reused=False).make_variables()]
         try:
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, timeout=LIBRARY_BUILD_TIMEOUT_S, check=False)
+            proc = run_process(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, timeout=LIBRARY_BUILD_TIMEOUT_S)
         except FileNotFoundError:
             raise ToolNotFoundError(f"{make} not found",
                                     hint="install it: sudo apt-get install make") from None
         except subprocess.TimeoutExpired:
             raise BuildError(f"building the TFLM library took over {LIBRARY_BUILD_TIMEOUT_S} s",
                              hint=f"run `make tflm-lib` in {project} by hand") from None
-        folder.mkdir(parents=True, exist_ok=True)
-        log_path = folder / "build.log"
+        log_path = private / "build.log"
         log_path.write_text(proc.stdout, encoding="utf-8")
         if proc.returncode != 0:
+            kept = keep_log(log_path, folder) or log_path
             raise BuildError(f"building TFLM failed: {_first_error(proc.stdout)}",
-                             hint=f"full log: {log_path}", log=str(log_path))
-        tmp = folder / (KEY_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(key), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, folder / KEY_FILE)
-        return lib
+                             hint=f"full log: {kept}", log=str(kept))
+        (private / KEY_FILE).write_text(json.dumps(asdict(key), indent=2, sort_keys=True)
+                                        + "\n")
+
+    def waiting(lock: Path) -> None:
+        progress(ProgressEvent("build", f"waiting for another tinyq compiling the same TFLM "
+                               f"library (lock {lock})"))
+
+    reused = cached_folder(folder, compile_into, complete=lambda f: is_built(f, key),
+                           rebuild=rebuild, lock_timeout=LIBRARY_LOCK_TIMEOUT_S,
+                           on_wait=waiting)
+    if reused:
+        progress(ProgressEvent("build", f"reusing the TFLM library {folder.name}"))
+    return TflmLibrary(folder, key, tree, reused=reused)
 
 
 def make_variables(project: Path, record: Mapping[str, Any], *,

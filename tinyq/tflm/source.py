@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import tarfile
 import urllib.error
 import urllib.request
@@ -36,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyq.errors import ToolError, ToolNotFoundError, UserInputError
-from tinyq.fileio import atomic_path
+from tinyq.fileio import atomic_path, check_output
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+from tinyq.subprocesses import run_process
 
 log = logging.getLogger(__name__)
 
@@ -381,8 +381,8 @@ def apply_patch(folder: Path, patch_file: Path) -> None:
     if exe is None:
         raise ToolNotFoundError("patch not found (needed for TFLM's flatbuffers patch)",
                                 hint="install it: sudo apt-get install patch", tool="patch")
-    proc = subprocess.run([exe, "-p1", "--batch", "--forward", "-i", str(patch_file)],
-                          cwd=folder, capture_output=True, text=True, check=False)
+    proc = run_process([exe, "-p1", "--batch", "--forward", "-i", str(patch_file)],
+                       cwd=folder, capture_output=True, text=True)
     if proc.returncode != 0:
         first = (proc.stdout + proc.stderr).strip().splitlines()[:1]
         raise ToolError(f"applying {patch_file.name} failed: {' '.join(first)}",
@@ -403,6 +403,9 @@ def setup(dest: str | os.PathLike[str] | None = None, *, cmsis_nn: bool = True,
         if not tree.missing("cmsis_nn" if cmsis_nn else "reference"):
             progress(ProgressEvent("setup", f"TFLM is already in {target}"))
             return tree
+    # Only an empty folder or a tree tinyq installed (marked, unchanged) is replaced:
+    # refuse anything else before downloading.
+    check_output(target, force=True, kind="folder")
     wanted = [a for a in PINS if cmsis_nn or not a.cmsis_nn]
     payloads: list[tuple[Archive, bytes, str]] = []
     for i, archive in enumerate(wanted):
@@ -411,7 +414,7 @@ def setup(dest: str | os.PathLike[str] | None = None, *, cmsis_nn: bool = True,
         data = fetch(archive.url)
         payloads.append((archive, data, verify(archive, data)))
     progress(ProgressEvent("setup", "verified", done=len(wanted), total=len(wanted)))
-    with atomic_path(target, force=True) as tmp:
+    with atomic_path(target, force=True, kind="folder") as tmp:
         work = tmp.parent / (tmp.name + ".extract")
         work.mkdir()
         record = []
