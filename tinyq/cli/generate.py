@@ -7,7 +7,6 @@ HELP = "generate a firmware project (runtime, board glue, harness, Makefile) for
 
 def add_arguments(p) -> None:
     from tinyq.codegen import OPTIMIZE_LEVELS, RUNTIMES
-    from tinyq.codegen.harness import MLPERF_MODELS
 
     p.add_argument("model", help="int8 .tflite model")
     p.add_argument("--board", required=True, help="board name or path to a board TOML file")
@@ -15,9 +14,7 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--out", required=True, help="project folder to create")
     p.add_argument("--force", action="store_true",
                    help="replace a project folder tinyq generated (never any other folder)")
-    p.add_argument("--mlperf-model", default="", choices=("",) + MLPERF_MODELS,
-                   metavar="{" + ",".join(MLPERF_MODELS) + "}",
-                   help="what `profile` answers (m-model-[...]) for the MLPerf Tiny runner")
+    add_mlperf_option(p)
     p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
                    help="default TFLM kernels of a --runtime tflm project (default reference)")
     p.add_argument("--optimize", default="O2", choices=OPTIMIZE_LEVELS,
@@ -54,3 +51,15 @@ def run(args, ui) -> int:
     else:
         ui.print(f"build it with `tinyq build {project.path}` or `make -C {project.path}`")
     return 0
+
+
+def add_mlperf_option(p) -> None:
+    """``--mlperf-model``: the MLPerf Tiny benchmark whose data format the firmware speaks."""
+    from tinyq.codegen.harness import MLPERF_AUTO, MLPERF_MODELS
+
+    choices = MLPERF_MODELS + (MLPERF_AUTO,)
+    p.add_argument("--mlperf-model", default="", choices=("",) + choices,
+                   metavar="{" + ",".join(choices) + "}",
+                   help="speak the official MLPerf Tiny runner's data format of this benchmark "
+                        "(ad01: float32 input, one anomaly score; ic01/vww01: uint8 pixels) "
+                        "and answer it in `profile`; auto recognises the reference models")
