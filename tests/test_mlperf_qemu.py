@@ -119,7 +119,7 @@ def test_ad01_takes_float32_and_answers_one_score(cache):
     out, real = _scores(model, x_int8)
     assert tq_out == out.astype(np.int8).tobytes()    # same quantized input as the reference
     total = np.float32(0.0)
-    for r, xi in zip(real, x):                        # the reference's float sum, in order
+    for r, xi in zip(real, x, strict=True):           # the reference's float sum, in order
         d = np.float32(r - xi)
         total = np.float32(total + d * d)
     score = np.float32(total / np.float32(640))
@@ -223,3 +223,10 @@ def test_guess_and_refusals():
     with pytest.raises(UserInputError, match="unknown MLPerf Tiny model 'strww01'"):
         harness_config(board, _info(((1, 7),), ((1, 3),)), "t", mlperf_model="strww01",
                        tinyq_version="0")
+
+
+def test_virtual_board_argv_puts_the_uart_on_a_pty():
+    from tinyq.devices.qemu import qemu_argv
+
+    argv = qemu_argv("mps2-an386", "a.elf", 0, serial="pty")
+    assert argv[argv.index("-serial") + 1] == "pty" and argv[-2:] == ["-kernel", "a.elf"]

@@ -69,7 +69,8 @@ def start_virtual_board(elf: str | os.PathLike[str], machine: str, *, tcp_port: 
                         qemu: str = "qemu-system-arm", icount: bool = True) -> VirtualBoard:
     """Start ``elf`` on QEMU ``machine`` with its UART on a pty (default) or ``tcp_port``."""
     if not Path(elf).is_file():
-        raise DeviceError(f"firmware {elf} does not exist", hint="build it first with `tinyq build`")
+        raise DeviceError(f"firmware {elf} does not exist",
+                          hint="build it first with `tinyq build`")
     if tcp_port is not None and not 1 <= tcp_port <= 65535:
         raise UserInputError(f"TCP port {tcp_port} is not a port number", hint="use 1..65535")
     binary = find_qemu(qemu)
