@@ -22,6 +22,7 @@ from conftest import mlperf_model, require_tools
 from tinyq.build import BuildOptions, build
 from tinyq.codegen import GenerateOptions
 from tinyq.codegen.harness import ModelInfo, guess_mlperf_model, harness_config
+from tinyq.devices.virtual_board import PTY_RECONNECT_S
 from tinyq.errors import UserInputError
 from tinyq.interpreters import tflm_invoke
 
@@ -29,6 +30,8 @@ from tinyq.interpreters import tflm_invoke
 ANSWER_TIMEOUT_S = 10.0
 #: Bytes per `db` command, as the runner sends them (31 bytes = 62 hex digits).
 DB_CHUNK = 31
+#: Seconds beyond QEMU's pty poll before the boot lines are surely in (a loaded machine).
+PTY_MARGIN_S = 0.5
 #: Seconds for `tinyq emulate` to build (cached after the first test) and print its pty.
 EMULATE_START_TIMEOUT_S = 120.0
 
@@ -183,8 +186,9 @@ def test_emulate_pty_answers_a_serial_client(cache, monkeypatch):
                 return line.decode("ascii").strip()
 
             s = Client(readline, port.write)
-            time.sleep(0.2)
-            port.reset_input_buffer()                 # boot lines, if QEMU kept them
+            # QEMU delivers the boot lines once it notices the client (its 1 s poll)
+            time.sleep(PTY_RECONNECT_S + PTY_MARGIN_S)
+            port.reset_input_buffer()
             assert s("name") == ["m-name-dut-[tinyq-mps2-an386]"]
             assert s("profile")[1] == "m-model-[none]"
             assert s.load(bytes(range(256)) * 2 + bytes(128))[-1] == "m-load-done"
@@ -197,6 +201,20 @@ def test_emulate_pty_answers_a_serial_client(cache, monkeypatch):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "SIGTERM" in err
     assert "QEMU ended" not in out          # stopped by us, not by QEMU dying
+    assert not _qemus_running(env_cache), "QEMU outlived tinyq emulate"
+
+
+def _qemus_running(marker: str) -> list[str]:
+    """Command lines of live qemu-system-arm processes that mention ``marker``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"qemu-system-arm") and marker.encode() in b" ".join(args):
+            found.append(b" ".join(args).decode(errors="replace"))
+    return found
 
 
 def _info(inputs, outputs, dtype="int8") -> ModelInfo:

@@ -38,8 +38,9 @@ def run(args, ui) -> int:
         kind = "pseudo-terminal" if args.tcp is None else "TCP port"
         ui.print(f"{board.name} (QEMU {board.emulator.qemu_machine}) serial {kind}: {vb.serial}")
         if args.tcp is None:
-            ui.print(f"after opening it, allow {PTY_RECONNECT_S:g} s for the first answer; "
-                     "time stamps are emulated instruction counts; Ctrl-C stops QEMU")
+            ui.print(f"after opening it, wait {PTY_RECONNECT_S:g} s (QEMU then delivers the "
+                     "boot lines) before the first command; time stamps are emulated "
+                     "instruction counts; Ctrl-C stops QEMU")
         else:
             ui.print("time stamps are emulated instruction counts; Ctrl-C stops QEMU")
         code = vb.wait()

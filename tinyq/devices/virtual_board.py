@@ -5,8 +5,7 @@ Tiny runner, a terminal, the user's own scripts) can open it like a USB serial
 port. Facts about QEMU's backends that users meet:
 
 * ``-serial pty``: QEMU prints ``char device redirected to /dev/pts/N`` and
-  drops what the guest writes while nobody has the pty open (so the boot lines
-  ``m-timestamp-mode-...``/``m-init-done`` are usually gone: send ``name%``).
+  keeps the boot lines until it notices the first client, then delivers them.
   QEMU notices that a client opened (or reopened) the pty on a 1-second poll, so
   the first command after opening may be answered only after up to
   :data:`PTY_RECONNECT_S`; clients must wait that long before their first read
