@@ -34,7 +34,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "quantize", "evaluate", "compare", "qat",
     "inspect", "boards",
     "generate", "build", "run", "flash",
-    "bench", "validate", "deploy", "report", "setup",
+    "bench", "validate", "deploy", "sweep", "report", "setup",
 )
 
 
