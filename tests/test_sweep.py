@@ -32,6 +32,7 @@ def test_pareto_front():
     assert pareto_front(points) == [True, True, False, False, True, True]
     assert pareto_front([]) == []
     assert pareto_front([(1, 0.5)]) == [True]
+    assert pareto_front([(30, 0.5), (10, 0.9), (10, 0.8)]) == [False, True, False]
     rows = [{"status": "ok", "model": "m.tflite", "mode": "int8", "board": b, "runtime": "native",
              "kernels": "-", "accuracy": a, "latency": c}
             for b, c, a in (("x", 10, 0.9), ("y", 12, 0.8), ("z", 20, 0.99))]

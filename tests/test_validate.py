@@ -425,3 +425,16 @@ def test_default_jobs_and_shards():
     assert resolve_jobs(5, board, "qemu", None, 3) == 3       # never an idle emulator
     assert shard_ranges(5, 12, 3) == [range(5, 8), range(8, 10), range(10, 12)]
     assert shard_ranges(0, 2, 4) == [range(0, 1), range(1, 2)]
+
+
+@pytest.mark.qemu
+def test_jobs_on_qemu_give_the_same_record(case, tmp_path, monkeypatch):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    model, test, _x, _y = case
+    monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
+    one = validate(model, "mps2-an386", test, emulator="qemu",
+                   options=ValidateOptions(samples=12, jobs=1))
+    two = validate(model, "mps2-an386", test, emulator="qemu",
+                   options=ValidateOptions(samples=12, jobs=2))
+    assert two.complete and two.bit_exact and two.device.endswith("and 1 more")
+    assert _view(one) == _view(two)
