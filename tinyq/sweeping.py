@@ -419,20 +419,28 @@ def _run_pool(tasks, indices: list[int], width: int, attempts: dict[int, int],
     context = multiprocessing.get_context(START_METHOD)
     with ProcessPoolExecutor(max_workers=min(width, len(indices)), mp_context=context) as pool:
         futures = {pool.submit(_call, tasks[i][0], *tasks[i][1]): i for i in indices}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                row = future.result()
-            except BrokenProcessPool:
-                attempts[i] += 1
-                if attempts[i] < CRASH_ATTEMPTS:
-                    retry.append(i)
-                else:
-                    on_done(i, {"status": "error", "stage": "worker",
-                                "reason": "its worker process died (crashed or was killed) "
-                                          f"{attempts[i]} times"})
-                continue
-            on_done(i, row)
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    row = future.result()
+                except BrokenProcessPool:
+                    attempts[i] += 1
+                    if attempts[i] < CRASH_ATTEMPTS:
+                        retry.append(i)
+                    else:
+                        on_done(i, {"status": "error", "stage": "worker",
+                                    "reason": "its worker process died (crashed or was "
+                                              f"killed) {attempts[i]} times"})
+                    continue
+                on_done(i, row)
+        except BaseException:
+            # Ctrl-C/SIGTERM: stop the workers now rather than wait for their cells (their
+            # emulators go with them); finished cells are already in the cache.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            raise
     return retry
 
 
@@ -476,6 +484,15 @@ def sweep(spec: SweepSpec | str | os.PathLike[str] | None, out_dir: str | os.Pat
         check_output(path, force=True)
     start = time.monotonic()
     cells = plan_cells(spec, out)
+    # Made here, before any worker: a failed deploy removes the folders it created, and a
+    # cell that created the shared cells/ folder would take its neighbours' folders along.
+    for shared in (out / CELLS_DIR, out / TFLITE_DIR):
+        try:
+            shared.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from tinyq.fileio import os_error
+
+            raise os_error(shared, exc) from None
     total = len(cells)
     rows: dict[int, dict[str, Any]] = {}
     done = [0]
@@ -504,6 +521,7 @@ def sweep(spec: SweepSpec | str | os.PathLike[str] | None, out_dir: str | os.Pat
         if cells[i].mode != AS_IS_MODE:
             conversions.setdefault(cells[i].tflite, []).append(i)
     failed_conversion: dict[str, dict[str, Any]] = {}
+    conversions = {k: v for k, v in conversions.items() if not Path(k).is_file()}
     if conversions:
         keys = list(conversions)
         tasks = [(convert_model, (spec, cells[conversions[k][0]].model,
