@@ -217,3 +217,18 @@ def test_a_real_sweep_on_qemu(grid, monkeypatch):
     assert small["status"] == "does not fit" and "flash" in small["reason"]
     again = sweep(spec, grid / "out", SweepOptions(jobs=2))
     assert again.ran == 0 and [r["status"] for r in again.rows] == ["ok", "does not fit"]
+
+
+def test_the_command_line(grid, fake_cells, capsys):
+    from tinyq.cli import main
+
+    assert main(["sweep", str(grid / "sweep.toml"), "-o", str(grid / "out"), "--jobs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("[sweep] [") == 4                    # a line per cell
+    assert "4 cells (0 cached): 3 ok, 1 does not fit" in captured.out
+    assert (grid / "out" / "sweep.json").is_file()
+    (grid / "bad.toml").write_text("[grid]\nmodels = ['m0.tflite']\nboards = ['x']\nmode = 1\n")
+    assert main(["sweep", str(grid / "bad.toml"), "-o", str(grid / "out2")]) == 1
+    err = capsys.readouterr().err
+    assert "unknown key 'mode' in [grid]" in err and err.count("\n") == 1
+    assert not (grid / "out2").exists()                             # nothing half-written
