@@ -232,3 +232,17 @@ def test_the_command_line(grid, fake_cells, capsys):
     err = capsys.readouterr().err
     assert "unknown key 'mode' in [grid]" in err and err.count("\n") == 1
     assert not (grid / "out2").exists()                             # nothing half-written
+
+
+def test_the_python_api_mirrors_the_file(grid, fake_cells):
+    import tinyq
+
+    from_file = tinyq.sweep(grid / "sweep.toml", grid / "a", SweepOptions(jobs=1))
+    fake_cells()
+    from_keywords = tinyq.sweep(None, grid / "b", SweepOptions(jobs=1),
+                                models=[grid / "m0.tflite", grid / "m1.tflite"],
+                                boards=["mps2-an386", str(grid / "tiny-an386.toml")],
+                                test=grid / "test.npz", runs=2)
+    assert [r["key"] for r in from_keywords.rows] == [r["key"] for r in from_file.rows]
+    with pytest.raises(UserInputError, match="not both"):
+        tinyq.sweep(grid / "sweep.toml", grid / "c", models=["x.tflite"])
