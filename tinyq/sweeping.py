@@ -21,7 +21,7 @@ import os
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +182,7 @@ class Cell:
 
     @property
     def label(self) -> str:
-        k = f"/{self.kernels}" if self.kernels != "-" else ""
-        return f"{Path(self.model).name} {self.mode} {self.board} {self.runtime}{k}"
+        return _label(_cell_fields(self))
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -363,7 +362,6 @@ class SweepResult:
     seconds: float
     cached: int = 0                 # cells taken from the cache
     ran: int = 0                    # cells run this time
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         from tinyq import __version__
@@ -621,7 +619,8 @@ def _plotted(rows: Sequence[Mapping[str, Any]], cost: str) -> list[Mapping[str, 
 
 def _label(row: Mapping[str, Any]) -> str:
     k = f"/{row['kernels']}" if row.get("kernels", "-") != "-" else ""
-    return f"{Path(str(row['model'])).name} {row['mode']} {row['board']} {row['runtime']}{k}"
+    return (f"{Path(str(row['model'])).name} {row['mode']} {Path(str(row['board'])).name} "
+            f"{row['runtime']}{k}")
 
 
 def pareto_labels(rows: Sequence[Mapping[str, Any]], cost: str) -> list[str]:
@@ -676,7 +675,7 @@ def sweep_markdown(record: Mapping[str, Any], images: Mapping[str, str]) -> str:
 
     rows = record["rows"]
     front = set(record["pareto"]["latency"]) | set(record["pareto"]["ram"])
-    table = [(_label(r).split(" ")[0], r["mode"], r["board"], r["runtime"]
+    table = [(Path(str(r["model"])).name, r["mode"], Path(str(r["board"])).name, r["runtime"]
               + (f" ({r['kernels']})" if r.get("kernels", "-") != "-" else ""),
               r["status"], _pct(r.get("accuracy")), _n(r.get("latency")),
               _n(r.get("ram_bytes")), _n(r.get("flash_bytes")),
