@@ -300,7 +300,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
                            done=len(records), total=requested))
     for i in indices:
         if cancel is not None and cancel.is_set():
-            error = f"sample {i}: interrupted (Ctrl-C)"
+            error = f"sample {i}: interrupted"     # Ctrl-C, a stop signal, or a failed shard
             break
         sample = all_samples[i]
         payload = b"".join(np.ascontiguousarray(a).tobytes() for a in sample)
