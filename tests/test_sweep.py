@@ -246,3 +246,71 @@ def test_the_python_api_mirrors_the_file(grid, fake_cells):
     assert [r["key"] for r in from_keywords.rows] == [r["key"] for r in from_file.rows]
     with pytest.raises(UserInputError, match="not both"):
         tinyq.sweep(grid / "sweep.toml", grid / "c", models=["x.tflite"])
+
+
+# -- the Ray executor (runs when the [cluster] extra is installed) --------------------------
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster (2 CPUs) for this module's Ray tests; about 10 s to start."""
+    ray = pytest.importorskip("ray", reason="needs Ray: pip install 'tinyq[cluster]'")
+    import sys
+
+    # the test's task functions travel by value (Ray workers cannot import test modules)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+def die_once(marker: str, index: int) -> dict:
+    """A cell whose worker process dies the first time it runs (a lost node mid-sweep)."""
+    attempts = Path(marker)
+    with attempts.open("a") as f:
+        f.write(f"{index}\n")
+    if attempts.read_text().split().count(str(index)) == 1 and index == 2:
+        os._exit(9)
+    return {"status": "ok", "index": index}
+
+
+def test_ray_reruns_a_killed_workers_cell_and_counts_every_cell_once(ray_cluster, tmp_path):
+    from tinyq.sweeping import execute_ray
+
+    marker = tmp_path / "attempts"
+    rows: list[tuple[int, dict]] = []
+    execute_ray([(die_once, (str(marker), i)) for i in range(4)],
+                lambda i, row: rows.append((i, row)))
+    assert sorted(i for i, _ in rows) == [0, 1, 2, 3]                   # each once
+    assert all(row == {"status": "ok", "index": i} for i, row in rows)
+    assert marker.read_text().split().count("2") == 2                   # killed, then rerun
+
+
+def test_a_sweep_on_ray_gives_the_local_record(ray_cluster, grid):
+    spec = SweepSpec(models=(str(grid / "m0.tflite"), str(grid / "m1.tflite")),
+                     boards=(str(tiny_board(grid, flash=0x400)),), test=str(grid / "test.npz"))
+    local = sweep(spec, grid / "local", SweepOptions(jobs=2))
+    on_ray = sweep(spec, grid / "ray", SweepOptions(executor="ray"))
+
+    def same(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert [r["status"] for r in on_ray.rows] == ["does not fit", "does not fit"]
+    assert same(on_ray.rows) == same(local.rows)
+
+
+def test_ray_missing_is_one_line(monkeypatch, grid):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    from tinyq.errors import ToolNotFoundError
+
+    with pytest.raises(ToolNotFoundError, match=r"pip install 'tinyq\[cluster\]'"):
+        sweep(grid / "sweep.toml", grid / "out", SweepOptions(executor="ray"))
+    assert not (grid / "out").exists()

@@ -348,8 +348,9 @@ def measures(record: Mapping[str, Any]) -> dict[str, Any]:
 class SweepOptions:
     """How to run a sweep."""
 
-    executor: str = "local"
-    jobs: int | None = None         # worker processes (None: one per CPU core)
+    executor: str = "local"         # "local" (a process pool here) or "ray"
+    jobs: int | None = None         # local: worker processes (None: one per CPU core)
+    address: str | None = None      # ray: the cluster (None: $RAY_ADDRESS, else a local one)
 
 
 @dataclass(frozen=True)
@@ -442,6 +443,68 @@ def _run_pool(tasks, indices: list[int], width: int, attempts: dict[int, int],
     return retry
 
 
+#: Executors ``--executor`` accepts.
+EXECUTORS = ("local", "ray")
+#: Times Ray runs a cell again after its worker process or node died. Ray retries it on
+#: any live node; a cell's row is taken from the one attempt that finished, so a retried
+#: cell is never counted twice. Three covers a node lost mid-sweep plus a second one.
+RAY_TASK_RETRIES = 3
+
+
+def ray_module():
+    """Ray, imported lazily (the [cluster] extra), or one line saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        from tinyq.errors import ToolNotFoundError
+
+        raise ToolNotFoundError("Ray is not installed (needed by --executor ray)",
+                                hint="pip install 'tinyq[cluster]', or use --executor local",
+                                tool="ray") from None
+    return ray
+
+
+def execute_ray(tasks: Sequence[tuple[Callable[..., dict[str, Any]], tuple]],
+                on_done: Callable[[int, dict[str, Any]], None],
+                address: str | None = None) -> None:
+    """Run ``tasks`` as Ray tasks (one CPU each) on the cluster at ``address`` (None:
+    $RAY_ADDRESS, else a local cluster sized to this machine); ``on_done(index, row)``
+    once per task, as each finishes.
+
+    A worker process or node that dies has its task rerun elsewhere (RAY_TASK_RETRIES);
+    a task that still fails becomes an error row. Cells write their folders under the
+    sweep's output folder, so every node must see that path (a shared file system).
+    """
+    ray = ray_module()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False,
+                 configure_logging=False)
+    pending: dict[Any, int] = {}
+    try:
+        remote = ray.remote(_call).options(num_cpus=1, max_retries=RAY_TASK_RETRIES)
+        pending.update({remote.remote(fn, *args): i for i, (fn, args) in enumerate(tasks)})
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    row = {"status": "error", "stage": "worker",
+                           "reason": f"the cell's Ray task failed after {RAY_TASK_RETRIES} "
+                                     f"retries: {type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else ''}"}
+                on_done(i, row)
+    except BaseException:
+        for ref in pending:         # Ctrl-C: stop the cells still running
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
 def default_jobs(cells: int) -> int:
     from tinyq.validate import MAX_DEFAULT_JOBS, available_cpus
 
@@ -461,9 +524,11 @@ def sweep(spec: SweepSpec | str | os.PathLike[str] | None, out_dir: str | os.Pat
     from tinyq.fileio import check_output
 
     options = options or SweepOptions()
-    if options.executor != "local":
+    if options.executor not in EXECUTORS:
         raise UserInputError(f"unknown executor {options.executor!r}",
-                             hint="use --executor local")
+                             hint=f"use {' or '.join(EXECUTORS)}")
+    if options.executor == "ray":
+        ray_module()                # installed? (before any work)
     if options.jobs is not None and options.jobs < 1:
         raise UserInputError(f"--jobs {options.jobs} must be at least 1", hint="e.g. --jobs 2")
     if spec is not None and grid:
@@ -513,6 +578,13 @@ def sweep(spec: SweepSpec | str | os.PathLike[str] | None, out_dir: str | os.Pat
         else:
             todo.append(i)
     jobs = options.jobs or default_jobs(len(todo))
+
+    def run_tasks(tasks, jobs, on_done) -> None:
+        if options.executor == "ray":
+            execute_ray(tasks, on_done, options.address)
+        else:
+            execute(tasks, jobs, on_done)
+
     # Convert each (model, mode) the remaining cells need once, then run the cells.
     conversions: dict[str, list[int]] = {}
     for i in todo:
@@ -530,7 +602,7 @@ def sweep(spec: SweepSpec | str | os.PathLike[str] | None, out_dir: str | os.Pat
             if row.get("status") != "ok":
                 failed_conversion[keys[n]] = row
 
-        execute(tasks, min(jobs, len(tasks)), converted)
+        run_tasks(tasks, min(jobs, len(tasks)), converted)
     runnable = []
     for i in todo:
         bad = failed_conversion.get(cells[i].tflite)
@@ -540,8 +612,8 @@ def sweep(spec: SweepSpec | str | os.PathLike[str] | None, out_dir: str | os.Pat
             runnable.append(i)
     tasks = [(run_cell, (spec, cells[i], str(out / CELLS_DIR / cells[i].key[:16])))
              for i in runnable]
-    execute(tasks, min(jobs, max(1, len(tasks))),
-            lambda n, row: finish(runnable[n], row, cached=False))
+    run_tasks(tasks, min(jobs, max(1, len(tasks))),
+              lambda n, row: finish(runnable[n], row, cached=False))
     ordered = tuple(rows[i] for i in range(total))
     result = SweepResult(spec=spec, rows=ordered, out_dir=out, json=json_path,
                          report=report_path, seconds=time.monotonic() - start,
@@ -710,5 +782,5 @@ def write_sweep(result: SweepResult) -> None:
     write_json(record, result.json, force=True)
 
 
-__all__ = ["Cell", "SweepOptions", "SweepResult", "SweepSpec", "load_sweep", "pareto_front",
-           "plan_cells", "sweep"]
+__all__ = ["EXECUTORS", "Cell", "SweepOptions", "SweepResult", "SweepSpec", "load_sweep",
+           "pareto_front", "plan_cells", "sweep"]

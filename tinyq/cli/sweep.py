@@ -8,23 +8,30 @@ HELP = ("run a grid of models × quantization modes × boards × runtimes from a
 
 def add_arguments(p) -> None:
     from tinyq.cli.bench import positive_int
+    from tinyq.sweeping import EXECUTORS
 
     p.add_argument("sweep_file", metavar="SWEEP.toml",
                    help="the grid and the data (see docs/sweep.md and examples/sweep/)")
     p.add_argument("-o", "--out", required=True, metavar="DIR",
                    help="folder for sweep.json, sweep.md and its plots; an earlier sweep's "
                         "folder is reused as the cache (only changed cells run again)")
-    p.add_argument("--executor", choices=("local",), default="local",
-                   help="where cells run: local = a process pool on this machine (default)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where cells run: local = a process pool on this machine (default); "
+                        "ray = a Ray cluster (pip install 'tinyq[cluster]')")
     p.add_argument("--jobs", type=positive_int, metavar="N",
-                   help="worker processes, one emulator each (default: one per CPU core)")
+                   help="local: worker processes, one emulator each (default: one per CPU "
+                        "core)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="ray: the cluster's address, e.g. 10.0.0.5:6379 (default: "
+                        "$RAY_ADDRESS, else a local cluster on this machine)")
 
 
 def run(args, ui) -> int:
     from tinyq.sweeping import SweepOptions, sweep
 
     result = sweep(args.sweep_file, args.out,
-                   SweepOptions(executor=args.executor, jobs=args.jobs),
+                   SweepOptions(executor=args.executor, jobs=args.jobs,
+                                address=args.address),
                    progress=ui.progress)
     counts: dict[str, int] = {}
     for row in result.rows:
