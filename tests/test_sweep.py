@@ -93,6 +93,8 @@ def fake_deploy(tflite, board, options=None, progress=None):
     # deploy removes the folders a failed run created: the folder shared by all cells must
     # exist before any cell starts, or one cell's failure deletes its neighbours' files
     assert Path(options.out_dir).parent.is_dir()
+    # and the cell's own folder is gone (what a killed attempt left would be refused)
+    assert not Path(options.out_dir).exists()
     if str(board).endswith("tiny-an386.toml") and Path(tflite).name == "m1.tflite":
         raise FitError("m1.tflite needs 20,000 B of flash, tiny-an386 has 16,384 B",
                        hint="choose a bigger board")
@@ -192,6 +194,16 @@ def test_a_crashed_worker_is_recorded_not_fatal(grid, fake_cells):
     # an error is not cached: the next run tries that cell again, and only that one
     again = sweep(spec, grid / "out", SweepOptions(jobs=2))
     assert again.cached == 1 and again.ran == 1 and again.rows[1]["status"] == "error"
+
+
+def test_a_killed_attempts_leftovers_do_not_block_the_cell(grid, fake_cells):
+    spec = load_sweep(grid / "sweep.toml")
+    first = plan_cells(spec, grid / "out")[0]
+    leftover = grid / "out" / "cells" / first.key[:16] / "project"
+    leftover.mkdir(parents=True)
+    (leftover / "half.c").write_text("int x")           # no tinyq marker: deploy refuses
+    result = sweep(spec, grid / "out", SweepOptions(jobs=1))
+    assert result.rows[0]["status"] == "ok"
 
 
 def test_the_output_folder_must_be_a_sweeps(grid, fake_cells):

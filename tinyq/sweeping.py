@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -298,6 +299,9 @@ def run_cell(spec: SweepSpec, cell: Cell, out_dir: str) -> dict[str, Any]:
                             per_layer=False, float_accuracy=False, force=True,
                             generate=GenerateOptions(runtime_options=runtime_options),
                             build=BuildOptions(tflm_dir=spec.tflm_dir))
+    # The sweep owns its cell folders: what an earlier, killed attempt left (no tinyq
+    # marker, so deploy would refuse it) goes before the cell runs again.
+    shutil.rmtree(out_dir, ignore_errors=True)
     start = time.monotonic()
     try:
         result = deploy(cell.tflite, cell.board, options)
