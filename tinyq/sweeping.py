@@ -636,8 +636,8 @@ def _check_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserInputError(f"{out} is a file, not a folder",
                              hint="pass a folder for the sweep's results with -o")
-    if out.is_dir() and any(out.iterdir()) and not (out / CELLS_DIR).is_dir() \
-            and not (out / JSON_NAME).is_file():
+    ours = (CELLS_DIR, TFLITE_DIR, JSON_NAME)      # a sweep stopped early has some of them
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in ours):
         raise UserInputError(f"{out} holds other files, not an earlier sweep's results",
                              hint="pass a new or empty folder with -o (an earlier sweep's "
                                   "folder is reused as its cache)")
