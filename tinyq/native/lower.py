@@ -1037,3 +1037,17 @@ def lower_op(model: ir.Model, op: ir.Operator, aliases: Mapping[int, int]) -> Ca
         call = Call(call.kernel, call.params_type, call.params, call.args,
                     call.arrays + arrays, call.scratch_bytes, call.comment)
     return call
+
+
+def _register_families() -> None:
+    """Add the op families kept in their own modules (tinyq/native/ops_*.py) to LOWERINGS."""
+    from tinyq.native import ops_layout
+
+    table: dict[str, Lowering] = LOWERINGS  # type: ignore[assignment]
+    for family in (ops_layout,):
+        for name, row in family.rows().items():
+            assert name not in table, f"{name} is lowered twice"
+            table[name] = row
+
+
+_register_families()

@@ -575,3 +575,16 @@ def run_cases(opcode: str, count: int, seed: int = 0,
             results.append(CaseResult(opcode, c.label, same, diff))
         done += k
     return results
+
+
+def _register_families() -> None:
+    """Add the generators of the op families kept in their own modules."""
+    from tinyq.native import opcases_layout
+
+    for family in (opcases_layout,):
+        for name, gen in family.CASES.items():
+            assert name not in CASES, f"{name} has two generators"
+            CASES[name] = gen
+
+
+_register_families()
