@@ -66,8 +66,7 @@ static tq_value rescale(tq_value v, int32_t zp, int32_t mult, int32_t shift)
     return v;
 }
 
-/* Advance a 6-D position (odometer) and the input indices that follow it. */
-static void walk(const int32_t *dims, int32_t *pos, int32_t count, const int32_t *const *strides,
+void tq_broadcast_step(const int32_t *dims, int32_t *pos, int32_t count, const int32_t *const *strides,
                  int32_t *index)
 {
     int32_t k, j;
@@ -123,7 +122,7 @@ void tq_binary(const tq_binary_params *p, const void *in1, const void *in2, void
             o[i] = (uint8_t)(r ? 1 : 0);
         }
         if (p->broadcast) {
-            walk(p->dims, pos, 2, strides, index);
+            tq_broadcast_step(p->dims, pos, 2, strides, index);
         }
     }
 }
@@ -143,7 +142,7 @@ void tq_select(const tq_select_params *p, const uint8_t *cond, const void *x, co
         const uint8_t *src = cond[index[0]] ? xs + (size_t)index[1] * es
                                             : ys + (size_t)index[2] * es;
         memcpy(o + (size_t)i * es, src, es);
-        walk(p->dims, pos, 3, strides, index);
+        tq_broadcast_step(p->dims, pos, 3, strides, index);
     }
 }
 

@@ -33,6 +33,11 @@ extern "C" {
 #define TQ_OP_GT 6
 #define TQ_OP_GE 7
 
+/* Broadcasting: advance the 6-D output position `pos` (an odometer over `dims`) by one
+ * element, and the `count` input indices that follow it with their `strides`. */
+void tq_broadcast_step(const int32_t *dims, int32_t *pos, int32_t count,
+                       const int32_t *const *strides, int32_t *index);
+
 /* Output element i from input elements i1, i2: with broadcast, the 6-D output is
  * walked in order and i1/i2 follow each input's strides (0 on broadcast dims).
  * MAXIMUM/MINIMUM pick raw values (TFLM ignores quantization there); comparisons of

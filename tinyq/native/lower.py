@@ -1041,10 +1041,10 @@ def lower_op(model: ir.Model, op: ir.Operator, aliases: Mapping[int, int]) -> Ca
 
 def _register_families() -> None:
     """Add the op families kept in their own modules (tinyq/native/ops_*.py) to LOWERINGS."""
-    from tinyq.native import ops_compare, ops_layout
+    from tinyq.native import ops_arith, ops_compare, ops_layout
 
     table: dict[str, Lowering] = LOWERINGS  # type: ignore[assignment]
-    for family in (ops_layout, ops_compare):
+    for family in (ops_layout, ops_compare, ops_arith):
         for name, row in family.rows().items():
             assert name not in table, f"{name} is lowered twice"
             table[name] = row

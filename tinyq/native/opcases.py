@@ -579,9 +579,9 @@ def run_cases(opcode: str, count: int, seed: int = 0,
 
 def _register_families() -> None:
     """Add the generators of the op families kept in their own modules."""
-    from tinyq.native import opcases_compare, opcases_layout
+    from tinyq.native import opcases_arith, opcases_compare, opcases_layout
 
-    for family in (opcases_layout, opcases_compare):
+    for family in (opcases_layout, opcases_compare, opcases_arith):
         for name, gen in family.CASES.items():
             assert name not in CASES, f"{name} has two generators"
             CASES[name] = gen

@@ -41,9 +41,10 @@ BINARY_OPS = {"MAXIMUM": "TQ_OP_MAX", "MINIMUM": "TQ_OP_MIN", "EQUAL": "TQ_OP_EQ
               "GREATER": "TQ_OP_GT", "GREATER_EQUAL": "TQ_OP_GE"}
 COMPARISONS = tuple(op for op in BINARY_OPS if op not in ("MAXIMUM", "MINIMUM"))
 #: dims TFLM broadcasts over when the input shapes differ (Broadcast4DSlow* for the
-#: comparisons, MaximumMinimumBroadcastSlow<5> and BroadcastSelect5DSlow for the others)
+#: comparisons, MaximumMinimumBroadcastSlow<5>, BroadcastSelect5DSlow and
+#: Broadcast(Quant)SubSlow<5> for the others)
 BROADCAST_DIMS = {**{op: 4 for op in COMPARISONS}, "MAXIMUM": 5, "MINIMUM": 5,
-                  "SELECT_V2": 5}
+                  "SELECT_V2": 5, "SUB": 5}
 #: most dims the kernels walk (TQ_MAX_DIMS)
 MAX_DIMS = 6
 

@@ -1,0 +1,83 @@
+/* tinyq native runtime: SUB (tq_arith.h). Elements are read and written with memcpy. */
+#include <string.h>
+
+#include "tq_arith.h"
+
+static int32_t clamp32(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* TFLM's quantized SubElementwise for one pair of values (int8 or int16) */
+static int32_t sub_quantized(const tq_sub_params *p, int32_t a, int32_t b)
+{
+    /* |x - zp| < 2^16 and left_shift <= 20 for int8 (15 for int16): no overflow */
+    const int32_t sa = (a - p->in1_zp) * ((int32_t)1 << p->left_shift);
+    const int32_t sb = (b - p->in2_zp) * ((int32_t)1 << p->left_shift);
+    const int32_t ra = tq_mul_by_quantized_mul(sa, p->in1_mult, p->in1_shift);
+    const int32_t rb = tq_mul_by_quantized_mul(sb, p->in2_mult, p->in2_shift);
+    /* both are below 2^30 in magnitude (the multipliers are below one half) */
+    const int32_t out = tq_mul_by_quantized_mul(ra - rb, p->out_mult, p->out_shift) + p->out_zp;
+    return clamp32(out, p->act_min, p->act_max);
+}
+
+static void sub_one(const tq_sub_params *p, const uint8_t *a, const uint8_t *b, uint8_t *o)
+{
+    switch (p->type) {
+    case TQ_T_F32: {
+        float x, y, r;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        r = x - y;
+        /* ActivationFunctionWithMinMax: min(max(r, lo), hi) */
+        r = r < p->f_min ? p->f_min : r;
+        r = p->f_max < r ? p->f_max : r;
+        memcpy(o, &r, 4);
+        break;
+    }
+    case TQ_T_S8: {
+        int8_t x, y, r;
+        memcpy(&x, a, 1);
+        memcpy(&y, b, 1);
+        r = (int8_t)sub_quantized(p, x, y);
+        memcpy(o, &r, 1);
+        break;
+    }
+    case TQ_T_S16: {
+        int16_t x, y, r;
+        memcpy(&x, a, 2);
+        memcpy(&y, b, 2);
+        r = (int16_t)sub_quantized(p, x, y);
+        memcpy(o, &r, 2);
+        break;
+    }
+    default: {                                          /* int32: wraps like hardware */
+        int32_t x, y, r;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        r = clamp32((int32_t)((uint32_t)x - (uint32_t)y), p->act_min, p->act_max);
+        memcpy(o, &r, 4);
+        break;
+    }
+    }
+}
+
+void tq_sub(const tq_sub_params *p, const void *in1, const void *in2, void *out)
+{
+    const uint8_t *a = (const uint8_t *)in1;
+    const uint8_t *b = (const uint8_t *)in2;
+    uint8_t *o = (uint8_t *)out;
+    const size_t es = p->type == TQ_T_S8 ? 1u : (p->type == TQ_T_S16 ? 2u : 4u);
+    const int32_t *const strides[2] = {p->stride1, p->stride2};
+    int32_t pos[TQ_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
+    int32_t index[2] = {0, 0};
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t i1 = p->broadcast ? index[0] : i;
+        const int32_t i2 = p->broadcast ? index[1] : i;
+        sub_one(p, a + (size_t)i1 * es, b + (size_t)i2 * es, o + (size_t)i * es);
+        if (p->broadcast) {
+            tq_broadcast_step(p->dims, pos, 2, strides, index);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+"""Arithmetic beyond ADD/MUL: SUB for float32, int8, int16 and int32, with broadcasting.
+
+Quantized SUB follows TFLM's ``CalculateOpDataSub`` to the bit: it computes its
+multipliers in float32 (unlike ADD, which uses double), with 20 bits of headroom
+for int8 and 15 for int16, and every multiplier must be below one
+(``QuantizeMultiplierSmallerThanOneExp`` aborts otherwise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyq import ir
+from tinyq.native import quant
+from tinyq.native.lower import (
+    Call,
+    CExpr,
+    LowerContext,
+    Lowering,
+    Sig,
+    TensorArg,
+    _act,
+    _broadcast,
+    bad_activation,
+    c_float,
+    constraint,
+    scale_zp,
+    unquantized,
+)
+from tinyq.native.ops_compare import TYPE_CODES, broadcast_too_deep
+
+#: dtypes TFLM's SUB runs (sub.cc), checked against the tflite-micro interpreter
+SUB_DTYPES = ("float32", "int8", "int16", "int32")
+#: headroom bits of TFLM's quantized SUB
+SUB_LEFT_SHIFT = {"int8": 20, "int16": 15}
+_INT_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (-(1 << 31), (1 << 31) - 1)}
+#: float32 clamp of each fused activation (CalculateActivationRange<float>)
+_FLOAT_RANGE = {"NONE": (float(np.finfo(np.float32).min), float(np.finfo(np.float32).max)),
+                "RELU": (0.0, float(np.finfo(np.float32).max)), "RELU6": (0.0, 6.0),
+                "RELU_N1_TO_1": (-1.0, 1.0)}
+
+
+def sub_multipliers(s1: float, s2: float, so: float, left_shift: int
+                    ) -> tuple[tuple[int, int], ...]:
+    """(multiplier, shift) for input 1, input 2 and the output, in float32 as TFLM does.
+
+    Raises ``quant.MultiplierRangeError`` when one is not below one (TFLM aborts)."""
+    f = np.float32
+    twice = f(2) * max(f(s1), f(s2))
+    reals = (float(f(s1) / twice), float(f(s2) / twice),
+             float(twice / (f(1 << left_shift) * f(so))))
+    if not all(0 < r < 1 for r in reals):
+        raise quant.MultiplierRangeError("a SUB multiplier is not below one")
+    return tuple(quant.kernel_multiplier(r) for r in reals)
+
+
+def _lower_sub(ctx: LowerContext, op: ir.Operator) -> Call:
+    a, b, y = ctx.input(op, 0), ctx.input(op, 1), ctx.output(op)
+    assert a is not None and b is not None
+    act = _act(op)
+    (sa, za), (sb, zb), (sy, zy) = scale_zp(a), scale_zp(b), scale_zp(y)
+    shift = SUB_LEFT_SHIFT.get(y.dtype, 0)
+    mults = ((0, 0),) * 3
+    lo, hi = _INT_RANGE.get(y.dtype, (0, 0))
+    if y.dtype in SUB_LEFT_SHIFT:
+        mults = sub_multipliers(sa, sb, sy, shift)
+        lo, hi = quant.activation_range(act, sy, zy)
+        if y.dtype == "int16":          # activation_range clamps to int8: redo for int16
+            lo, hi = _int16_range(act, sy, zy)
+    f_lo, f_hi = _FLOAT_RANGE.get(act, _FLOAT_RANGE["NONE"])
+    (m1, s1), (m2, s2), (mo, so) = mults
+    return Call(
+        "tq_sub", "tq_sub_params",
+        params=_broadcast(ctx, a, b, y) + (
+            ("type", CExpr(TYPE_CODES[y.dtype])), ("in1_zp", za), ("in2_zp", zb),
+            ("out_zp", zy), ("left_shift", shift), ("in1_mult", m1), ("in1_shift", s1),
+            ("in2_mult", m2), ("in2_shift", s2), ("out_mult", mo), ("out_shift", so),
+            ("act_min", lo), ("act_max", hi), ("f_min", CExpr(c_float(f_lo))),
+            ("f_max", CExpr(c_float(f_hi)))),
+        args=(TensorArg(a.index), TensorArg(b.index), TensorArg(y.index)),
+        comment=f"{y.dtype} {act}")
+
+
+def _int16_range(act: str, scale: float, zp: int) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for an int16 output."""
+    lo, hi = _INT_RANGE["int16"]
+
+    def q(v: float) -> int:
+        return zp + quant.round_half_away(float(np.float32(v) / np.float32(scale)))
+
+    if act == "RELU":
+        return max(lo, q(0.0)), hi
+    if act == "RELU6":
+        return max(lo, q(0.0)), min(hi, q(6.0))
+    if act == "RELU_N1_TO_1":
+        return max(lo, q(-1.0)), min(hi, q(1.0))
+    return lo, hi
+
+
+@constraint(fix="re-quantize with a larger output scale: TFLM's SUB needs every rescaling "
+                "multiplier below one")
+def sub_range(model: ir.Model, op: ir.Operator) -> bool:
+    """the output scale is too small for TFLM's SUB rescaling"""
+    ts = [model.tensors[i] for i in (*op.inputs[:2], op.outputs[0])]
+    if ts[2].dtype not in SUB_LEFT_SHIFT:
+        return False
+    try:
+        sub_multipliers(*(scale_zp(t)[0] for t in ts), SUB_LEFT_SHIFT[ts[2].dtype])
+    except quant.MultiplierRangeError:
+        return True
+    return False
+
+
+@constraint(fix="give an int32 SUB unquantized tensors and no fused activation")
+def sub_int32_options(model: ir.Model, op: ir.Operator) -> bool:
+    """int32 SUB has quantized tensors (TFLM refuses them) or a fused activation"""
+    ts = [model.tensors[i] for i in (*op.inputs[:2], op.outputs[0])]
+    return ts[2].dtype == "int32" and (
+        _act(op) != "NONE" or any(t.quant is not None and bool(t.quant.scale) for t in ts))
+
+
+def rows() -> dict[str, Lowering]:
+    """This family's rows of ``lower.LOWERINGS``."""
+    return {
+        "SUB": Lowering(_lower_sub, ("tq_arith.c", "tq_compare.c"),
+                        tuple(Sig((t, t), (t,)) for t in SUB_DTYPES),
+                        (unquantized, bad_activation, broadcast_too_deep, sub_range,
+                         sub_int32_options),
+                        "with broadcasting and fused activations", ("tq_arith.h",)),
+    }
