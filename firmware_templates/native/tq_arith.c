@@ -1,4 +1,5 @@
-/* tinyq native runtime: SUB (tq_arith.h). Elements are read and written with memcpy. */
+/* tinyq native runtime: SUB, SQUARED_DIFFERENCE, float NEG/ABS (tq_arith.h). Elements
+ * are read and written with memcpy. */
 #include <string.h>
 
 #include "tq_arith.h"
@@ -21,17 +22,37 @@ static int32_t sub_quantized(const tq_sub_params *p, int32_t a, int32_t b)
     return clamp32(out, p->act_min, p->act_max);
 }
 
-static void sub_one(const tq_sub_params *p, const uint8_t *a, const uint8_t *b, uint8_t *o)
+/* TFLM's quantized SquaredDifference for one pair (int8: left_shift 7, int16: 0) */
+static int32_t sqdiff_quantized(const tq_sub_params *p, int32_t a, int32_t b)
 {
+    const int32_t sa = (a - p->in1_zp) * ((int32_t)1 << p->left_shift);
+    const int32_t sb = (b - p->in2_zp) * ((int32_t)1 << p->left_shift);
+    const int32_t ra = tq_mul_by_quantized_mul(sa, p->in1_mult, p->in1_shift);
+    const int32_t rb = tq_mul_by_quantized_mul(sb, p->in2_mult, p->in2_shift);
+    const int32_t d = ra - rb;             /* |d| <= 2^15: the square fits int32 */
+    const int32_t out = tq_mul_by_quantized_mul(d * d, p->out_mult, p->out_shift) + p->out_zp;
+    return clamp32(out, p->act_min, p->act_max);
+}
+
+typedef int32_t (*tq_quantized_fn)(const tq_sub_params *p, int32_t a, int32_t b);
+
+static void binary_one(const tq_sub_params *p, int square, const uint8_t *a, const uint8_t *b,
+                       uint8_t *o)
+{
+    const tq_quantized_fn q = square ? sqdiff_quantized : sub_quantized;
     switch (p->type) {
     case TQ_T_F32: {
         float x, y, r;
         memcpy(&x, a, 4);
         memcpy(&y, b, 4);
         r = x - y;
-        /* ActivationFunctionWithMinMax: min(max(r, lo), hi) */
-        r = r < p->f_min ? p->f_min : r;
-        r = p->f_max < r ? p->f_max : r;
+        if (square) {
+            r = r * r;
+        } else {
+            /* ActivationFunctionWithMinMax: min(max(r, lo), hi) */
+            r = r < p->f_min ? p->f_min : r;
+            r = p->f_max < r ? p->f_max : r;
+        }
         memcpy(o, &r, 4);
         break;
     }
@@ -39,7 +60,7 @@ static void sub_one(const tq_sub_params *p, const uint8_t *a, const uint8_t *b, 
         int8_t x, y, r;
         memcpy(&x, a, 1);
         memcpy(&y, b, 1);
-        r = (int8_t)sub_quantized(p, x, y);
+        r = (int8_t)q(p, x, y);
         memcpy(o, &r, 1);
         break;
     }
@@ -47,7 +68,7 @@ static void sub_one(const tq_sub_params *p, const uint8_t *a, const uint8_t *b, 
         int16_t x, y, r;
         memcpy(&x, a, 2);
         memcpy(&y, b, 2);
-        r = (int16_t)sub_quantized(p, x, y);
+        r = (int16_t)q(p, x, y);
         memcpy(o, &r, 2);
         break;
     }
@@ -55,14 +76,16 @@ static void sub_one(const tq_sub_params *p, const uint8_t *a, const uint8_t *b, 
         int32_t x, y, r;
         memcpy(&x, a, 4);
         memcpy(&y, b, 4);
-        r = clamp32((int32_t)((uint32_t)x - (uint32_t)y), p->act_min, p->act_max);
+        const uint32_t d = (uint32_t)x - (uint32_t)y;
+        r = square ? (int32_t)(d * d) : clamp32((int32_t)d, p->act_min, p->act_max);
         memcpy(o, &r, 4);
         break;
     }
     }
 }
 
-void tq_sub(const tq_sub_params *p, const void *in1, const void *in2, void *out)
+static void binary(const tq_sub_params *p, int square, const void *in1, const void *in2,
+                   void *out)
 {
     const uint8_t *a = (const uint8_t *)in1;
     const uint8_t *b = (const uint8_t *)in2;
@@ -75,9 +98,35 @@ void tq_sub(const tq_sub_params *p, const void *in1, const void *in2, void *out)
     for (i = 0; i < p->size; ++i) {
         const int32_t i1 = p->broadcast ? index[0] : i;
         const int32_t i2 = p->broadcast ? index[1] : i;
-        sub_one(p, a + (size_t)i1 * es, b + (size_t)i2 * es, o + (size_t)i * es);
+        binary_one(p, square, a + (size_t)i1 * es, b + (size_t)i2 * es, o + (size_t)i * es);
         if (p->broadcast) {
             tq_broadcast_step(p->dims, pos, 2, strides, index);
         }
+    }
+}
+
+void tq_sub(const tq_sub_params *p, const void *in1, const void *in2, void *out)
+{
+    binary(p, 0, in1, in2, out);
+}
+
+void tq_squared_difference(const tq_sub_params *p, const void *in1, const void *in2,
+                           void *out)
+{
+    binary(p, 1, in1, in2, out);
+}
+
+void tq_unary_f32(const tq_unary_f32_params *p, const void *in, void *out)
+{
+    const uint8_t *input = (const uint8_t *)in;
+    uint8_t *output = (uint8_t *)out;
+    int32_t i;
+    /* -x flips the sign bit and fabs clears it (NaN, -0.0 included) on IEEE targets */
+    const uint32_t sign = 0x80000000u;
+    for (i = 0; i < p->size; ++i) {
+        uint32_t bits;
+        memcpy(&bits, input + (size_t)i * 4u, 4);
+        bits = p->op == TQ_UNARY_NEG ? bits ^ sign : bits & ~sign;
+        memcpy(output + (size_t)i * 4u, &bits, 4);
     }
 }

@@ -1,6 +1,7 @@
-/* tinyq native runtime: SUB for float32, int8, int16 and int32, with broadcasting,
- * bit-exact with TFLM's reference kernels (sub.h: both inputs rescaled to a common
- * scale with 20 bits of headroom for int8, 15 for int16, the difference requantized).
+/* tinyq native runtime: SUB and SQUARED_DIFFERENCE (float32, int8, int16, int32, with
+ * broadcasting), NEG and ABS on float32, bit-exact with TFLM's reference kernels
+ * (quantized SUB and SQUARED_DIFFERENCE rescale both inputs to a common scale with
+ * some bits of headroom, then requantize). int8 ABS runs as a table (tq_lut_s8).
  * Parameters are computed by tinyq (tinyq/native/ops_arith.py). */
 #ifndef TQ_ARITH_H
 #define TQ_ARITH_H
@@ -24,6 +25,22 @@ typedef struct {
 } tq_sub_params;
 
 void tq_sub(const tq_sub_params *p, const void *in1, const void *in2, void *out);
+
+/* SQUARED_DIFFERENCE: tq_sub_params with left_shift 7 (int8) or 0 (int16), the
+ * output multiplier applied to the squared difference (it may exceed one), act_min/
+ * act_max the type's range; float32 and int32 square the plain difference. */
+void tq_squared_difference(const tq_sub_params *p, const void *in1, const void *in2,
+                           void *out);
+
+#define TQ_UNARY_NEG 0
+#define TQ_UNARY_ABS 1
+
+/* float32 NEG (-x) and ABS (|x|, the sign bit cleared) */
+typedef struct {
+    int32_t size, op;
+} tq_unary_f32_params;
+
+void tq_unary_f32(const tq_unary_f32_params *p, const void *in, void *out);
 
 #ifdef __cplusplus
 }

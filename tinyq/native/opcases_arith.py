@@ -1,6 +1,7 @@
-"""Random cases for SUB (tinyq/native/ops_arith.py): every registered dtype, numpy
-broadcasting, fused activations, and for int8/int16 different scales and zero points
-per tensor (output scales kept where TFLM's multipliers stay below one).
+"""Random cases for SUB, SQUARED_DIFFERENCE, NEG and ABS (tinyq/native/ops_arith.py):
+every registered dtype, numpy broadcasting, fused activations (SUB), and for int8/int16
+different scales and zero points per tensor (output scales kept where TFLM's
+multipliers stay in range). int8 ABS gets, a third of the time, all 256 values.
 Registered into ``tinyq.native.opcases.CASES``.
 """
 
@@ -10,9 +11,25 @@ import math
 
 import numpy as np
 
-from tinyq.native.opcases import ACTIVATIONS, Case, CaseGen, _broadcast_shapes, rand_scale, rand_zp
+from tinyq.native.opcases import (
+    ACTIVATIONS,
+    Case,
+    CaseGen,
+    _broadcast_shapes,
+    _elementwise_input,
+    _shape,
+    rand_scale,
+    rand_zp,
+)
 from tinyq.native.opcases_layout import _data
-from tinyq.native.ops_arith import SUB_DTYPES, SUB_LEFT_SHIFT, sub_multipliers
+from tinyq.native.ops_arith import (
+    SQDIFF_DTYPES,
+    SQDIFF_LEFT_SHIFT,
+    SUB_DTYPES,
+    SUB_LEFT_SHIFT,
+    sqdiff_multipliers,
+    sub_multipliers,
+)
 from tinyq.native.quant import MultiplierRangeError
 from tinyq.tflite_writer import GraphBuilder
 
@@ -48,4 +65,50 @@ def gen_sub(g: GraphBuilder, rng: np.random.Generator) -> Case:
                 f"{dtype} {sa} - {sb} -> {so} {act}")
 
 
-CASES: dict[str, CaseGen] = {"SUB": gen_sub}
+def gen_squared_difference(g: GraphBuilder, rng: np.random.Generator) -> Case:
+    dtype = str(rng.choice(SQDIFF_DTYPES))
+    sa, sb, so = _broadcast_shapes(rng)
+    lo, hi = (1e-3, 0.5) if dtype == "int8" else (1e-5, 1e-2)
+    while True:
+        s1, s2 = rand_scale(rng, lo, hi), rand_scale(rng, lo, hi)
+        # the output holds squares: scale near max(s1, s2)^2 * range
+        s3 = float(np.float32(max(s1, s2) ** 2 * (128 if dtype == "int8" else 32768)
+                              * math.exp(rng.uniform(-2.0, 1.0))))
+        if dtype not in SQDIFF_LEFT_SHIFT:
+            break
+        try:
+            sqdiff_multipliers(s1, s2, s3, SQDIFF_LEFT_SHIFT[dtype])
+            break
+        except MultiplierRangeError:
+            continue
+    a = g.add_tensor(sa, dtype, **_quant(rng, dtype, s1))
+    b = g.add_tensor(sb, dtype, **_quant(rng, dtype, s2))
+    y = g.add_tensor(so, dtype, **_quant(rng, dtype, s3))
+    g.add_op("SQUARED_DIFFERENCE", [a, b], [y], {})
+    return Case(((a, _data(rng, dtype, sa)), (b, _data(rng, dtype, sb))), (y,),
+                f"{dtype} ({sa} - {sb})^2 -> {so}")
+
+
+def _float_unary(opcode: str) -> CaseGen:
+    def gen(g: GraphBuilder, rng: np.random.Generator) -> Case:
+        if opcode == "ABS" and rng.random() < 0.5:
+            shape, data = _elementwise_input(rng)
+            in_scale = rand_scale(rng)
+            out_scale = in_scale if rng.random() < 0.4 else \
+                float(np.float32(in_scale * math.exp(rng.uniform(-1, 1))))
+            x = g.add_tensor(shape, "int8", scale=in_scale, zero_point=rand_zp(rng))
+            y = g.add_tensor(shape, "int8", scale=out_scale, zero_point=rand_zp(rng))
+            label = f"int8 {shape} {in_scale:.4g} -> {out_scale:.4g}"
+        else:
+            shape = _shape(rng)
+            data = _data(rng, "float32", shape)
+            data.reshape(-1)[: data.size // 4] *= np.float32(0)    # signed zeros too
+            x, y = g.add_tensor(shape, "float32"), g.add_tensor(shape, "float32")
+            label = f"float32 {shape}"
+        g.add_op(opcode, [x], [y], {})
+        return Case(((x, data),), (y,), label)
+    return gen
+
+
+CASES: dict[str, CaseGen] = {"SUB": gen_sub, "SQUARED_DIFFERENCE": gen_squared_difference,
+                             "NEG": _float_unary("NEG"), "ABS": _float_unary("ABS")}

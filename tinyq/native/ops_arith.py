@@ -1,9 +1,13 @@
-"""Arithmetic beyond ADD/MUL: SUB for float32, int8, int16 and int32, with broadcasting.
+"""Arithmetic beyond ADD/MUL: SUB and SQUARED_DIFFERENCE (float32, int8, int16, int32,
+with broadcasting), NEG (float32) and ABS (float32, int8).
 
 Quantized SUB follows TFLM's ``CalculateOpDataSub`` to the bit: it computes its
 multipliers in float32 (unlike ADD, which uses double), with 20 bits of headroom
 for int8 and 15 for int16, and every multiplier must be below one
-(``QuantizeMultiplierSmallerThanOneExp`` aborts otherwise).
+(``QuantizeMultiplierSmallerThanOneExp`` aborts otherwise). SQUARED_DIFFERENCE
+(``PrepareQuantized``) uses double, 7 bits of headroom for int8 and none for int16,
+and an output multiplier that may exceed one. int8 ABS is a function of one byte:
+it runs as a 256-entry table of TFLM's ``AbsEvalQuantized``.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyq import ir
-from tinyq.native import quant
+from tinyq.native import fixedpoint, quant
 from tinyq.native.lower import (
+    _NONLINEAR_HEADERS,
     Call,
     CExpr,
     LowerContext,
@@ -21,9 +26,11 @@ from tinyq.native.lower import (
     TensorArg,
     _act,
     _broadcast,
+    _lut_call,
     bad_activation,
     c_float,
     constraint,
+    requant_range,
     scale_zp,
     unquantized,
 )
@@ -119,6 +126,93 @@ def sub_int32_options(model: ir.Model, op: ir.Operator) -> bool:
         _act(op) != "NONE" or any(t.quant is not None and bool(t.quant.scale) for t in ts))
 
 
+#: dtypes of TFLM's SQUARED_DIFFERENCE (squared_difference.cc) and its headroom bits
+SQDIFF_DTYPES = ("float32", "int8", "int16", "int32")
+SQDIFF_LEFT_SHIFT = {"int8": 7, "int16": 0}
+
+
+def sqdiff_multipliers(s1: float, s2: float, so: float, left_shift: int
+                       ) -> tuple[tuple[int, int], ...]:
+    """(multiplier, shift) for input 1, input 2 and the output, in double as TFLM does."""
+    f = np.float32
+    twice = 2.0 * float(max(f(s1), f(s2)))
+    r1, r2 = float(f(s1)) / twice, float(f(s2)) / twice
+    ro = twice * twice / float(f(1 << (2 * left_shift)) * f(so))
+    if not (0 < r1 < 1 and 0 < r2 < 1):
+        raise quant.MultiplierRangeError("a SQUARED_DIFFERENCE multiplier is not below one")
+    return quant.kernel_multiplier(r1), quant.kernel_multiplier(r2), quant.kernel_multiplier(ro)
+
+
+def _lower_sqdiff(ctx: LowerContext, op: ir.Operator) -> Call:
+    a, b, y = ctx.input(op, 0), ctx.input(op, 1), ctx.output(op)
+    assert a is not None and b is not None
+    (sa, za), (sb, zb), (sy, zy) = scale_zp(a), scale_zp(b), scale_zp(y)
+    shift = SQDIFF_LEFT_SHIFT.get(y.dtype, 0)
+    mults = ((0, 0),) * 3
+    if y.dtype in SQDIFF_LEFT_SHIFT:
+        mults = sqdiff_multipliers(sa, sb, sy, shift)
+    lo, hi = _INT_RANGE.get(y.dtype, (0, 0))
+    (m1, s1), (m2, s2), (mo, so) = mults
+    return Call(
+        "tq_squared_difference", "tq_sub_params",
+        params=_broadcast(ctx, a, b, y) + (
+            ("type", CExpr(TYPE_CODES[y.dtype])), ("in1_zp", za), ("in2_zp", zb),
+            ("out_zp", zy), ("left_shift", shift), ("in1_mult", m1), ("in1_shift", s1),
+            ("in2_mult", m2), ("in2_shift", s2), ("out_mult", mo), ("out_shift", so),
+            ("act_min", lo), ("act_max", hi), ("f_min", CExpr("0.0f")),
+            ("f_max", CExpr("0.0f"))),
+        args=(TensorArg(a.index), TensorArg(b.index), TensorArg(y.index)),
+        comment=y.dtype)
+
+
+@constraint(fix="re-quantize: TFLM's SQUARED_DIFFERENCE needs both input multipliers below "
+                "one, an output multiplier below 2^30, and int16 zero points of 0")
+def sqdiff_range(model: ir.Model, op: ir.Operator) -> bool:
+    """the quantization is outside what TFLM's SQUARED_DIFFERENCE computes"""
+    ts = [model.tensors[i] for i in (*op.inputs[:2], op.outputs[0])]
+    if ts[2].dtype not in SQDIFF_LEFT_SHIFT:
+        return False
+    if ts[2].dtype == "int16" and any(scale_zp(t)[1] != 0 for t in ts):
+        return True
+    try:
+        sqdiff_multipliers(*(scale_zp(t)[0] for t in ts), SQDIFF_LEFT_SHIFT[ts[2].dtype])
+    except quant.MultiplierRangeError:
+        return True
+    return False
+
+
+def abs_s8(params: tuple[int, int, int, int, bool], x: np.ndarray) -> np.ndarray:
+    """TFLM ``AbsEvalQuantized`` for int8 on every value of ``x``."""
+    in_zp, out_zp, mult, shift, rescale = params
+    out = []
+    for v in x.tolist():
+        value = abs(int(v) - in_zp)
+        if rescale:
+            value = quant.multiply_by_quantized_multiplier(value, mult, shift)
+        out.append(max(-128, min(127, value + out_zp)))
+    return np.array(out)
+
+
+def _abs_params(x: ir.Tensor, y: ir.Tensor) -> tuple[int, int, int, int, bool]:
+    (sx, zx), (sy, zy) = scale_zp(x), scale_zp(y)
+    rescale = bool(np.float32(sx) != np.float32(sy))
+    m, s = quant.kernel_multiplier(float(np.float32(sx)) / float(np.float32(sy))) \
+        if rescale else (0, 0)
+    return zx, zy, m, s, rescale
+
+
+def _lower_unary(ctx: LowerContext, op: ir.Operator) -> Call:
+    x, y = ctx.input(op, 0), ctx.output(op)
+    assert x is not None
+    if x.dtype == "int8":
+        table = fixedpoint.lut_s8(abs_s8, _abs_params(x, y))
+        return _lut_call(ctx, op, table, "ABS")
+    return Call("tq_unary_f32", "tq_unary_f32_params",
+                params=(("size", y.size),
+                        ("op", CExpr("TQ_UNARY_NEG" if op.opcode == "NEG" else "TQ_UNARY_ABS"))),
+                args=(TensorArg(x.index), TensorArg(y.index)))
+
+
 def rows() -> dict[str, Lowering]:
     """This family's rows of ``lower.LOWERINGS``."""
     return {
@@ -127,4 +221,14 @@ def rows() -> dict[str, Lowering]:
                         (unquantized, bad_activation, broadcast_too_deep, sub_range,
                          sub_int32_options),
                         "with broadcasting and fused activations", ("tq_arith.h",)),
+        "SQUARED_DIFFERENCE": Lowering(_lower_sqdiff, ("tq_arith.c", "tq_compare.c"),
+                                       tuple(Sig((t, t), (t,)) for t in SQDIFF_DTYPES),
+                                       (unquantized, broadcast_too_deep, sqdiff_range),
+                                       "with broadcasting", ("tq_arith.h",)),
+        "NEG": Lowering(_lower_unary, ("tq_arith.c",), (Sig(("float32",), ("float32",)),),
+                        (), "", ("tq_arith.h",)),
+        "ABS": Lowering(_lower_unary, ("tq_arith.c", "tq_lut.c"),
+                        (Sig(("float32",), ("float32",)), Sig(("int8",), ("int8",))),
+                        (unquantized, requant_range), "int8: 256-entry table",
+                        ("tq_arith.h", *_NONLINEAR_HEADERS)),
     }

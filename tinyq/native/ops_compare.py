@@ -42,9 +42,10 @@ BINARY_OPS = {"MAXIMUM": "TQ_OP_MAX", "MINIMUM": "TQ_OP_MIN", "EQUAL": "TQ_OP_EQ
 COMPARISONS = tuple(op for op in BINARY_OPS if op not in ("MAXIMUM", "MINIMUM"))
 #: dims TFLM broadcasts over when the input shapes differ (Broadcast4DSlow* for the
 #: comparisons, MaximumMinimumBroadcastSlow<5>, BroadcastSelect5DSlow and
-#: Broadcast(Quant)SubSlow<5> for the others)
+#: Broadcast(Quant)SubSlow<5> for the others; BroadcastBinaryFunction4DSlow for
+#: SQUARED_DIFFERENCE)
 BROADCAST_DIMS = {**{op: 4 for op in COMPARISONS}, "MAXIMUM": 5, "MINIMUM": 5,
-                  "SELECT_V2": 5, "SUB": 5}
+                  "SELECT_V2": 5, "SUB": 5, "SQUARED_DIFFERENCE": 4}
 #: most dims the kernels walk (TQ_MAX_DIMS)
 MAX_DIMS = 6
 
