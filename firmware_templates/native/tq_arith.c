@@ -130,3 +130,44 @@ void tq_unary_f32(const tq_unary_f32_params *p, const void *in, void *out)
         memcpy(output + (size_t)i * 4u, &bits, 4);
     }
 }
+
+static void prelu_one(const tq_prelu_params *p, const uint8_t *xp, const uint8_t *ap, uint8_t *o)
+{
+    if (p->type == TQ_T_F32) {
+        float x, a, r;
+        memcpy(&x, xp, 4);
+        memcpy(&a, ap, 4);
+        r = x >= 0.0f ? x : x * a;
+        memcpy(o, &r, 4);
+    } else {
+        int8_t x, a, r;
+        int32_t v;
+        memcpy(&x, xp, 1);
+        memcpy(&a, ap, 1);
+        v = (int32_t)x - p->in_zp;
+        v = v >= 0 ? tq_mul_by_quantized_mul(v, p->mult1, p->shift1)
+                   : tq_mul_by_quantized_mul(v * ((int32_t)a - p->alpha_zp), p->mult2, p->shift2);
+        r = (int8_t)clamp32(v + p->out_zp, -128, 127);
+        memcpy(o, &r, 1);
+    }
+}
+
+void tq_prelu(const tq_prelu_params *p, const void *in, const void *alpha, void *out)
+{
+    const uint8_t *x = (const uint8_t *)in;
+    const uint8_t *a = (const uint8_t *)alpha;
+    uint8_t *o = (uint8_t *)out;
+    const size_t es = p->type == TQ_T_F32 ? 4u : 1u;
+    const int32_t *const strides[2] = {p->stride1, p->stride2};
+    int32_t pos[TQ_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
+    int32_t index[2] = {0, 0};
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t i1 = p->broadcast ? index[0] : i;
+        const int32_t i2 = p->broadcast ? index[1] : i;
+        prelu_one(p, x + (size_t)i1 * es, a + (size_t)i2 * es, o + (size_t)i * es);
+        if (p->broadcast) {
+            tq_broadcast_step(p->dims, pos, 2, strides, index);
+        }
+    }
+}

@@ -32,6 +32,18 @@ void tq_sub(const tq_sub_params *p, const void *in1, const void *in2, void *out)
 void tq_squared_difference(const tq_sub_params *p, const void *in1, const void *in2,
                            void *out);
 
+/* PRELU (float32, int8): x >= 0 ? x : x * alpha, alpha broadcast to the input (stride2).
+ * int8: (x - zp) rescaled by mult1/shift1, or (x - zp) * (alpha - alpha_zp) by
+ * mult2/shift2, plus the output zero point, clamped to int8. */
+typedef struct {
+    int32_t size, broadcast;
+    int32_t dims[TQ_MAX_DIMS], stride1[TQ_MAX_DIMS], stride2[TQ_MAX_DIMS];
+    int32_t type;
+    int32_t in_zp, alpha_zp, out_zp, mult1, shift1, mult2, shift2;
+} tq_prelu_params;
+
+void tq_prelu(const tq_prelu_params *p, const void *in, const void *alpha, void *out);
+
 #define TQ_UNARY_NEG 0
 #define TQ_UNARY_ABS 1
 

@@ -110,5 +110,34 @@ def _float_unary(opcode: str) -> CaseGen:
     return gen
 
 
-CASES: dict[str, CaseGen] = {"SUB": gen_sub, "SQUARED_DIFFERENCE": gen_squared_difference,
-                             "NEG": _float_unary("NEG"), "ABS": _float_unary("ABS")}
+def gen_prelu(g: GraphBuilder, rng: np.random.Generator) -> Case:
+    dtype = str(rng.choice(["float32", "int8"]))
+    shape = _shape(rng, 4, 6)
+    # alpha: per channel (the converter's form), per element, or broadcast on some dims
+    kind = rng.random()
+    partial = tuple(1 if rng.random() < 0.5 else d for d in shape)
+    alpha_shape = (shape[-1:] if kind < 0.4 else shape if kind < 0.6 else
+                   partial[int(rng.integers(0, len(shape))):] or (1,))
+    if dtype == "int8":
+        s_in = rand_scale(rng)
+        s_alpha = rand_scale(rng, 1e-3, 0.05)
+        s_out = float(np.float32(s_in * math.exp(rng.uniform(-1, 1))))
+        x = g.add_tensor(shape, "int8", scale=s_in, zero_point=rand_zp(rng))
+        alpha = g.add_constant(_data(rng, "int8", alpha_shape), "int8", scale=s_alpha,
+                               zero_point=rand_zp(rng))
+        y = g.add_tensor(shape, "int8", scale=s_out, zero_point=rand_zp(rng))
+    else:
+        x = g.add_tensor(shape, "float32")
+        alpha = g.add_constant(_data(rng, "float32", alpha_shape) * np.float32(0.05))
+        y = g.add_tensor(shape, "float32")
+    g.add_op("PRELU", [x, alpha], [y], {})
+    return Case(((x, _data(rng, dtype, shape)),), (y,), f"{dtype} {shape} alpha {alpha_shape}")
+
+
+CASES: dict[str, CaseGen] = {
+    "SUB": gen_sub,
+    "SQUARED_DIFFERENCE": gen_squared_difference,
+    "PRELU": gen_prelu,
+    "NEG": _float_unary("NEG"),
+    "ABS": _float_unary("ABS"),
+}

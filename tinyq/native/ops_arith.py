@@ -1,5 +1,5 @@
 """Arithmetic beyond ADD/MUL: SUB and SQUARED_DIFFERENCE (float32, int8, int16, int32,
-with broadcasting), NEG (float32) and ABS (float32, int8).
+with broadcasting), PRELU (float32, int8), NEG (float32) and ABS (float32, int8).
 
 Quantized SUB follows TFLM's ``CalculateOpDataSub`` to the bit: it computes its
 multipliers in float32 (unlike ADD, which uses double), with 20 bits of headroom
@@ -213,6 +213,29 @@ def _lower_unary(ctx: LowerContext, op: ir.Operator) -> Call:
                 args=(TensorArg(x.index), TensorArg(y.index)))
 
 
+def prelu_multipliers(s_in: float, s_alpha: float, s_out: float
+                      ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """PRELU's two (multiplier, shift): input/output and input*alpha/output, in double."""
+    f = np.float32
+    r1 = float(f(s_in)) / float(f(s_out))
+    r2 = float(f(s_in)) * float(f(s_alpha)) / float(f(s_out))
+    return quant.kernel_multiplier(r1), quant.kernel_multiplier(r2)
+
+
+def _lower_prelu(ctx: LowerContext, op: ir.Operator) -> Call:
+    x, a, y = ctx.input(op, 0), ctx.input(op, 1), ctx.output(op)
+    assert x is not None and a is not None
+    (sx, zx), (sa, za), (sy, zy) = scale_zp(x), scale_zp(a), scale_zp(y)
+    (m1, s1), (m2, s2) = prelu_multipliers(sx, sa, sy) if x.dtype == "int8" else ((0, 0),) * 2
+    return Call(
+        "tq_prelu", "tq_prelu_params",
+        params=_broadcast(ctx, x, a, y) + (
+            ("type", CExpr(TYPE_CODES[x.dtype])), ("in_zp", zx), ("alpha_zp", za),
+            ("out_zp", zy), ("mult1", m1), ("shift1", s1), ("mult2", m2), ("shift2", s2)),
+        args=(TensorArg(x.index), TensorArg(a.index), TensorArg(y.index)),
+        comment=x.dtype)
+
+
 def rows() -> dict[str, Lowering]:
     """This family's rows of ``lower.LOWERINGS``."""
     return {
@@ -225,6 +248,11 @@ def rows() -> dict[str, Lowering]:
                                        tuple(Sig((t, t), (t,)) for t in SQDIFF_DTYPES),
                                        (unquantized, broadcast_too_deep, sqdiff_range),
                                        "with broadcasting", ("tq_arith.h",)),
+        "PRELU": Lowering(_lower_prelu, ("tq_arith.c", "tq_compare.c"),
+                          (Sig(("float32", "float32"), ("float32",)),
+                           Sig(("int8", "int8"), ("int8",))),
+                          (unquantized, broadcast_too_deep, requant_range),
+                          "alpha broadcast to the input", ("tq_arith.h",)),
         "NEG": Lowering(_lower_unary, ("tq_arith.c",), (Sig(("float32",), ("float32",)),),
                         (), "", ("tq_arith.h",)),
         "ABS": Lowering(_lower_unary, ("tq_arith.c", "tq_lut.c"),

@@ -43,9 +43,10 @@ COMPARISONS = tuple(op for op in BINARY_OPS if op not in ("MAXIMUM", "MINIMUM"))
 #: dims TFLM broadcasts over when the input shapes differ (Broadcast4DSlow* for the
 #: comparisons, MaximumMinimumBroadcastSlow<5>, BroadcastSelect5DSlow and
 #: Broadcast(Quant)SubSlow<5> for the others; BroadcastBinaryFunction4DSlow for
-#: SQUARED_DIFFERENCE)
+#: SQUARED_DIFFERENCE, BroadcastPrelu4DSlow for PRELU)
 BROADCAST_DIMS = {**{op: 4 for op in COMPARISONS}, "MAXIMUM": 5, "MINIMUM": 5,
-                  "SELECT_V2": 5, "SUB": 5, "SQUARED_DIFFERENCE": 4}
+                  "SELECT_V2": 5, "SUB": 5, "SQUARED_DIFFERENCE": 4,
+                  "PRELU": 4}
 #: most dims the kernels walk (TQ_MAX_DIMS)
 MAX_DIMS = 6
 
@@ -156,7 +157,8 @@ def broadcast_too_deep(model: ir.Model, op: ir.Operator) -> bool:
     """the inputs broadcast over more dims than TFLM's kernel takes"""
     ins = [model.tensors[i] for i in op.inputs if i >= 0]
     y = model.tensors[op.outputs[0]]
-    same = all(tuple(t.shape) == tuple(ins[0].shape) for t in ins)
+    same = all(tuple(t.shape) == tuple(ins[0].shape) for t in ins) \
+        and op.opcode != "PRELU"                # TFLM's PRELU always walks 4-D
     limit = MAX_DIMS if same else BROADCAST_DIMS[op.opcode]
     return any(len(t.shape) > limit for t in (*ins, y))
 
