@@ -89,3 +89,13 @@ def test_contiguous_runs_are_one_copy():
 ])
 def test_mirror_index_is_numpy_pad(i, before, size, offset, want):
     assert ops_layout.mirror_index(i, before, size, offset) == want
+
+
+def test_padded_space_to_batch_is_refused_with_one_reason():
+    g = GraphBuilder()
+    x = g.add_tensor((1, 3, 4, 2), "float32")
+    y = g.add_tensor((4, 2, 2, 2), "float32")
+    block = g.add_constant(np.array([2, 2], np.int32))
+    pads = g.add_constant(np.array([[1, 0], [0, 0]], np.int32))
+    g.add_op("SPACE_TO_BATCH_ND", [x, block, pads], [y], {})
+    assert _problems(g.build([x], [y])) == ["SPACE_TO_BATCH_ND has non-zero paddings"]

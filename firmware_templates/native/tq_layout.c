@@ -127,3 +127,29 @@ void tq_gather(const tq_gather_params *p, const void *in, const void *indices, v
         }
     }
 }
+
+void tq_space_to_batch(const tq_space_to_batch_params *p, const void *in, void *out)
+{
+    const uint8_t *input = (const uint8_t *)in;
+    uint8_t *output = (uint8_t *)out;
+    const size_t depth = (size_t)p->depth_bytes;
+    int32_t b, h, w;
+    for (b = 0; b < p->out_b; ++b) {
+        const int32_t src_b = b % p->in_b;
+        const int32_t shift_w = (b / p->in_b) % p->block_w;
+        const int32_t shift_h = (b / p->in_b) / p->block_w;
+        for (h = 0; h < p->out_h; ++h) {
+            const int32_t src_h = h * p->block_h + shift_h - p->pad_top;
+            for (w = 0; w < p->out_w; ++w) {
+                const int32_t src_w = w * p->block_w + shift_w - p->pad_left;
+                if (src_h < 0 || src_h >= p->in_h || src_w < 0 || src_w >= p->in_w) {
+                    memset(output, p->fill, depth);
+                } else {
+                    memcpy(output, input + (((size_t)src_b * (size_t)p->in_h + (size_t)src_h)
+                                            * (size_t)p->in_w + (size_t)src_w) * depth, depth);
+                }
+                output += depth;
+            }
+        }
+    }
+}

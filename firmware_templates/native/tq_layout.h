@@ -42,6 +42,16 @@ typedef struct {
 
 void tq_split(const tq_split_params *p, const void *in, const uint8_t *const *outputs);
 
+/* SPACE_TO_BATCH_ND on NHWC (3-D inputs as NH1C): output batch b takes block offset
+ * ((b / in_b) / block_w, (b / in_b) % block_w) of input batch b % in_b; positions in
+ * the padding get `fill` in every byte (TFLM memsets its pad value). */
+typedef struct {
+    int32_t in_b, in_h, in_w, out_b, out_h, out_w, depth_bytes;
+    int32_t block_h, block_w, pad_top, pad_left, fill;
+} tq_space_to_batch_params;
+
+void tq_space_to_batch(const tq_space_to_batch_params *p, const void *in, void *out);
+
 /* GATHER: the input viewed as [batch, outer, axis, inner] elements; indices as
  * [batch, count]; out[b, o, j, :] = in[b, o, idx[b, j], :]. An index outside
  * [0, axis) (TFLM stops with an error) writes zeros. `index_bytes` is 4 (int32) or

@@ -226,6 +226,25 @@ def gen_batch_to_space(g: GraphBuilder, rng: np.random.Generator) -> Case:
     return Case(((x, data),), (y,), f"{dtype} {shape} block {block} crops {crops}")
 
 
+def gen_space_to_batch(g: GraphBuilder, rng: np.random.Generator) -> Case:
+    dtype = _dtype(rng, "SPACE_TO_BATCH_ND")
+    four = rng.random() < 0.75
+    ib, c = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    bh, bw = int(rng.integers(1, 4)), (int(rng.integers(1, 4)) if four else 1)
+    oh, ow = int(rng.integers(1, 5)), (int(rng.integers(1, 5)) if four else 1)
+    # no padding: the interpreter's pad value is undefined (space_to_batch_padding)
+    ih, pt, pb = oh * bh, 0, 0
+    iw, pl, pr = (ow * bw, 0, 0) if four else (1, 0, 0)
+    shape = [ib, ih, iw, c] if four else [ib, ih, c]
+    out = [ib * bh * bw, oh, ow, c] if four else [ib * bh, oh, c]
+    block = [bh, bw] if four else [bh]
+    pads = [[pt, pb], [pl, pr]] if four else [[pt, pb]]
+    x, data, (y,) = _io(g, rng, dtype, shape, [out])
+    g.add_op("SPACE_TO_BATCH_ND", [x, *_params(g, rng, "SPACE_TO_BATCH_ND", block, pads)],
+             [y], {})
+    return Case(((x, data),), (y,), f"{dtype} {shape} block {block} pads {pads}")
+
+
 def gen_mirror_pad(g: GraphBuilder, rng: np.random.Generator) -> Case:
     dtype = _dtype(rng, "MIRROR_PAD")
     shape = _shape(rng, 1, 4, 5)
@@ -294,6 +313,7 @@ CASES: dict[str, CaseGen] = {
     "SPACE_TO_DEPTH": gen_space_to_depth,
     "DEPTH_TO_SPACE": gen_depth_to_space,
     "BATCH_TO_SPACE_ND": gen_batch_to_space,
+    "SPACE_TO_BATCH_ND": gen_space_to_batch,
     "MIRROR_PAD": gen_mirror_pad,
     "RESIZE_NEAREST_NEIGHBOR": gen_resize_nearest,
     "GATHER": gen_gather,

@@ -1,14 +1,15 @@
 """Data-movement ops: TRANSPOSE, SLICE, STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, PACK,
-SPACE_TO_DEPTH, DEPTH_TO_SPACE, BATCH_TO_SPACE_ND, MIRROR_PAD, RESIZE_NEAREST_NEIGHBOR
-and GATHER.
+SPACE_TO_DEPTH, DEPTH_TO_SPACE, BATCH_TO_SPACE_ND, SPACE_TO_BATCH_ND, MIRROR_PAD,
+RESIZE_NEAREST_NEIGHBOR and GATHER.
 
 They only move elements, so one C kernel serves every dtype TFLM accepts: which
 input element each output element copies is worked out here, from the constant
 parameters, with the index arithmetic of TFLM's reference kernels, and handed to
 ``tq_gather_nd`` as one small offset table per output dimension (separable:
 the input offset is the sum of one entry per dimension). SPLIT, SPLIT_V and
-UNPACK cut rows (``tq_split``), PACK reuses CONCATENATION's ``tq_concat``, and
-GATHER (whose indices may be computed at run time) has ``tq_gather``.
+UNPACK cut rows (``tq_split``), PACK reuses CONCATENATION's ``tq_concat``,
+GATHER (whose indices may be computed at run time) has ``tq_gather``, and
+SPACE_TO_BATCH_ND (whose padding test couples two dims) ``tq_space_to_batch``.
 
 Each op's ``_<op>_tables`` returns None when its parameters are not constant
 or not what TFLM accepts; the ``layout_params`` constraint reports that.
@@ -408,6 +409,46 @@ def _lower_pack(ctx: LowerContext, op: ir.Operator) -> Call:
                 comment=f"{len(op.inputs)} inputs stacked")
 
 
+# ----------------------------------------------------------------------------- space to batch
+
+
+def _space_to_batch_layout(model: ir.Model, op: ir.Operator) -> dict[str, int] | None:
+    """tq_space_to_batch_params for SPACE_TO_BATCH_ND (3-D or 4-D, constant block and
+    paddings; the kernel pads with 0, but space_to_batch_padding refuses padding)."""
+    x, block, pads = _t(model, op, 0), _const_ints(model, op, 1), _const_ints(model, op, 2)
+    y = model.tensors[op.outputs[0]]
+    if x is None or block is None or pads is None or len(x.shape) not in (3, 4) \
+            or len(y.shape) != len(x.shape):
+        return None
+    four = len(x.shape) == 4
+    spatial = 2 if four else 1
+    if len(block) != spatial or len(pads) != 2 * spatial or min(block) < 1 or min(pads) < 0:
+        return None
+    ib, ih, iw = x.shape[0], x.shape[1], (x.shape[2] if four else 1)
+    bh, bw = block[0], (block[1] if four else 1)
+    pt, pb = pads[0], pads[1]
+    pl, pr = (pads[2], pads[3]) if four else (0, 0)
+    if (ih + pt + pb) % bh or (iw + pl + pr) % bw:
+        return None
+    want = [ib * bh * bw, (ih + pt + pb) // bh] + ([(iw + pl + pr) // bw] if four else []) \
+        + [x.shape[-1]]
+    if list(y.shape) != want:
+        return None
+    return {"in_b": ib, "in_h": ih, "in_w": iw, "out_b": want[0], "out_h": want[1],
+            "out_w": want[2] if four else 1, "depth_bytes": x.shape[-1] * x.np_dtype.itemsize,
+            "block_h": bh, "block_w": bw, "pad_top": pt, "pad_left": pl, "fill": 0}
+
+
+def _lower_space_to_batch(ctx: LowerContext, op: ir.Operator) -> Call:
+    x, y = ctx.input(op, 0), ctx.output(op)
+    layout = _space_to_batch_layout(ctx.model, op)
+    assert x is not None and layout is not None
+    return Call("tq_space_to_batch", "tq_space_to_batch_params",
+                params=tuple(layout.items()),
+                args=(TensorArg(x.index), TensorArg(y.index)),
+                comment=f"{list(x.shape)} -> {list(y.shape)}")
+
+
 # ----------------------------------------------------------------------------- gather
 
 
@@ -451,7 +492,7 @@ def _lower_gather(ctx: LowerContext, op: ir.Operator) -> Call:
 
 _LAYOUTS: dict[str, Callable[[ir.Model, ir.Operator], object]] = {
     **_TABLES, "SPLIT": _split_layout, "SPLIT_V": _split_layout, "UNPACK": _split_layout,
-    "PACK": _pack_layout, "GATHER": _gather_layout,
+    "PACK": _pack_layout, "GATHER": _gather_layout, "SPACE_TO_BATCH_ND": _space_to_batch_layout,
 }
 
 
@@ -472,6 +513,15 @@ def layout_requantizes(model: ir.Model, op: ir.Operator) -> bool:
     return any(scale_zp(model.tensors[o]) != ref[0] for o in op.outputs) or len(set(ref)) > 1
 
 
+@constraint(fix="pad with an explicit PAD before SPACE_TO_BATCH_ND: the values the "
+                "tflite-micro interpreter writes into SPACE_TO_BATCH_ND's padding change from "
+                "run to run (its pad value is never set), so no runtime can match them")
+def space_to_batch_padding(model: ir.Model, op: ir.Operator) -> bool:
+    """SPACE_TO_BATCH_ND has non-zero paddings"""
+    pads = _const_ints(model, op, 2)
+    return op.opcode == "SPACE_TO_BATCH_ND" and pads is not None and max(pads, default=0) > 0
+
+
 @constraint(fix="split the tensor: the native runtime indexes tensors below 2^31 elements")
 def layout_too_large(model: ir.Model, op: ir.Operator) -> bool:
     """a tensor has 2^31 or more elements"""
@@ -486,7 +536,7 @@ def _sigs(dtypes: Sequence[str], extra: Sequence[str] = (), outputs: int = 1,
 
 _SOURCES = ("tq_layout.c",)
 _HEADERS = ("tq_layout.h",)
-_CHECKS = (layout_params, layout_requantizes, layout_too_large)
+_CHECKS = (layout_params, layout_requantizes, layout_too_large, space_to_batch_padding)
 
 
 def _row(dtypes: tuple[Sig, ...], note: str, fn: Callable[[LowerContext, ir.Operator], Call]
@@ -519,6 +569,7 @@ LAYOUT_DTYPES: dict[str, tuple[str, ...]] = {
     "SPACE_TO_DEPTH": ("float32", "int8"),
     "DEPTH_TO_SPACE": ("float32", "int8"),
     "BATCH_TO_SPACE_ND": ("float32", "int8"),
+    "SPACE_TO_BATCH_ND": ("float32", "int8"),
     "MIRROR_PAD": ("float32", "int8"),
     "RESIZE_NEAREST_NEIGHBOR": ("float32", "int8", "int16"),
     "GATHER": ("float32", "int8"),
@@ -561,6 +612,9 @@ def rows() -> dict[str, Lowering]:
         "DEPTH_TO_SPACE": _row(_sigs(d["DEPTH_TO_SPACE"]), "NHWC, any block size"),
         "BATCH_TO_SPACE_ND": _row(_param_sigs("BATCH_TO_SPACE_ND", 2),
                                   "3-D or 4-D, constant block and crops"),
+        "SPACE_TO_BATCH_ND": _row(_param_sigs("SPACE_TO_BATCH_ND", 2),
+                                  "3-D or 4-D, constant block, no padding",
+                                  _lower_space_to_batch),
         "MIRROR_PAD": _row(_param_sigs("MIRROR_PAD", 1), "REFLECT and SYMMETRIC"),
         "RESIZE_NEAREST_NEIGHBOR": _row(tuple(Sig((t, "int32"), (t,))
                                               for t in d["RESIZE_NEAREST_NEIGHBOR"]),
