@@ -9,37 +9,49 @@ static int32_t clamp32(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/* TFLM's quantized SubElementwise for one pair of values (int8 or int16) */
-static int32_t sub_quantized(const tq_sub_params *p, int32_t a, int32_t b)
-{
-    /* |x - zp| < 2^16 and left_shift <= 20 for int8 (15 for int16): no overflow */
-    const int32_t sa = (a - p->in1_zp) * ((int32_t)1 << p->left_shift);
-    const int32_t sb = (b - p->in2_zp) * ((int32_t)1 << p->left_shift);
-    const int32_t ra = tq_mul_by_quantized_mul(sa, p->in1_mult, p->in1_shift);
-    const int32_t rb = tq_mul_by_quantized_mul(sb, p->in2_mult, p->in2_shift);
-    /* both are below 2^30 in magnitude (the multipliers are below one half) */
-    const int32_t out = tq_mul_by_quantized_mul(ra - rb, p->out_mult, p->out_shift) + p->out_zp;
-    return clamp32(out, p->act_min, p->act_max);
-}
-
-/* TFLM's quantized SquaredDifference for one pair (int8: left_shift 7, int16: 0) */
-static int32_t sqdiff_quantized(const tq_sub_params *p, int32_t a, int32_t b)
+/* both inputs rescaled to the common scale: (x - zp) * 2^left_shift times a multiplier
+ * of at most one half (|x - zp| < 2^16, left_shift <= 20 for int8, 15 for int16, 7 and 0
+ * for SQUARED_DIFFERENCE: no overflow); returns their difference */
+static int32_t rescaled_difference(const tq_sub_params *p, int32_t a, int32_t b)
 {
     const int32_t sa = (a - p->in1_zp) * ((int32_t)1 << p->left_shift);
     const int32_t sb = (b - p->in2_zp) * ((int32_t)1 << p->left_shift);
-    const int32_t ra = tq_mul_by_quantized_mul(sa, p->in1_mult, p->in1_shift);
-    const int32_t rb = tq_mul_by_quantized_mul(sb, p->in2_mult, p->in2_shift);
-    const int32_t d = ra - rb;             /* |d| <= 2^15: the square fits int32 */
-    const int32_t out = tq_mul_by_quantized_mul(d * d, p->out_mult, p->out_shift) + p->out_zp;
-    return clamp32(out, p->act_min, p->act_max);
+    return tq_mul_by_quantized_mul(sa, p->in1_mult, p->in1_shift)
+           - tq_mul_by_quantized_mul(sb, p->in2_mult, p->in2_shift);
 }
 
-typedef int32_t (*tq_quantized_fn)(const tq_sub_params *p, int32_t a, int32_t b);
+/* TFLM's quantized SubElementwise / SquaredDifference for one pair (int8 or int16) */
+static int32_t quantized(const tq_sub_params *p, int square, int32_t a, int32_t b)
+{
+    const int32_t d = rescaled_difference(p, a, b);
+    /* SQUARED_DIFFERENCE: |d| <= 2^15, so the square fits int32 */
+    const int32_t out = tq_mul_by_quantized_mul(square ? d * d : d, p->out_mult, p->out_shift);
+    return clamp32(out + p->out_zp, p->act_min, p->act_max);
+}
+
+/* an int8 (n = 1) or int16 (n = 2) element */
+static int32_t load_small(const uint8_t *src, size_t n)
+{
+    int8_t b;
+    int16_t h;
+    if (n == 1u) {
+        memcpy(&b, src, 1);
+        return b;
+    }
+    memcpy(&h, src, 2);
+    return h;
+}
+
+static void store_small(uint8_t *dst, int32_t v, size_t n)
+{
+    const int8_t b = (int8_t)v;
+    const int16_t h = (int16_t)v;
+    memcpy(dst, n == 1u ? (const void *)&b : (const void *)&h, n);
+}
 
 static void binary_one(const tq_sub_params *p, int square, const uint8_t *a, const uint8_t *b,
                        uint8_t *o)
 {
-    const tq_quantized_fn q = square ? sqdiff_quantized : sub_quantized;
     switch (p->type) {
     case TQ_T_F32: {
         float x, y, r;
@@ -56,27 +68,18 @@ static void binary_one(const tq_sub_params *p, int square, const uint8_t *a, con
         memcpy(o, &r, 4);
         break;
     }
-    case TQ_T_S8: {
-        int8_t x, y, r;
-        memcpy(&x, a, 1);
-        memcpy(&y, b, 1);
-        r = (int8_t)q(p, x, y);
-        memcpy(o, &r, 1);
-        break;
-    }
+    case TQ_T_S8:
     case TQ_T_S16: {
-        int16_t x, y, r;
-        memcpy(&x, a, 2);
-        memcpy(&y, b, 2);
-        r = (int16_t)q(p, x, y);
-        memcpy(o, &r, 2);
+        const size_t n = p->type == TQ_T_S8 ? 1u : 2u;
+        store_small(o, quantized(p, square, load_small(a, n), load_small(b, n)), n);
         break;
     }
     default: {                                          /* int32: wraps like hardware */
         int32_t x, y, r;
+        uint32_t d;
         memcpy(&x, a, 4);
         memcpy(&y, b, 4);
-        const uint32_t d = (uint32_t)x - (uint32_t)y;
+        d = (uint32_t)x - (uint32_t)y;
         r = square ? (int32_t)(d * d) : clamp32((int32_t)d, p->act_min, p->act_max);
         memcpy(o, &r, 4);
         break;
@@ -84,36 +87,32 @@ static void binary_one(const tq_sub_params *p, int square, const uint8_t *a, con
     }
 }
 
-static void binary(const tq_sub_params *p, int square, const void *in1, const void *in2,
-                   void *out)
+static void sub_one(const void *p, const uint8_t *a, const uint8_t *b, uint8_t *o)
 {
-    const uint8_t *a = (const uint8_t *)in1;
-    const uint8_t *b = (const uint8_t *)in2;
-    uint8_t *o = (uint8_t *)out;
-    const size_t es = p->type == TQ_T_S8 ? 1u : (p->type == TQ_T_S16 ? 2u : 4u);
-    const int32_t *const strides[2] = {p->stride1, p->stride2};
-    int32_t pos[TQ_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
-    int32_t index[2] = {0, 0};
-    int32_t i;
-    for (i = 0; i < p->size; ++i) {
-        const int32_t i1 = p->broadcast ? index[0] : i;
-        const int32_t i2 = p->broadcast ? index[1] : i;
-        binary_one(p, square, a + (size_t)i1 * es, b + (size_t)i2 * es, o + (size_t)i * es);
-        if (p->broadcast) {
-            tq_broadcast_step(p->dims, pos, 2, strides, index);
-        }
-    }
+    binary_one((const tq_sub_params *)p, 0, a, b, o);
+}
+
+static void sqdiff_one(const void *p, const uint8_t *a, const uint8_t *b, uint8_t *o)
+{
+    binary_one((const tq_sub_params *)p, 1, a, b, o);
+}
+
+static size_t sub_elem(int32_t type)
+{
+    return type == TQ_T_S8 ? 1u : (type == TQ_T_S16 ? 2u : 4u);
 }
 
 void tq_sub(const tq_sub_params *p, const void *in1, const void *in2, void *out)
 {
-    binary(p, 0, in1, in2, out);
+    const size_t es = sub_elem(p->type);
+    tq_broadcast_apply(&p->geom, p, sub_one, in1, es, in2, es, out, es);
 }
 
 void tq_squared_difference(const tq_sub_params *p, const void *in1, const void *in2,
                            void *out)
 {
-    binary(p, 1, in1, in2, out);
+    const size_t es = sub_elem(p->type);
+    tq_broadcast_apply(&p->geom, p, sqdiff_one, in1, es, in2, es, out, es);
 }
 
 void tq_unary_f32(const tq_unary_f32_params *p, const void *in, void *out)
@@ -131,8 +130,9 @@ void tq_unary_f32(const tq_unary_f32_params *p, const void *in, void *out)
     }
 }
 
-static void prelu_one(const tq_prelu_params *p, const uint8_t *xp, const uint8_t *ap, uint8_t *o)
+static void prelu_one(const void *params, const uint8_t *xp, const uint8_t *ap, uint8_t *o)
 {
+    const tq_prelu_params *p = (const tq_prelu_params *)params;
     if (p->type == TQ_T_F32) {
         float x, a, r;
         memcpy(&x, xp, 4);
@@ -154,20 +154,6 @@ static void prelu_one(const tq_prelu_params *p, const uint8_t *xp, const uint8_t
 
 void tq_prelu(const tq_prelu_params *p, const void *in, const void *alpha, void *out)
 {
-    const uint8_t *x = (const uint8_t *)in;
-    const uint8_t *a = (const uint8_t *)alpha;
-    uint8_t *o = (uint8_t *)out;
     const size_t es = p->type == TQ_T_F32 ? 4u : 1u;
-    const int32_t *const strides[2] = {p->stride1, p->stride2};
-    int32_t pos[TQ_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
-    int32_t index[2] = {0, 0};
-    int32_t i;
-    for (i = 0; i < p->size; ++i) {
-        const int32_t i1 = p->broadcast ? index[0] : i;
-        const int32_t i2 = p->broadcast ? index[1] : i;
-        prelu_one(p, x + (size_t)i1 * es, a + (size_t)i2 * es, o + (size_t)i * es);
-        if (p->broadcast) {
-            tq_broadcast_step(p->dims, pos, 2, strides, index);
-        }
-    }
+    tq_broadcast_apply(&p->geom, p, prelu_one, in, es, alpha, es, out, es);
 }

@@ -15,8 +15,7 @@ extern "C" {
 #endif
 
 typedef struct {
-    int32_t size, broadcast;
-    int32_t dims[TQ_MAX_DIMS], stride1[TQ_MAX_DIMS], stride2[TQ_MAX_DIMS];
+    tq_broadcast_geom geom;
     int32_t type;                          /* TQ_T_F32, TQ_T_S8, TQ_T_S16 or TQ_T_S32 */
     int32_t in1_zp, in2_zp, out_zp, left_shift;
     int32_t in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
@@ -36,8 +35,7 @@ void tq_squared_difference(const tq_sub_params *p, const void *in1, const void *
  * int8: (x - zp) rescaled by mult1/shift1, or (x - zp) * (alpha - alpha_zp) by
  * mult2/shift2, plus the output zero point, clamped to int8. */
 typedef struct {
-    int32_t size, broadcast;
-    int32_t dims[TQ_MAX_DIMS], stride1[TQ_MAX_DIMS], stride2[TQ_MAX_DIMS];
+    tq_broadcast_geom geom;
     int32_t type;
     int32_t in_zp, alpha_zp, out_zp, mult1, shift1, mult2, shift2;
 } tq_prelu_params;

@@ -85,46 +85,59 @@ void tq_broadcast_step(const int32_t *dims, int32_t *pos, int32_t count, const i
     }
 }
 
-void tq_binary(const tq_binary_params *p, const void *in1, const void *in2, void *out)
+void tq_broadcast_apply(const tq_broadcast_geom *g, const void *params, tq_elem_fn fn,
+                        const void *in1, size_t es1, const void *in2, size_t es2, void *out,
+                        size_t eso)
 {
     const uint8_t *a = (const uint8_t *)in1;
     const uint8_t *b = (const uint8_t *)in2;
     uint8_t *o = (uint8_t *)out;
-    const size_t es = elem_size(p->type);
-    const int32_t *const strides[2] = {p->stride1, p->stride2};
+    const int32_t *const strides[2] = {g->stride1, g->stride2};
     int32_t pos[TQ_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
     int32_t index[2] = {0, 0};
     int32_t i;
-    for (i = 0; i < p->size; ++i) {
-        const int32_t i1 = p->broadcast ? index[0] : i;
-        const int32_t i2 = p->broadcast ? index[1] : i;
-        tq_value x = load(a, p->type, i1);
-        tq_value y = load(b, p->type, i2);
-        int r;
-        if (p->op == TQ_OP_MAX || p->op == TQ_OP_MIN) {
-            /* TFLM: el1 > el2 ? el1 : el2 (MAXIMUM), el1 < el2 ? el1 : el2 (MINIMUM) */
-            const int first = p->op == TQ_OP_MAX ? greater(p->type, x, y)
-                                                 : less(p->type, x, y);
-            memcpy(o + (size_t)i * es, first ? a + (size_t)i1 * es : b + (size_t)i2 * es, es);
-        } else {
-            if (p->scaled) {
-                x = rescale(x, p->in1_zp, p->in1_mult, p->in1_shift);
-                y = rescale(y, p->in2_zp, p->in2_mult, p->in2_shift);
-            }
-            switch (p->op) {
-            case TQ_OP_EQ: r = equal(p->type, x, y); break;
-            case TQ_OP_NE: r = !equal(p->type, x, y); break;
-            case TQ_OP_LT: r = less(p->type, x, y); break;
-            case TQ_OP_LE: r = less_equal(p->type, x, y); break;
-            case TQ_OP_GT: r = greater(p->type, x, y); break;
-            default: r = less_equal(p->type, y, x); break;              /* GE */
-            }
-            o[i] = (uint8_t)(r ? 1 : 0);
-        }
-        if (p->broadcast) {
-            tq_broadcast_step(p->dims, pos, 2, strides, index);
+    for (i = 0; i < g->size; ++i) {
+        const int32_t i1 = g->broadcast ? index[0] : i;
+        const int32_t i2 = g->broadcast ? index[1] : i;
+        fn(params, a + (size_t)i1 * es1, b + (size_t)i2 * es2, o + (size_t)i * eso);
+        if (g->broadcast) {
+            tq_broadcast_step(g->dims, pos, 2, strides, index);
         }
     }
+}
+
+static void binary_one(const void *params, const uint8_t *a, const uint8_t *b, uint8_t *o)
+{
+    const tq_binary_params *p = (const tq_binary_params *)params;
+    tq_value x = load(a, p->type, 0);
+    tq_value y = load(b, p->type, 0);
+    int r;
+    if (p->op == TQ_OP_MAX || p->op == TQ_OP_MIN) {
+        /* TFLM: el1 > el2 ? el1 : el2 (MAXIMUM), el1 < el2 ? el1 : el2 (MINIMUM) */
+        const int first = p->op == TQ_OP_MAX ? greater(p->type, x, y) : less(p->type, x, y);
+        memcpy(o, first ? a : b, elem_size(p->type));
+        return;
+    }
+    if (p->scaled) {
+        x = rescale(x, p->in1_zp, p->in1_mult, p->in1_shift);
+        y = rescale(y, p->in2_zp, p->in2_mult, p->in2_shift);
+    }
+    switch (p->op) {
+    case TQ_OP_EQ: r = equal(p->type, x, y); break;
+    case TQ_OP_NE: r = !equal(p->type, x, y); break;
+    case TQ_OP_LT: r = less(p->type, x, y); break;
+    case TQ_OP_LE: r = less_equal(p->type, x, y); break;
+    case TQ_OP_GT: r = greater(p->type, x, y); break;
+    default: r = less_equal(p->type, y, x); break;              /* GE */
+    }
+    o[0] = (uint8_t)(r ? 1 : 0);
+}
+
+void tq_binary(const tq_binary_params *p, const void *in1, const void *in2, void *out)
+{
+    const size_t es = elem_size(p->type);
+    const int pick = p->op == TQ_OP_MAX || p->op == TQ_OP_MIN;
+    tq_broadcast_apply(&p->geom, p, binary_one, in1, es, in2, es, out, pick ? es : 1u);
 }
 
 void tq_select(const tq_select_params *p, const uint8_t *cond, const void *x, const void *y,

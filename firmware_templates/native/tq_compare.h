@@ -7,6 +7,7 @@
 #ifndef TQ_COMPARE_H
 #define TQ_COMPARE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tq_kernels.h"
@@ -38,6 +39,21 @@ extern "C" {
 void tq_broadcast_step(const int32_t *dims, int32_t *pos, int32_t count,
                        const int32_t *const *strides, int32_t *index);
 
+/* The output of a two-input elementwise op: `size` elements; with `broadcast`, the
+ * 6-D `dims` walked in order, each input following its strides (0 on broadcast dims). */
+typedef struct {
+    int32_t size, broadcast;
+    int32_t dims[TQ_MAX_DIMS], stride1[TQ_MAX_DIMS], stride2[TQ_MAX_DIMS];
+} tq_broadcast_geom;
+
+/* Call fn(params, &in1[i1], &in2[i2], &out[i]) for every output element i (element
+ * sizes in bytes: es1, es2, eso). */
+typedef void (*tq_elem_fn)(const void *params, const uint8_t *a, const uint8_t *b,
+                           uint8_t *o);
+void tq_broadcast_apply(const tq_broadcast_geom *g, const void *params, tq_elem_fn fn,
+                        const void *in1, size_t es1, const void *in2, size_t es2, void *out,
+                        size_t eso);
+
 /* Output element i from input elements i1, i2: with broadcast, the 6-D output is
  * walked in order and i1/i2 follow each input's strides (0 on broadcast dims).
  * MAXIMUM/MINIMUM pick raw values (TFLM ignores quantization there); comparisons of
@@ -45,8 +61,7 @@ void tq_broadcast_step(const int32_t *dims, int32_t *pos, int32_t count,
  * ((x - zp) * 2^8 times the input scale as a multiplier below one), others compare
  * the values. Comparison outputs are bool bytes (0 or 1). */
 typedef struct {
-    int32_t size, broadcast;
-    int32_t dims[TQ_MAX_DIMS], stride1[TQ_MAX_DIMS], stride2[TQ_MAX_DIMS];
+    tq_broadcast_geom geom;
     int32_t type, op, scaled;
     int32_t in1_zp, in1_mult, in1_shift, in2_zp, in2_mult, in2_shift;
 } tq_binary_params;

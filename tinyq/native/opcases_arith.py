@@ -8,6 +8,7 @@ Registered into ``tinyq.native.opcases.CASES``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,51 +43,48 @@ def _quant(rng: np.random.Generator, dtype: str, scale: float) -> dict[str, obje
     return {}
 
 
-def gen_sub(g: GraphBuilder, rng: np.random.Generator) -> Case:
-    dtype = str(rng.choice(SUB_DTYPES))
+def _binary_case(g: GraphBuilder, rng: np.random.Generator, opcode: str, dtype: str,
+                 out_scale: Callable[[float], float], check: Callable[..., object] | None,
+                 options: dict[str, object]) -> Case:
+    """Random broadcast shapes and scales (redrawn until ``check`` accepts them)."""
     sa, sb, so = _broadcast_shapes(rng)
     lo, hi = (1e-3, 0.5) if dtype == "int8" else (1e-5, 1e-2)
     while True:
         s1, s2 = rand_scale(rng, lo, hi), rand_scale(rng, lo, hi)
-        s3 = float(np.float32(max(s1, s2) * math.exp(rng.uniform(-0.5, 1.5))))
-        if dtype not in SUB_LEFT_SHIFT:
-            break
+        s3 = float(np.float32(out_scale(max(s1, s2))))
         try:
-            sub_multipliers(s1, s2, s3, SUB_LEFT_SHIFT[dtype])
+            if check is not None:
+                check(s1, s2, s3)
             break
         except MultiplierRangeError:
             continue
-    act = "NONE" if dtype == "int32" else str(rng.choice(ACTIVATIONS))
     a = g.add_tensor(sa, dtype, **_quant(rng, dtype, s1))
     b = g.add_tensor(sb, dtype, **_quant(rng, dtype, s2))
     y = g.add_tensor(so, dtype, **_quant(rng, dtype, s3))
-    g.add_op("SUB", [a, b], [y], {"fused_activation_function": act})
+    g.add_op(opcode, [a, b], [y], options)
     return Case(((a, _data(rng, dtype, sa)), (b, _data(rng, dtype, sb))), (y,),
-                f"{dtype} {sa} - {sb} -> {so} {act}")
+                f"{dtype} {sa}, {sb} -> {so} {options}")
+
+
+def gen_sub(g: GraphBuilder, rng: np.random.Generator) -> Case:
+    dtype = str(rng.choice(SUB_DTYPES))
+    act = "NONE" if dtype == "int32" else str(rng.choice(ACTIVATIONS))
+    shift = SUB_LEFT_SHIFT.get(dtype)
+    return _binary_case(
+        g, rng, "SUB", dtype, lambda s: s * math.exp(rng.uniform(-0.5, 1.5)),
+        None if shift is None else lambda *s: sub_multipliers(*s, shift),
+        {"fused_activation_function": act})
 
 
 def gen_squared_difference(g: GraphBuilder, rng: np.random.Generator) -> Case:
     dtype = str(rng.choice(SQDIFF_DTYPES))
-    sa, sb, so = _broadcast_shapes(rng)
-    lo, hi = (1e-3, 0.5) if dtype == "int8" else (1e-5, 1e-2)
-    while True:
-        s1, s2 = rand_scale(rng, lo, hi), rand_scale(rng, lo, hi)
-        # the output holds squares: scale near max(s1, s2)^2 * range
-        s3 = float(np.float32(max(s1, s2) ** 2 * (128 if dtype == "int8" else 32768)
-                              * math.exp(rng.uniform(-2.0, 1.0))))
-        if dtype not in SQDIFF_LEFT_SHIFT:
-            break
-        try:
-            sqdiff_multipliers(s1, s2, s3, SQDIFF_LEFT_SHIFT[dtype])
-            break
-        except MultiplierRangeError:
-            continue
-    a = g.add_tensor(sa, dtype, **_quant(rng, dtype, s1))
-    b = g.add_tensor(sb, dtype, **_quant(rng, dtype, s2))
-    y = g.add_tensor(so, dtype, **_quant(rng, dtype, s3))
-    g.add_op("SQUARED_DIFFERENCE", [a, b], [y], {})
-    return Case(((a, _data(rng, dtype, sa)), (b, _data(rng, dtype, sb))), (y,),
-                f"{dtype} ({sa} - {sb})^2 -> {so}")
+    shift = SQDIFF_LEFT_SHIFT.get(dtype)
+    span = 128 if dtype == "int8" else 32768
+    # the output holds squares: its scale near max(s1, s2)^2 * the type's range
+    return _binary_case(
+        g, rng, "SQUARED_DIFFERENCE", dtype,
+        lambda s: s * s * span * math.exp(rng.uniform(-2.0, 1.0)),
+        None if shift is None else lambda *s: sqdiff_multipliers(*s, shift), {})
 
 
 def _float_unary(opcode: str) -> CaseGen:

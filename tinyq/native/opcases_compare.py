@@ -14,7 +14,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tinyq.native.opcases import Case, CaseGen, _broadcast_shapes, _shape, rand_scale, rand_zp
+from tinyq.native.opcases import (
+    Case,
+    CaseGen,
+    _broadcast_shapes,
+    _shape,
+    rand_scale,
+    rand_zp,
+    random_axes,
+    reduced_shape,
+)
 from tinyq.native.opcases_layout import _data, _quant
 from tinyq.native.ops_compare import ARG_INDEX_DTYPES, COMPARE_DTYPES, COMPARISONS
 from tinyq.tflite_writer import GraphBuilder
@@ -96,16 +105,9 @@ def _reduce(opcode: str) -> CaseGen:
     def gen(g: GraphBuilder, rng: np.random.Generator) -> Case:
         dtype = _dtype(rng, opcode)
         shape = _shape(rng, 4, 7)
-        rank = len(shape)
-        k = int(rng.integers(1, rank + 1))
-        axes = [int(a) for a in rng.choice(rank, size=k, replace=False)]
-        axes = [a - rank if rng.random() < 0.3 else a for a in axes]
-        if rng.random() < 0.1:
-            axes.append(axes[0])                    # duplicates are ignored by TFLM
+        axes = random_axes(rng, len(shape))
         keep = bool(rng.random() < 0.5)
-        reduced = {a % rank for a in axes}
-        out = (tuple(1 if i in reduced else d for i, d in enumerate(shape)) if keep
-               else tuple(d for i, d in enumerate(shape) if i not in reduced))
+        out = reduced_shape(shape, axes, keep)
         q = _quant(rng, dtype)
         x = g.add_tensor(shape, dtype, **q)
         y = g.add_tensor(out, dtype, **q)

@@ -25,7 +25,6 @@ from tinyq.native.lower import (
     Sig,
     TensorArg,
     _act,
-    _broadcast,
     _lut_call,
     bad_activation,
     c_float,
@@ -34,7 +33,7 @@ from tinyq.native.lower import (
     scale_zp,
     unquantized,
 )
-from tinyq.native.ops_compare import TYPE_CODES, broadcast_too_deep
+from tinyq.native.ops_compare import TYPE_CODES, broadcast_geom, broadcast_too_deep
 
 #: dtypes TFLM's SUB runs (sub.cc), checked against the tflite-micro interpreter
 SUB_DTYPES = ("float32", "int8", "int16", "int32")
@@ -61,35 +60,44 @@ def sub_multipliers(s1: float, s2: float, so: float, left_shift: int
     return tuple(quant.kernel_multiplier(r) for r in reals)
 
 
+def _sub_like_call(ctx: LowerContext, op: ir.Operator, kernel: str, left_shift: int,
+                   mults: tuple[tuple[int, int], ...], act: tuple[int, int],
+                   float_act: tuple[float, float]) -> Call:
+    """The tq_sub_params call SUB and SQUARED_DIFFERENCE share."""
+    a, b, y = ctx.input(op, 0), ctx.input(op, 1), ctx.output(op)
+    assert a is not None and b is not None
+    (m1, s1), (m2, s2), (mo, so) = mults
+    return Call(
+        kernel, "tq_sub_params",
+        params=(
+            broadcast_geom(ctx, a, b, y), ("type", CExpr(TYPE_CODES[y.dtype])),
+            ("in1_zp", scale_zp(a)[1]), ("in2_zp", scale_zp(b)[1]), ("out_zp", scale_zp(y)[1]),
+            ("left_shift", left_shift), ("in1_mult", m1), ("in1_shift", s1),
+            ("in2_mult", m2), ("in2_shift", s2), ("out_mult", mo), ("out_shift", so),
+            ("act_min", act[0]), ("act_max", act[1]),
+            ("f_min", CExpr(c_float(float_act[0]))), ("f_max", CExpr(c_float(float_act[1])))),
+        args=(TensorArg(a.index), TensorArg(b.index), TensorArg(y.index)),
+        comment=f"{y.dtype} {_act(op)}")
+
+
 def _lower_sub(ctx: LowerContext, op: ir.Operator) -> Call:
     a, b, y = ctx.input(op, 0), ctx.input(op, 1), ctx.output(op)
     assert a is not None and b is not None
     act = _act(op)
-    (sa, za), (sb, zb), (sy, zy) = scale_zp(a), scale_zp(b), scale_zp(y)
     shift = SUB_LEFT_SHIFT.get(y.dtype, 0)
     mults = ((0, 0),) * 3
     lo, hi = _INT_RANGE.get(y.dtype, (0, 0))
     if y.dtype in SUB_LEFT_SHIFT:
-        mults = sub_multipliers(sa, sb, sy, shift)
-        lo, hi = quant.activation_range(act, sy, zy)
-        if y.dtype == "int16":          # activation_range clamps to int8: redo for int16
-            lo, hi = _int16_range(act, sy, zy)
-    f_lo, f_hi = _FLOAT_RANGE.get(act, _FLOAT_RANGE["NONE"])
-    (m1, s1), (m2, s2), (mo, so) = mults
-    return Call(
-        "tq_sub", "tq_sub_params",
-        params=_broadcast(ctx, a, b, y) + (
-            ("type", CExpr(TYPE_CODES[y.dtype])), ("in1_zp", za), ("in2_zp", zb),
-            ("out_zp", zy), ("left_shift", shift), ("in1_mult", m1), ("in1_shift", s1),
-            ("in2_mult", m2), ("in2_shift", s2), ("out_mult", mo), ("out_shift", so),
-            ("act_min", lo), ("act_max", hi), ("f_min", CExpr(c_float(f_lo))),
-            ("f_max", CExpr(c_float(f_hi)))),
-        args=(TensorArg(a.index), TensorArg(b.index), TensorArg(y.index)),
-        comment=f"{y.dtype} {act}")
+        mults = sub_multipliers(scale_zp(a)[0], scale_zp(b)[0], scale_zp(y)[0], shift)
+        lo, hi = _int_activation_range(y.dtype, act, *scale_zp(y))
+    return _sub_like_call(ctx, op, "tq_sub", shift, mults, (lo, hi),
+                          _FLOAT_RANGE.get(act, _FLOAT_RANGE["NONE"]))
 
 
-def _int16_range(act: str, scale: float, zp: int) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for an int16 output."""
+def _int_activation_range(dtype: str, act: str, scale: float, zp: int) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for an int8 or int16 output."""
+    if dtype == "int8":
+        return quant.activation_range(act, scale, zp)
     lo, hi = _INT_RANGE["int16"]
 
     def q(v: float) -> int:
@@ -146,23 +154,12 @@ def sqdiff_multipliers(s1: float, s2: float, so: float, left_shift: int
 def _lower_sqdiff(ctx: LowerContext, op: ir.Operator) -> Call:
     a, b, y = ctx.input(op, 0), ctx.input(op, 1), ctx.output(op)
     assert a is not None and b is not None
-    (sa, za), (sb, zb), (sy, zy) = scale_zp(a), scale_zp(b), scale_zp(y)
     shift = SQDIFF_LEFT_SHIFT.get(y.dtype, 0)
     mults = ((0, 0),) * 3
     if y.dtype in SQDIFF_LEFT_SHIFT:
-        mults = sqdiff_multipliers(sa, sb, sy, shift)
-    lo, hi = _INT_RANGE.get(y.dtype, (0, 0))
-    (m1, s1), (m2, s2), (mo, so) = mults
-    return Call(
-        "tq_squared_difference", "tq_sub_params",
-        params=_broadcast(ctx, a, b, y) + (
-            ("type", CExpr(TYPE_CODES[y.dtype])), ("in1_zp", za), ("in2_zp", zb),
-            ("out_zp", zy), ("left_shift", shift), ("in1_mult", m1), ("in1_shift", s1),
-            ("in2_mult", m2), ("in2_shift", s2), ("out_mult", mo), ("out_shift", so),
-            ("act_min", lo), ("act_max", hi), ("f_min", CExpr("0.0f")),
-            ("f_max", CExpr("0.0f"))),
-        args=(TensorArg(a.index), TensorArg(b.index), TensorArg(y.index)),
-        comment=y.dtype)
+        mults = sqdiff_multipliers(scale_zp(a)[0], scale_zp(b)[0], scale_zp(y)[0], shift)
+    return _sub_like_call(ctx, op, "tq_squared_difference", shift, mults,
+                          _INT_RANGE.get(y.dtype, (0, 0)), (0.0, 0.0))
 
 
 @constraint(fix="re-quantize: TFLM's SQUARED_DIFFERENCE needs both input multipliers below "
@@ -229,9 +226,10 @@ def _lower_prelu(ctx: LowerContext, op: ir.Operator) -> Call:
     (m1, s1), (m2, s2) = prelu_multipliers(sx, sa, sy) if x.dtype == "int8" else ((0, 0),) * 2
     return Call(
         "tq_prelu", "tq_prelu_params",
-        params=_broadcast(ctx, x, a, y) + (
-            ("type", CExpr(TYPE_CODES[x.dtype])), ("in_zp", zx), ("alpha_zp", za),
-            ("out_zp", zy), ("mult1", m1), ("shift1", s1), ("mult2", m2), ("shift2", s2)),
+        params=(
+            broadcast_geom(ctx, x, a, y), ("type", CExpr(TYPE_CODES[x.dtype])), ("in_zp", zx),
+            ("alpha_zp", za), ("out_zp", zy), ("mult1", m1), ("shift1", s1), ("mult2", m2),
+            ("shift2", s2)),
         args=(TensorArg(x.index), TensorArg(a.index), TensorArg(y.index)),
         comment=x.dtype)
 

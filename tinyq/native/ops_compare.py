@@ -51,6 +51,14 @@ BROADCAST_DIMS = {**{op: 4 for op in COMPARISONS}, "MAXIMUM": 5, "MINIMUM": 5,
 MAX_DIMS = 6
 
 
+def broadcast_geom(ctx: LowerContext, a: ir.Tensor, b: ir.Tensor, y: ir.Tensor
+                   ) -> tuple[str, CExpr]:
+    """The ``geom`` parameter (tq_broadcast_geom) of a two-input op: ``lower._broadcast``."""
+    fields = ", ".join(f".{name} = {value.text if isinstance(value, CExpr) else value}"
+                       for name, value in _broadcast(ctx, a, b, y))
+    return "geom", CExpr("{" + fields + "}")
+
+
 def _rescale(t: ir.Tensor) -> tuple[int, int, int]:
     """(zero point, multiplier, shift): QuantizeMultiplierSmallerThanOneExp(scale)."""
     scale, zp = scale_zp(t)
@@ -66,7 +74,8 @@ def _lower_binary(ctx: LowerContext, op: ir.Operator) -> Call:
     z2, m2, s2 = _rescale(b) if scaled else (0, 0, 0)
     return Call(
         "tq_binary", "tq_binary_params",
-        params=_broadcast(ctx, a, b, y) + (
+        params=(
+            broadcast_geom(ctx, a, b, y),
             ("type", CExpr(TYPE_CODES[a.dtype])), ("op", CExpr(BINARY_OPS[op.opcode])),
             ("scaled", int(scaled)), ("in1_zp", z1), ("in1_mult", m1), ("in1_shift", s1),
             ("in2_zp", z2), ("in2_mult", m2), ("in2_shift", s2)),
