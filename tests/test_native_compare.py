@@ -41,11 +41,11 @@ def test_comparisons_broadcast_over_four_dims_at_most():
 
 
 def test_int16_greater_is_left_to_tflm():
-    """The interpreter answers false for every int16 GREATER pair; native does not copy that."""
+    """The interpreter's int16 GREATER rescales with parameters its Prepare never sets (all
+    false in a fresh process, other answers after other models ran): native refuses it."""
     data = _compare("GREATER", "int16", ((3,), (3,), (3,)))
-    out = TflmInterpreter(data).invoke([np.array([5, 0, -5], np.int16),
-                                        np.array([0, 0, 0], np.int16)])[0]
-    assert not out.any()
+    TflmInterpreter(data).invoke([np.array([5, 0, -5], np.int16),
+                                  np.array([0, 0, 0], np.int16)])      # it does run
     (message,) = _messages(data)
     assert message.startswith("unsupported dtypes (int16, int16) -> (bool)")
 

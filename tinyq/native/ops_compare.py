@@ -198,8 +198,8 @@ def reduce_axes(model: ir.Model, op: ir.Operator) -> bool:
 #: dtypes TFLM runs each op on (its Eval type switch, checked against the
 #: tflite-micro interpreter by tinyq.native.opcases). Left out: int64 MAXIMUM/MINIMUM
 #: (the native runtime's model outputs have no int64 type, so they cannot be checked),
-#: and int16 GREATER (the interpreter answers false for every int16 pair: its Prepare
-#: leaves the rescaling parameters at zero).
+#: and int16 GREATER (the interpreter's Prepare never sets its int16 rescaling
+#: parameters: it answers false for every pair in a fresh process, other things later).
 COMPARE_DTYPES: dict[str, tuple[str, ...]] = {
     "MAXIMUM": ("float32", "int8", "int16", "int32"),
     "MINIMUM": ("float32", "int8", "int16", "int32"),
