@@ -32,7 +32,9 @@ How to add an op (e.g. ``TANH``)
    signatures=(Sig(("int8",), ("int8",)),))``, plus ``constraints`` for
    op-specific limits (a function ``(model, op) -> bool`` returning True when
    the op is NOT supported, whose docstring is the user message and which
-   carries a ``fix`` attribute; see ``constraint``).
+   carries a ``fix`` attribute; see ``constraint``). Op families live in their
+   own modules (``ops_layout``, ``ops_compare``, ``ops_arith``) whose ``rows()``
+   ``_register_families`` adds to the table.
 4. Add a parameter set to ``tests/test_native_ops.py`` (random models checked
    bit for bit against the tflite-micro interpreter).
 

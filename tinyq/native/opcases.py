@@ -588,6 +588,10 @@ def run_cases(opcode: str, count: int, seed: int = 0,
     return results
 
 
+#: ops whose generators live in an op-family module (opcases_<family>.py)
+FAMILY_OPS: set[str] = set()
+
+
 def _register_families() -> None:
     """Add the generators of the op families kept in their own modules."""
     from tinyq.native import opcases_arith, opcases_compare, opcases_layout
@@ -596,6 +600,7 @@ def _register_families() -> None:
         for name, gen in family.CASES.items():
             assert name not in CASES, f"{name} has two generators"
             CASES[name] = gen
+            FAMILY_OPS.add(name)
 
 
 _register_families()
