@@ -60,3 +60,13 @@ def test_coverage_counts_the_tflm_table():
     assert ("SUB", ("float32", "float32", "float32")) not in left
     assert ("TRANSPOSE_CONV", ("int8", "int8", "int8")) in left             # not yet
     assert ("SOFTMAX", ("int8", "int16")) not in left                       # mixed signature
+
+
+def test_int16_sub_broadcast_is_refused():
+    g = GraphBuilder()
+    a = g.add_tensor((2, 3), "int16", scale=0.001, zero_point=0)
+    b = g.add_tensor((1, 3), "int16", scale=0.001, zero_point=0)
+    y = g.add_tensor((2, 3), "int16", scale=0.002, zero_point=0)
+    g.add_op("SUB", [a, b], [y], {})
+    (message,) = _messages(g.build([a, b], [y]))
+    assert message.startswith("int16 SUB broadcasts")

@@ -45,9 +45,11 @@ def _quant(rng: np.random.Generator, dtype: str, scale: float) -> dict[str, obje
 
 def _binary_case(g: GraphBuilder, rng: np.random.Generator, opcode: str, dtype: str,
                  out_scale: Callable[[float], float], check: Callable[..., object] | None,
-                 options: dict[str, object]) -> Case:
-    """Random broadcast shapes and scales (redrawn until ``check`` accepts them)."""
+                 options: dict[str, object], broadcast: bool = True) -> Case:
+    """Random (broadcast) shapes and scales (redrawn until ``check`` accepts them)."""
     sa, sb, so = _broadcast_shapes(rng)
+    if not broadcast:
+        sa = sb = so
     lo, hi = (1e-3, 0.5) if dtype == "int8" else (1e-5, 1e-2)
     while True:
         s1, s2 = rand_scale(rng, lo, hi), rand_scale(rng, lo, hi)
@@ -73,7 +75,7 @@ def gen_sub(g: GraphBuilder, rng: np.random.Generator) -> Case:
     return _binary_case(
         g, rng, "SUB", dtype, lambda s: s * math.exp(rng.uniform(-0.5, 1.5)),
         None if shift is None else lambda *s: sub_multipliers(*s, shift),
-        {"fused_activation_function": act})
+        {"fused_activation_function": act}, broadcast=dtype != "int16")   # sub_int16_broadcast
 
 
 def gen_squared_difference(g: GraphBuilder, rng: np.random.Generator) -> Case:
