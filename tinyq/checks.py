@@ -364,6 +364,12 @@ def markdown() -> str:
         lines += ["| op | dtypes | note |", "|---|---|---|"]
         lines += [f"| `{op}` | {sig} | {note} |".replace("\n", " ") for op, sig, note in native_ops]
         lines += ["", *_native_coverage_lines()]
+        lines += ["Besides dtypes, the native runtime refuses a few quantization parameters no "
+                  "exact answer exists for (a requantization multiplier of 2^30 or more, a bias "
+                  "within reach of int32 overflow, zero or non-finite scales, out-of-range zero "
+                  "points, MEAN over 2^24 or more values), and defines its result where TFLM's "
+                  "is undefined behaviour (QUANTIZE of NaN/±Inf, SOFTMAX rows of thousands of "
+                  "equal maxima): see [numerics.md](numerics.md).", ""]
     else:
         lines += ["(the native support table is not installed)", ""]
     return "\n".join(lines)
