@@ -7,12 +7,12 @@ HELP = ("run a grid of models × quantization modes × boards × runtimes from a
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.bench import positive_int
+    from tinyq.cli.options import positive_int
     from tinyq.sweeping import EXECUTORS
 
     p.add_argument("sweep_file", metavar="SWEEP.toml",
                    help="the grid and the data (see docs/sweep.md and examples/sweep/)")
-    p.add_argument("-o", "--out", required=True, metavar="DIR",
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="folder for sweep.json, sweep.md and its plots; an earlier sweep's "
                         "folder is reused as the cache (only changed cells run again)")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 def run(args, ui) -> int:
     from tinyq.sweeping import SweepOptions, sweep
 
-    result = sweep(args.sweep_file, args.out,
+    result = sweep(args.sweep_file, args.output,
                    SweepOptions(executor=args.executor, jobs=args.jobs,
                                 address=args.address),
                    progress=ui.progress)
