@@ -165,6 +165,10 @@ def test_sweep_records_cells_caches_them_and_redoes_only_a_changed_model(grid, f
     assert sum(line.startswith("[") and "/4]" in line for line in lines) == 4   # one per cell
     record = json.loads((out / "sweep.json").read_text())
     assert record["kind"] == "sweep" and record["schema_version"] == 1
+    jsonschema = pytest.importorskip("jsonschema", reason="the dev extra's jsonschema")
+    from tinyq.records import schema
+
+    jsonschema.Draft202012Validator(schema("sweep")).validate(record)
     assert [r["status"] for r in record["rows"]] == [s for *_x, s in statuses]
     assert record["pareto"]["latency"]                  # the front is named in the record
     md = (out / "sweep.md").read_text()
@@ -326,3 +330,12 @@ def test_ray_missing_is_one_line(monkeypatch, grid):
     with pytest.raises(ToolNotFoundError, match=r"pip install 'tinyq\[cluster\]'"):
         sweep(grid / "sweep.toml", grid / "out", SweepOptions(executor="ray"))
     assert not (grid / "out").exists()
+
+
+def test_tinyq_report_renders_a_sweep_record(grid, fake_cells, capsys):
+    from tinyq.cli import main
+
+    sweep(grid / "sweep.toml", grid / "out", SweepOptions(jobs=1))
+    assert main(["report", str(grid / "out" / "sweep.json")]) == 0
+    out = capsys.readouterr().out
+    assert "# tinyq sweep: 4 cells" in out and "does not fit" in out

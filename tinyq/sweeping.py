@@ -31,8 +31,6 @@ from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
 log = logging.getLogger(__name__)
 
-#: Version of the sweep JSON record (readers refuse other versions).
-SCHEMA_VERSION = 1
 #: Quantization modes a Keras model can be swept over: tinyq.quantize's modes plus QAT.
 QAT_MODE = "qat"
 #: The mode recorded for a .tflite model (it is measured as it is).
@@ -369,16 +367,16 @@ class SweepResult:
     ran: int = 0                    # cells run this time
 
     def to_json(self) -> dict[str, Any]:
-        from tinyq import __version__
+        from tinyq.records import stamp
 
-        return {"kind": "sweep", "schema_version": SCHEMA_VERSION, "tinyq": __version__,
+        return stamp("sweep", {
                 "spec": {k: list(v) if isinstance(v, tuple) else v
                          for k, v in asdict(self.spec).items()},
                 "cells": len(self.rows), "cached": self.cached, "ran": self.ran,
                 "seconds": round(self.seconds, 3),
                 "pareto": {"latency": pareto_labels(self.rows, "latency"),
                            "ram": pareto_labels(self.rows, "ram_bytes")},
-                "rows": list(self.rows)}
+                "rows": list(self.rows)})
 
 
 def _call(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
