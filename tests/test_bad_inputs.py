@@ -216,7 +216,7 @@ def test_absurd_counts_are_capped_before_any_work(model, tmp_path, capsys, no_bu
                                                   words):
     command, *options = argv
     if command == "deploy":
-        options += ["--out", str(tmp_path / "deployed")]
+        options += ["-o", str(tmp_path / "deployed")]
     result = run_cli([command, str(model), "--board", "mps2-an386", "--emulator", "qemu",
                       *options, "--json", str(tmp_path / "out.json")])
     assert_refused(result, capsys, *words)

@@ -197,18 +197,16 @@ class BenchResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` record."""
-        from tinyq import __version__
+        from tinyq.records import device_name, stamp
 
         unit = self.latency.unit
         per = self.macs / self.latency.median if self.latency.median else None
-        return {
-            "kind": "bench",
-            "tinyq": __version__,
+        return stamp("bench", {
             "model": self.model,
             "model_id": self.model_id,
             "board": self.board,
             "runtime": self.runtime,
-            "device": self.device,
+            "device": device_name(self.device),
             "emulated": self.emulated,
             "input": self.input_source,
             "latency": self.latency.to_dict(),
@@ -221,7 +219,7 @@ class BenchResult:
             "outputs_match": self.outputs_match,
             "max_lsb_diff": self.max_lsb_diff,
             "firmware": self.firmware,
-        }
+        })
 
 
 # -- statistics ---------------------------------------------------------------------

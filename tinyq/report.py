@@ -1,8 +1,9 @@
-"""Reports: the JSON records of bench/validate/deploy as Markdown with tables and PNG plots.
+"""Reports: the JSON records of tinyq's commands as Markdown with tables and PNG plots.
 
 A *record* is the dict a command writes with ``--json`` (``BenchResult.to_json``,
-``ValidateResult.to_json``, ``DeployResult.to_json``). The renderer shows the
-sections a record has:
+``ValidateResult.to_json``, ...; kinds and schemas in :mod:`tinyq.records`). Records
+an older tinyq wrote are read through :func:`tinyq.records.upgrade`. The renderer
+shows the sections a record has:
 
 * ``latency``/``ram``/``flash``/``outputs_match`` (bench): latency table (the unit
   says instructions under an emulator, cycles + ms on a board), RAM and flash
@@ -11,10 +12,12 @@ sections a record has:
 * ``device_accuracy`` (validate): accuracy on the device, on the host and of the
   float model, bit-exactness, and an accuracy-vs-size plot (with ``compare``
   rows when the record has them);
-* ``stages`` (deploy): seconds per pipeline stage.
+* ``stages`` (deploy): seconds per pipeline stage;
+* any other kind (run, evaluate, inspect, build, qat, quantize): its figures as one
+  table and each list of entries (layers, history, ...) as a table.
 
-``compare_markdown`` puts several records side by side (two runtimes, two
-boards, before/after). Every file is written atomically and nothing is
+``compare_markdown`` puts several records of one kind side by side (two runtimes,
+two boards, before/after). Every file is written atomically and nothing is
 overwritten without ``force`` (:mod:`tinyq.fileio`); all paths are checked
 before the first is written.
 """
@@ -123,10 +126,21 @@ def check_record(record: Mapping[str, Any], source: str) -> None:
     """Refuse a record whose fields do not hold what :data:`RECORD_FIELDS` says (one line)."""
     def bad(field: str, problem: str) -> UserInputError:
         return UserInputError(f"{source}: {field} {problem}",
-                              hint="re-create the file with tinyq bench/validate/deploy/compare "
-                                   "--json, or fix that field", path=source, field=field)
+                              hint="re-create the file with the tinyq command's --json, or "
+                                   "fix that field", path=source, field=field)
 
-    check_json_fields(record, RECORD_FIELDS, REQUIRED_FIELDS, bad)
+    from tinyq.records import KINDS
+
+    kind = record.get("kind")
+    if kind not in KINDS:              # load_record names the kind of an older record
+        raise bad("kind", "is missing" if kind is None else
+                  f"must be one of {', '.join(KINDS)}, not {json_shown(kind)}")
+    if "latency" in record:            # layers[] is a per-layer profile (bench, deploy)
+        fields: Mapping[str, str] = RECORD_FIELDS
+    else:                              # inspect's or evaluate's layers: only their op
+        fields = {k: v for k, v in RECORD_FIELDS.items()
+                  if not k.startswith("layers[].") or k == "layers[].op"}
+    check_json_fields(record, fields, REQUIRED_FIELDS, bad)
     unit = json_values(record, "latency.unit")
     if unit and unit[0][1] not in LATENCY_UNITS:
         raise bad("latency.unit", f'must be one of {", ".join(LATENCY_UNITS)}, not '
@@ -143,11 +157,20 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise UserInputError(f"{file} is not readable JSON: {exc}",
                              hint="pass JSON files written by tinyq --json",
                              path=str(file)) from None
-    if not isinstance(record, dict) or not any(k in record for k in
-                                               ("latency", "device_accuracy", "stages", "rows")):
-        raise UserInputError(f"{file} is not a tinyq bench/validate/deploy/compare record",
-                             hint="pass JSON files written by tinyq bench/validate/deploy/compare "
-                                  "--json", path=str(file))
+    from tinyq.records import KINDS, SCHEMA_VERSIONS, upgrade
+
+    if isinstance(record, dict):
+        record = upgrade(record)
+    if not isinstance(record, dict) or record.get("kind") not in KINDS:
+        raise UserInputError(f"{file} is not a tinyq record",
+                             hint=f"pass a JSON file written by tinyq {'/'.join(KINDS)} --json",
+                             path=str(file))
+    version = record.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) \
+            and version > SCHEMA_VERSIONS[record["kind"]]:
+        raise UserInputError(f"{file} is a {record['kind']} record of schema version {version}, "
+                             f"newer than this tinyq reads ({SCHEMA_VERSIONS[record['kind']]})",
+                             hint="upgrade tinyq (pip install -U tinyq)", path=str(file))
     check_record(record, str(file))
     return record
 
@@ -193,7 +216,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "
 
 
 def _name(record: Mapping[str, Any]) -> str:
-    model = record.get("source_model") or record.get("model") or "model"
+    model = (record.get("source_model") or record.get("model") or record.get("firmware")
+             or "model")
     return Path(str(model)).name
 
 
@@ -342,6 +366,48 @@ def _stages_section(rec: Mapping[str, Any]) -> list[str]:
     return ["## Pipeline stages", "", _table(["stage", "seconds", "result"], rows, "lrl"), ""]
 
 
+#: Fields the title and the line under it already show.
+_HEADER_KEYS = frozenset({"kind", "schema_version", "tinyq", "model", "model_id", "board",
+                          "runtime", "device"})
+#: Kinds with sections of their own (above); the others get the generic tables.
+_SECTIONED_KINDS = frozenset({"bench", "validate", "deploy", "compare"})
+
+
+def figures(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's single values by dotted key (``ram.total``), lists left out."""
+    out: dict[str, Any] = {}
+
+    def walk(obj: Mapping[str, Any], prefix: str) -> None:
+        for key, value in obj.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                walk(value, f"{name}.")
+            elif not isinstance(value, list):
+                out[name] = value
+    walk(record, "")
+    return out
+
+
+def _figures_section(rec: Mapping[str, Any]) -> list[str]:
+    rows = [[key, _n(value)] for key, value in figures(rec).items()
+            if key not in _HEADER_KEYS]
+    return ["## Figures", "", _table(["", ""], rows, "lr"), ""] if rows else []
+
+
+def _lists_section(rec: Mapping[str, Any]) -> list[str]:
+    """Each list of objects (layers, history, ...) as a table of its single values."""
+    out = []
+    for key, value in rec.items():
+        entries = [e for e in value if isinstance(e, Mapping)] if isinstance(value, list) else []
+        if not entries:
+            continue
+        columns = list(dict.fromkeys(k for e in entries for k, v in e.items()
+                                     if not isinstance(v, list | Mapping)))
+        rows = [[_n(e.get(c)) for c in columns] for e in entries]
+        out += [f"## {key}", "", _table(columns, rows, "l" * len(columns)), ""]
+    return out
+
+
 def _title(rec: Mapping[str, Any]) -> str:
     kind = rec.get("kind") or ("compare" if "rows" in rec else "report")
     where = f" on {rec['board']} ({rec.get('runtime', '?')})" if rec.get("board") else ""
@@ -351,9 +417,14 @@ def _title(rec: Mapping[str, Any]) -> str:
 def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None) -> str:
     """The Markdown of one record; ``images`` maps "layers"/"accuracy" to relative PNG paths."""
     images = images or {}
+    if record.get("kind") == "sweep":     # a grid of cells: its own table and fronts
+        from tinyq.sweeping import sweep_markdown
+
+        return sweep_markdown(record, {})
     out = [_title(record), ""]
-    facts = [f"model `{Path(str(record.get('model', '?'))).name}`"
-             + (f" ({record['model_id']})" if record.get("model_id") else "")]
+    facts = [f"model `{Path(str(record['model'])).name}`"
+             + (f" ({record['model_id']})" if record.get("model_id") else "")
+             ] if record.get("model") else []
     if record.get("device"):
         facts.append(f"device {record['device']}")
     if record.get("tinyq"):
@@ -368,6 +439,9 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
     out += _accuracy_section(record, images.get("accuracy"))
     if "device_accuracy" not in record:
         out += _modes_section(record, images.get("accuracy"))
+    if record.get("kind") not in _SECTIONED_KINDS:
+        out += _figures_section(record)
+        out += _lists_section(record)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -391,7 +465,7 @@ def _png(fig) -> bytes:
 def layers_png(record: Mapping[str, Any]) -> bytes | None:
     """Horizontal bars: each layer's count, labelled with its share."""
     layers = record.get("layers")
-    if not layers:
+    if not layers or "latency" not in record:      # a profile (bench/deploy), not inspect's ops
         return None
     plt = _pyplot()
     unit = _unit(record)
@@ -538,11 +612,17 @@ def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]
     if len(records) < 2:
         raise UserInputError("comparing needs at least two records",
                              hint="pass two or more JSON files: tinyq report a.json b.json")
+    kinds = [str(r.get("kind", "?")) for r in records]
+    if not _comparable(kinds):
+        shown = ", ".join(f"{label} is a {kind} record" for label, kind in zip(labels, kinds,
+                                                                                strict=True))
+        raise UserInputError(f"only records of one kind compare side by side: {shown}",
+                             hint="pass records written by the same command")
     two = len(records) == 2
     headers = ["", *labels] + (["ratio (2nd / 1st)"] if two else [])
     same_unit = len({_unit(r) for r in records if "latency" in r}) <= 1
     rows = []
-    for label, key in COMPARE_ROWS:
+    for label, key in _compare_rows(records):
         values = [_get(r, key) for r in records]
         if all(v is None for v in values):
             continue
@@ -555,7 +635,8 @@ def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]
         row = [label, *cells]
         if two:
             a, b = values
-            ok = (key in _RATIO_KEYS and isinstance(a, (int, float)) and isinstance(b, (int, float))
+            ratio = key in _RATIO_KEYS or set(kinds).isdisjoint(_SECTIONED_KINDS)
+            ok = (ratio and _is_number(a) and _is_number(b)
                   and a and (same_unit or not key.startswith("latency")))
             row.append(f"{b / a:.3f}" if ok else "")
         rows.append(row)
@@ -564,7 +645,7 @@ def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]
     if not same_unit:
         out += ["Latency units differ (emulator instructions vs cycles on a board): "
                 "no latency ratio is given.", ""]
-    layered = [r for r in records if r.get("layers")]
+    layered = [r for r in records if r.get("layers") and "latency" in r]
     if two and len(layered) == 2:
         a, b = layered
         if [x["op"] for x in a["layers"]] == [x["op"] for x in b["layers"]]:
@@ -576,6 +657,27 @@ def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]
                                                 f"{labels[1]} ({ub})", "ratio"], lrows,
                                                "rlrrr"), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+#: Kinds whose records share the bench/validate fields (deploy holds both).
+_COMPATIBLE = ({"bench", "deploy"}, {"validate", "deploy"})
+
+
+def _comparable(kinds: Sequence[str]) -> bool:
+    return len(set(kinds)) == 1 or any(set(kinds) <= group for group in _COMPATIBLE)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _compare_rows(records: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """COMPARE_ROWS for bench/validate/deploy records; every figure for the other kinds."""
+    if records[0].get("kind") in _SECTIONED_KINDS - {"compare"}:
+        return COMPARE_ROWS
+    keys = dict.fromkeys(k for r in records for k in figures(r)
+                         if k not in ("kind", "schema_version", "tinyq"))
+    return tuple((key, key) for key in keys)
 
 
 def labels_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:

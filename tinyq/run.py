@@ -118,6 +118,8 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` record (``instructions`` under an emulator, ``cycles`` on hardware)."""
+        from tinyq.records import device_name, stamp
+
         out: dict[str, Any] = {
             "board": self.board,
             "runtime": self.runtime,
@@ -138,14 +140,14 @@ class RunResult:
             "counter": self.counter,
             "model": self.model,
             "model_id": self.model_id,
-            "device": self.device,
+            "device": device_name(self.device),
             "input": self.input_source,
             "firmware": str(self.firmware.elf),
             "flash_bytes": self.firmware.flash_bytes,
             "code_bytes": self.firmware.code_bytes,
             "model_bytes": self.firmware.model_bytes,
         }
-        return out
+        return stamp("run", out)
 
 
 # -- building -----------------------------------------------------------------------

@@ -7,12 +7,11 @@ HELP = ("build a model's firmware and run it in QEMU with its serial port on a p
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.generate import add_mlperf_option
-    from tinyq.codegen import RUNTIMES
+    from tinyq.cli.options import add_mlperf_option, add_runtime_arguments
 
     p.add_argument("model", help="int8 .tflite model")
     p.add_argument("--board", required=True, help="a board QEMU emulates (`tinyq boards`)")
-    p.add_argument("--runtime", default="native", choices=RUNTIMES, help="runtime (default native)")
+    add_runtime_arguments(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--pty", action="store_true",
                        help="serial port on a pseudo-terminal /dev/pts/N (the default)")
@@ -23,17 +22,21 @@ def add_arguments(p) -> None:
 
 def run(args, ui) -> int:
     from tinyq import boards
-    from tinyq.build import build
+    from tinyq.build import BuildOptions, build
+    from tinyq.cli.options import check_target_arguments, runtime_options
     from tinyq.codegen import GenerateOptions
     from tinyq.devices.virtual_board import PTY_RECONNECT_S, start_virtual_board
     from tinyq.errors import UserInputError
 
+    check_target_arguments(args)      # --kernels cmsis_nn needs --runtime tflm
     board = boards.load(args.board)
     if not board.emulator.qemu_machine:
         raise UserInputError(f"board {board.name} has no QEMU machine",
                              hint="pick a board `tinyq boards` lists as emulated")
     fw = build(args.model, board=args.board, runtime=args.runtime,
-               options=GenerateOptions(mlperf_model=args.mlperf_model), progress=ui.progress)
+               options=GenerateOptions(mlperf_model=args.mlperf_model,
+                                       runtime_options=runtime_options(args)),
+               build_options=BuildOptions(tflm_dir=args.tflm_dir), progress=ui.progress)
     with start_virtual_board(fw.elf, board.emulator.qemu_machine, tcp_port=args.tcp) as vb:
         kind = "pseudo-terminal" if args.tcp is None else "TCP port"
         ui.print(f"{board.name} (QEMU {board.emulator.qemu_machine}) serial {kind}: {vb.serial}")

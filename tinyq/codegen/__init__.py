@@ -109,6 +109,16 @@ class Project:
         """Where ``make`` puts the firmware."""
         return self.path / "build" / "app.elf"
 
+    def to_json(self) -> dict[str, Any]:
+        """The project as a record (kind "generate")."""
+        from tinyq.records import stamp
+
+        return stamp("generate", {
+            "project": str(self.path), "board": self.board, "runtime": self.runtime,
+            "model": self.model_name, "model_id": self.model_sha256[:12],
+            "model_sha256": self.model_sha256, "arena_bytes": self.arena_bytes,
+            "files": list(self.files), "firmware": str(self.elf)})
+
 
 def _version() -> str:
     from tinyq import __version__
