@@ -33,7 +33,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 SUBCOMMANDS: tuple[str, ...] = (
     "quantize", "evaluate", "compare", "qat",
     "inspect", "boards",
-    "generate", "build", "run", "flash",
+    "generate", "export", "build", "run", "flash",
     "bench", "validate", "deploy", "report", "setup",
 )
 
