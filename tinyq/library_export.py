@@ -31,7 +31,7 @@ from types import MappingProxyType
 from tinyq.board_profile import CORES, Board
 from tinyq.codegen import write_files
 from tinyq.errors import ModelError, UserInputError
-from tinyq.fileio import atomic_path
+from tinyq.fileio import atomic_path, check_output
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.templating import c_string, environment
 
@@ -243,12 +243,12 @@ def export(model_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     if not path.is_file():
         raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
                          path=str(path))
+    out = check_output(out_dir, force, inputs=(path,), kind="folder")   # before the work
     progress(ProgressEvent("export", f"reading {path.name}"))
     model = read_model(path)
     progress(ProgressEvent("export", f"rendering the {prefix} library for {core_name}"))
     files, arena = render_library(model, prefix=prefix, core=core_name, cflags=cflags, fmt=fmt,
                            model_name=path.name)
-    out = Path(out_dir)
     with atomic_path(out, force, inputs=(path,), kind="folder") as tmp:
         write_files(files, tmp)
     return LibraryExport(path=out, prefix=prefix, fmt=fmt, core=core_name, cflags=cflags,
