@@ -12,7 +12,7 @@ import pytest
 from conftest import require_tools, shared_models_dir
 from test_native_codegen import small_model_bytes
 
-from tinyq.errors import UserInputError
+from tinyq.errors import DataError, UserInputError
 from tinyq.fileio import read_marker
 from tinyq.interpreters import TflmInterpreter
 from tinyq.library_export import export
@@ -141,6 +141,31 @@ def test_host_library_is_byte_identical_to_tflm(models):
         for k, xs in enumerate(_random(np.random.default_rng(11), path, HOST_INPUTS)):
             ours = [y.tobytes() for y in lib.run(xs)]
             assert ours == _tflm(path, xs), f"{name}: input {k} differs"
+
+
+def test_float_helpers_round_half_away_from_zero_and_saturate(models, tmp_path):
+    path = models["conv"]
+    lib = load(export(path, tmp_path / "q", prefix="q", core="cortex-m4").path)
+    t_in = read_model(path).input_tensors[0]
+    t_out = read_model(path).output_tensors[0]
+    scale, zp = np.float32(t_in.quant.scale[0]), t_in.quant.zero_point[0]
+    rng = np.random.default_rng(2)
+    n = int(np.prod(t_in.shape))
+    # halfway points (k + 0.5) * scale, random reals and values far out of range
+    halves = (rng.integers(-60, 60, n) + np.float32(0.5)) * scale
+    for real in (halves, rng.normal(0, 4, n), rng.normal(0, 1e4, n)):
+        real = real.astype(np.float32)
+        r = real / scale
+        half = np.where(r >= 0, np.float32(0.5), np.float32(-0.5)).astype(np.float32)
+        expected = np.clip(np.trunc(r + half) + zp, -128, 127)
+        assert lib.quantize_input(0, real).reshape(-1).tolist() == expected.astype(
+            np.int8).tolist()
+    y = lib.run([rng.integers(-128, 128, t_in.shape).astype(np.int8)])[0]
+    oscale, ozp = np.float32(t_out.quant.scale[0]), t_out.quant.zero_point[0]
+    expected = (y.astype(np.float32) - np.float32(ozp)) * oscale
+    assert np.array_equal(lib.dequantize_output(0), expected.reshape(y.shape))
+    with pytest.raises(DataError, match="returned -3"):       # Q_ERR_SIZE
+        lib.quantize_input(0, np.zeros(n + 1, np.float32))
 
 
 TWO_MODELS_MAIN = """

@@ -77,6 +77,10 @@ class HostLibrary:
             "input_dims": (ctypes.POINTER(ctypes.c_int32), [ctypes.c_int]),
             "output_dims": (ctypes.POINTER(ctypes.c_int32), [ctypes.c_int]),
             "arena_bytes": (ctypes.c_size_t, []),
+            "quantize_input": (ctypes.c_int, [ctypes.c_int, ctypes.POINTER(ctypes.c_float),
+                                              ctypes.c_size_t]),
+            "dequantize_output": (ctypes.c_int, [ctypes.c_int, ctypes.POINTER(ctypes.c_float),
+                                                 ctypes.c_size_t]),
         }.items():
             fn = getattr(self._lib, f"{self.prefix}_{name}")
             fn.restype, fn.argtypes = restype, argtypes
@@ -114,6 +118,29 @@ class HostLibrary:
             raw = ctypes.string_at(self._fn("output")(i), self._fn("output_bytes")(i))
             outs.append(np.frombuffer(raw, dtype=dtype).reshape(shape).copy())
         return outs
+
+
+    def quantize_input(self, i: int, values: np.ndarray) -> np.ndarray:
+        """Input ``i`` as the library's ``<prefix>_quantize_input`` leaves it for ``values``."""
+        shape, dtype = self.input_specs[i]
+        arr = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+        code = self._fn("quantize_input")(
+            i, arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), arr.size)
+        if code != 0:
+            raise DataError(f"{self.prefix}_quantize_input({i}) returned {code}",
+                            hint=f"pass {int(np.prod(shape))} values")
+        raw = ctypes.string_at(self._fn("input")(i), self._fn("input_bytes")(i))
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+    def dequantize_output(self, i: int) -> np.ndarray:
+        """Output ``i`` (of the last run) in real units, by ``<prefix>_dequantize_output``."""
+        shape, _ = self.output_specs[i]
+        out = np.zeros(int(np.prod(shape)), dtype=np.float32)
+        code = self._fn("dequantize_output")(
+            i, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), out.size)
+        if code != 0:
+            raise DataError(f"{self.prefix}_dequantize_output({i}) returned {code}")
+        return out.reshape(shape)
 
 
 def load(folder: str | os.PathLike[str]) -> HostLibrary:
