@@ -3,6 +3,8 @@ glue for mps2-an386, no harness) and run in QEMU: outputs byte-identical to tfli
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import require_tools
@@ -60,6 +62,36 @@ int main(void)
 """
 
 
+def build_bare_metal(lib, board, inputs: list[bytes], fw: Path) -> Path:
+    """A bare-metal program (prefix ``net``) running ``inputs`` through input 0 and printing
+    each output 0 in hex: tinyq's board glue (startup, linker script, UART, exit) only."""
+    glue = render_board(board, "board glue", semihosting=True)
+    project = render_project(board, RuntimeSources("none", {}, arena_bytes=16),
+                             ModelInfo("none", "0" * 64, input_bytes=1, num_layers=1),
+                             GenerateOptions(semihosting=True))
+    for rel, text in {**glue, "tq_board.h": project["tq_board.h"],
+                      "tq_config.h": project["tq_config.h"]}.items():
+        (fw / rel).parent.mkdir(parents=True, exist_ok=True)
+        (fw / rel).write_text(text)
+    rows = ",\n".join("    {" + ", ".join(str(b) for b in x) + "}" for x in inputs)
+    (fw / "app.c").write_text(APP.format(n=len(inputs), rows=rows))
+    _run(["arm-none-eabi-gcc", *board.cflags, "-Os", "-std=gnu11", "-Wall", "-Werror",
+          "-ffunction-sections", "-fdata-sections", "-nostartfiles", "-T", "board/link.ld",
+          "-Wl,--gc-sections", "-Wl,--no-warn-rwx-segments", "--specs=nano.specs",
+          "--specs=nosys.specs", "-I.", "-I", lib.path / "include", "board/startup.c",
+          "board/board.c", "app.c", *(lib.path / s for s in lib.sources), "-lm",
+          "-o", "app.elf"], cwd=fw)
+    return fw / "app.elf"
+
+
+def qemu_command(board, elf: Path, icount: bool = False) -> list[str]:
+    """QEMU with the first UART on stdout and semihosting exit."""
+    return ["qemu-system-arm", "-machine", board.emulator.qemu_machine, "-nographic",
+            "-monitor", "none", "-serial", "stdio", "-semihosting-config",
+            "enable=on,target=native", *(["-icount", "shift=0,align=off,sleep=off"]
+                                         if icount else []), "-kernel", str(elf)]
+
+
 def _run(argv, cwd=None):
     proc = run_process([str(a) for a in argv], cwd=cwd, capture_output=True, text=True,
                        timeout=STEP_TIMEOUT_S, guard=False)
@@ -75,27 +107,8 @@ def test_user_bare_metal_program_runs_the_library_in_qemu(models, tmp_path, name
     path = models[name]
     board = boards.load(BOARD)
     lib = export(path, tmp_path / "net", prefix="net", board=board)
-    # only the board glue of a generated project: startup, linker script, UART, exit
-    glue = render_board(board, "board glue", semihosting=True)
-    project = render_project(board, RuntimeSources("none", {}, arena_bytes=16),
-                             ModelInfo("none", "0" * 64, input_bytes=1, num_layers=1),
-                             GenerateOptions(semihosting=True))
-    fw = tmp_path / "fw"
-    for rel, text in {**glue, "tq_board.h": project["tq_board.h"],
-                      "tq_config.h": project["tq_config.h"]}.items():
-        (fw / rel).parent.mkdir(parents=True, exist_ok=True)
-        (fw / rel).write_text(text)
     xs = _random(np.random.default_rng(21), path, PROGRAM_INPUTS)
-    rows = ",\n".join("    {" + ", ".join(str(b) for b in x[0].tobytes()) + "}" for x in xs)
-    (fw / "app.c").write_text(APP.format(n=len(xs), rows=rows))
-    _run(["arm-none-eabi-gcc", *board.cflags, "-Os", "-std=gnu11", "-Wall", "-Werror",
-          "-ffunction-sections", "-fdata-sections", "-nostartfiles", "-T", "board/link.ld",
-          "-Wl,--gc-sections", "-Wl,--no-warn-rwx-segments", "--specs=nano.specs",
-          "--specs=nosys.specs", "-I.", "-I", lib.path / "include", "board/startup.c",
-          "board/board.c", "app.c", *(lib.path / s for s in lib.sources), "-lm",
-          "-o", "app.elf"], cwd=fw)
-    out = _run(["qemu-system-arm", "-machine", board.emulator.qemu_machine, "-nographic",
-                "-monitor", "none", "-serial", "stdio", "-semihosting-config",
-                "enable=on,target=native", "-kernel", fw / "app.elf"])
+    elf = build_bare_metal(lib, board, [x[0].tobytes() for x in xs], tmp_path / "fw")
+    out = _run(qemu_command(board, elf))
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
     assert lines == [_tflm(path, x)[0].hex() for x in xs]
