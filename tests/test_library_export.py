@@ -256,6 +256,52 @@ def test_cmake_format_builds_for_host_and_arm(models, tmp_path):
     assert "Cortex-M4" in attrs or "v7E-M" in attrs
 
 
+#: what an Arduino sketch gets from Arduino.h, enough to compile the example sketch as the
+#: IDE does (C++, the sketch's functions as written) without an Arduino core installed
+ARDUINO_STUB = """
+#include <stdint.h>
+struct SerialStub {
+    void begin(unsigned long) {}
+    explicit operator bool() const { return true; }
+    void print(float, int) {}
+    void print(char) {}
+    void print(const char *) {}
+    void println(const char *) {}
+    void println(unsigned long) {}
+};
+extern SerialStub Serial;
+unsigned long micros(void);
+void delay(unsigned long);
+"""
+#: the compile flags of Arduino's mbed core for the Nano 33 BLE (Sense)
+NANO33_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv4-sp-d16",
+                "-Os", "-ffunction-sections", "-fdata-sections")
+
+
+def test_arduino_layout_compiles_with_the_nano33_flags_and_matches_tflm(models, tmp_path):
+    path = models.get("hello", models["conv"])
+    lib = export(path, tmp_path / "net", prefix="net", board="arduino-nano-33-ble-sense",
+                 fmt="arduino")
+    props = (lib.path / "library.properties").read_text()
+    assert "name=net\n" in props and "includes=net.h" in props
+    assert lib.header == "src/net.h" and not (lib.path / "include").exists()
+    sketch = lib.path / "examples" / "net_demo" / "net_demo.ino"
+    assert sketch.is_file()
+    host = load(lib.path)                   # the Arduino layout on the host, too
+    for xs in _random(np.random.default_rng(9), path, PROGRAM_INPUTS):
+        assert [y.tobytes() for y in host.run(xs)] == _tflm(path, xs)
+    require_tools("arm-none-eabi-gcc", "arm-none-eabi-g++")
+    (tmp_path / "Arduino.h").write_text(ARDUINO_STUB)
+    for src in lib.sources:
+        _run(["arm-none-eabi-gcc", *NANO33_FLAGS, "-std=gnu11", "-Wall", "-Werror", "-c",
+              lib.path / src, "-o", tmp_path / (Path(src).stem + ".o")])
+    _run(["arm-none-eabi-g++", *NANO33_FLAGS, "-std=gnu++17", "-Wall", "-Werror", "-x", "c++",
+          "-include", tmp_path / "Arduino.h", "-I", lib.path / "src", "-c", sketch,
+          "-o", tmp_path / "sketch.o"])
+    syms = _run(["arm-none-eabi-nm", tmp_path / "sketch.o"])
+    assert " U net_invoke" in syms                       # C linkage from C++
+
+
 def test_bad_prefix_target_and_foreign_folder_are_refused(models, tmp_path):
     path = models["conv"]
     with pytest.raises(UserInputError, match="invalid prefix"):

@@ -15,6 +15,9 @@ Layout of ``out_dir`` (prefix ``kws``)::
     CMakeLists.txt     (format cmake) the library target ``kws`` (alias ``tinyq::kws``)
     cmake/arm-none-eabi.cmake   (format cmake) a toolchain file for the chosen core
 
+Format ``arduino`` follows the Arduino library layout instead: ``library.properties``,
+``src/kws.h`` beside the sources, ``examples/kws_demo/kws_demo.ino``.
+
 The folder is written atomically and carries tinyq's folder marker, so ``--force`` may
 replace it later (and never a folder tinyq did not write).
 """
@@ -22,6 +25,7 @@ replace it later (and never a folder tinyq did not write).
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +43,7 @@ __all__ = ["FORMATS", "CORE_FPUS", "LibraryExport", "export", "render_library",
            "core_cflags", "PREFIX_PATTERN"]
 
 #: export formats: plain sources + Makefile fragment, or a CMake library target
-FORMATS = ("c", "cmake")
+FORMATS = ("c", "cmake", "arduino")
 #: a prefix: lower case (its upper-case form names the macros), a C identifier, short
 #: enough that prefixed names stay readable and within old linkers' 31-char identifiers
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,23}")
@@ -81,11 +85,17 @@ class LibraryExport:
 
     @property
     def header(self) -> str:
-        return f"include/{self.prefix}.h"
+        return header_path(self.prefix, self.fmt)
 
     @property
     def sources(self) -> tuple[str, ...]:
         return tuple(sorted(p for p in self.files if p.startswith("src/") and p.endswith(".c")))
+
+
+def header_path(prefix: str, fmt: str) -> str:
+    """Where the public header goes: ``include/`` (c, cmake) or beside the sources (arduino,
+    whose IDE puts only a library's ``src/`` on the include path)."""
+    return f"src/{prefix}.h" if fmt == "arduino" else f"include/{prefix}.h"
 
 
 def core_cflags(core: str, fpu: str | None = None) -> tuple[str, ...]:
@@ -174,6 +184,8 @@ def render_library(model, *, prefix: str, core: str, cflags: tuple[str, ...], fm
                              hint=f"use one of {', '.join(FORMATS)}")
     name = model_name or (Path(model.path).name if model.path else "model.tflite")
     src = render(model, NativeOptions(prefix="src", model_name=name))
+    header = header_path(prefix, fmt)
+    include = posixpath.relpath(header, "src")          # as the sources include it
     files: dict[str, str] = {}
     for rel, text in src.files.items():
         base = rel.split("/", 1)[1]
@@ -183,14 +195,15 @@ def render_library(model, *, prefix: str, core: str, cflags: tuple[str, ...], fm
         text = namespaced(text, prefix)
         if base == "tq_model.c":      # the public header declares what tq_runtime.h did
             text = text.replace(f'#include "{prefix}_runtime.h"',
-                                f'#include "../include/{prefix}.h"')
+                                f'#include "{include}"')
             text = text.replace(f"{prefix}_runtime.h", f"{prefix}.h")
         files["src/" + namespaced(base, prefix)] = text
     header_line = next(iter(src.files.values())).splitlines()[0]
     inputs = [_tensor(t, i, "input") for i, t in enumerate(model.input_tensors)]
     outputs = [_tensor(t, i, "output") for i, t in enumerate(model.output_tensors)]
     ctx = {
-        "p": prefix, "P": prefix.upper(), "header": header_line.strip("/* ").strip(),
+        "p": prefix, "P": prefix.upper(), "include": include, "header_path": header,
+        "header": header_line.strip("/* ").strip(),
         "model_name": name, "sha256": model.sha256 or "unknown",
         "arena_bytes": max(src.arena_bytes, ALIGNMENT), "arena_align": ARENA_ALIGN,
         "inputs": inputs, "outputs": outputs, "tensors": inputs + outputs,
@@ -202,9 +215,14 @@ def render_library(model, *, prefix: str, core: str, cflags: tuple[str, ...], fm
     env = environment()
     files[f"src/{prefix}_api.c"] = env.get_template(f"{_TEMPLATES}/api.c.j2").render(**ctx)
     ctx["sources"] = sorted(p for p in files if p.endswith(".c"))
-    files[f"include/{prefix}.h"] = env.get_template(f"{_TEMPLATES}/header.h.j2").render(**ctx)
+    files[header] = env.get_template(f"{_TEMPLATES}/header.h.j2").render(**ctx)
     files["README.md"] = env.get_template(f"{_TEMPLATES}/README.md.j2").render(**ctx)
-    if fmt == "c":
+    if fmt == "arduino":
+        files["library.properties"] = env.get_template(
+            f"{_TEMPLATES}/library.properties.j2").render(**ctx)
+        files[f"examples/{prefix}_demo/{prefix}_demo.ino"] = env.get_template(
+            f"{_TEMPLATES}/demo.ino.j2").render(**ctx)
+    elif fmt == "c":
         files[f"{prefix}.mk"] = env.get_template(f"{_TEMPLATES}/library.mk.j2").render(**ctx)
     else:
         files["CMakeLists.txt"] = env.get_template(

@@ -28,12 +28,22 @@ __all__ = ["HostLibrary", "load"]
 SHARED_FLAGS = ("-shared",)
 
 
-def _prefix(folder: Path) -> str:
+def _header(folder: Path) -> Path:
+    """The public header: ``include/<prefix>.h``, or ``src/<prefix>.h`` (Arduino layout)."""
     headers = sorted((folder / "include").glob("*.h"))
+    props = folder / "library.properties"
+    if not headers and props.is_file():
+        names = [ln[5:].strip() for ln in props.read_text().splitlines()
+                 if ln.startswith("name=")]
+        headers = [folder / "src" / f"{n}.h" for n in names if (folder / "src" / f"{n}.h").exists()]
     if len(headers) != 1 or not (folder / "src").is_dir():
         raise UserInputError(f"{folder} is not a library tinyq exported (no include/<prefix>.h "
                              "and src/)", hint="pass the folder `tinyq export -o` wrote")
-    return headers[0].stem
+    return headers[0]
+
+
+def _prefix(folder: Path) -> str:
+    return _header(folder).stem
 
 
 def build(folder: str | os.PathLike[str]) -> Path:
@@ -43,13 +53,13 @@ def build(folder: str | os.PathLike[str]) -> Path:
     cc = host._cc()
     sources = sorted((folder / "src").glob("*.c"))
     h = hashlib.sha256(" ".join((cc, *host.CFLAGS)).encode())
-    for path in [*sorted((folder / "src").glob("*.h")), folder / "include" / f"{prefix}.h",
-                 *sources]:
+    header = _header(folder)
+    for path in sorted({*(folder / "src").glob("*.h"), header, *sources}):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     final = host.cache_dir() / "libraries" / h.hexdigest()[:20]
 
     def compile_into(tmp: Path) -> None:
-        host._run([cc, *host.CFLAGS, *SHARED_FLAGS, "-I", str(folder / "include"),
+        host._run([cc, *host.CFLAGS, *SHARED_FLAGS, "-I", str(header.parent),
                    *map(str, sources), "-lm", "-o", str(tmp / f"lib{prefix}.so")])
 
     return host._atomic_dir(final, compile_into) / f"lib{prefix}.so"

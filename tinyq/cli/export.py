@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "export a .tflite model as a C library with one documented header (c or cmake)"
+HELP = "export a .tflite model as a C library with one documented header"
 
 
 def add_arguments(p) -> None:
@@ -15,7 +15,8 @@ def add_arguments(p) -> None:
     target.add_argument("--core", choices=tuple(CORES), help="core, e.g. cortex-m4")
     p.add_argument("--format", dest="fmt", default="c", choices=FORMATS,
                    help="c: sources, header and a Makefile fragment; cmake: a CMake library "
-                        "target with an arm-none-eabi toolchain file (default c)")
+                        "target with an arm-none-eabi toolchain file; arduino: an Arduino "
+                        "library with an example sketch (default c)")
     p.add_argument("--prefix", required=True,
                    help="prefix of every C name (e.g. kws: kws.h, kws_invoke(), KWS_OK), so "
                         "several models fit in one firmware")
