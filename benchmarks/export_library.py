@@ -6,8 +6,9 @@ For each model (default: the four MLPerf Tiny int8 models under ../shared/models
 
 * flash and RAM of the exported library alone (no harness, no board glue, no libc):
   each source compiled with ``arm-none-eabi-gcc <cortex-m4 flags> -std=c99 -Os
-  -ffunction-sections -fdata-sections -c`` and summed by ``arm-none-eabi-size`` (berkeley:
-  text includes .rodata; flash = text + data, RAM = data + bss, the arena is in .bss);
+  -ffunction-sections -fdata-sections -c``, sections summed from ``arm-none-eabi-size -A``:
+  code = .text*, const = .rodata* (weights, parameters), flash = code + const + .data,
+  RAM = .data + .bss (the arena is in .bss);
 * seconds per inference of the host build through ``tinyq.library_host`` and, with
   ``--long``, of a bare-metal program running the same library in QEMU (mps2-an386, with
   and without ``-icount``), from the difference of a 1-input and a ``--runs``-input run.
@@ -49,16 +50,23 @@ def _run(argv, cwd=None) -> str:
     return proc.stdout
 
 
-def sizes(lib, tmp: Path) -> tuple[int, int, int]:
-    """(text, data, bss) of the library's objects."""
-    objs = []
+def sizes(lib, tmp: Path) -> dict[str, int]:
+    """Bytes of the library's objects by section kind: code (.text*), const (.rodata*),
+    data (.data*), bss (.bss*, the arena included)."""
+    totals = dict.fromkeys(("code", "const", "data", "bss"), 0)
+    kinds = {".text": "code", ".rodata": "const", ".data": "data", ".bss": "bss"}
     for src in lib.sources:
         obj = tmp / (Path(src).stem + ".o")
         _run(["arm-none-eabi-gcc", *lib.cflags, *CFLAGS, "-I", lib.path / "include", "-c",
               lib.path / src, "-o", obj])
-        objs.append(obj)
-    out = _run(["arm-none-eabi-size", "-t", *objs]).splitlines()[-1].split()
-    return int(out[0]), int(out[1]), int(out[2])
+        for line in _run(["arm-none-eabi-size", "-A", obj]).splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                kind = next((k for pre, k in kinds.items()
+                             if parts[0] == pre or parts[0].startswith(pre + ".")), None)
+                if kind:
+                    totals[kind] += int(parts[1])
+    return totals
 
 
 def _inputs(path: Path, n: int) -> list[list[np.ndarray]]:
@@ -102,15 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.models:
             # the prefix `net` is what the tests' bare-metal program calls
             lib = export(path, tmp / path.stem / "lib", prefix="net", core="cortex-m4")
-            text, data, bss = sizes(lib, tmp / path.stem)
-            row = [path.name, f"{text + data:,}", f"{data + bss:,}", f"{lib.arena_bytes:,}",
+            size = sizes(lib, tmp / path.stem)
+            flash = size["code"] + size["const"] + size["data"]
+            row = [path.name, f"{size['code']:,}", f"{size['const']:,}", f"{flash:,}",
+                   f"{size['data'] + size['bss']:,}", f"{lib.arena_bytes:,}",
                    f"{host_seconds(lib, path, args.runs) * 1e3:.3f}"]
             if args.long:
                 for icount in (False, True):
                     sec = qemu_seconds(lib, path, args.runs, tmp / path.stem, icount)
                     row.append(f"{sec * 1e3:.2f}")
             rows.append(row)
-    head = ["model", "flash B", "RAM B", "arena B", "host ms/inf"]
+    head = ["model", "code B", "const B", "flash B", "RAM B", "arena B", "host ms/inf"]
     if args.long:
         head += ["qemu ms/inf", "qemu -icount ms/inf"]
     print(format_table(head, rows))
