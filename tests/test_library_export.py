@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_tools, shared_models_dir
+from graphs import hybrid_fc
 from test_native_codegen import small_model_bytes
 
-from tinyq.errors import DataError, UserInputError
+from tinyq.board_profile import CORES
+from tinyq.errors import DataError, UnsupportedError, UserInputError
 from tinyq.fileio import read_marker
 from tinyq.interpreters import TflmInterpreter
 from tinyq.library_export import export
@@ -302,10 +304,29 @@ def test_arduino_layout_compiles_with_the_nano33_flags_and_matches_tflm(models, 
     assert " U net_invoke" in syms                       # C linkage from C++
 
 
+def test_readme_flags_compile_the_library_for_every_core(models, tmp_path):
+    require_tools("arm-none-eabi-gcc")
+    lib = export(models["conv"], tmp_path / "lib", prefix="net", core="cortex-m4")
+    table = re.findall(r"^\| (cortex-m\w+) \| `([^`]+)` \|", (lib.path / "README.md").read_text(),
+                       flags=re.M)
+    assert [core for core, _ in table] == list(CORES)
+    for core, flags in table:
+        for src in lib.sources:
+            _run(["arm-none-eabi-gcc", *flags.split(), "-std=c99", "-Os", "-Wall", "-Werror",
+                  "-I", lib.path / "include", "-c", lib.path / src,
+                  "-o", tmp_path / f"{core}-{Path(src).stem}.o"])
+
+
 def test_bad_prefix_target_and_foreign_folder_are_refused(models, tmp_path):
     path = models["conv"]
     with pytest.raises(UserInputError, match="invalid prefix"):
         export(path, tmp_path / "x", prefix="Kws-1", core="cortex-m4")
+    with pytest.raises(UserInputError, match="tinyq's own"):
+        export(path, tmp_path / "x", prefix="tq", core="cortex-m4")
+    hybrid = tmp_path / "hybrid.tflite"
+    hybrid.write_bytes(hybrid_fc())                 # float activations: not supported
+    with pytest.raises(UnsupportedError):
+        export(hybrid, tmp_path / "x", prefix="kws", core="cortex-m4")
     with pytest.raises(UserInputError, match="exactly one"):
         export(path, tmp_path / "x", prefix="kws", core="cortex-m4", board="mps2-an386")
     mine = tmp_path / "mine"

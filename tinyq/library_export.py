@@ -109,7 +109,14 @@ def core_cflags(core: str, fpu: str | None = None) -> tuple[str, ...]:
     return (*flags, f"-mfpu={fpu}", "-mfloat-abi=hard")
 
 
+#: prefixes tinyq's own firmware uses (the harness and the board glue name things tq_...)
+RESERVED_PREFIXES = frozenset({"tq"})
+
+
 def check_prefix(prefix: str) -> str:
+    if prefix in RESERVED_PREFIXES:
+        raise UserInputError(f"the prefix {prefix!r} is tinyq's own (its board glue and "
+                             "harness use it)", hint="choose another, e.g. --prefix kws")
     if not PREFIX_PATTERN.fullmatch(prefix or ""):
         raise UserInputError(
             f"invalid prefix {prefix!r}: it names every C symbol of the library",

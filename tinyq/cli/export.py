@@ -12,7 +12,8 @@ def add_arguments(p) -> None:
     p.add_argument("model", help="int8 .tflite model")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--board", help="board name or board TOML file (its core's flags)")
-    target.add_argument("--core", choices=tuple(CORES), help="core, e.g. cortex-m4")
+    target.add_argument("--core", choices=tuple(CORES), metavar="CORE",
+                        help=f"core: {', '.join(CORES)}")
     p.add_argument("--format", dest="fmt", default="c", choices=FORMATS,
                    help="c: sources, header and a Makefile fragment; cmake: a CMake library "
                         "target with an arm-none-eabi toolchain file; arduino: an Arduino "
