@@ -1,6 +1,6 @@
 """Size and speed of libraries written by `tinyq export`.
 
-    python benchmarks/export_library.py [--models A.tflite ...] [--runs 100] [--long]
+    python benchmarks/export_library.py [--models A.tflite ...] [--runs 100] [--check] [--long]
 
 For each model (default: the four MLPerf Tiny int8 models under ../shared/models):
 
@@ -75,13 +75,23 @@ def _inputs(path: Path, n: int) -> list[list[np.ndarray]]:
              for t in read_model(path).input_tensors] for _ in range(n)]
 
 
-def host_seconds(lib, path: Path, runs: int) -> float:
+def host_seconds(lib, path: Path, runs: int, check: bool) -> tuple[float, int | None]:
+    """Seconds per inference of the host build, and (with ``check``) how many of the
+    ``runs`` random inputs gave outputs that differ from the tflite-micro interpreter."""
     host = load(lib.path)
     xs = _inputs(path, runs)
     start = time.perf_counter()
-    for x in xs:
-        host.run(x)
-    return (time.perf_counter() - start) / runs
+    outs = [host.run(x) for x in xs]
+    seconds = (time.perf_counter() - start) / runs
+    if not check:
+        return seconds, None
+    from tinyq.interpreters import TflmInterpreter
+
+    tflm = TflmInterpreter(path.read_bytes())
+    differ = sum(any(a.tobytes() != np.asarray(b).tobytes()
+                     for a, b in zip(ours, tflm.invoke(x), strict=True))
+                 for x, ours in zip(xs, outs, strict=True))
+    return seconds, differ
 
 
 def qemu_seconds(lib, path: Path, runs: int, tmp: Path, icount: bool) -> float:
@@ -103,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--runs", type=int, default=100, help="inferences timed per model")
     parser.add_argument("--long", action="store_true", help="also time QEMU")
+    parser.add_argument("--check", action="store_true",
+                        help="also count host outputs that differ from tflite-micro")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -113,14 +125,19 @@ def main(argv: list[str] | None = None) -> int:
             size = sizes(lib, tmp / path.stem)
             flash = size["code"] + size["const"] + size["data"]
             row = [path.name, f"{size['code']:,}", f"{size['const']:,}", f"{flash:,}",
-                   f"{size['data'] + size['bss']:,}", f"{lib.arena_bytes:,}",
-                   f"{host_seconds(lib, path, args.runs) * 1e3:.3f}"]
+                   f"{size['data'] + size['bss']:,}", f"{lib.arena_bytes:,}"]
+            seconds, differ = host_seconds(lib, path, args.runs, args.check)
+            row.append(f"{seconds * 1e3:.3f}")
+            if args.check:
+                row.append(f"{differ}/{args.runs}")
             if args.long:
                 for icount in (False, True):
                     sec = qemu_seconds(lib, path, args.runs, tmp / path.stem, icount)
                     row.append(f"{sec * 1e3:.2f}")
             rows.append(row)
     head = ["model", "code B", "const B", "flash B", "RAM B", "arena B", "host ms/inf"]
+    if args.check:
+        head.append("differ from TFLM")
     if args.long:
         head += ["qemu ms/inf", "qemu -icount ms/inf"]
     print(format_table(head, rows))
