@@ -247,6 +247,18 @@ def test_cmake_format_builds_for_host_and_arm(models, tmp_path):
     _run(["cmake", "-S", user, "-B", user / "build"])
     _run(["cmake", "--build", user / "build"])
     _check_example(user / "build" / "app", path, seed=8)
+    # installed, then found with find_package by another project
+    _run(["cmake", "--install", user / "build" / "net", "--prefix", tmp_path / "prefix"])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "app.c").write_text(_readme_block(lib.path, "c"))
+    (other / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(other C)\n"
+        "find_package(net CONFIG REQUIRED)\nadd_executable(app app.c)\n"
+        "target_link_libraries(app PRIVATE tinyq::net)\n")
+    _run(["cmake", "-S", other, "-B", other / "build", f"-DCMAKE_PREFIX_PATH={tmp_path}/prefix"])
+    _run(["cmake", "--build", other / "build"])
+    _check_example(other / "build" / "app", path, seed=10)
     # stand-alone with the generated toolchain file: an ARM static library
     require_tools("arm-none-eabi-gcc")
     for step in _readme_block(lib.path, "sh", "cmake ").splitlines()[1].split(" && "):
