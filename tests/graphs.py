@@ -28,3 +28,47 @@ def float16_fc() -> bytes:
     g.add_op("DEQUANTIZE", [w16], [w])
     g.add_op("FULLY_CONNECTED", [x, w, -1], [y])
     return g.build(inputs=[x], outputs=[y])
+
+
+def kernel_paths_model(seed: int = 0) -> bytes:
+    """int8 CONV_2D -> DEPTHWISE_CONV_2D -> ADD -> MAX_POOL -> AVERAGE_POOL -> RESHAPE ->
+    FULLY_CONNECTED: every weighted kernel and its SIMD path (channels multiples of 4) in
+    a model that runs in about 200,000 instructions."""
+    rng = np.random.default_rng(seed)
+
+    def weights(shape: tuple[int, ...]) -> np.ndarray:
+        return rng.integers(-127, 128, size=shape).astype(np.int8)
+
+    def bias(n: int) -> np.ndarray:
+        return rng.integers(-2000, 2000, size=n).astype(np.int32)
+
+    g = GraphBuilder(description="tinyq kernel-path test model")
+    x = g.add_tensor((1, 8, 8, 4), "int8", scale=0.05, zero_point=-3)
+    conv_w = g.add_constant(weights((8, 3, 3, 4)), scale=[0.004] * 8, zero_point=[0] * 8)
+    conv_b = g.add_constant(bias(8), scale=[0.0002] * 8, zero_point=[0] * 8)
+    y1 = g.add_tensor((1, 8, 8, 8), "int8", scale=0.3, zero_point=-128)
+    g.add_op("CONV_2D", [x, conv_w, conv_b], [y1],
+             {"padding": "SAME", "stride_h": 1, "stride_w": 1, "dilation_h_factor": 1,
+              "dilation_w_factor": 1, "fused_activation_function": "RELU"})
+    dw_w = g.add_constant(weights((1, 3, 3, 8)), scale=[0.005] * 8, zero_point=[0] * 8, axis=3)
+    dw_b = g.add_constant(bias(8), scale=[0.0015] * 8, zero_point=[0] * 8)
+    y2 = g.add_tensor((1, 8, 8, 8), "int8", scale=0.4, zero_point=5)
+    g.add_op("DEPTHWISE_CONV_2D", [y1, dw_w, dw_b], [y2],
+             {"padding": "SAME", "stride_h": 1, "stride_w": 1, "dilation_h_factor": 1,
+              "dilation_w_factor": 1, "depth_multiplier": 1, "fused_activation_function": "NONE"})
+    y3 = g.add_tensor((1, 8, 8, 8), "int8", scale=0.5, zero_point=-10)
+    g.add_op("ADD", [y1, y2], [y3], {"fused_activation_function": "NONE"})
+    pool = {"padding": "VALID", "stride_h": 2, "stride_w": 2, "filter_height": 2,
+            "filter_width": 2, "fused_activation_function": "NONE"}
+    y4 = g.add_tensor((1, 4, 4, 8), "int8", scale=0.5, zero_point=-10)
+    g.add_op("MAX_POOL_2D", [y3], [y4], pool)
+    y5 = g.add_tensor((1, 2, 2, 8), "int8", scale=0.5, zero_point=-10)
+    g.add_op("AVERAGE_POOL_2D", [y4], [y5], pool)
+    shape = g.add_constant(np.array([1, 32], np.int32))
+    y6 = g.add_tensor((1, 32), "int8", scale=0.5, zero_point=-10)
+    g.add_op("RESHAPE", [y5, shape], [y6], {"new_shape": [1, 32]})
+    fc_w = g.add_constant(weights((10, 32)), scale=0.004, zero_point=0)
+    fc_b = g.add_constant(bias(10), scale=0.002, zero_point=0)
+    y = g.add_tensor((1, 10), "int8", scale=0.6, zero_point=2)
+    g.add_op("FULLY_CONNECTED", [y6, fc_w, fc_b], [y], {"fused_activation_function": "NONE"})
+    return g.build([x], [y])

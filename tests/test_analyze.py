@@ -186,9 +186,10 @@ def test_cli_json_keys_and_exit_codes(tmp_path, capsys):
     out = tmp_path / "report.json"
     assert cli_main(["inspect", str(path), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    for key in ("ops", "macs", "weights_bytes", "arena_bytes", "unsupported", "fit"):
+    assert report["kind"] == "inspect" and report["schema_version"] == 1
+    for key in ("layers", "macs", "weights_bytes", "arena_bytes", "unsupported", "fit"):
         assert key in report
-    assert set(report["ops"][0]) >= {"index", "type", "version", "macs", "inputs", "outputs"}
+    assert set(report["layers"][0]) >= {"index", "op", "version", "macs", "inputs", "outputs"}
     assert set(report["arena_bytes"]) == {"tflm", "native"}
     assert report["arena_bytes"]["tflm"] > 0 and report["macs"] == 2624
     assert "FULLY_CONNECTED" in capsys.readouterr().out
@@ -200,7 +201,8 @@ def test_cli_exit_3_when_it_does_not_fit(tmp_path, capsys):
     pytest.importorskip("tinyq.boards")
     vww = mlperf_model("vww_96_int8.tflite")
     out = tmp_path / "vww.json"
-    code = cli_main(["inspect", str(vww), "--board", "microbit", "--json", str(out)])
+    code = cli_main(["inspect", str(vww), "--board", "microbit", "--runtime", "tflm",
+                     "--json", str(out)])
     assert code == 3
     fit = json.loads(out.read_text())["fit"]
     assert fit["fits"] is False and fit["ram_over"] > 0
@@ -233,7 +235,7 @@ def test_cli_exit_1_for_unsupported_ops(tmp_path, capsys):
     g.add_op("REDUCE_PROD", [x, g.add_constant(np.array([1], np.int32))], [y])
     path = tmp_path / "prod.tflite"
     path.write_bytes(g.build(inputs=[x], outputs=[y]))
-    assert cli_main(["inspect", str(path)]) == 1
+    assert cli_main(["inspect", str(path), "--runtime", "tflm"]) == 1
     captured = capsys.readouterr()
     assert "REDUCE_PROD is not an op TFLM implements" in captured.out
     assert "cannot run this model" in captured.err

@@ -116,7 +116,13 @@ def test_int16_activations_are_refused():
     x = g.add_tensor((1, 4), "int16", scale=0.1, zero_point=0)
     y = g.add_tensor((1, 4), "int16", scale=0.1, zero_point=0)
     g.add_op("RELU", [x], [y], {})
-    assert support.problems(read_model_bytes(g.build([x], [y])))
+    model = read_model_bytes(g.build([x], [y]))
+    (problem,) = support.problems(model)
+    assert (problem.opcode, problem.op_index) == ("RELU", 0)
+    assert problem.message.startswith("unsupported dtypes (int16) -> (int16)")
+    assert "--runtime tflm" in problem.fix             # TFLM runs int16x8 models
+    with pytest.raises(UnsupportedError, match=r"unsupported dtypes \(int16\)"):
+        render(model)
 
 
 def test_supported_ops_table_lists_every_lowering():

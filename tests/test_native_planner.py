@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from conftest import MLPERF_INT8, mlperf_model
 
@@ -160,6 +161,50 @@ def _random_model(rng: random.Random) -> ir.Model:
     return _model(tensors, ops, inputs, outputs)
 
 
+#: ops whose output holds the same bytes as their first input (the planner may alias them)
+_SAME_BYTES = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+
+
+def _simulate(model: ir.Model, p, preserve_inputs: bool) -> None:
+    """Run the plan on a model of the arena, independently of the planner's lifetimes:
+    each byte records which value it holds; every op must find its inputs intact, and
+    the model outputs (and inputs, if preserved) must be intact at the end."""
+    arena = np.full(p.arena_bytes, -1, dtype=np.int64)
+    value = {t: t for t in p.offsets}
+
+    def span(t: int) -> slice:
+        return slice(p.offsets[t], p.offsets[t] + model.tensors[t].nbytes)
+
+    def intact(t: int) -> bool:
+        return bool((arena[span(t)] == value[t]).all())
+
+    for t in model.inputs:
+        arena[span(t)] = value[t]
+    for op in model.operators:
+        ins = [t for t in op.inputs if t in p.offsets]
+        assert all(intact(t) for t in ins), f"op {op.index} reads a clobbered input"
+        for t in op.outputs:
+            if op.opcode in _SAME_BYTES and ins:
+                value[t] = value[ins[0]]
+            arena[span(t)] = value[t]
+    assert all(intact(t) for t in model.outputs), "an output was clobbered"
+    if preserve_inputs:
+        assert all(intact(t) for t in model.inputs), "an input was not preserved"
+
+
+def test_simulation_catches_a_clobbering_plan():
+    """The simulation can fail: two chained tensors forced onto the same bytes."""
+    from dataclasses import replace
+
+    ts = [_t(0, 16), _t(1, 9, True), _t(2, 16), _t(3, 9, True), _t(4, 16)]
+    m = _model(ts, [("CONV_2D", (0, 1), (2,)), ("CONV_2D", (2, 3), (4,)),
+                    ("ADD", (0, 2), (4,))], [0], [4])
+    p = plan(m)
+    bad = replace(p, offsets={**p.offsets, 2: p.offsets[0]})
+    with pytest.raises(AssertionError, match="clobbered"):
+        _simulate(m, bad, preserve_inputs=False)
+
+
 @pytest.mark.parametrize("seed", range(200))
 def test_random_graphs_never_overlap_live_tensors(seed):
     rng = random.Random(seed)
@@ -167,6 +212,7 @@ def test_random_graphs_never_overlap_live_tensors(seed):
     for opts in (PlanOptions(), PlanOptions(inplace=False), PlanOptions(preserve_inputs=True)):
         p = plan(m, opts)
         _check_no_overlap(m, p)
+        _simulate(m, p, opts.preserve_inputs)
         # the arena is at least the live bytes at the busiest op
         for op in m.operators:
             live = {p.aliases.get(t, t) for t, (f, last) in p.lifetimes.items()

@@ -30,6 +30,8 @@ WRITERS = {
     ("evaluate", "--json"): ["evaluate", MODEL, "--data", DATA, "--json", "OUT"],
     ("compare", "--json"): ["compare", MODEL, "--calib", DATA, "--data", DATA, "--json", "OUT"],
     ("compare", "--plot"): ["compare", MODEL, "--calib", DATA, "--data", DATA, "--plot", "OUT"],
+    ("compare", "--report"): ["compare", MODEL, "--calib", DATA, "--data", DATA, "--report",
+                              "OUT"],
     ("inspect", "--json"): ["inspect", MODEL, "--no-arena-search", "--json", "OUT"],
     ("generate", "-o"): ["generate", MODEL, *BOARD, "-o", "OUT"],
     ("build", "--json"): ["build", MODEL, *BOARD, "--json", "OUT"],
@@ -38,10 +40,10 @@ WRITERS = {
     ("bench", "--report"): ["bench", MODEL, *BOARD, "--report", "OUT"],
     ("validate", "--json"): ["validate", MODEL, *BOARD, "--data", DATA, "--json", "OUT"],
     ("validate", "--report"): ["validate", MODEL, *BOARD, "--data", DATA, "--report", "OUT"],
-    ("deploy", "--out"): ["deploy", MODEL, *BOARD, "--out", "OUT"],
-    ("deploy", "--report"): ["deploy", MODEL, *BOARD, "--out", "new", "--report", "OUT"],
-    ("deploy", "--json"): ["deploy", MODEL, *BOARD, "--out", "new", "--json", "OUT"],
-    ("report", "--md"): ["report", RECORD, "--md", "OUT"],
+    ("deploy", "-o"): ["deploy", MODEL, *BOARD, "-o", "OUT"],
+    ("deploy", "--report"): ["deploy", MODEL, *BOARD, "-o", "new", "--report", "OUT"],
+    ("deploy", "--json"): ["deploy", MODEL, *BOARD, "-o", "new", "--json", "OUT"],
+    ("report", "-o"): ["report", RECORD, "-o", "OUT"],
     ("setup", "--dir"): ["setup", "tflm", "--dir", "OUT"],
 }
 
@@ -52,7 +54,7 @@ TARGETS = {"cwd": ".", "parent of input": "in", "input": MODEL, "foreign folder"
 #: The same input rule for the other kinds of input.
 INPUT_TARGETS = {("evaluate", "--json"): DATA, ("validate", "--json"): DATA,
                  ("compare", "--plot"): DATA, ("quantize", "-o"): DATA,
-                 ("report", "--md"): RECORD, ("qat", "--json"): DATA}
+                 ("report", "-o"): RECORD, ("qat", "--json"): DATA}
 
 
 def _snapshot(root):
@@ -134,7 +136,7 @@ def test_a_file_is_replaced_with_a_file(work, capsys):
     assert "already exists — pass --force" in capsys.readouterr().err
     assert main(["inspect", MODEL, "--no-arena-search", "--json", "report.json",
                  "--force"]) == 0
-    assert '"ops"' in (work / "work" / "report.json").read_text()
+    assert '"kind": "inspect"' in (work / "work" / "report.json").read_text()
 
 
 def test_a_deploy_folder_tinyq_made_is_written_into_again(work, capsys):
@@ -142,7 +144,7 @@ def test_a_deploy_folder_tinyq_made_is_written_into_again(work, capsys):
     deploy_dir = work / "work" / "dep"
     deploy_dir.mkdir()
     (deploy_dir / "report.md").write_text("an earlier report\n")
-    argv = ["deploy", MODEL, *BOARD, "--port", str(work / "no-such-port"), "--out", "dep"]
+    argv = ["deploy", MODEL, *BOARD, "--port", str(work / "no-such-port"), "-o", "dep"]
     assert main(argv + ["--force"]) == 1
     assert "refusing to write into dep: tinyq did not generate" in capsys.readouterr().err
     from tinyq.fileio import write_marker
@@ -189,7 +191,7 @@ def test_a_name_too_long_is_one_line_before_any_work(work, capsys):
     before = _snapshot(work)
     for argv in (["generate", MODEL, *BOARD, "-o", "p" * 300],
                  ["inspect", MODEL, "--no-arena-search", "--json", f"sub/{'j' * 300}.json"],
-                 ["deploy", MODEL, *BOARD, "--out", "d" * 300]):
+                 ["deploy", MODEL, *BOARD, "-o", "d" * 300]):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert "file name too long (at most 255 bytes per name" in err, err

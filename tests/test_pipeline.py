@@ -258,7 +258,7 @@ def test_deploy_keras_model_end_to_end(tiny_float_model, tmp_path, capsys):
     code = main(["deploy", str(tiny_float_model["model"]),
                  "--calib", str(tiny_float_model["calib"]),
                  "--data", str(tiny_float_model["test"]), "--board", "mps2-an386",
-                 "--emulator", "qemu", "--out", str(out)])
+                 "--emulator", "qemu", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
     rec = json.loads((out / "result.json").read_text())
     _check_outputs(out, rec)
@@ -317,7 +317,7 @@ def test_cli_contradicting_options_exit_2_before_any_work(tflite_case, tmp_path,
     model, _test = tflite_case
     out = tmp_path / "o"
     assert main(["deploy", str(model), "--board", "mps2-an386", "--emulator", "qemu",
-                 "--no-flash", "--out", str(out)]) == 2
+                 "--no-flash", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--no-flash only applies to a board on --port" in err and err.count("\n") == 1
     assert not out.exists()

@@ -6,10 +6,12 @@ test-sized) timeout: nothing may hang.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
+from tinyq.devices import StreamDevice
 from tinyq.devices.fake import FakeDevice, FakeFirmware, Fault
 from tinyq.errors import DeviceError, DeviceTimeoutError, ProtocolError
 from tinyq.protocol import DB_CHUNK_BYTES, Client, Timeouts, parse_kv
@@ -309,3 +311,193 @@ def test_crash_report_then_disconnect_leads_with_the_firmware_words():
                   r"lr=0x00000123; then fake0 disconnected .* — the firmware crashed: usually "
                   r"a stack overflow", lambda: client.infer(1, 0), 1.0)
     assert err.device_error.startswith("HardFault")
+
+
+# -- hostile answers: bounded numbers, whole ids, long lines ----------------------------
+
+def test_a_one_digit_model_id_is_not_a_match():
+    """The firmware reports 12 hex digits: a shorter (or longer) id never matches, even
+    when it is a prefix of the model's hash."""
+    for reported in ("0", "0123456789a", "0123456789abc"):
+        client = booted(firmware=FakeFirmware(model_id=reported))
+        _raises(ProtocolError, f"^wrong firmware on fake0: it was built for model {reported}, "
+                "expected 0123456789ab", lambda c=client: c.check_identity("0123456789ab" * 5),
+                1.0)
+    client = booted()
+    assert client.check_identity("0123456789AB" + "f" * 52).model_id == "0123456789ab"
+
+
+class Overflowing(FakeDevice):
+    """Firmware answers with numbers no 32/64-bit counter can hold."""
+
+    huge = "9" * 400
+
+    def _answer(self, words):
+        answer = super()._answer(words)
+        verb = words[0] if words else ""
+        if verb == "tq-cycles":
+            return [answer[0], f"m-tq-ticks-[{self.huge}]"]
+        if verb == "tq-mem":
+            return [f"m-tq-mem-[arena={self.huge},stack_peak=1,stack_size=1]"]
+        if verb == "tq-id":
+            return [answer[0].replace("db_offset=0", "db_offset=x")]
+        if verb == "tq-layers" and not answer[0].startswith("e-"):
+            return [answer[0], f"m-tq-layer-0-[CONV_2D,{self.huge}]"]
+        return answer
+
+    def _infer(self, args):
+        return [f"m-lap-us-{self.huge}" if x.startswith("m-lap-us-") and x != "m-lap-us-0"
+                else x for x in super()._infer(args)]
+
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda c: c.infer(1, 0), "m-lap-us-<uint32>"),
+    (lambda c: c.cycles(), "ticks as 64-bit counts"),
+    (lambda c: c.mem(), "32-bit sizes"),
+    (lambda c: c.layers(), "ticks as 64-bit counts"),
+    (lambda c: c.identity(), "db_offset=0..255"),
+])
+def test_a_400_digit_count_is_a_protocol_error(call, expected):
+    device = Overflowing(emulated=True)
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    client.load_input(b"\1\2\3\4")
+    if expected != "m-lap-us-<uint32>":
+        device._infer = FakeDevice._infer.__get__(device)      # a sane infer first
+        client.infer(1, 0)
+    err = _raises(ProtocolError, "unexpected answer to", lambda: call(client), 1.0)
+    assert expected in str(err) and "\n" not in str(err)
+
+
+class StreamOverFake(StreamDevice):
+    """The fake firmware's lines sent as bytes with \\r\\n, so the host's real line assembly
+    (and its line cap) reads them, as it reads a serial port or QEMU's socket."""
+
+    def __init__(self, fake: FakeDevice) -> None:
+        super().__init__()
+        self.fake = fake
+        self.fake.max_line_bytes = 1 << 30         # the stream device enforces the cap
+        self.port, self.is_emulated = fake.port, fake.is_emulated
+
+    def open(self) -> None:
+        self.fake.open()
+
+    def close(self) -> None:
+        self.fake.close()
+
+    def _read_some(self, timeout: float) -> bytes:
+        try:
+            return self.fake.readline(timeout).encode() + b"\r\n"
+        except DeviceTimeoutError:
+            return b""
+
+    def _write_all(self, data: bytes) -> None:
+        self.fake.write(data)
+
+
+def _streamed(firmware: FakeFirmware, **faults) -> Client:
+    device = StreamOverFake(FakeDevice(firmware, **faults))
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    return client
+
+
+def test_a_model_with_3000_outputs_gets_its_whole_results_line():
+    """The results line of 3,000 values is ~22 KB, over the 16 KB default line cap: the
+    cap grows with the model's outputs instead of calling the line garbage."""
+    client = _streamed(FakeFirmware(input_sizes=(3000,), max_db_bytes=3000))
+    client.expect_outputs(3000)
+    client.load_input(bytes(range(256)) * 11 + bytes(184))
+    result = client.infer(1, 0)
+    assert len(result.results) == 3000
+    assert len(client.raw_output()[0]) == 3000
+
+
+@pytest.mark.parametrize("line, says, never", [
+    ("m-results-[" + "0.500," * 10_000 + "]", "the longest this model's answers can be",
+     "baud"),
+    ("\ufffd\x13" * 20_000, "unreadable data", "longest this model"),
+], ids=["protocol-text", "garbage"])
+def test_a_line_over_the_cap_says_what_it_was(line, says, never):
+    class Chatty(FakeDevice):
+        def _answer(self, words):
+            return [line] if words and words[0] == "results" else super()._answer(words)
+
+    device = StreamOverFake(Chatty(FakeFirmware(input_sizes=(3000,), max_db_bytes=3000)))
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    client.expect_outputs(3000)
+    err = _raises(ProtocolError, "fake0 sent", client.results, 1.0)
+    assert says in str(err) and never not in str(err) and "39,014 bytes" in str(err)
+
+
+#: Sessions of the protocol fuzzer per CI run (well under a second); by hand:
+#: TINYQ_PROTOCOL_FUZZ=100000.
+PROTOCOL_SESSIONS = int(os.environ.get("TINYQ_PROTOCOL_FUZZ", "2000"))
+
+
+def test_mutated_answers_end_in_device_errors():
+    """A seeded fuzzer: the fake firmware's answers with digits, brackets and separators
+    replaced, lines cut or extended; a whole session (identity, load, infer, tq-out, cycles,
+    latency, mem, layers, results, timestamp, profile, name) either works or ends in one
+    TinyqError line, never another exception."""
+    import random
+    import re
+
+    from tinyq.bench import latency_from_ticks, layer_profile
+    from tinyq.errors import TinyqError
+
+    rng = random.Random(5)
+    junk = ["9" * 400, "-1", "", "x", "[", "]", ",", "=", "0x", "1e9", "nan", "\ufffd",
+            "m-ready", "9" * 20]
+
+    def mutate(line: str) -> str:
+        if rng.random() >= 0.04:
+            return line
+        kind = rng.random()
+        if kind < 0.3 and line:
+            at = rng.randrange(len(line))
+            return line[:at] + rng.choice(junk) + line[at + 1:]
+        if kind < 0.5 and line:
+            return line[:rng.randrange(len(line))]
+        if kind < 0.7:
+            return line + rng.choice(junk)
+        return re.sub(r"\d+", lambda _m: rng.choice(junk), line, count=1)
+
+    class Mutating(FakeDevice):
+        def _answer(self, words):
+            return [mutate(line) for line in super()._answer(words)]
+
+        def _infer(self, args):
+            return [mutate(line) for line in super()._infer(args)]
+
+    fast = Timeouts(default=0.01, infer=0.01, infer_per_run=0.0, boot=0.05, probe_after=0.01,
+                    settle=0.0)
+    crashes, worked = [], 0
+    for _ in range(PROTOCOL_SESSIONS):
+        device = Mutating(emulated=True)
+        device.open()
+        client = Client(device, timeouts=fast)
+        try:
+            client.wait_ready()
+            client.check_identity("0123456789ab" + "0" * 52)
+            client.expect_outputs(4)
+            client.load_input(b"\1\2\3\4")
+            assert client.infer(3, 1).elapsed_us >= 0
+            client.raw_output()
+            cycles = client.cycles()
+            latency_from_ticks(cycles.ticks, cycles.clock_hz, cycles.counter, True,
+                               25_000_000, 3, 1)
+            client.mem()
+            layer_profile(client.layers(), [1, 2], cycles.clock_hz, True, 25_000_000)
+            client.results(), client.timestamp(), client.profile(), client.name()
+            worked += 1
+        except TinyqError as exc:
+            assert "\n" not in str(exc)
+        except Exception as exc:        # noqa: BLE001 - any other exception is the finding
+            crashes.append(repr(exc)[:200])
+    assert not crashes, crashes[:5]
+    assert 0.2 * PROTOCOL_SESSIONS < worked < PROTOCOL_SESSIONS     # both paths exercised

@@ -196,7 +196,7 @@ def test_damaged_record_fails_in_one_line_naming_file_and_field(tmp_path, capsys
         load_record(bad)
     assert str(info.value).startswith(f"{bad}: {message} — ")
     md = tmp_path / "out.md"
-    assert main(["report", str(bad), "--md", str(md)]) == 1
+    assert main(["report", str(bad), "-o", str(md)]) == 1
     err = capsys.readouterr().err
     assert err == f"error: {info.value}\n" and not md.exists()
 
@@ -223,9 +223,9 @@ def test_cli_report(tmp_path, capsys):
     assert main(["report", str(a), str(b)]) == 0
     assert "| latency median | 40,000 | 120,000 | 3.000 |" in capsys.readouterr().out
     md = tmp_path / "cmp.md"
-    assert main(["report", str(a), str(b), "--md", str(md)]) == 0
+    assert main(["report", str(a), str(b), "-o", str(md)]) == 0
     assert "side by side" in md.read_text()
-    assert main(["report", str(a), str(b), "--md", str(md)]) == 1        # exists, no --force
+    assert main(["report", str(a), str(b), "-o", str(md)]) == 1        # exists, no --force
     assert "already exists" in capsys.readouterr().err
     assert main(["report", str(a), "--md", str(tmp_path / "one.md")]) == 0
     assert (tmp_path / "one-layers.png").exists()

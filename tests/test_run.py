@@ -22,7 +22,7 @@ from tinyq.run import (
     run_on_device,
     samples_from,
 )
-from tinyq.tflite_reader import read_model
+from tinyq.tflite_reader import read_model, read_model_bytes
 
 FAST = Timeouts(default=0.5, infer=0.5, boot=0.5, probe_after=0.2, settle=0.05)
 
@@ -166,7 +166,7 @@ CONFLICTS = [
     (["--probe", "E661"], "error: --probe only applies to a board on --port"),
     (["--mount-point", "/media/x"], "error: --mount-point only applies to a board on --port"),
     (["--kernels", "cmsis_nn"], "error: --kernels cmsis_nn applies to --runtime tflm, not native"),
-    (["--input", "x.npz", "--samples", "3"], "error: --samples sets how many random inputs"),
+    (["--samples", "0"], "argument --samples: 0 is not above zero"),
 ]
 
 
@@ -180,10 +180,10 @@ def _exit_code(argv) -> object:
         return exc.code
 
 
-# --samples with --input is run's own conflict (bench and validate take no --samples/--input)
+# bench takes no --samples
 CONFLICT_CASES = [(command, extra, message) for command in ("run", "bench", "validate")
                   for extra, message in CONFLICTS
-                  if command == "run" or "--samples" not in extra]
+                  if command != "bench" or "--samples" not in extra]
 
 
 @pytest.mark.parametrize("command, extra, message", CONFLICT_CASES,
@@ -286,3 +286,26 @@ def test_flash_options_reach_the_flash_step(monkeypatch, tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_model_with_3000_outputs_runs_through_a_real_line_reader():
+    """Its results line (~22 KB) is longer than the 16 KB default line cap: run raises the
+    cap from the model's outputs, so it is not mistaken for a garbled link."""
+    from test_protocol import StreamOverFake
+
+    from tinyq.tflite_writer import TensorSpec, single_op_model
+
+    spec = TensorSpec((1, 3000), "int8", 0.05, -3)
+    data = single_op_model("RELU", [spec], [spec])
+    oracle = TflmInterpreter(data)
+    fw = FakeFirmware(input_sizes=(3000,), max_db_bytes=3000, board=BOARD.name,
+                      model_id=hashlib.sha256(data).hexdigest()[:12],
+                      compute=lambda ins: [oracle.invoke(
+                          [np.frombuffer(ins[0], np.int8).reshape(1, 3000)])[0].tobytes()])
+    device = StreamOverFake(FakeDevice(fw, emulated=True))
+    device.open()
+    client = Client(device, timeouts=FAST)
+    client.wait_ready()
+    samples = random_inputs(_specs(read_model_bytes(data).input_tensors), 1, seed=0)
+    _ident, results, *_ = run_on_device(client, data, BOARD, "native", samples, RunOptions())
+    assert results[0].outputs_match and len(results[0].device_output[0]) == 3000

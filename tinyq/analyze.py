@@ -146,7 +146,7 @@ class OpReport:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "type": self.type, "version": self.version,
+        return {"index": self.index, "op": self.type, "version": self.version,
                 "macs": self.macs, "weights_bytes": self.weights_bytes,
                 "options": {k: v for k, v in self.options.items() if not isinstance(v, bytes)},
                 "inputs": [t.to_dict() if t else None for t in self.inputs],
@@ -241,16 +241,16 @@ class InspectReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": {"path": self.path, "sha256": self.sha256, "size_bytes": self.size_bytes,
-                      "num_subgraphs": self.num_subgraphs},
+            "model": self.path, "model_sha256": self.sha256, "size_bytes": self.size_bytes,
+            "num_subgraphs": self.num_subgraphs,
             "runtime": self.runtime,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
-            "ops": [op.to_dict() for op in self.ops],
+            "layers": [op.to_dict() for op in self.ops],
             "macs": self.macs,
             "weights_bytes": self.weights_bytes,
             "activation_bytes": self.activation_bytes,
-            "op_set": [{"type": name, "version": v} for name, v in self.op_set],
+            "op_set": [{"op": name, "version": v} for name, v in self.op_set],
             "arena_bytes": {"tflm": self.arena_tflm.arena_bytes if self.arena_tflm else None,
                             "native": self.arena_native},
             "arena_search": asdict(self.arena_tflm) if self.arena_tflm else None,
@@ -259,8 +259,15 @@ class InspectReport:
             "fit": self.fit.to_dict() if self.fit else None,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` record (kind "inspect")."""
+        from tinyq.records import stamp
+
+        return stamp("inspect", self.to_dict())
+
+    def to_text(self) -> str:
+        """The record as indented JSON text."""
+        return json.dumps(self.to_json(), indent=2) + "\n"
 
 
 # ---------------------------------------------------------------------------- per op

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyq.board_profile import Board
-from tinyq.errors import ModelError, UserInputError
+from tinyq.errors import ModelError
 from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.protocol import Client, Layer, Timeouts
@@ -67,9 +67,9 @@ class BenchOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     def check(self) -> None:
-        if self.runs < 1 or self.warmup < 0:
-            raise UserInputError(f"--runs must be >= 1 and --warmup >= 0 (got {self.runs}, "
-                                 f"{self.warmup})", hint="e.g. --runs 5 --warmup 1")
+        from tinyq.run import check_counts
+
+        check_counts(self.runs, self.warmup)
 
 
 @dataclass(frozen=True)
@@ -197,18 +197,16 @@ class BenchResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` record."""
-        from tinyq import __version__
+        from tinyq.records import device_name, stamp
 
         unit = self.latency.unit
         per = self.macs / self.latency.median if self.latency.median else None
-        return {
-            "kind": "bench",
-            "tinyq": __version__,
+        return stamp("bench", {
             "model": self.model,
             "model_id": self.model_id,
             "board": self.board,
             "runtime": self.runtime,
-            "device": self.device,
+            "device": device_name(self.device),
             "emulated": self.emulated,
             "input": self.input_source,
             "latency": self.latency.to_dict(),
@@ -221,7 +219,7 @@ class BenchResult:
             "outputs_match": self.outputs_match,
             "max_lsb_diff": self.max_lsb_diff,
             "firmware": self.firmware,
-        }
+        })
 
 
 # -- statistics ---------------------------------------------------------------------
@@ -348,7 +346,8 @@ def bench(model_path: str | os.PathLike[str], board: Board | str, emulator: str 
           progress: ProgressFn = null_progress) -> BenchResult:
     """Build ``model_path`` for ``board`` (cached), run it on the device, measure it."""
     from tinyq import boards
-    from tinyq.run import built_session
+    from tinyq.run import built_session, check_input_size
+    from tinyq.tflite_reader import read_model
 
     options = options or BenchOptions()
     options.check()
@@ -357,6 +356,7 @@ def bench(model_path: str | os.PathLike[str], board: Board | str, emulator: str 
         raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
+    check_input_size(read_model(path), board_obj, path.name)
     with built_session(path, board_obj, runtime, emulator, port, options,
                        progress) as (firmware, client):
         return bench_on_device(client, path, board_obj, runtime, firmware, options, inputs,

@@ -36,9 +36,14 @@ from tinyq.board_profile import (
     Uart,
 )
 from tinyq.errors import BoardError
+from tinyq.fileio import read_input_text
 from tinyq.resources import boards_dir
 
 log = logging.getLogger(__name__)
+
+#: Largest board profile read: a bundled one is ~1.5 KB; 1 MiB is far beyond any real
+#: profile and keeps a wrong file (a log, /dev/zero behind a symlink) from eating memory.
+MAX_BOARD_FILE_BYTES = 1 << 20
 
 __all__ = [
     "SOCS", "Soc", "UART_KINDS", "COUNTER_KINDS", "FLASH_METHODS", "FPUS_FOR_CORE",
@@ -506,6 +511,9 @@ def loads(text: str, source: str = "<string>") -> Board:
     except tomllib.TOMLDecodeError as exc:
         raise rep.fail("", f"not valid TOML ({exc})",
                        "fix the syntax at that line (see docs/boards.md for an example)") from None
+    except RecursionError:
+        raise rep.fail("", "not valid TOML (arrays or tables nested too deeply)",
+                       "a board profile nests two levels at most (see docs/boards.md)") from None
     data = _check_table(raw, _SCHEMA, "", rep)
     for rule in _RULES:
         rule(data, rep)
@@ -514,15 +522,11 @@ def loads(text: str, source: str = "<string>") -> Board:
 
 def _load_file(path: Path) -> Board:
     shown = _display(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise BoardError(f"board file {shown} not found",
                          hint="check the path, or use a bundled board name (`tinyq boards` "
-                              "lists them)", path=shown) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BoardError(f"cannot read board file {shown} ({exc})",
-                         hint="check the file is a readable UTF-8 TOML file", path=shown) from None
+                              "lists them)", path=shown)
+    text = read_input_text(path, "board file", BoardError, MAX_BOARD_FILE_BYTES)
     board = loads(text, shown)
     log.debug("loaded board %s from %s", board.name, shown)
     return board

@@ -135,6 +135,16 @@ class Firmware:
             "sections": dict(self.sections), "cached": self.cached,
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` record of ``tinyq build`` (kind "build")."""
+        from tinyq.records import stamp
+
+        record = self.as_dict()
+        record["firmware"] = record.pop("elf")         # the ELF, as in run/bench records
+        record["model_id"] = self.model_sha256[:12]
+        record["project"] = str(self.project)
+        return stamp("build", record)
+
 
 # ------------------------------------------------------------------ ELF reading
 

@@ -76,10 +76,12 @@ class CompareReport:
     rows: tuple[ModeResult, ...]
 
     def to_json(self) -> dict[str, Any]:
+        from tinyq.records import stamp
+
         data = asdict(self)
         for row in data["rows"]:
             row.pop("tflite")
-        return data
+        return stamp("compare", data)
 
 
 def host_latency_us(model_bytes: bytes, x: np.ndarray) -> float:

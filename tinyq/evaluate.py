@@ -114,15 +114,17 @@ class EvalReport:
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {
+        from tinyq.records import stamp
+
+        return stamp("evaluate", {
             "model": self.model, "mode": self.mode, "size_bytes": self.size_bytes,
-            "runtime": self.runtime, "samples": self.samples, "accuracy": self.accuracy,
+            "interpreter": self.runtime, "samples": self.samples, "accuracy": self.accuracy,
             "reference": self.reference, "reference_accuracy": self.reference_accuracy,
             "metrics": asdict(self.metrics) if self.metrics else None,
             "layers": [layer.to_json() for layer in self.layers],
             "layers_skipped": list(self.layers_skipped),
             "layer_samples": self.layer_samples,
-        }
+        })
 
 
 # --------------------------------------------------------------------------- running

@@ -22,12 +22,14 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from tinyq.errors import OutputExistsError, UserInputError
 
@@ -406,3 +408,196 @@ def cache_name(*parts: str) -> str:
             part = f"{part[:CACHE_NAME_CHARS - 9]}~{digest}"
         short.append(part)
     return "-".join(short)
+
+
+
+# -- reading the user's input files -----------------------------------------------------
+
+#: Largest text file tinyq reads whole (a board TOML, a project's tinyq_project.json, a
+#: --json record given to `tinyq report` or --resume): tinyq writes these at a few KB (a
+#: validate record of 10,000 samples is ~0.3 MB); 64 MiB leaves room for any real one
+#: while a wrong file (a log, a dataset, /dev/zero's endless zeros) cannot eat the memory.
+MAX_TEXT_FILE_BYTES = 64 << 20
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+@contextlib.contextmanager
+def open_input_file(path: str | os.PathLike[str], what: str,
+                    error: type[UserInputError] = UserInputError,
+                    max_bytes: int | None = None) -> Iterator[tuple[BinaryIO, int]]:
+    """Open a file the user gave tinyq to read, safely; yield ``(binary file, size)``.
+
+    Refused with one ``error`` line naming ``what`` and the path: a missing or unreadable
+    path, anything but a regular file (a FIFO would block forever, ``/dev/zero`` never
+    ends), and a file over ``max_bytes``. The file is opened without blocking and checked
+    on the open descriptor, so it cannot be swapped for a pipe between check and read.
+    """
+    shown = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{what} {shown} not found", hint="check the path", path=shown) from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {shown}: {exc.strerror or exc}",
+                    hint="check the path and its permissions", path=shown) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)),
+                        "not a regular file")
+            raise error(f"{what} {shown} is {kind}, not a regular file",
+                        hint="pass a regular file (tinyq does not read pipes, devices or "
+                             "sockets)", path=shown)
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise error(f"{what} {shown} is {info.st_size:,} bytes, over the {max_bytes:,} "
+                        "tinyq reads from such a file", hint="check that it is the right file",
+                        path=shown)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle, info.st_size
+
+
+def read_input_bytes(path: str | os.PathLike[str], what: str,
+                     error: type[UserInputError] = UserInputError,
+                     max_bytes: int = MAX_TEXT_FILE_BYTES) -> bytes:
+    """The bytes of a user's input file (checked by :func:`open_input_file`)."""
+    data = bytearray()
+    with open_input_file(path, what, error, max_bytes) as (handle, _size):
+        try:
+            # in slices up to max_bytes + 1 (a file that grew since it was checked)
+            while len(data) <= max_bytes:
+                chunk = handle.read(min(1 << 20, max_bytes + 1 - len(data)))
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as exc:
+            raise error(f"cannot read {what} {path}: {exc.strerror or exc}",
+                        hint="check the file", path=str(path)) from None
+    if len(data) > max_bytes:
+        raise error(f"{what} {path} is over the {max_bytes:,} bytes tinyq reads from such "
+                    "a file", hint="check that it is the right file", path=str(path))
+    return bytes(data)
+
+
+def read_input_text(path: str | os.PathLike[str], what: str,
+                    error: type[UserInputError] = UserInputError,
+                    max_bytes: int = MAX_TEXT_FILE_BYTES) -> str:
+    """A user's UTF-8 text input file (checked by :func:`open_input_file`)."""
+    data = read_input_bytes(path, what, error, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start:,} is "
+                    f"0x{data[exc.start]:02x})", hint="pass the text file tinyq expects",
+                    path=str(path)) from None
+
+
+# -- checking the JSON the user gives back ------------------------------------------------
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` for a file the user gives back, raising ValueError (one line) also for
+    what Python's json would accept or crash on: NaN/Infinity, a number too large for a
+    float (``1e400``), and nesting too deep for the parser (RecursionError)."""
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise ValueError(f"the number {literal[:24]} is too large")
+        return value
+
+    def constant(name: str) -> float:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_float=finite, parse_constant=constant)
+    except RecursionError:
+        raise ValueError("arrays or objects nested too deeply") from None
+
+
+#: What a JSON field may be required to hold (the words the messages use).
+JSON_NUMBER, JSON_INT, JSON_STR, JSON_BOOL = "a number", "an integer", "a string", "true or false"
+JSON_LIST, JSON_OBJECT = "a list", "an object"
+
+
+#: Magnitude a number in a record may reach: counts and sizes are 64-bit at most, and a
+#: larger one (or Infinity/NaN, which Python's json accepts) cannot be formatted or plotted.
+JSON_NUMBER_LIMIT = 1 << 63
+
+
+def _json_holds(value: object, kind: str) -> bool:
+    if kind in (JSON_NUMBER, JSON_INT):
+        number = (int,) if kind == JSON_INT else (int, float)
+        return isinstance(value, number) and not isinstance(value, bool) \
+            and abs(value) < JSON_NUMBER_LIMIT   # False for NaN too
+    return isinstance(value, {JSON_STR: str, JSON_BOOL: bool, JSON_LIST: list,
+                              JSON_OBJECT: dict}[kind])
+
+
+def json_shown(value: object) -> str:
+    """A JSON value as an error message names it (a string shortened to 40 characters)."""
+    if isinstance(value, str):
+        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {len(text)}-digit number"
+
+
+def json_values(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
+    """(shown path, value) for every present, non-null value ``key`` names in ``record``;
+    ``a.b`` is a nested field, ``a[]`` every entry of the list ``a``."""
+    found: list[tuple[str, Any]] = [("", record)]
+    for part in key.split(".") if key else ():
+        name, each = (part[:-2], True) if part.endswith("[]") else (part, False)
+        step = []
+        for where, obj in found:
+            if not isinstance(obj, Mapping) or obj.get(name) is None:
+                continue
+            shown = f"{where}.{name}" if where else name
+            if each:
+                if isinstance(obj[name], list):
+                    step += [(f"{shown}[{i}]", v) for i, v in enumerate(obj[name])]
+            else:
+                step.append((shown, obj[name]))
+        found = step
+    return found
+
+
+def check_json_fields(record: Mapping[str, Any], fields: Mapping[str, str],
+                      required: Collection[str],
+                      fail: Callable[[str, str], Exception]) -> None:
+    """Refuse (``raise fail(field, problem)``) a JSON record whose fields do not hold the
+    kinds ``fields`` names (dotted key -> a JSON_* kind; parents before their fields).
+
+    A field in ``required`` must be there when its parent is; fields not listed are not
+    checked. One line naming the field, instead of a KeyError or TypeError later.
+    """
+    for key, kind in fields.items():
+        parent, _, last = key.rpartition(".")
+        name = last[:-2] if last.endswith("[]") else last
+        for where, obj in json_values(record, parent):
+            if not isinstance(obj, Mapping):
+                continue
+            field = f"{where}.{name}" if where else name
+            value = obj.get(name)
+            if value is None:
+                if key in required:
+                    raise fail(field, "is missing")
+                continue
+            entries = list(enumerate(value)) if last.endswith("[]") and isinstance(value, list) \
+                else [(None, value)]
+            for i, entry in entries:
+                if not _json_holds(entry, kind):
+                    shown = field if i is None else f"{field}[{i}]"
+                    raise fail(shown, f"must be {kind}, not {json_shown(entry)}")

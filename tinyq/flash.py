@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tinyq import elf as elffile
 from tinyq.board_profile import Board
@@ -82,6 +82,14 @@ class FlashResult:
     method: str
     firmware: str
     commands: tuple[tuple[str, ...], ...]   # the external commands run, for the record
+
+    def to_json(self) -> dict[str, Any]:
+        """The flashing as a record (kind "flash")."""
+        from tinyq.records import stamp
+
+        return stamp("flash", {"board": self.board, "method": self.method,
+                               "firmware": self.firmware,
+                               "commands": [list(c) for c in self.commands]})
 
 
 def run_tool(argv: Sequence[str], timeout: float = FLASH_TOOL_TIMEOUT_S) -> str:

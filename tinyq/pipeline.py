@@ -109,8 +109,9 @@ class DeployResult:
 
     def to_json(self) -> dict[str, Any]:
         """Bench fields at the top, validate fields beside them (when --data was given)."""
-        out = self.bench.to_json()
-        out["kind"] = "deploy"
+        from tinyq.records import device_name, stamp
+
+        out = stamp("deploy", self.bench.to_json())
         out["bench_max_lsb_diff"] = out["max_lsb_diff"]
         out["source_model"] = self.model
         out["tflite"] = str(self.tflite)
@@ -118,8 +119,8 @@ class DeployResult:
         out["project"] = str(self.project)
         if self.validate is not None:
             v = self.validate.to_json()
-            for key in ("kind", "tinyq", "model", "model_id", "board", "runtime", "device",
-                        "emulated"):
+            for key in ("kind", "schema_version", "tinyq", "model", "model_id", "board",
+                        "runtime", "device", "emulated"):
                 v.pop(key, None)
             v["validate_seconds"] = v.pop("seconds")
             out.update(v)
@@ -127,8 +128,8 @@ class DeployResult:
         if self.quantized is not None:
             out["quantize"] = self.quantized.to_json()
         out["fit"] = self.fit.to_dict() if self.fit is not None else None
-        out["stages"] = [{"name": s.name, "seconds": round(s.seconds, 3), "summary": s.summary}
-                         for s in self.stages]
+        out["stages"] = [{"name": s.name, "seconds": round(s.seconds, 3),
+                          "summary": device_name(s.summary)} for s in self.stages]
         out["wall_seconds"] = round(self.wall_seconds, 3)
         out["ok"] = self.ok
         return out
@@ -215,7 +216,7 @@ def _writable(path: Path, what: str) -> None:
                              hint="choose another output path", path=str(path))
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserInputError(f"cannot write {path}: no write permission in {parent}",
-                             hint="choose another output path (e.g. --out in your home folder)",
+                             hint="choose another output path (e.g. --output in your home folder)",
                              path=str(path))
 
 
@@ -247,7 +248,7 @@ def preflight(board: Any, options: DeployOptions,
     files = [*report_paths(report_path), json_path] + ([tflite_out] if quantizes else [])
     if len({p.absolute() for p in files}) < len(files):
         raise UserInputError(f"--report {report_path} and --json {json_path} name the same "
-                             "file (or one of deploy's own outputs in --out)",
+                             "file (or one of deploy's own outputs in --output)",
                              hint="give each output its own path")
     for path in files:
         check_output(path, options.force, inputs=inputs)
@@ -267,7 +268,7 @@ def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | N
     """Quantize -> inspect -> generate -> build -> device -> bench (-> validate) -> report.
 
     When the run fails, the output folders this run created are removed again, so a
-    failed deploy leaves nothing half-written behind. An existing --out must be empty or a
+    failed deploy leaves nothing half-written behind. An existing --output must be empty or a
     folder tinyq generated (checked in :func:`preflight`); the run marks it as tinyq's
     (:func:`tinyq.fileio.write_marker`) so the next ``--force`` run may write into it.
     """
@@ -295,7 +296,7 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     from tinyq.build import BuildOptions, build
     from tinyq.codegen import generate
     from tinyq.report import write_json, write_report
-    from tinyq.run import RunOptions, session
+    from tinyq.run import RunOptions, check_counts, data_input_shape, session
     from tinyq.tflite_reader import read_model
     from tinyq.validate import (
         check_labels,
@@ -319,9 +320,13 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
         raise DataError(f"{source.name} is a float model: quantizing it needs calibration data",
                         hint="pass --calib DATA (a few hundred training samples)")
     board_obj = board if isinstance(board, Board) else boards.load(board)
+    check_counts(options.runs, options.warmup)      # before minutes of work
     out, tflite_out, report_path, json_path = _outputs(options)
     project_dir = out / PROJECT_NAME
-    test = load_labelled(options.data) if options.data else None   # bad data fails early
+    # bad data fails early (an image folder is sized to a .tflite's input here; a float
+    # model's input shape is known only after converting it)
+    shape = data_input_shape(read_model(source)) if is_tflite and options.data else None
+    test = load_labelled(options.data, shape) if options.data else None
     if test is not None and is_tflite:
         check_labels(read_model(source), test[1], options.data)
     preflight(board_obj, options, model=source)

@@ -28,7 +28,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from tinyq.devices import Device, quote_line
+from tinyq.devices import MAX_LINE_BYTES, Device, quote_line
 from tinyq.errors import DeviceError, DeviceTimeoutError, ProtocolError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
@@ -62,6 +62,16 @@ MAX_COMMAND_CHARS = 80
 #: Printable lines that are not protocol (``m-``/``e-``) tolerated in one answer
 #: (e.g. a debug print in user code) before the link is declared garbled.
 MAX_STRAY_LINES = 20
+
+#: Characters of one value in ``m-results-[...]``: the firmware prints ``%0.3f`` and
+#: saturates magnitudes at 4,000,000 (put_fixed3 in tq_main.c.j2), so at most
+#: ``-4000000.000`` and a comma.
+RESULT_VALUE_CHARS = 13
+#: Hex digits of a model id in ``tq-id``: the first 12 of the .tflite's sha256.
+MODEL_ID_DIGITS = 12
+#: Bits of the counts the firmware prints: ``m-lap-us-`` stamps are uint32 (MLPerf), ticks
+#: and their totals uint64; memory sizes fit a Cortex-M's 32-bit address space.
+LAP_BITS, TICK_BITS, SIZE_BITS = 32, 64, 32
 
 READY = "m-ready"
 _BANNER = re.compile(r"^m-(timestamp-mode-\w+|init-done)$")
@@ -146,6 +156,24 @@ class Identity:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def answer_line_bound(output_values: int) -> int:
+    """Longest line (terminator included) the firmware can send for a model with
+    ``output_values`` output values: its ``m-results-[...]`` line, or MAX_LINE_BYTES."""
+    return max(MAX_LINE_BYTES, len("m-results-[]\r\n") + output_values * RESULT_VALUE_CHARS)
+
+
+def parse_uint(text: str, bits: int, base: int = 10) -> int:
+    """A count the firmware printed: an unsigned integer below ``2**bits``, else ValueError
+    (a 400-digit number is a garbled line, not a count)."""
+    text = text.strip()
+    if not text.isascii() or not text or len(text) > 2 + (bits + 2) // 3:
+        raise ValueError(f"{text[:24]!r} is not a {bits}-bit count")
+    value = int(text, base)
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{text[:24]!r} is not a {bits}-bit count")
+    return value
+
+
 def _unbracket(text: str) -> str:
     match = _BRACKET.match(text)
     return match.group(1) if match else text
@@ -171,6 +199,17 @@ class Client:
     def __init__(self, device: Device, timeouts: Timeouts | None = None) -> None:
         self.device = device
         self.timeouts = timeouts or Timeouts()
+        self.output_values = 0
+
+    def expect_outputs(self, output_values: int) -> None:
+        """Tell the client how many output values the model has: the longest line the
+        device may send, and the time its answers take, grow with them."""
+        self.output_values = max(0, int(output_values))
+        self.device.max_line_bytes = answer_line_bound(self.output_values)
+
+    @property
+    def _results_chars(self) -> int:
+        return self.output_values * RESULT_VALUE_CHARS
 
     @property
     def port(self) -> str:
@@ -403,14 +442,15 @@ class Client:
         if n < 1 or warmup < 0:
             raise ValueError(f"infer needs n >= 1 and warmup >= 0, got {n}, {warmup}")
         cmd = f"infer {n} {warmup}"
-        answer = self.command(cmd, timeout=self.timeouts.for_infer(n, warmup))
+        answer = self.command(cmd, timeout=self.timeouts.for_infer(n, warmup)
+                              + self._results_chars / LINK_CHARS_PER_S_FLOOR)
         laps = []
         for line in answer:
             if line.startswith("m-lap-us-"):
                 try:
-                    laps.append(int(line[len("m-lap-us-"):]))
+                    laps.append(parse_uint(line[len("m-lap-us-"):], LAP_BITS))
                 except ValueError:
-                    raise self._malformed(cmd, answer, "m-lap-us-<integer>") from None
+                    raise self._malformed(cmd, answer, "m-lap-us-<uint32>") from None
         expected = [f"m-warmup-start-{warmup}", "m-warmup-done", f"m-infer-start-{n}",
                     "m-infer-done"]
         if len(laps) != 2 or any(e not in answer for e in expected):
@@ -428,21 +468,27 @@ class Client:
             raise self._malformed(cmd, answer, "m-results-[v0,v1,...] of numbers") from None
 
     def results(self) -> tuple[float, ...]:
-        return self._results("results", self.command("results"))
+        return self._results("results", self.command(
+            "results", timeout=self.timeouts.for_payload(self._results_chars)))
 
     def timestamp(self) -> int:
         answer = self.command("timestamp")
         for line in answer:
-            if line.startswith("m-lap-us-") and line[len("m-lap-us-"):].isdigit():
-                return int(line[len("m-lap-us-"):])
-        raise self._malformed("timestamp", answer, "m-lap-us-<integer>")
+            if line.startswith("m-lap-us-"):
+                try:
+                    return parse_uint(line[len("m-lap-us-"):], LAP_BITS)
+                except ValueError:
+                    break
+        raise self._malformed("timestamp", answer, "m-lap-us-<uint32>")
 
     # -- tinyq commands ------------------------------------------------------
 
     def raw_output(self) -> tuple[bytes, ...]:
         """``tq-out``: every output tensor's raw bytes from the last inference."""
         cmd = "tq-out"
-        answer = self.command(cmd, timeout=self.timeouts.for_payload(1 << 16))
+        # hex: 2 digits a byte, up to 4 bytes a value, plus each 64-byte line's framing
+        chars = max(1 << 16, 10 * self.output_values)
+        answer = self.command(cmd, timeout=self.timeouts.for_payload(chars))
         parts: dict[int, bytearray] = {}
         for line in answer:
             match = re.match(r"^m-tq-out-(\d+)-\[([0-9a-fA-F]*)\]$", line)
@@ -463,12 +509,13 @@ class Client:
         try:
             info = parse_kv(self._one(cmd, answer, "m-tq-cycles-", "m-tq-cycles-[clock_hz=..]"))
             ticks_text = self._one(cmd, answer, "m-tq-ticks-", "m-tq-ticks-[t1,t2,...]")
-            ticks = tuple(int(t) for t in ticks_text.split(",") if t.strip())
-            clock = int(info["clock_hz"])
-            runs = int(info.get("runs", len(ticks)))
-            total = int(info.get("total", sum(ticks)))
+            ticks = tuple(parse_uint(t, TICK_BITS) for t in ticks_text.split(",") if t.strip())
+            clock = parse_uint(info["clock_hz"], SIZE_BITS)
+            runs = parse_uint(info.get("runs", str(len(ticks))), SIZE_BITS)
+            total = parse_uint(info.get("total", str(sum(ticks))), TICK_BITS + SIZE_BITS)
         except (KeyError, ValueError):
-            raise self._malformed(cmd, answer, "clock_hz=<Hz> and integer ticks") from None
+            raise self._malformed(cmd, answer, "clock_hz=<Hz> and ticks as 64-bit counts") \
+                from None
         if clock <= 0 or not ticks:
             raise self._malformed(cmd, answer, "a positive clock and at least one count "
                                   "(run infer first)")
@@ -480,13 +527,13 @@ class Client:
         cmd = "tq-mem"
         answer = self.command(cmd)
         try:
-            info = {k: int(v, 0) for k, v in
+            info = {k: parse_uint(v, SIZE_BITS, 0) for k, v in
                     parse_kv(self._one(cmd, answer, "m-tq-mem-", "m-tq-mem-[...]")).items()}
             return Memory(arena=info.pop("arena"), stack_peak=info.pop("stack_peak"),
                           stack_size=info.pop("stack_size"), extra=info)
         except (KeyError, ValueError):
-            raise self._malformed(cmd, answer, "arena=, stack_peak=, stack_size= integers") \
-                from None
+            raise self._malformed(cmd, answer, "arena=, stack_peak=, stack_size= as 32-bit "
+                                  "sizes") from None
 
     def layers(self) -> tuple[Layer, ...]:
         """``tq-layers``: run one inference on the loaded input; ticks of each op."""
@@ -495,9 +542,13 @@ class Client:
                               + self.timeouts.for_payload(1 << 14) - self.timeouts.default)
         out = []
         for line in answer:
-            match = re.match(r"^m-tq-layer-(\d+)-\[(.*),(\d+)\]$", line)
+            match = re.match(r"^m-tq-layer-(\d{1,9})-\[(.*),(\d+)\]$", line)
             if match:
-                out.append(Layer(int(match.group(1)), match.group(2), int(match.group(3))))
+                try:
+                    ticks = parse_uint(match.group(3), TICK_BITS)
+                except ValueError:
+                    raise self._malformed(cmd, answer, "ticks as 64-bit counts") from None
+                out.append(Layer(int(match.group(1)), match.group(2), ticks))
         if not out or [layer.index for layer in out] != list(range(len(out))):
             raise self._malformed(cmd, answer, "m-tq-layer-<i>-[<op>,<ticks>] for i = 0..n-1")
         return tuple(out)
@@ -516,11 +567,13 @@ class Client:
             raise
         try:
             info = parse_kv(self._one(cmd, answer, "m-tq-id-", "m-tq-id-[model=...]"))
+            if "db_offset" in info:
+                parse_uint(info["db_offset"], 8)
             return Identity(model_id=info.pop("model"), runtime=info.pop("runtime", ""),
                             board=info.pop("board", ""), extra=info)
         except (KeyError, ValueError):
-            raise self._malformed(cmd, answer, "m-tq-id-[model=<hash>,runtime=..,board=..]") \
-                from None
+            raise self._malformed(cmd, answer, "m-tq-id-[model=<hash>,runtime=..,board=..] "
+                                  "with db_offset=0..255") from None
 
     def exit_emulator(self, code: int = 0) -> None:
         """``tq-exit C``: ask firmware built for an emulator to end it (semihosting)."""
@@ -530,10 +583,11 @@ class Client:
                        board: str | None = None) -> Identity:
         """Refuse firmware built for another model (or runtime, or board)."""
         ident = self.identity()
-        want = model_id.lower()
+        # The firmware reports the first MODEL_ID_DIGITS hex digits of the sha256: all of
+        # them must match (a shorter id, even a matching prefix, is another firmware's).
+        want = model_id.lower()[:MODEL_ID_DIGITS]
         have = ident.model_id.lower()
-        n = min(len(want), len(have))
-        if n == 0 or want[:n] != have[:n]:
+        if len(want) < MODEL_ID_DIGITS or have != want:
             raise ProtocolError(
                 f"wrong firmware on {self.port}: it was built for model {ident.model_id}, "
                 f"expected {model_id[:12]}",
@@ -555,5 +609,5 @@ class Client:
 
 __all__ = [
     "BootInfo", "Client", "Cycles", "DeviceError", "Identity", "InferResult", "Layer",
-    "Memory", "Profile", "Timeouts", "parse_kv",
+    "Memory", "Profile", "Timeouts", "answer_line_bound", "parse_kv", "parse_uint",
 ]

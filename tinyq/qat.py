@@ -113,7 +113,9 @@ class QatResult:
         data.pop("tflite")
         data["size_bytes"] = self.size_bytes
         data["history"] = [asdict(h) for h in self.history]
-        return data
+        from tinyq.records import stamp
+
+        return stamp("qat", data)
 
 
 # --------------------------------------------------------------------------- imports

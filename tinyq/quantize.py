@@ -144,7 +144,9 @@ class QuantizeResult:
         data.pop("tflite")
         data["size_bytes"] = self.size_bytes
         data["ops"] = [{"op": op, "count": n} for op, n in self.ops]
-        return data
+        from tinyq.records import stamp
+
+        return stamp("quantize", data)
 
 
 # --------------------------------------------------------------------------- describing

@@ -1,8 +1,9 @@
-"""Reports: the JSON records of bench/validate/deploy as Markdown with tables and PNG plots.
+"""Reports: the JSON records of tinyq's commands as Markdown with tables and PNG plots.
 
 A *record* is the dict a command writes with ``--json`` (``BenchResult.to_json``,
-``ValidateResult.to_json``, ``DeployResult.to_json``). The renderer shows the
-sections a record has:
+``ValidateResult.to_json``, ...; kinds and schemas in :mod:`tinyq.records`). Records
+an older tinyq wrote are read through :func:`tinyq.records.upgrade`. The renderer
+shows the sections a record has:
 
 * ``latency``/``ram``/``flash``/``outputs_match`` (bench): latency table (the unit
   says instructions under an emulator, cycles + ms on a board), RAM and flash
@@ -11,10 +12,12 @@ sections a record has:
 * ``device_accuracy`` (validate): accuracy on the device, on the host and of the
   float model, bit-exactness, and an accuracy-vs-size plot (with ``compare``
   rows when the record has them);
-* ``stages`` (deploy): seconds per pipeline stage.
+* ``stages`` (deploy): seconds per pipeline stage;
+* any other kind (run, evaluate, inspect, build, qat, quantize): its figures as one
+  table and each list of entries (layers, history, ...) as a table.
 
-``compare_markdown`` puts several records side by side (two runtimes, two
-boards, before/after). Every file is written atomically and nothing is
+``compare_markdown`` puts several records of one kind side by side (two runtimes,
+two boards, before/after). Every file is written atomically and nothing is
 overwritten without ``force`` (:mod:`tinyq.fileio`); all paths are checked
 before the first is written.
 """
@@ -31,7 +34,22 @@ from pathlib import Path
 from typing import Any
 
 from tinyq.errors import UserInputError
-from tinyq.fileio import check_output, write_bytes, write_text
+from tinyq.fileio import (
+    JSON_BOOL,
+    JSON_INT,
+    JSON_LIST,
+    JSON_NUMBER,
+    JSON_OBJECT,
+    JSON_STR,
+    check_json_fields,
+    check_output,
+    json_shown,
+    json_values,
+    parse_json,
+    read_input_text,
+    write_bytes,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +74,8 @@ class ReportFiles:
 
 # -- records ----------------------------------------------------------------------------
 
-_NUM, _INT, _STR, _BOOL = "a number", "an integer", "a string", "true or false"
-_LIST, _DICT = "a list", "an object"
+_NUM, _INT, _STR, _BOOL = JSON_NUMBER, JSON_INT, JSON_STR, JSON_BOOL
+_LIST, _DICT = JSON_LIST, JSON_OBJECT
 
 #: What each field of a record must hold, when present and not null: dotted key -> kind;
 #: ``name[]`` stands for every entry of the list ``name``. Parents come before their
@@ -104,93 +122,55 @@ REQUIRED_FIELDS = frozenset({"latency.unit", "latency.median", "layers[].index",
 LATENCY_UNITS = ("instructions", "cycles")
 
 
-def _holds(value: Any, kind: str) -> bool:
-    if kind in (_NUM, _INT):
-        number = (int,) if kind == _INT else (int, float)
-        return isinstance(value, number) and not isinstance(value, bool)
-    return isinstance(value, {_STR: str, _BOOL: bool, _LIST: list, _DICT: dict}[kind])
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
-def _resolve(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
-    """(shown path, value) for every present, non-null value ``key`` names in ``record``."""
-    found: list[tuple[str, Any]] = [("", record)]
-    for part in key.split(".") if key else ():
-        name, each = (part[:-2], True) if part.endswith("[]") else (part, False)
-        step = []
-        for where, obj in found:
-            if not isinstance(obj, Mapping) or obj.get(name) is None:
-                continue
-            shown = f"{where}.{name}" if where else name
-            if each:
-                if isinstance(obj[name], list):
-                    step += [(f"{shown}[{i}]", v) for i, v in enumerate(obj[name])]
-            else:
-                step.append((shown, obj[name]))
-        found = step
-    return found
-
-
 def check_record(record: Mapping[str, Any], source: str) -> None:
     """Refuse a record whose fields do not hold what :data:`RECORD_FIELDS` says (one line)."""
     def bad(field: str, problem: str) -> UserInputError:
         return UserInputError(f"{source}: {field} {problem}",
-                              hint="re-create the file with tinyq bench/validate/deploy/compare "
-                                   "--json, or fix that field", path=source, field=field)
+                              hint="re-create the file with the tinyq command's --json, or "
+                                   "fix that field", path=source, field=field)
 
-    for key, kind in RECORD_FIELDS.items():
-        parent, _, last = key.rpartition(".")
-        name = last[:-2] if last.endswith("[]") else last
-        for where, obj in _resolve(record, parent):
-            if not isinstance(obj, Mapping):
-                continue
-            field = f"{where}.{name}" if where else name
-            value = obj.get(name)
-            if value is None:
-                if key in REQUIRED_FIELDS:
-                    raise bad(field, "is missing")
-                continue
-            entries = list(enumerate(value)) if last.endswith("[]") and isinstance(value, list) \
-                else [(None, value)]
-            for i, entry in entries:
-                if not _holds(entry, kind):
-                    shown = field if i is None else f"{field}[{i}]"
-                    raise bad(shown, f"must be {kind}, not {_shown(entry)}")
-    unit = _resolve(record, "latency.unit")
+    from tinyq.records import KINDS
+
+    kind = record.get("kind")
+    if kind not in KINDS:              # load_record names the kind of an older record
+        raise bad("kind", "is missing" if kind is None else
+                  f"must be one of {', '.join(KINDS)}, not {json_shown(kind)}")
+    if "latency" in record:            # layers[] is a per-layer profile (bench, deploy)
+        fields: Mapping[str, str] = RECORD_FIELDS
+    else:                              # inspect's or evaluate's layers: only their op
+        fields = {k: v for k, v in RECORD_FIELDS.items()
+                  if not k.startswith("layers[].") or k == "layers[].op"}
+    check_json_fields(record, fields, REQUIRED_FIELDS, bad)
+    unit = json_values(record, "latency.unit")
     if unit and unit[0][1] not in LATENCY_UNITS:
         raise bad("latency.unit", f'must be one of {", ".join(LATENCY_UNITS)}, not '
-                                  f"{_shown(unit[0][1])}")
+                                  f"{json_shown(unit[0][1])}")
 
 
 def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A ``--json`` record, or a UserInputError naming the file."""
     file = Path(path)
+    text = read_input_text(file, "record")
     try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"{file} not found",
-                             hint="pass JSON files written by tinyq bench/validate/deploy --json",
-                             path=str(file)) from None
-    except (OSError, ValueError) as exc:
+        record = parse_json(text)
+    except ValueError as exc:
         raise UserInputError(f"{file} is not readable JSON: {exc}",
                              hint="pass JSON files written by tinyq --json",
                              path=str(file)) from None
-    if not isinstance(record, dict) or not any(k in record for k in
-                                               ("latency", "device_accuracy", "stages", "rows")):
-        raise UserInputError(f"{file} is not a tinyq bench/validate/deploy/compare record",
-                             hint="pass JSON files written by tinyq bench/validate/deploy/compare "
-                                  "--json", path=str(file))
+    from tinyq.records import KINDS, SCHEMA_VERSIONS, upgrade
+
+    if isinstance(record, dict):
+        record = upgrade(record)
+    if not isinstance(record, dict) or record.get("kind") not in KINDS:
+        raise UserInputError(f"{file} is not a tinyq record",
+                             hint=f"pass a JSON file written by tinyq {'/'.join(KINDS)} --json",
+                             path=str(file))
+    version = record.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) \
+            and version > SCHEMA_VERSIONS[record["kind"]]:
+        raise UserInputError(f"{file} is a {record['kind']} record of schema version {version}, "
+                             f"newer than this tinyq reads ({SCHEMA_VERSIONS[record['kind']]})",
+                             hint="upgrade tinyq (pip install -U tinyq)", path=str(file))
     check_record(record, str(file))
     return record
 
@@ -236,7 +216,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "
 
 
 def _name(record: Mapping[str, Any]) -> str:
-    model = record.get("source_model") or record.get("model") or "model"
+    model = (record.get("source_model") or record.get("model") or record.get("firmware")
+             or "model")
     return Path(str(model)).name
 
 
@@ -378,9 +359,53 @@ def _stages_section(rec: Mapping[str, Any]) -> list[str]:
     if not stages:
         return []
     rows = [[s["name"], f"{s['seconds']:.2f}", s.get("summary", "")] for s in stages]
-    total = rec.get("wall_seconds", sum(s["seconds"] for s in stages))
+    total = rec.get("wall_seconds")
+    if total is None:
+        total = sum(s["seconds"] for s in stages)
     rows.append(["**total (wall clock)**", f"**{total:.2f}**", ""])
     return ["## Pipeline stages", "", _table(["stage", "seconds", "result"], rows, "lrl"), ""]
+
+
+#: Fields the title and the line under it already show.
+_HEADER_KEYS = frozenset({"kind", "schema_version", "tinyq", "model", "model_id", "board",
+                          "runtime", "device"})
+#: Kinds with sections of their own (above); the others get the generic tables.
+_SECTIONED_KINDS = frozenset({"bench", "validate", "deploy", "compare"})
+
+
+def figures(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's single values by dotted key (``ram.total``), lists left out."""
+    out: dict[str, Any] = {}
+
+    def walk(obj: Mapping[str, Any], prefix: str) -> None:
+        for key, value in obj.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                walk(value, f"{name}.")
+            elif not isinstance(value, list):
+                out[name] = value
+    walk(record, "")
+    return out
+
+
+def _figures_section(rec: Mapping[str, Any]) -> list[str]:
+    rows = [[key, _n(value)] for key, value in figures(rec).items()
+            if key not in _HEADER_KEYS]
+    return ["## Figures", "", _table(["", ""], rows, "lr"), ""] if rows else []
+
+
+def _lists_section(rec: Mapping[str, Any]) -> list[str]:
+    """Each list of objects (layers, history, ...) as a table of its single values."""
+    out = []
+    for key, value in rec.items():
+        entries = [e for e in value if isinstance(e, Mapping)] if isinstance(value, list) else []
+        if not entries:
+            continue
+        columns = list(dict.fromkeys(k for e in entries for k, v in e.items()
+                                     if not isinstance(v, list | Mapping)))
+        rows = [[_n(e.get(c)) for c in columns] for e in entries]
+        out += [f"## {key}", "", _table(columns, rows, "l" * len(columns)), ""]
+    return out
 
 
 def _title(rec: Mapping[str, Any]) -> str:
@@ -393,15 +418,16 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
     """The Markdown of one record; ``images`` maps "layers"/"accuracy" to relative PNG paths."""
     images = images or {}
     out = [_title(record), ""]
-    facts = [f"model `{Path(str(record.get('model', '?'))).name}`"
-             + (f" ({record['model_id']})" if record.get("model_id") else "")]
+    facts = [f"model `{Path(str(record['model'])).name}`"
+             + (f" ({record['model_id']})" if record.get("model_id") else "")
+             ] if record.get("model") else []
     if record.get("device"):
         facts.append(f"device {record['device']}")
     if record.get("tinyq"):
         facts.append(f"tinyq {record['tinyq']}")
     out += ["; ".join(facts) + ".", ""]
     out += _stages_section(record)
-    if "latency" in record:
+    if record.get("latency"):          # null in a damaged record: no section
         out += _latency_section(record)
         out += _memory_section(record)
         out += _output_section(record)
@@ -409,6 +435,9 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
     out += _accuracy_section(record, images.get("accuracy"))
     if "device_accuracy" not in record:
         out += _modes_section(record, images.get("accuracy"))
+    if record.get("kind") not in _SECTIONED_KINDS:
+        out += _figures_section(record)
+        out += _lists_section(record)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -432,7 +461,7 @@ def _png(fig) -> bytes:
 def layers_png(record: Mapping[str, Any]) -> bytes | None:
     """Horizontal bars: each layer's count, labelled with its share."""
     layers = record.get("layers")
-    if not layers:
+    if not layers or "latency" not in record:      # a profile (bench/deploy), not inspect's ops
         return None
     plt = _pyplot()
     unit = _unit(record)
@@ -579,11 +608,17 @@ def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]
     if len(records) < 2:
         raise UserInputError("comparing needs at least two records",
                              hint="pass two or more JSON files: tinyq report a.json b.json")
+    kinds = [str(r.get("kind", "?")) for r in records]
+    if not _comparable(kinds):
+        shown = ", ".join(f"{label} is a {kind} record" for label, kind in zip(labels, kinds,
+                                                                                strict=True))
+        raise UserInputError(f"only records of one kind compare side by side: {shown}",
+                             hint="pass records written by the same command")
     two = len(records) == 2
     headers = ["", *labels] + (["ratio (2nd / 1st)"] if two else [])
     same_unit = len({_unit(r) for r in records if "latency" in r}) <= 1
     rows = []
-    for label, key in COMPARE_ROWS:
+    for label, key in _compare_rows(records):
         values = [_get(r, key) for r in records]
         if all(v is None for v in values):
             continue
@@ -596,7 +631,8 @@ def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]
         row = [label, *cells]
         if two:
             a, b = values
-            ok = (key in _RATIO_KEYS and isinstance(a, (int, float)) and isinstance(b, (int, float))
+            ratio = key in _RATIO_KEYS or set(kinds).isdisjoint(_SECTIONED_KINDS)
+            ok = (ratio and _is_number(a) and _is_number(b)
                   and a and (same_unit or not key.startswith("latency")))
             row.append(f"{b / a:.3f}" if ok else "")
         rows.append(row)
@@ -605,7 +641,7 @@ def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]
     if not same_unit:
         out += ["Latency units differ (emulator instructions vs cycles on a board): "
                 "no latency ratio is given.", ""]
-    layered = [r for r in records if r.get("layers")]
+    layered = [r for r in records if r.get("layers") and "latency" in r]
     if two and len(layered) == 2:
         a, b = layered
         if [x["op"] for x in a["layers"]] == [x["op"] for x in b["layers"]]:
@@ -617,6 +653,27 @@ def compare_markdown(records: Sequence[Mapping[str, Any]], labels: Sequence[str]
                                                 f"{labels[1]} ({ub})", "ratio"], lrows,
                                                "rlrrr"), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+#: Kinds whose records share the bench/validate fields (deploy holds both).
+_COMPATIBLE = ({"bench", "deploy"}, {"validate", "deploy"})
+
+
+def _comparable(kinds: Sequence[str]) -> bool:
+    return len(set(kinds)) == 1 or any(set(kinds) <= group for group in _COMPATIBLE)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _compare_rows(records: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """COMPARE_ROWS for bench/validate/deploy records; every figure for the other kinds."""
+    if records[0].get("kind") in _SECTIONED_KINDS - {"compare"}:
+        return COMPARE_ROWS
+    keys = dict.fromkeys(k for r in records for k in figures(r)
+                         if k not in ("kind", "schema_version", "tinyq"))
+    return tuple((key, key) for key in keys)
 
 
 def labels_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import statistics
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,17 @@ log = logging.getLogger(__name__)
 RANDOM_INPUT_SEED = 0
 #: Emulators ``run`` knows.
 EMULATORS = ("qemu", "renode")
+#: Most timed (and, separately, warm-up) inferences in one ``infer``. The firmware reads
+#: the count as an int32 and the host waits INFER_TIMEOUT_PER_RUN_S per inference. 10^6
+#: runs of the smallest models (hello_world: ~2,400 instructions each) take seconds in
+#: QEMU, which tests use to keep an emulator busy; of a 10 ms model, almost 3 hours on a
+#: board. 10^9 is a typo, not a benchmark: the median is stable long before.
+MAX_RUNS = 1_000_000
+#: Most random inputs ``run --samples`` makes. Each is a full round trip (send the input,
+#: infer, read every output byte back, run TFLM on the host): about 0.1 s for a small model
+#: in QEMU and seconds on a board at 115200 baud. For more, run a data file through
+#: ``tinyq validate``, which can also resume.
+MAX_RANDOM_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,8 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` record (``instructions`` under an emulator, ``cycles`` on hardware)."""
+        from tinyq.records import device_name, stamp
+
         out: dict[str, Any] = {
             "board": self.board,
             "runtime": self.runtime,
@@ -126,14 +140,14 @@ class RunResult:
             "counter": self.counter,
             "model": self.model,
             "model_id": self.model_id,
-            "device": self.device,
+            "device": device_name(self.device),
             "input": self.input_source,
             "firmware": str(self.firmware.elf),
             "flash_bytes": self.firmware.flash_bytes,
             "code_bytes": self.firmware.code_bytes,
             "model_bytes": self.firmware.model_bytes,
         }
-        return out
+        return stamp("run", out)
 
 
 # -- building -----------------------------------------------------------------------
@@ -164,6 +178,60 @@ def _specs(tensors) -> tuple[_TensorSpec, ...]:
         zp = int(t.quant.zero_point[0]) if t.quant and t.quant.zero_point else 0
         out.append(_TensorSpec(tuple(int(s) for s in t.shape), t.np_dtype, scale, zp))
     return tuple(out)
+
+
+def data_input_shape(model) -> tuple[int, ...] | None:
+    """The per-sample shape data for ``model`` (an ``ir.Model``) must have: its input's
+    shape without the batch dimension, for a one-input model (None for several inputs).
+    Passed to :func:`tinyq.data.load_data`, so image folders load for every command."""
+    if len(model.input_tensors) != 1:
+        return None
+    return tuple(int(d) for d in model.input_tensors[0].shape[1:])
+
+
+def output_values(model) -> int:
+    """How many values the outputs of ``model`` (an ``ir.Model``) hold together: what the
+    firmware's results line carries (tinyq.protocol.Client.expect_outputs)."""
+    return sum(math.prod(max(int(d), 1) for d in t.shape) for t in model.output_tensors)
+
+
+def check_counts(runs: int, warmup: int, samples: int = 1) -> None:
+    """Refuse run/warm-up/sample counts below 1 (0 warm-ups are fine) or over the caps."""
+    if runs < 1 or warmup < 0 or samples < 1:
+        raise UserInputError(f"runs and samples must be >= 1 and warmup >= 0 (got runs {runs}, "
+                             f"warmup {warmup}, samples {samples})",
+                             hint="e.g. --runs 5 --warmup 1")
+    for what, value in (("--runs", runs), ("--warmup", warmup)):
+        if value > MAX_RUNS:
+            raise UserInputError(f"{what} {value:,} is over tinyq's limit of {MAX_RUNS:,} "
+                                 "inferences in one go",
+                                 hint=f"pass {what} {MAX_RUNS:,} or fewer: the median is "
+                                      "stable long before that")
+    if samples > MAX_RANDOM_SAMPLES:
+        raise UserInputError(f"--samples {samples:,} is over tinyq's limit of "
+                             f"{MAX_RANDOM_SAMPLES:,} random inputs (each is a round trip "
+                             "to the device and a TFLM run on the host)",
+                             hint=f"pass --samples {MAX_RANDOM_SAMPLES:,} or fewer, or run a "
+                                  "data file with `tinyq validate`")
+
+
+def check_input_size(model, board: Board, what: str) -> None:
+    """Refuse a model whose inputs alone exceed the board's RAM, before any input is made.
+
+    The full fit check runs when the firmware is built; this one costs nothing and comes
+    before anything the size of the input is allocated on the host (a random input, TFLM).
+    """
+    from tinyq.errors import FitError
+
+    ram = board.ram.size + sum(r.size for r in board.extra_ram)
+    need = 0
+    for tensor in model.input_tensors:
+        need += math.prod(max(int(d), 0) for d in tensor.shape) * np.dtype(tensor.np_dtype).itemsize
+    if need > ram:
+        raise FitError(f"{what} does not fit {board.name}: its input alone is {need:,} bytes, "
+                       f"the board has {ram:,} bytes of RAM",
+                       hint="use a board with more RAM or a model with a smaller input",
+                       board=board.name, bytes_over=need - ram)
 
 
 def random_inputs(specs: Sequence[_TensorSpec], samples: int, seed: int) -> list[list[np.ndarray]]:
@@ -365,10 +433,12 @@ def run_on_device(client: Client, model_bytes: bytes, board: Board, runtime: str
                   ) -> tuple[Identity, list[SampleResult], tuple[int, ...], int, str, Any]:
     """Identity check, then every sample: send, infer, read back, compare with TFLM."""
     from tinyq.interpreters import TflmInterpreter
+    from tinyq.tflite_reader import read_model_bytes
 
     sha = model_sha256 or hashlib.sha256(model_bytes).hexdigest()
     ident = client.check_identity(sha, runtime=runtime, board=board.name)
     offset = int(ident.extra.get("db_offset", "0") or 0)
+    client.expect_outputs(output_values(read_model_bytes(model_bytes)))
     oracle = TflmInterpreter(model_bytes)
     results: list[SampleResult] = []
     ticks: tuple[int, ...] = ()
@@ -460,15 +530,14 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
     from tinyq.tflite_reader import read_model
 
     options = options or RunOptions()
-    if options.runs < 1 or options.warmup < 0 or options.samples < 1:
-        raise UserInputError("runs and samples must be >= 1 and warmup >= 0",
-                             hint="e.g. --runs 5 --warmup 1")
+    check_counts(options.runs, options.warmup, options.samples)
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
     model = read_model(path)
+    check_input_size(model, board_obj, path.name)
     model_bytes = path.read_bytes()
     specs = _specs(model.input_tensors)
     if inputs is None:
@@ -498,5 +567,6 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         input_source=source, firmware=firmware)
 
 
-__all__ = ["RunOptions", "RunResult", "SampleResult", "built_session", "check_device", "run",
-           "run_on_device", "session"]
+__all__ = ["MAX_RANDOM_SAMPLES", "MAX_RUNS", "RunOptions", "RunResult", "SampleResult",
+           "built_session", "check_counts", "check_device", "check_input_size",
+           "data_input_shape", "output_values", "run", "run_on_device", "session"]

@@ -29,17 +29,16 @@ from typing import Any
 import numpy as np
 
 from tinyq.board_profile import Board
+from tinyq.data import DEFAULT_IMAGE_SCALE
 from tinyq.errors import DataError, DeviceError, Interrupted, ModelError, UserInputError
 from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
-from tinyq.protocol import Client, Timeouts
+from tinyq.protocol import MODEL_ID_DIGITS, Client, Timeouts
 
 log = logging.getLogger(__name__)
 
 #: Samples between progress events (a bar per sample would flood a log file).
 PROGRESS_EVERY = 10
-#: Record format version of the JSON (``resume`` refuses other versions).
-RECORD_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,7 @@ class ValidateOptions:
     build: Any = None                   # tinyq.build.BuildOptions
     generate: Any = None                # tinyq.codegen.GenerateOptions
     timeouts: Timeouts = field(default_factory=Timeouts)
+    image_scale: str = DEFAULT_IMAGE_SCALE  # pixel scaling of an image folder (tinyq.data)
 
 
 @dataclass(frozen=True)
@@ -140,19 +140,16 @@ class ValidateResult:
         return sum(r.device_pred == r.host_pred for r in self.records)
 
     def to_json(self) -> dict[str, Any]:
-        from tinyq import __version__
+        from tinyq.records import device_name, stamp
 
-        return {
-            "kind": "validate",
-            "version": RECORD_VERSION,
-            "tinyq": __version__,
+        return stamp("validate", {
             "model": self.model,
             "model_id": self.model_id,
             "data": self.data,
             "data_sha256": self.data_sha256,
             "board": self.board,
             "runtime": self.runtime,
-            "device": self.device,
+            "device": device_name(self.device),
             "emulated": self.emulated,
             "samples": self.samples,
             "samples_requested": self.requested,
@@ -173,24 +170,33 @@ class ValidateResult:
             "seconds": round(self.seconds, 3),
             "per_sample_columns": ["index", "label", "device_pred", "host_pred", "lsb_diff"],
             "per_sample": [r.to_list() for r in self.records],
-        }
+        })
 
 
 # -- data -----------------------------------------------------------------------------
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a data file, or of an image folder (every file's relative path and bytes,
+    in sorted order), so ``--resume`` recognises the same test data."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for file in files:
+        if file != root:
+            h.update(file.relative_to(root).as_posix().encode() + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
-def load_labelled(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
-    """Inputs and integer labels of a test set (through tinyq's one data loader)."""
+def load_labelled(path: str | os.PathLike[str], input_shape: Sequence[int] | None = None,
+                  image_scale: str = DEFAULT_IMAGE_SCALE) -> tuple[Any, np.ndarray]:
+    """Inputs and integer labels of a test set (through tinyq's one data loader; an image
+    folder needs the model's ``input_shape``, see :func:`tinyq.run.data_input_shape`)."""
     from tinyq.data import load_data
 
-    loaded = load_data(path)
+    loaded = load_data(path, input_shape=input_shape, image_scale=image_scale)
     return loaded.x, labels_of(loaded.y, path)
 
 
@@ -226,12 +232,16 @@ def top1(output: np.ndarray, scale: float, zero_point: int) -> int:
 def resume_records(previous: Mapping[str, Any], model_sha256: str, data_sha256: str,
                    requested: int) -> tuple[SampleRecord, ...]:
     """The samples a partial ``validate`` JSON already holds, after checking it matches."""
-    if previous.get("kind") not in ("validate", "deploy") or \
-            previous.get("version") != RECORD_VERSION or "per_sample" not in previous:
+    from tinyq.records import SCHEMA_VERSIONS, upgrade
+
+    previous = upgrade(previous)      # a record an older tinyq wrote reads the same
+    kind = previous.get("kind")
+    if kind not in ("validate", "deploy") or "per_sample" not in previous or \
+            previous.get("schema_version") != SCHEMA_VERSIONS[kind]:
         raise UserInputError("the --resume file is not a tinyq validate record",
                              hint="pass the JSON an interrupted `tinyq validate --json` (or "
                                   "`tinyq deploy --data`) wrote")
-    if not model_sha256.startswith(str(previous.get("model_id", "")).lower() or "-"):
+    if str(previous.get("model_id", "")).lower() != model_sha256[:MODEL_ID_DIGITS]:
         raise UserInputError(
             f"the --resume file is for model {previous.get('model_id')}, not this one "
             f"({model_sha256[:12]})", hint="resume with the same model, or start afresh")
@@ -240,7 +250,7 @@ def resume_records(previous: Mapping[str, Any], model_sha256: str, data_sha256: 
                              hint="resume with the same --data file, or start afresh")
     try:
         records = tuple(SampleRecord.from_list(row) for row in previous.get("per_sample", ()))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise UserInputError(f"the --resume file's per_sample rows are damaged: {exc}",
                              hint="start afresh without --resume") from None
     if [r.index for r in records] != list(range(len(records))):
@@ -265,7 +275,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
     holds the samples done and ``error`` says why the rest are missing.
     """
     from tinyq.interpreters import TflmInterpreter
-    from tinyq.run import _specs, lsb_diff, samples_from
+    from tinyq.run import _specs, lsb_diff, output_values, samples_from
     from tinyq.tflite_reader import read_model
 
     path = Path(model_path)
@@ -284,6 +294,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
     out_spec = _specs(model.output_tensors)[0]
     sha = model.sha256 or hashlib.sha256(model_bytes).hexdigest()
     ident = client.check_identity(sha, runtime=runtime, board=board_name or None)
+    client.expect_outputs(output_values(model))
     offset = int(ident.extra.get("db_offset", "0") or 0)
     oracle = TflmInterpreter(model_bytes)
     records = list(done)
@@ -368,7 +379,7 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
     from dataclasses import replace
 
     from tinyq import boards
-    from tinyq.run import built_session
+    from tinyq.run import built_session, check_input_size, data_input_shape
     from tinyq.tflite_reader import read_model
 
     options = options or ValidateOptions()
@@ -377,8 +388,10 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
         raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
                          path=str(path))
     board_obj = board if isinstance(board, Board) else boards.load(board)
-    x, labels = load_labelled(data)
-    check_labels(read_model(path), labels, data)
+    model = read_model(path)
+    check_input_size(model, board_obj, path.name)
+    x, labels = load_labelled(data, data_input_shape(model), options.image_scale)
+    check_labels(model, labels, data)
     data_sha = file_sha256(data)
     requested = options.samples if options.samples is not None else len(labels)
     done: tuple[SampleRecord, ...] = ()

@@ -6,9 +6,8 @@ void tq_relu_s8(const tq_relu_params *p, const int8_t *input, int8_t *output)
 {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        const int32_t v = tq_mul_by_quantized_mul((int32_t)input[i] - p->in_zp, p->mult,
-                                                  p->shift) + p->out_zp;
-        output[i] = (int8_t)tq_clamp(v, p->act_min, p->act_max);
+        output[i] = (int8_t)tq_requant((int32_t)input[i] - p->in_zp, p->mult, p->shift,
+                                       p->out_zp, p->act_min, p->act_max);
     }
 }
 

@@ -14,8 +14,8 @@
 
 TQ_INLINE int8_t requant(const tq_conv_params *p, int32_t acc, int32_t oc)
 {
-    int32_t v = tq_mul_by_quantized_mul(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-    return (int8_t)tq_clamp(v, p->act_min, p->act_max);
+    return (int8_t)tq_requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min,
+                              p->act_max);
 }
 
 /* *s0 += sum(w0[0..n)), *s1 += sum(w1[0..n)) */

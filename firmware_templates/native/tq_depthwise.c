@@ -18,8 +18,8 @@
 
 TQ_INLINE int8_t requant(const tq_dwconv_params *p, int32_t acc, int32_t oc)
 {
-    int32_t v = tq_mul_by_quantized_mul(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-    return (int8_t)tq_clamp(v, p->act_min, p->act_max);
+    return (int8_t)tq_requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min,
+                              p->act_max);
 }
 
 /* Channels c0 .. c0+nc-1 of one output pixel. x: tap (0,0) of channel c0; xs/ys:

@@ -11,15 +11,15 @@ TQ_INLINE int8_t add1(const tq_add_params *p, int32_t a, int32_t b)
     const int32_t sb = (int32_t)((uint32_t)(b - p->in2_zp) << p->left_shift);
     const int32_t ra = tq_mul_by_quantized_mul(sa, p->in1_mult, p->in1_shift);
     const int32_t rb = tq_mul_by_quantized_mul(sb, p->in2_mult, p->in2_shift);
-    const int32_t out = tq_mul_by_quantized_mul(ra + rb, p->out_mult, p->out_shift) + p->out_zp;
-    return (int8_t)tq_clamp(out, p->act_min, p->act_max);
+    return (int8_t)tq_requant(ra + rb, p->out_mult, p->out_shift, p->out_zp, p->act_min,
+                              p->act_max);
 }
 
 TQ_INLINE int8_t mul1(const tq_mul_params *p, int32_t a, int32_t b)
 {
     const int32_t prod = (a - p->in1_zp) * (b - p->in2_zp);
-    const int32_t out = tq_mul_by_quantized_mul(prod, p->out_mult, p->out_shift) + p->out_zp;
-    return (int8_t)tq_clamp(out, p->act_min, p->act_max);
+    return (int8_t)tq_requant(prod, p->out_mult, p->out_shift, p->out_zp, p->act_min,
+                              p->act_max);
 }
 
 /* Walk the 6-D output in order; i1/i2 follow the inputs' (broadcast) strides. */

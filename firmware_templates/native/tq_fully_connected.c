@@ -5,8 +5,8 @@
 
 TQ_INLINE int8_t requant(const tq_fc_params *p, int32_t acc, int32_t oc)
 {
-    int32_t v = tq_mul_by_quantized_mul(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-    return (int8_t)tq_clamp(v, p->act_min, p->act_max);
+    return (int8_t)tq_requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min,
+                              p->act_max);
 }
 
 void tq_fully_connected_s8(const tq_fc_params *p, const int8_t *input, const int8_t *weights,

@@ -36,6 +36,18 @@ extern "C" {
 #define TQ_RESTRICT
 #endif
 
+/* ------------------------------------------------------------------ what the code relies on
+ * Two implementation-defined behaviours of C99, checked here at compile time so a
+ * compiler without them fails to build instead of computing something else
+ * (docs/numerics.md): a right shift of a negative int32_t is arithmetic (rounds
+ * toward minus infinity), and converting a uint32_t above INT32_MAX to int32_t
+ * wraps modulo 2^32. gcc, clang, armcc and IAR all define both this way. Signed
+ * overflow is never relied on: sums that may wrap are computed in uint32_t.
+ * Float and int16 tensors in the uint8_t arena are read and written through
+ * memcpy, so the code is correct under strict aliasing (no -fno-strict-aliasing). */
+typedef char tq_requires_arithmetic_right_shift[((-8 >> 1) == -4) ? 1 : -1];
+typedef char tq_requires_wrapping_u32_to_s32[((int32_t)(uint32_t)0xFFFFFFFFu == -1) ? 1 : -1];
+
 /* ------------------------------------------------------------------ arithmetic */
 
 /* TFLM MultiplyByQuantizedMultiplier with gemmlowp double rounding
@@ -54,6 +66,11 @@ TQ_INLINE int32_t tq_srdhm(int32_t a, int32_t mult)
     return (int32_t)(((int64_t)a * (int64_t)mult + ((int64_t)1 << 30)) >> 31);
 }
 
+/* shift must lie in [TQ_MIN_SHIFT, TQ_MAX_SHIFT] (tinyq refuses models whose
+ * multipliers need more: tinyq/native/lower.py), mult in [0, 2^31). The left
+ * shift wraps in uint32_t like TFLM's int32 `x * (1 << shift)` does on every target. */
+#define TQ_MIN_SHIFT (-31)
+#define TQ_MAX_SHIFT 30
 TQ_INLINE int32_t tq_mul_by_quantized_mul(int32_t x, int32_t mult, int32_t shift)
 {
     if (shift < 0) {
@@ -128,6 +145,17 @@ TQ_INLINE uint32_t tq_load32(const int8_t *p)
 TQ_INLINE int32_t tq_clamp(int32_t v, int32_t lo, int32_t hi)
 {
     return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* requantize an accumulator, add the output zero point and clamp: TFLM's
+ * `MultiplyByQuantizedMultiplier(acc) + output_offset`, clamped. The add wraps in
+ * uint32_t (where TFLM's int32 add overflows, undefined in C, it wraps on every target
+ * TFLM runs on), so huge multipliers give TFLM's answer without undefined behaviour. */
+TQ_INLINE int32_t tq_requant(int32_t acc, int32_t mult, int32_t shift, int32_t zp, int32_t lo,
+                             int32_t hi)
+{
+    const uint32_t v = (uint32_t)tq_mul_by_quantized_mul(acc, mult, shift) + (uint32_t)zp;
+    return tq_clamp((int32_t)v, lo, hi);
 }
 
 /* ------------------------------------------------------------------ params */

@@ -49,8 +49,7 @@ void tq_mean_s8(const tq_mean_params *p, const int8_t *input, int8_t *output)
     int32_t offset = 0, k;
     for (;;) {
         const int32_t sum = tq_fp_add(mean_block_sum(p, input + offset), p->bias);
-        const int32_t v = tq_mul_by_quantized_mul(sum, p->mult, p->shift) + p->out_zp;
-        *output++ = (int8_t)tq_clamp(v, -128, 127);
+        *output++ = (int8_t)tq_requant(sum, p->mult, p->shift, p->out_zp, -128, 127);
         for (k = p->n_kept - 1; k >= 0; --k) {
             offset += p->kept_strides[k];
             if (++idx[k] < p->kept_dims[k]) {

@@ -9,17 +9,25 @@
 
 #include "tq_kernels.h"
 
+/* Non-finite inputs (TFLM converts them to int32 with undefined behaviour; what it
+ * gives differs between x86 and Arm) have a defined result here: +Inf and values
+ * beyond the int8 range saturate to 127 / -128, -Inf to -128, NaN gives the zero
+ * point (the quantized 0.0). docs/numerics.md. */
 void tq_quantize_f32_s8(const tq_quantize_params *p, const float *input, int8_t *output)
 {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        float r = roundf(input[i] / p->scale);
+        float x, r;
         int32_t q;
+        memcpy(&x, input + i, sizeof x);   /* the arena is uint8_t: no aliasing assumption */
+        r = roundf(x / p->scale);
         /* clamp before converting: out-of-range floats are undefined in C */
         if (r > 1000.0f) {
             r = 1000.0f;
         } else if (r < -1000.0f) {
             r = -1000.0f;
+        } else if (!(r == r)) {
+            r = 0.0f;                      /* NaN */
         }
         q = (int32_t)r + p->zero_point;
         output[i] = (int8_t)tq_clamp(q, -128, 127);
@@ -31,9 +39,8 @@ void tq_quantize_f32_s8(const tq_quantize_params *p, const float *input, int8_t 
     {                                                                                     \
         int32_t i;                                                                        \
         for (i = 0; i < p->size; ++i) {                                                   \
-            const int32_t v = tq_mul_by_quantized_mul((int32_t)input[i] - p->in_zp,       \
-                                                      p->mult, p->shift) + p->out_zp;     \
-            output[i] = (TOUT)tq_clamp(v, LO, HI);                                        \
+            output[i] = (TOUT)tq_requant((int32_t)input[i] - p->in_zp, p->mult, p->shift, \
+                                         p->out_zp, LO, HI);                              \
         }                                                                                 \
     }
 
@@ -45,7 +52,8 @@ void tq_dequantize_s8_f32(const tq_dequantize_params *p, const int8_t *input, fl
 {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        output[i] = p->scale * (float)((int32_t)input[i] - p->zero_point);
+        const float v = p->scale * (float)((int32_t)input[i] - p->zero_point);
+        memcpy(output + i, &v, sizeof v);
     }
 }
 
@@ -53,6 +61,7 @@ void tq_dequantize_u8_f32(const tq_dequantize_params *p, const uint8_t *input, f
 {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        output[i] = p->scale * (float)((int32_t)input[i] - p->zero_point);
+        const float v = p->scale * (float)((int32_t)input[i] - p->zero_point);
+        memcpy(output + i, &v, sizeof v);
     }
 }

@@ -24,7 +24,12 @@ static int32_t softmax_row(const tq_softmax_params *p, const int8_t *row, int32_
                            int32_t *scale, int32_t *exponent)
 {
     int32_t max = -128;
-    uint32_t sum = 0;   /* Q12.19; wraps like TFLM's int32 sum only beyond 4096 maxima */
+    /* Q12.19. Each term is at most 1.0 (2^19) and the maximum contributes exactly 1.0,
+     * so 1.0 <= sum and the sum is exact below 8192 terms: TFLM's int32 sum overflows
+     * beyond 4096 maximal terms (undefined in C; on every target it wraps, and TFLM
+     * then reads it as uint32, which is this sum). From 8192 terms on TFLM's sum can
+     * wrap to 0 and reach clz(0); this one saturates (docs/numerics.md). */
+    uint32_t sum = 0;
     int32_t c, headroom;
     for (c = 0; c < p->depth; ++c) {
         if (row[c] > max) {
@@ -34,10 +39,14 @@ static int32_t softmax_row(const tq_softmax_params *p, const int8_t *row, int32_
     for (c = 0; c < p->depth; ++c) {
         const int32_t diff = (int32_t)row[c] - max;
         if (diff >= p->diff_min) {
-            sum += (uint32_t)tq_fp_rdbpot(softmax_exp(p, diff), TQ_SOFTMAX_ACCUM_BITS);
+            const uint32_t e = (uint32_t)tq_fp_rdbpot(softmax_exp(p, diff),
+                                                      TQ_SOFTMAX_ACCUM_BITS);
+            sum = (sum > 0xFFFFFFFFu - e) ? 0xFFFFFFFFu : sum + e;
         }
     }
-    /* GetReciprocal: normalise the sum to [1, 2), take 1/x of the fraction */
+    /* GetReciprocal: normalise the sum to [1, 2), take 1/x of the fraction. The sum is
+     * at least 2^19, so headroom is in [0, 12] and the exponents below are in
+     * [23, 35] (int8) and [15, 27] (int16): never negative. */
     headroom = tq_fp_clz(sum);
     *scale = tq_fp_one_over_one_plus_x((int32_t)((sum << headroom) - 0x80000000u));
     *exponent = (TQ_SOFTMAX_ACCUM_BITS - headroom) + 31 - out_bits;
@@ -84,7 +93,10 @@ void tq_softmax_s8_s16(const tq_softmax_params *p, const int8_t *input, int16_t 
                 v = tq_fp_rdbpot(tq_fp_srdhm(scale, softmax_exp(p, diff)), exponent) - 32768;
                 v = tq_clamp(v, -32768, 32767);
             }
-            out[c] = (int16_t)v;
+            {
+                const int16_t v16 = (int16_t)v;   /* int16 into the uint8_t arena: memcpy */
+                memcpy(out + c, &v16, sizeof v16);
+            }
         }
     }
 }

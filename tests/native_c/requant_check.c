@@ -1,6 +1,7 @@
 /* Checks tq_mul_by_quantized_mul (branch-free) against a literal transcription of
  * gemmlowp's SaturatingRoundingDoublingHighMul + RoundingDivideByPOT on random and
- * edge inputs. Built and run by tests/test_native_kernels.py. */
+ * edge inputs, over every shift tinyq accepts (TQ_MIN_SHIFT..TQ_MAX_SHIFT; left
+ * shifts wrap in uint32 as TFLM's int32 multiply does on every target). Built and run by tests/test_native_kernels.py. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "tq_kernels.h"
@@ -25,12 +26,12 @@ int main(void) {
     int32_t x = (int32_t)rnd();
     if (i % 3 == 0) x >>= (rnd() % 31);
     int32_t m = (int32_t)(rnd() & 0x7fffffff);
-    int shift = (int)(rnd() % 40) - 31;
+    int shift = (int)(rnd() % (TQ_MAX_SHIFT - TQ_MIN_SHIFT + 1)) + TQ_MIN_SHIFT;
     if (shift > 0 && i % 2) x >>= shift + 1;
     if (ref(x, m, shift) != tq_mul_by_quantized_mul(x, m, shift)) { if (bad < 5) printf("x=%d m=%d s=%d\n", x, m, shift); bad++; }
   }
   int32_t edge[] = {0, 1, -1, INT32_MAX, INT32_MIN, 1<<30, -(1<<30), (1<<30)-1, -(1<<30)+1};
-  for (int i = 0; i < 9; i++) for (int j = 0; j < 9; j++) for (int sh = -31; sh <= 0; sh++) {
+  for (int i = 0; i < 9; i++) for (int j = 0; j < 9; j++) for (int sh = TQ_MIN_SHIFT; sh <= TQ_MAX_SHIFT; sh++) {
     int32_t m = edge[j] < 0 ? -edge[j] - 1 : edge[j]; if (m < 0) m = INT32_MAX;
     if (ref(edge[i], m, sh) != tq_mul_by_quantized_mul(edge[i], m, sh)) { bad++; printf("edge %d %d %d\n", edge[i], m, sh); }
   }

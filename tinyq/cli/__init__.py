@@ -1,8 +1,10 @@
 """tinyq's command line: a thin layer over the library API.
 
 One module per subcommand (``tinyq/cli/<name>.py``), each exposing ``HELP``,
-``add_arguments(parser)`` and ``run(args, ui) -> int``. Errors derived from
-``TinyqError`` become one line on stderr and their exit code (1, or 3 for a
+``add_arguments(parser)`` and ``run(args, ui) -> int``; what several share lives in
+``options.py`` (flags, one meaning each: docs/cli.md) and ``render.py`` (result tables),
+never in another command's module. ``reference.py`` generates docs/cli.md's flag table.
+Errors derived from ``TinyqError`` become one line on stderr and their exit code (1, or 3 for a
 board that does not fit); ``--verbose`` adds the traceback. Usage errors exit 2.
 
 Ctrl-C, SIGTERM and SIGHUP stop a command cleanly: the signal becomes an
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     ui = Console(verbose=verbose)
+    from tinyq.cli.options import deprecated_used
+
+    for old, new in deprecated_used(args):
+        ui.warn(f"{old} is deprecated and goes away in the next release: use {new}")
     with stop_signals_raise() as received:
         try:
             code = int(args._run(args, ui) or 0)

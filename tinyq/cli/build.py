@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import json
-
 HELP = "build firmware from a generated project folder, or from a .tflite model and --board"
 
 
 def add_arguments(p) -> None:
-    from tinyq.codegen import OPTIMIZE_LEVELS, RUNTIMES
+    from tinyq.cli.options import add_force_argument, add_json_argument, add_runtime_arguments
+    from tinyq.codegen import OPTIMIZE_LEVELS
 
     p.add_argument("target", help="project folder made by `tinyq generate`, or a .tflite model")
     p.add_argument("--board", help="board name or TOML file (needed when building a model)")
-    p.add_argument("--runtime", default="native", choices=RUNTIMES,
-                   help="runtime when building a model (default native)")
+    add_runtime_arguments(p, "firmware runtime when building a model (default native)")
     p.add_argument("--optimize", default="O2", choices=OPTIMIZE_LEVELS,
                    help="gcc optimisation level when building a model (default O2)")
     p.add_argument("--rebuild", action="store_true", help="ignore a cached build of the model")
-    p.add_argument("--tflm-dir", metavar="DIR",
-                   help="TFLM source tree for --runtime tflm (default: $TINYQ_TFLM_DIR, "
-                   "then `tinyq setup tflm`'s cache)")
-    p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
-                   help="TFLM kernels for --runtime tflm (default reference)")
-    p.add_argument("--json", metavar="OUT", help="also write the sizes as JSON")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    add_json_argument(p)
+    add_force_argument(p)
 
 
 def _pct(used: int, available: int) -> str:
@@ -32,21 +25,19 @@ def _pct(used: int, available: int) -> str:
 
 def run(args, ui) -> int:
     from tinyq.build import BuildOptions, build
-    from tinyq.cli.bench import check_target_arguments
-    from tinyq.cli.paths import inputs_of
+    from tinyq.cli.options import (
+        check_outputs,
+        check_target_arguments,
+        runtime_options,
+        write_json_output,
+    )
     from tinyq.codegen import GenerateOptions
-    from tinyq.fileio import check_output, write_text
 
     check_target_arguments(args)      # --kernels cmsis_nn needs --runtime tflm (exit 2)
-    if args.json:
-        check_output(args.json, args.force, inputs=inputs_of(args))   # before compiling
-    runtime_options = None
-    if args.runtime == "tflm":
-        from tinyq.tflm.codegen import TflmOptions
-
-        runtime_options = TflmOptions(kernels=args.kernels)
+    check_outputs(args)               # before compiling
     fw = build(args.target, board=args.board, runtime=args.runtime,
-               options=GenerateOptions(optimize=args.optimize, runtime_options=runtime_options),
+               options=GenerateOptions(optimize=args.optimize,
+                                       runtime_options=runtime_options(args)),
                build_options=BuildOptions(rebuild=args.rebuild, tflm_dir=args.tflm_dir),
                progress=ui.progress)
     ui.print(f"{'reused' if fw.cached else 'built'} {fw.elf} for {fw.board} ({fw.runtime})")
@@ -65,7 +56,5 @@ def run(args, ui) -> int:
         ],
         align="llrrr",
     )
-    if args.json:
-        write_text(args.json, json.dumps(fw.as_dict(), indent=2) + "\n", args.force,
-                   inputs=inputs_of(args))
+    write_json_output(args, fw.to_json(), ui)
     return 0

@@ -7,7 +7,7 @@ HELP = ("quantize a float model in every mode and compare size, accuracy, error 
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.quantize import add_data_arguments
+    from tinyq.cli.options import add_data_arguments, add_output_arguments
     from tinyq.quantize import MODES
 
     p.add_argument("model", help="float model: .keras, .h5 or a SavedModel folder")
@@ -25,9 +25,8 @@ def add_arguments(p) -> None:
                    "quantization (needs pip install 'tinyq[qat]')")
     p.add_argument("--qat-epochs", type=int, default=3, metavar="N",
                    help="QAT fine-tuning epochs for the qat row (default 3)")
-    p.add_argument("--json", metavar="OUT", help="write the table as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="plot accuracy against size (PNG)")
-    p.add_argument("--force", action="store_true", help="overwrite --json/--plot files")
+    add_output_arguments(p)
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -35,20 +34,19 @@ def _num(v: float | None, fmt: str) -> str:
 
 
 def run(args, ui) -> int:
-    import json
-
+    from tinyq.cli.options import check_outputs, write_outputs
     from tinyq.cli.paths import inputs_of
     from tinyq.compare import CompareOptions, compare, plot
     from tinyq.errors import UsageError
-    from tinyq.fileio import check_output, write_text
+    from tinyq.fileio import check_output
 
     inputs = inputs_of(args)
-    if args.json and args.plot and args.json == args.plot:
-        raise UsageError(f"--json and --plot both name {args.json}",
-                         hint="give each output its own path")
-    for out in (args.json, args.plot):
-        if out:
-            check_output(out, args.force, inputs=inputs)
+    if args.plot and args.plot in (args.json, args.report):
+        raise UsageError(f"--plot and {'--json' if args.plot == args.json else '--report'} "
+                         f"both name {args.plot}", hint="give each output its own path")
+    check_outputs(args, images=("accuracy",))
+    if args.plot:
+        check_output(args.plot, args.force, inputs=inputs)
     options = CompareOptions(modes=tuple(dict.fromkeys(args.modes)),
                              per_tensor_dense=args.per_tensor_dense,
                              calib_samples=args.calib_samples, image_scale=args.image_scale,
@@ -70,10 +68,7 @@ def run(args, ui) -> int:
     ui.table(("mode", "size B", "vs f32", "top-1 %", "max abs err", "RMSE", "host us",
               "TFLM runs"), rows, align="lrrrrrrl")
     ui.print(f"host us: {r.latency_interpreter}; errors are against the float32 model")
-    if args.json:
-        write_text(args.json, json.dumps(r.to_json(), indent=2) + "\n", force=args.force,
-                   inputs=inputs)
-        ui.print(f"wrote {args.json}")
+    write_outputs(args, r.to_json(), ui)
     if args.plot:
         plot(r, args.plot, force=args.force, inputs=inputs)
         ui.print(f"wrote {args.plot}")

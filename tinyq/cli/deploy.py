@@ -8,7 +8,14 @@ HELP = ("the whole pipeline in one command: quantize -> inspect/fit -> generate 
 
 def add_arguments(p) -> None:
     from tinyq.bench import DEFAULT_RUNS, DEFAULT_WARMUP
-    from tinyq.cli.bench import add_target_arguments
+    from tinyq.cli.options import (
+        add_deprecated,
+        add_force_argument,
+        add_json_argument,
+        add_per_layer_argument,
+        add_samples_argument,
+        add_target_arguments,
+    )
 
     add_target_arguments(p, model_help="the float model (.keras/.h5/SavedModel, with --calib) "
                                        "or an int8 .tflite")
@@ -16,37 +23,34 @@ def add_arguments(p) -> None:
                    help="calibration samples for quantizing a float model (.npz/.npy/folder)")
     p.add_argument("--data", metavar="TEST.npz",
                    help="labelled test samples (x, y): adds on-device validation")
-    p.add_argument("--samples", type=int, help="validate on the first N test samples (default all)")
+    add_samples_argument(p)
     p.add_argument("--runs", type=int, default=DEFAULT_RUNS,
                    help=f"timed inferences for the latency (default {DEFAULT_RUNS})")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                    help=f"untimed inferences before them (default {DEFAULT_WARMUP})")
-    p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer profile")
-    p.add_argument("--out", default="tinyq_deploy", metavar="DIR",
+    add_per_layer_argument(p, default=True)
+    p.add_argument("-o", "--output", default="tinyq_deploy", metavar="DIR",
                    help="folder for model.tflite, the firmware project, report.md and "
                         "result.json (default tinyq_deploy)")
-    p.add_argument("--report", metavar="OUT.md", help="Markdown report (default DIR/report.md)")
-    p.add_argument("--json", metavar="OUT", help="JSON record (default DIR/result.json)")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_deprecated(p, "--out", "--output", dest="output", metavar="DIR")
+    p.add_argument("--report", metavar="OUT.md",
+                   help="write a Markdown report (default DIR/report.md)")
+    add_json_argument(p, default="DIR/result.json")
+    add_force_argument(p)
 
 
 def run(args, ui) -> int:
-    from tinyq.cli.bench import (
-        build_options,
-        check_target_arguments,
-        flash_options,
-        print_bench,
-    )
-    from tinyq.cli.validate import print_validate
+    from tinyq.cli.options import build_options, check_target_arguments, flash_options
+    from tinyq.cli.render import print_bench, print_validate
     from tinyq.pipeline import DeployOptions, deploy
 
     check_target_arguments(args)
     generate, build = build_options(args)
     options = DeployOptions(
         calib=args.calib, data=args.data, emulator=args.emulator, port=args.port,
-        runtime=args.runtime, out_dir=args.out, report=args.report, json=args.json,
+        runtime=args.runtime, out_dir=args.output, report=args.report, json=args.json,
         force=args.force, samples=args.samples, runs=args.runs, warmup=args.warmup,
-        per_layer=not args.no_per_layer, flash=not args.no_flash, baud=args.baud,
+        per_layer=args.per_layer, flash=not args.no_flash, baud=args.baud,
         flashing=flash_options(args),
         generate=generate, build=build)
     result = deploy(args.model, args.board, options, progress=ui.progress)

@@ -10,7 +10,12 @@ SHOWN_LAYERS = 10
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.quantize import add_data_arguments
+    from tinyq.cli.options import (
+        add_data_arguments,
+        add_deprecated,
+        add_force_argument,
+        add_json_argument,
+    )
     from tinyq.evaluate import RUNTIMES
 
     p.add_argument("model", help="the .tflite to measure")
@@ -18,12 +23,13 @@ def add_arguments(p) -> None:
                    help="test data: .npz (x[, y labels]), .npy or an image folder")
     p.add_argument("--reference", help="float model to compare with: .keras, .h5, SavedModel "
                                        "or a float32 .tflite")
-    p.add_argument("--runtime", choices=RUNTIMES, default="litert",
-                   help="litert: ai-edge-litert reference kernels (default); tflm: the "
-                        "tflite-micro interpreter (what a microcontroller computes)")
+    p.add_argument("--interpreter", choices=RUNTIMES, default="litert",
+                   help="host interpreter: litert, ai-edge-litert reference kernels (default); "
+                        "tflm, the tflite-micro interpreter (what a microcontroller computes)")
+    add_deprecated(p, "--runtime", "--interpreter", dest="interpreter", choices=RUNTIMES)
     add_data_arguments(p)
-    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
-    p.add_argument("--force", action="store_true", help="overwrite the --json file")
+    add_json_argument(p)
+    add_force_argument(p)
 
 
 def _pct(v: float | None) -> str:
@@ -31,15 +37,11 @@ def _pct(v: float | None) -> str:
 
 
 def run(args, ui) -> int:
-    import json
-
-    from tinyq.cli.paths import inputs_of
+    from tinyq.cli.options import check_outputs, write_json_output
     from tinyq.evaluate import evaluate
-    from tinyq.fileio import check_output, write_text
 
-    if args.json:
-        check_output(args.json, args.force, inputs=inputs_of(args))
-    r = evaluate(args.model, args.data, reference=args.reference, runtime=args.runtime,
+    check_outputs(args)
+    r = evaluate(args.model, args.data, reference=args.reference, runtime=args.interpreter,
                  image_scale=args.image_scale, progress=ui.progress)
     ui.print(f"{r.model}: {r.mode}, {r.size_bytes:,} B, {r.samples} samples on {r.runtime}")
     ui.print(f"  top-1 accuracy        {_pct(r.accuracy)}")
@@ -64,8 +66,5 @@ def run(args, ui) -> int:
             ui.print(f"  ... {len(r.layers) - SHOWN_LAYERS} more in --json")
     for reason in r.layers_skipped:
         ui.print(f"  skipped {reason}")
-    if args.json:
-        write_text(args.json, json.dumps(r.to_json(), indent=2) + "\n", force=args.force,
-                   inputs=inputs_of(args))
-        ui.print(f"wrote {args.json}")
+    write_json_output(args, r.to_json(), ui)
     return 0

@@ -6,20 +6,21 @@ HELP = "generate a firmware project (runtime, board glue, harness, Makefile) for
 
 
 def add_arguments(p) -> None:
-    from tinyq.codegen import OPTIMIZE_LEVELS, RUNTIMES
+    from tinyq.cli.options import add_deprecated, add_runtime_arguments
+    from tinyq.codegen import OPTIMIZE_LEVELS
     from tinyq.codegen.harness import MLPERF_MODELS
 
     p.add_argument("model", help="int8 .tflite model")
     p.add_argument("--board", required=True, help="board name or path to a board TOML file")
-    p.add_argument("--runtime", default="native", choices=RUNTIMES, help="runtime (default native)")
-    p.add_argument("-o", "--out", required=True, help="project folder to create")
+    add_runtime_arguments(p, tflm_dir=False)
+    # Not required=True: the old spelling --out must satisfy it too (checked in run).
+    p.add_argument("-o", "--output", metavar="DIR", help="project folder to create (required)")
+    add_deprecated(p, "--out", "--output", dest="output", metavar="DIR")
     p.add_argument("--force", action="store_true",
                    help="replace a project folder tinyq generated (never any other folder)")
     p.add_argument("--mlperf-model", default="", choices=("",) + MLPERF_MODELS,
                    metavar="{" + ",".join(MLPERF_MODELS) + "}",
                    help="what `profile` answers (m-model-[...]) for the MLPerf Tiny runner")
-    p.add_argument("--kernels", choices=("reference", "cmsis_nn"), default="reference",
-                   help="default TFLM kernels of a --runtime tflm project (default reference)")
     p.add_argument("--optimize", default="O2", choices=OPTIMIZE_LEVELS,
                    help="gcc optimisation level in the Makefile (default O2)")
     p.add_argument("--no-fit-check", action="store_true",
@@ -32,17 +33,18 @@ def add_arguments(p) -> None:
 
 
 def run(args, ui) -> int:
+    from tinyq.cli.options import check_target_arguments, runtime_options
     from tinyq.codegen import GenerateOptions, generate
+    from tinyq.errors import UsageError
 
-    runtime_options = None
-    if args.runtime == "tflm":
-        from tinyq.tflm.codegen import TflmOptions
-
-        runtime_options = TflmOptions(kernels=args.kernels)
-    project = generate(args.model, args.board, runtime=args.runtime, out_dir=args.out,
+    check_target_arguments(args)      # --kernels cmsis_nn needs --runtime tflm (exit 2)
+    if not args.output:
+        raise UsageError("generate needs the project folder to create",
+                         hint="add -o DIR (or --output DIR)")
+    project = generate(args.model, args.board, runtime=args.runtime, out_dir=args.output,
                        options=GenerateOptions(mlperf_model=args.mlperf_model,
                                                optimize=args.optimize,
-                                               runtime_options=runtime_options),
+                                               runtime_options=runtime_options(args)),
                        force=args.force, progress=ui.progress,
                        fit_check=not args.no_fit_check)
     ui.print(f"generated {project.path} ({len(project.files)} files) for {project.board}, "

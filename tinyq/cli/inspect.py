@@ -11,16 +11,22 @@ HELP = "analyse a .tflite: ops, MACs, weights, TFLM arena, problems, and fit on 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tinyq.cli.options import (
+        add_deprecated,
+        add_force_argument,
+        add_json_argument,
+        add_runtime_arguments,
+    )
+
     parser.add_argument("model", help="the .tflite file")
     parser.add_argument("--board", help="board name (see `tinyq boards`) or a board TOML file")
-    parser.add_argument("--runtime", choices=("tflm", "native"), default="tflm",
-                        help="runtime to check against (default: tflm)")
-    parser.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
-    parser.add_argument("--force", action="store_true", help="overwrite the --json file")
+    add_runtime_arguments(parser, "runtime to check against (default native, as in generate, "
+                                  "build, run and deploy)", tflm_dir=False)
+    add_deprecated(parser, "--cmsis-nn", "--kernels cmsis_nn", dest="kernels", const="cmsis_nn")
+    add_json_argument(parser)
+    add_force_argument(parser)
     parser.add_argument("--no-arena-search", action="store_true",
                         help="skip measuring the smallest TFLM arena (child processes)")
-    parser.add_argument("--cmsis-nn", action="store_true",
-                        help="estimate TFLM code size with CMSIS-NN kernels")
 
 
 def _kb(n: int | None) -> str:
@@ -71,21 +77,15 @@ def render(report, ui: Console) -> None:
 
 def run(args: argparse.Namespace, ui: Console) -> int:
     from tinyq.analyze import inspect
-    from tinyq.cli.paths import inputs_of
+    from tinyq.cli.options import check_outputs, check_target_arguments, write_json_output
 
-    if args.json:
-        from tinyq.fileio import check_output
-
-        check_output(args.json, args.force, inputs=inputs_of(args))
+    check_target_arguments(args)      # --kernels cmsis_nn needs --runtime tflm (exit 2)
+    check_outputs(args)
     report = inspect(args.model, board=args.board, runtime=args.runtime,
                      measure_arena=not args.no_arena_search, progress=ui.progress,
-                     cmsis_nn=args.cmsis_nn)
+                     cmsis_nn=args.kernels == "cmsis_nn")
     render(report, ui)
-    if args.json:
-        from tinyq.fileio import write_text
-
-        write_text(args.json, report.to_json(), force=True, inputs=inputs_of(args))
-        ui.print(f"wrote {args.json}")
+    write_json_output(args, report.to_json(), ui)
     if report.fit is not None and not report.fit.fits:
         from tinyq import boards
         from tinyq.analyze import fit_error

@@ -7,6 +7,7 @@ HELP = ("fine-tune a float Keras model with fake quantization (QAT) and convert 
 
 
 def add_arguments(p) -> None:
+    from tinyq.cli.options import add_force_argument, add_json_argument
     from tinyq.qat import QatOptions
     from tinyq.quantize import DEFAULT_CALIB_SAMPLES
 
@@ -18,7 +19,7 @@ def add_arguments(p) -> None:
                                  "accuracy and the float/PTQ/QAT comparison")
     p.add_argument("--calib", required=True,
                    help="calibration data for the int8 converter (.npz, .npy or image folder)")
-    p.add_argument("--calib-samples", type=int,
+    p.add_argument("--calib-samples", type=int, metavar="N",
                    help=f"calibration samples to use (default: all, at most "
                    f"{DEFAULT_CALIB_SAMPLES}); fewer in the file is an error")
     p.add_argument("--epochs", type=int, default=d.epochs,
@@ -30,9 +31,10 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     p.add_argument("--no-ptq", action="store_true",
                    help="skip the post-training int8 comparison row")
-    p.add_argument("-o", "--output", required=True, help="output .tflite (int8, int8 I/O)")
-    p.add_argument("--json", help="also write the measurements as JSON")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.tflite",
+                   help="output .tflite (int8, int8 I/O)")
+    add_json_argument(p)
+    add_force_argument(p)
 
 
 def _pct(value: float | None) -> str:
@@ -40,11 +42,10 @@ def _pct(value: float | None) -> str:
 
 
 def run(args, ui) -> int:
-    import json
-
+    from tinyq.cli.options import write_json_output
     from tinyq.cli.paths import inputs_of
     from tinyq.errors import UsageError
-    from tinyq.fileio import check_output, write_bytes, write_text
+    from tinyq.fileio import check_output, write_bytes
     from tinyq.qat import QatOptions, import_qat_stack, qat
 
     inputs = inputs_of(args)
@@ -61,9 +62,7 @@ def run(args, ui) -> int:
     result = qat(args.model, args.train, options, calib=args.calib, val=args.val,
                  progress=ui.progress)
     write_bytes(args.output, result.tflite, force=args.force, inputs=inputs)
-    if args.json:
-        write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n", force=args.force,
-                   inputs=inputs)
+    write_json_output(args, result.to_json(), ui)
 
     ui.print(f"wrote {args.output} ({result.size_bytes:,} bytes): int8 input "
              f"(scale {result.input_scale:.6g}, zero point {result.input_zero_point}), "

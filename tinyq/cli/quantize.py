@@ -9,16 +9,8 @@ MODE_HELP = ("int8: int8 weights and activations, int8 I/O (default); int16x8: i
              "float16: float16 weights; float32: no quantization")
 
 
-def add_data_arguments(p) -> None:
-    """Options shared by every command that reads data."""
-    from tinyq.data import DEFAULT_IMAGE_SCALE, IMAGE_SCALES
-
-    p.add_argument("--image-scale", choices=tuple(IMAGE_SCALES), default=DEFAULT_IMAGE_SCALE,
-                   help="pixel scaling for image folders: 0-1 (pixel/255), -1-1 "
-                        "(pixel/127.5-1) or 0-255 (raw) (default %(default)s)")
-
-
 def add_arguments(p) -> None:
+    from tinyq.cli.options import add_data_arguments, add_force_argument
     from tinyq.quantize import MODES
 
     p.add_argument("model", help="float model: .keras, .h5 or a SavedModel folder")
@@ -33,8 +25,8 @@ def add_arguments(p) -> None:
     p.add_argument("--calib-samples", type=int, metavar="N",
                    help="use the first N calibration samples (default: all, at most 500)")
     add_data_arguments(p)
-    p.add_argument("-o", "--output", required=True, help="output .tflite")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="output .tflite")
+    add_force_argument(p)
 
 
 def run(args, ui) -> int:

@@ -7,63 +7,57 @@ HELP = ("build a model for a board, run it in QEMU or on the board, and compare 
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.bench import add_target_arguments
-    from tinyq.run import RANDOM_INPUT_SEED
+    from tinyq.cli.options import (
+        add_data_arguments,
+        add_force_argument,
+        add_json_argument,
+        add_samples_argument,
+        add_target_arguments,
+    )
+    from tinyq.run import MAX_RANDOM_SAMPLES, RANDOM_INPUT_SEED
 
     add_target_arguments(p)     # model, board, device, flashing, runtime, TFLM
     p.add_argument("--input", metavar="DATA",
-                   help="input samples (.npy/.npz or any format `tinyq.data` reads); "
+                   help="input samples (.npz x, .npy or an image folder, like every command); "
                         f"default: random inputs from seed {RANDOM_INPUT_SEED}")
-    p.add_argument("--samples", type=int,
-                   help="random inputs to try when --input is not given (default 1)")
+    add_data_arguments(p)
+    add_samples_argument(p, default=f"all of --input, or 1 random input; at most "
+                                    f"{MAX_RANDOM_SAMPLES:,} random ones")
     p.add_argument("--seed", type=int, default=RANDOM_INPUT_SEED,
                    help=f"seed of the random inputs (default {RANDOM_INPUT_SEED})")
     p.add_argument("--runs", type=int, default=1,
                    help="timed inferences on the first input; the median is reported (default 1)")
     p.add_argument("--warmup", type=int, default=0, help="untimed inferences before them")
-    p.add_argument("--json", metavar="OUT", help="write the result as JSON")
-    p.add_argument("--force", action="store_true", help="overwrite the --json file")
-
-
-def load_inputs(path: str):
-    """The samples in ``path`` (tinyq's one data loader: .npz x, .npy, image folder)."""
-    from tinyq.data import load_data
-
-    return load_data(path).x
+    add_json_argument(p)
+    add_force_argument(p)
 
 
 def run(args, ui) -> int:
-    import json
     from pathlib import Path
 
-    from tinyq.cli.bench import check_target_arguments, flash_options
-    from tinyq.cli.paths import inputs_of
-    from tinyq.codegen import GenerateOptions
-    from tinyq.errors import UsageError
-    from tinyq.fileio import check_output, write_text
-    from tinyq.run import RunOptions
+    from tinyq.cli.options import (
+        build_options,
+        check_outputs,
+        check_target_arguments,
+        flash_options,
+        load_inputs,
+        write_json_output,
+    )
+    from tinyq.run import RunOptions, check_counts
     from tinyq.run import run as run_model
 
     check_target_arguments(args)
-    if args.input and args.samples is not None:
-        raise UsageError("--samples sets how many random inputs to make; with --input every "
-                         "sample in the file runs", hint="drop --samples, or drop --input")
-    if args.json:
-        check_output(args.json, args.force, inputs=inputs_of(args))   # before minutes of work
-    inputs = load_inputs(args.input) if args.input else None
-    from tinyq.build import BuildOptions
-
-    runtime_options = None
-    if args.runtime == "tflm":
-        from tinyq.tflm.codegen import TflmOptions
-
-        runtime_options = TflmOptions(kernels=args.kernels)
+    check_counts(args.runs, args.warmup,       # --samples of --input only slices the file
+                 1 if args.samples is None or args.input else args.samples)
+    check_outputs(args)       # before minutes of work
+    inputs = load_inputs(args.input, args.model, args.image_scale) if args.input else None
+    if inputs is not None and args.samples is not None:
+        inputs = inputs[:args.samples]      # the first N, as everywhere else
+    generate, build = build_options(args)
     options = RunOptions(runs=args.runs, warmup=args.warmup, seed=args.seed,
                          samples=1 if args.samples is None else args.samples,
                          flash=not args.no_flash, baud=args.baud,
-                         flashing=flash_options(args),
-                         generate=GenerateOptions(runtime_options=runtime_options),
-                         build=BuildOptions(tflm_dir=args.tflm_dir))
+                         flashing=flash_options(args), generate=generate, build=build)
     result = run_model(args.model, args.board, emulator=args.emulator, port=args.port,
                        inputs=inputs, runtime=args.runtime, options=options,
                        progress=ui.progress)
@@ -84,10 +78,7 @@ def run(args, ui) -> int:
                             f"({matched}/{len(result.samples)} samples byte-identical, "
                             f"max {result.max_lsb_diff} LSB)"),
     ], align="ll")
-    if args.json:
-        write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n", args.force,
-                   inputs=inputs_of(args))
-        ui.print(f"wrote {args.json}")
+    write_json_output(args, result.to_json(), ui)
     if not result.outputs_match:
         ui.error(f"the device's outputs differ from TFLM's by up to {result.max_lsb_diff} LSB "
                  "— a runtime bug: please report it with this model")

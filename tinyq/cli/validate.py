@@ -7,12 +7,19 @@ HELP = ("stream labelled test samples to a board or emulator: on-device top-1 ac
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.bench import add_output_arguments, add_target_arguments
+    from tinyq.cli.options import (
+        add_data_arguments,
+        add_output_arguments,
+        add_samples_argument,
+        add_target_arguments,
+    )
 
     add_target_arguments(p)
     p.add_argument("--data", required=True, metavar="TEST.npz",
-                   help="labelled test samples (x, y), e.g. examples/digits/out/test.npz")
-    p.add_argument("--samples", type=int, help="use the first N samples (default: all)")
+                   help="labelled test samples: .npz (x, y) or an image folder with one "
+                        "sub-folder per class, e.g. examples/digits/out/test.npz")
+    add_data_arguments(p)
+    add_samples_argument(p)
     p.add_argument("--reference", metavar="FLOAT_MODEL",
                    help="also report this float model's accuracy (.keras/.h5/SavedModel or a "
                         "float .tflite)")
@@ -21,34 +28,15 @@ def add_arguments(p) -> None:
     add_output_arguments(p)
 
 
-def print_validate(result, ui) -> None:
-    from pathlib import Path
-
-    def pct(v):
-        return "-" if v is None else f"{100 * v:.2f}%"
-
-    ui.print(f"{Path(result.model).name} on {result.board} ({result.runtime}) via "
-             f"{result.device}: {result.samples} of {result.requested} samples"
-             + (f" ({result.resumed} resumed)" if result.resumed else ""))
-    rows = [("on-device top-1", pct(result.device_accuracy)),
-            ("host top-1 (tflite-micro)", pct(result.host_accuracy))]
-    if result.float_accuracy is not None:
-        rows.append(("float model top-1", pct(result.float_accuracy)))
-    rows += [("bit-exact outputs", f"{result.bit_exact_count}/{result.samples}"),
-             ("max LSB difference", str(result.max_lsb_diff)),
-             ("same prediction", f"{result.agreement}/{result.samples}"),
-             ("device time", f"{result.seconds:.1f} s")]
-    ui.table(("measure", "value"), rows, align="lr")
-
-
 def run(args, ui) -> int:
-    from tinyq.cli.bench import (
+    from tinyq.cli.options import (
         build_options,
         check_outputs,
         check_target_arguments,
         flash_options,
         write_outputs,
     )
+    from tinyq.cli.render import print_validate
     from tinyq.report import load_record
     from tinyq.validate import ValidateOptions, validate
 
@@ -61,7 +49,7 @@ def run(args, ui) -> int:
     options = ValidateOptions(samples=args.samples, reference=args.reference,
                               flash=not args.no_flash, baud=args.baud,
                               flashing=flash_options(args), build=build,
-                              generate=generate)
+                              generate=generate, image_scale=args.image_scale)
     result = validate(args.model, args.board, args.data, emulator=args.emulator, port=args.port,
                       runtime=args.runtime, options=options, resume=resume,
                       progress=ui.progress)

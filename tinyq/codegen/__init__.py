@@ -27,11 +27,22 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyq.board_profile import Board
+from tinyq.board_profile import CORES, Board
 from tinyq.codegen.board import render_board
 from tinyq.codegen.harness import ModelInfo, harness_config, render_harness
 from tinyq.errors import ModelError, UserInputError
-from tinyq.fileio import atomic_path, check_output
+from tinyq.fileio import (
+    JSON_INT,
+    JSON_LIST,
+    JSON_OBJECT,
+    JSON_STR,
+    atomic_path,
+    check_json_fields,
+    check_output,
+    json_shown,
+    parse_json,
+    read_input_text,
+)
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.templating import render
 
@@ -97,6 +108,16 @@ class Project:
     def elf(self) -> Path:
         """Where ``make`` puts the firmware."""
         return self.path / "build" / "app.elf"
+
+    def to_json(self) -> dict[str, Any]:
+        """The project as a record (kind "generate")."""
+        from tinyq.records import stamp
+
+        return stamp("generate", {
+            "project": str(self.path), "board": self.board, "runtime": self.runtime,
+            "model": self.model_name, "model_id": self.model_sha256[:12],
+            "model_sha256": self.model_sha256, "arena_bytes": self.arena_bytes,
+            "files": list(self.files), "firmware": str(self.elf)})
 
 
 def _version() -> str:
@@ -360,15 +381,52 @@ def generate(model_path: str | os.PathLike[str], board: Board | str, runtime: st
                    options=options)
 
 
+#: Fields of tinyq_project.json that build, flash and measure read, and what each holds
+#: (dotted key -> kind, as check_json_fields takes). A project file edited by
+#: hand (or not tinyq's) is refused naming the field, not with a KeyError later.
+PROJECT_FIELDS: dict[str, str] = {
+    "board": JSON_OBJECT, "board.name": JSON_STR, "board.core": JSON_STR,
+    "board.fpu": JSON_STR, "board.flash": JSON_OBJECT, "board.flash.size": JSON_INT,
+    "board.ram": JSON_OBJECT, "board.ram.name": JSON_STR, "board.ram.size": JSON_INT,
+    "board.extra_ram": JSON_LIST, "board.extra_ram[]": JSON_OBJECT,
+    "board.extra_ram[].name": JSON_STR, "board.extra_ram[].size": JSON_INT,
+    "board.arena_region": JSON_STR, "board.stack_bytes": JSON_INT, "runtime": JSON_STR,
+    "model": JSON_OBJECT, "model.name": JSON_STR, "model.sha256": JSON_STR,
+    "arena_bytes": JSON_INT, "model_sources": JSON_LIST, "model_sources[]": JSON_STR,
+    "runtime_context": JSON_OBJECT, "runtime_context.arch_flags": JSON_LIST,
+    "runtime_context.arch_flags[]": JSON_STR, "runtime_context.kernels": JSON_STR,
+}
+#: Fields a project file must have (when their parent is there).
+PROJECT_REQUIRED = frozenset({"board", "board.name", "board.core", "board.flash",
+                              "board.flash.size", "board.ram", "board.ram.name",
+                              "board.ram.size", "board.extra_ram[].name",
+                              "board.extra_ram[].size", "runtime"})
+
+
 def load_project(project_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a project's ``tinyq_project.json`` (raises UserInputError if it is not one)."""
+    """Read and check a project's ``tinyq_project.json`` (a UserInputError, one line, if it
+    is missing, not a regular file, not JSON, or a field is missing or of the wrong kind)."""
     path = Path(project_dir) / PROJECT_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise UserInputError(f"{project_dir} is not a tinyq project (no {PROJECT_FILE})",
                              hint="create one with `tinyq generate MODEL --board B -o DIR`",
-                             path=str(project_dir)) from None
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"{path} is unreadable: {exc}",
-                             hint="regenerate the project with --force", path=str(path)) from None
+                             path=str(project_dir))
+    fix = "regenerate the project with `tinyq generate ... --force`"
+    text = read_input_text(path, "project file")
+    try:
+        record = parse_json(text)
+    except ValueError as exc:
+        raise UserInputError(f"{path} is unreadable: {exc}", hint=fix, path=str(path)) from None
+
+    def bad(field: str, problem: str) -> UserInputError:
+        return UserInputError(f"{path}: field '{field}' {problem}", hint=fix, path=str(path),
+                              field=field)
+
+    if not isinstance(record, dict):
+        raise UserInputError(f"{path} holds {json_shown(record)}, not a tinyq project record",
+                             hint=fix, path=str(path))
+    check_json_fields(record, PROJECT_FIELDS, PROJECT_REQUIRED, bad)
+    if record["board"]["core"] not in CORES:
+        raise bad("board.core", f"is {json_shown(record['board']['core'])}, not one of "
+                                f"{', '.join(sorted(CORES))}")
+    return record

@@ -24,8 +24,11 @@ import time
 
 from tinyq.errors import DeviceTimeoutError, ProtocolError
 
-#: A line longer than this without a newline is not protocol text (the longest
-#: legitimate line is a tq-out chunk or a results vector, well under 4 KB).
+#: Longest line (terminator included) a device may send before the host knows the model:
+#: boot lines, tq-id and tq-out chunks are under 200 bytes. Once the model is known the
+#: protocol client raises a device's ``max_line_bytes`` to what that model's results line
+#: can reach (``tinyq.protocol.answer_line_bound``), so a model with many outputs is never
+#: mistaken for a garbled link.
 MAX_LINE_BYTES = 16384
 #: How long one low-level read may block while readline() waits for a line, so
 #: a deadline is honoured promptly and a dead emulator is noticed quickly.
@@ -42,6 +45,8 @@ class Device(abc.ABC):
 
     port: str = "device"
     is_emulated: bool = False
+    #: Longest line accepted, terminator included (see MAX_LINE_BYTES).
+    max_line_bytes: int = MAX_LINE_BYTES
     #: What to tell the user when the link drops (emulators override).
     disconnect_hint: str = "check the USB cable and that no other program uses the port"
 
@@ -126,6 +131,22 @@ def quote_line(text: str, what: str = "a truncated line") -> str:
     return f"{what} {text[:QUOTED_CHARS]!r}{more}"
 
 
+def line_too_long(port: str, head: str, limit: int) -> ProtocolError:
+    """The error for a line over ``limit`` bytes, saying which it was: protocol text the
+    model cannot need (a firmware/model mismatch), other text, or unreadable bytes."""
+    if head.startswith(("m-", "e-")) and "unreadable" not in quote_line(head):
+        return ProtocolError(
+            f"{port} sent a protocol line longer than {limit:,} bytes, the longest this "
+            f"model's answers can be (starting {head[:QUOTED_CHARS]!r})",
+            hint="the link is fine (the text is readable): the firmware prints more than this "
+                 "model needs, so rebuild and reflash it for this model", port=port, limit=limit)
+    return ProtocolError(
+        f"{port} sent over {limit:,} bytes without a line end "
+        f"({quote_line(head, 'starting')})",
+        hint=f"this is not tinyq firmware output: check the baud rate and that {port} is "
+             "the board's port", port=port, limit=limit)
+
+
 class StreamDevice(Device):
     """A device whose link is a byte stream: line assembly and deadlines live here.
 
@@ -147,19 +168,15 @@ class StreamDevice(Device):
     def readline(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while True:
-            newline = self._buffer.find(b"\n")
+            newline = self._buffer.find(b"\n", 0, self.max_line_bytes)
             if newline >= 0:
                 raw = bytes(self._buffer[: newline + 1])
                 del self._buffer[: newline + 1]
                 return decode_line(raw)
-            if len(self._buffer) > MAX_LINE_BYTES:
-                head = decode_line(bytes(self._buffer[:40]))
+            if len(self._buffer) >= self.max_line_bytes:
+                head = decode_line(bytes(self._buffer[:QUOTED_CHARS]))
                 self._buffer.clear()
-                raise ProtocolError(
-                    f"{self.port} sent over {MAX_LINE_BYTES} bytes without a line end "
-                    f"(starting {head!r})",
-                    hint="this is not tinyq firmware output: check the baud rate and the port",
-                    port=self.port)
+                raise line_too_long(self.port, head, self.max_line_bytes)
             left = deadline - time.monotonic()
             if left <= 0:
                 partial = decode_line(bytes(self._buffer))

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tinyq.devices import Device
+from tinyq.devices import QUOTED_CHARS, Device, line_too_long
 from tinyq.errors import DeviceError, DeviceTimeoutError
 
 #: Kinds of fault the fake can inject.
@@ -144,7 +144,10 @@ class FakeDevice(Device):
     def readline(self, timeout: float) -> str:
         if self._out and self.is_open:      # lines already on the wire arrive even if it died
             self.timeouts_seen.append(timeout)
-            return self._out.popleft()
+            line = self._out.popleft()
+            if len(line) + 2 > self.max_line_bytes:     # + "\r\n", as a real link sends it
+                raise line_too_long(self.port, line[:QUOTED_CHARS], self.max_line_bytes)
+            return line
         self._check()
         self.timeouts_seen.append(timeout)
         time.sleep(max(0.0, timeout))   # a silent device really makes the host wait

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyq.native.quant import quantize_multiplier, round_half_away
+from tinyq.native.quant import kernel_multiplier, quantize_multiplier, round_half_away
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -410,8 +410,8 @@ def mean_params(input_scale: float, input_zp: int, output_scale: float, output_z
                 count: int) -> MeanParams:
     """Prepare (``QuantizeMultiplier(in_scale / out_scale)`` in double) plus the
     Eval-time folding of 1/count: shift = min(floor(log2 count), 32, 31 + shift)."""
-    multiplier, shift = quantize_multiplier(float(np.float32(input_scale))
-                                            / float(np.float32(output_scale)))
+    multiplier, shift = kernel_multiplier(float(np.float32(input_scale))
+                                          / float(np.float32(output_scale)))
     if count < 1:
         raise ValueError("MEAN over an empty set of elements")
     n = min(count.bit_length() - 1, 32, 31 + shift)

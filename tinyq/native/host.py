@@ -33,10 +33,20 @@ logger = logging.getLogger(__name__)
 
 #: host C compiler (override with $CC)
 DEFAULT_CC = "gcc"
-#: flags for kernels and model.c; -Werror keeps the kernels warning-clean on the host too
-CFLAGS = ("-std=c99", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing")
+#: flags for kernels and model.c; -Werror keeps the kernels warning-clean on the host too.
+#: No -fno-strict-aliasing or -fwrapv: the kernels rely on neither (tq_kernels.h), and the
+#: host must build them as the firmware does.
+CFLAGS = ("-std=c99", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror")
+#: the sanitizer build: every undefined behaviour UBSan and ASan detect ends the run
+#: (float-cast-overflow is not part of gcc's -fsanitize=undefined; it catches NaN -> int)
+SANITIZE_FLAGS = ("-std=c99", "-O1", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wextra",
+                  "-Werror", "-fsanitize=undefined,address,float-cast-overflow",
+                  "-fno-sanitize-recover=all")
 #: seconds one compiler invocation may take before we call it hung
 COMPILE_TIMEOUT_S = 300
+#: seconds one sanitized inference may take (the largest random case runs in well under 1 s;
+#: ASan slows it ~3x)
+SANITIZED_RUN_TIMEOUT_S = 60
 
 
 def cache_dir() -> Path:
@@ -84,7 +94,7 @@ def _define_flags(defines: Sequence[str]) -> list[str]:
     return [f"-D{d}" for d in defines]
 
 
-def kernel_library(defines: Sequence[str] = ()) -> Path:
+def kernel_library(defines: Sequence[str] = (), cflags: Sequence[str] = CFLAGS) -> Path:
     """The static library of every kernel, compiled once per kernel-source hash.
 
     ``defines`` are preprocessor macros, e.g. ``("TQ_SIMD_EMULATE",)`` to run the
@@ -92,7 +102,7 @@ def kernel_library(defines: Sequence[str] = ()) -> Path:
     """
     cc = _cc()
     kdir = codegen.kernels_dir()
-    flags = [*CFLAGS, *_define_flags(defines)]
+    flags = [*cflags, *_define_flags(defines)]
     h = hashlib.sha256()
     h.update(" ".join((cc, *flags)).encode())
     for path in sorted(kdir.glob("*.[ch]")):
@@ -177,6 +187,64 @@ class HostModel:
     def arena_bytes(self) -> int:
         return int(self._lib.tq_arena_bytes())
 
+    def _own_bytes(self) -> list[np.ndarray]:
+        """Per op, a mask of the arena bytes it may touch: its own tensors and scratch."""
+        plan, arena = self.sources.plan, max(self.arena_bytes, 1)
+        masks = []
+        for op in self.model.operators:
+            own = np.zeros(arena, dtype=bool)
+            for t in (*op.inputs, *op.outputs):
+                if t >= 0 and t in plan.offsets:
+                    own[plan.offsets[t]:plan.offsets[t] + self.model.tensors[t].nbytes] = True
+            call = self.sources.calls[op.index] if self.sources.calls else None
+            if call is not None and call.scratch_bytes:
+                start = plan.scratch_offsets[op.index]
+                own[start:start + call.scratch_bytes] = True
+            masks.append(own)
+        return masks
+
+    def invoke_poisoned(self, inputs: Sequence[np.ndarray], seed: int = 0
+                        ) -> tuple[list[np.ndarray], list[str]]:
+        """``invoke`` with every arena byte outside the running op's tensors poisoned.
+
+        Before each op the bytes it does not own are saved and overwritten with random
+        bytes; after it they must be unchanged (else the op wrote outside its tensors)
+        and are restored. An op that reads outside its tensors reads the poison, so its
+        output differs from an unpoisoned run. Returns (outputs, violations).
+        """
+        lib = self._lib
+        masks = self._own_bytes()
+        first_in = self.model.inputs[0]
+        base = (lib.tq_input(0) or 0) - self.sources.plan.offsets[first_in]
+        arena = np.ctypeslib.as_array((ctypes.c_uint8 * self.arena_bytes).from_address(base))
+        rng = np.random.default_rng(seed)
+        saved: dict[str, np.ndarray] = {}
+        violations: list[str] = []
+
+        @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int)
+        def hook(layer: int, end: int) -> None:
+            outside = ~masks[layer]
+            if not end:
+                saved["bytes"] = arena[outside].copy()
+                saved["poison"] = rng.integers(0, 256, int(outside.sum()), dtype=np.uint8)
+                arena[outside] = saved["poison"]
+                return
+            changed = int(np.count_nonzero(arena[outside] != saved["poison"]))
+            if changed:
+                op = self.model.operators[layer]
+                violations.append(f"op {layer} {op.opcode} wrote {changed} byte(s) outside "
+                                  f"its tensors")
+            arena[outside] = saved["bytes"]
+
+        fn_type = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int)
+        lib.tq_set_layer_hook.argtypes = [fn_type]
+        lib.tq_set_layer_hook(hook)
+        try:
+            outs = self.invoke(inputs)
+        finally:
+            lib.tq_set_layer_hook(ctypes.cast(None, fn_type))
+        return outs, violations
+
     def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         lib = self._lib
         n_in = lib.tq_num_inputs()
@@ -198,4 +266,87 @@ class HostModel:
             raw = ctypes.string_at(lib.tq_output(i), size)
             outs.append(np.frombuffer(raw, dtype=_TYPES[lib.tq_output_type(i)])
                         .reshape(t.shape).copy())
+        return outs
+
+
+#: the sanitizer build's main(): model inputs on stdin, outputs on stdout (raw bytes)
+_DRIVER_C = r"""
+#include <stdio.h>
+#include "tq_runtime.h"
+int main(void)
+{
+    int i;
+    if (tq_init() != 0) {
+        return 2;
+    }
+    for (i = 0; i < tq_num_inputs(); ++i) {
+        if (fread(tq_input(i), 1, tq_input_bytes(i), stdin) != tq_input_bytes(i)) {
+            return 3;
+        }
+    }
+    if (tq_invoke() != 0) {
+        return 4;
+    }
+    for (i = 0; i < tq_num_outputs(); ++i) {
+        fwrite(tq_output(i), 1, tq_output_bytes(i), stdout);
+    }
+    return 0;
+}
+"""
+
+
+def build_sanitized(model_c: str, defines: Sequence[str] = ()) -> Path:
+    """Compile model.c, every kernel and a stdin/stdout driver with UBSan + ASan."""
+    cc = _cc()
+    kdir = codegen.kernels_dir()
+    flags = [*SANITIZE_FLAGS, *_define_flags(defines)]
+    lib = kernel_library(defines, SANITIZE_FLAGS)
+    key = hashlib.sha256(model_c.encode() + str(lib).encode()).hexdigest()[:20]
+    final = cache_dir() / "sanitized" / key
+
+    def build(tmp: Path) -> None:
+        (tmp / "model.c").write_text(model_c)
+        (tmp / "driver.c").write_text(_DRIVER_C)
+        _run([cc, *flags, "-I", str(kdir), "-I", str(templates_dir() / "common"),
+              str(tmp / "model.c"), str(tmp / "driver.c"), "-L", str(lib.parent),
+              "-ltq_kernels", "-lm", "-o", str(tmp / "model")])
+
+    return _atomic_dir(final, build) / "model"
+
+
+class SanitizerFinding(BuildError):
+    """The sanitizer build stopped on undefined behaviour or a bad memory access."""
+
+
+class SanitizedModel:
+    """A model built with ``-fsanitize=undefined,address``; each invoke is one process."""
+
+    def __init__(self, model: ir.Model, options: codegen.NativeOptions | None = None,
+                 defines: Sequence[str] = ()) -> None:
+        self.model = model
+        self.path = build_sanitized(codegen.render(model, options).model_c, defines)
+
+    def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        data = b"".join(np.ascontiguousarray(x, dtype=t.np_dtype).tobytes()
+                        for x, t in zip(inputs, self.model.input_tensors, strict=True))
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
+                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        try:
+            # guard=False: one short run that starts nothing, thousands of times in tests
+            proc = run_process([str(self.path)], input=data, capture_output=True,
+                               timeout=SANITIZED_RUN_TIMEOUT_S, env=env, guard=False)
+        except subprocess.TimeoutExpired as exc:
+            raise SanitizerFinding(f"the sanitized build hung for {SANITIZED_RUN_TIMEOUT_S} s",
+                                   hint="a kernel loops forever on this model") from exc
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace")
+            first = next((ln for ln in err.splitlines()
+                          if "runtime error" in ln or "ERROR:" in ln), err.strip()[:200])
+            raise SanitizerFinding(f"sanitizer: {first}", hint="a tinyq kernel bug", log=err)
+        outs, pos = [], 0
+        for t in self.model.output_tensors:
+            n = t.nbytes
+            outs.append(np.frombuffer(proc.stdout[pos:pos + n], dtype=t.np_dtype)
+                        .reshape(t.shape).copy())
+            pos += n
         return outs

@@ -207,6 +207,10 @@ def _folded_bias(ctx: LowerContext, bias: ir.Tensor | None, weight_sums: np.ndar
 
 def _requant_arrays(ctx: LowerContext, mults: Sequence[int], shifts: Sequence[int]
                     ) -> tuple[ArrayRef, ArrayRef]:
+    # the kernels keep shifts in int8_t: kernel_multiplier bounds them to [-31, 30]
+    if any(not quant.MIN_SHIFT <= s <= quant.MAX_SHIFT for s in shifts):
+        raise quant.MultiplierRangeError(f"requantization shift outside "
+                                         f"[{quant.MIN_SHIFT}, {quant.MAX_SHIFT}]")
     return (ctx.array("mult", "int32_t", np.array(mults, dtype=np.int64)),
             ctx.array("shift", "int8_t", np.array(shifts, dtype=np.int64)))
 
@@ -395,8 +399,8 @@ def _lower_mul(ctx: LowerContext, op: ir.Operator) -> Call:
     a, b, y = ctx.input(op, 0), ctx.input(op, 1), ctx.output(op)
     assert a is not None and b is not None
     (sa, za), (sb, zb), (sy, zy) = scale_zp(a), scale_zp(b), scale_zp(y)
-    m, s = quant.quantize_multiplier(float(quant.f32(sa)) * float(quant.f32(sb))
-                                     / float(quant.f32(sy)))
+    m, s = quant.kernel_multiplier(float(quant.f32(sa)) * float(quant.f32(sb))
+                                   / float(quant.f32(sy)))
     lo, hi = quant.activation_range(_act(op), sy, zy)
     return Call(
         "tq_mul_s8", "tq_mul_params",
@@ -477,7 +481,7 @@ def _lower_quantize(ctx: LowerContext, op: ir.Operator) -> Call:
                             ("zero_point", zy)),
                     args=(TensorArg(x.index), TensorArg(y.index)))
     sx, zx = scale_zp(x)
-    m, s = quant.quantize_multiplier(float(quant.f32(sx)) / float(quant.f32(sy)))
+    m, s = quant.kernel_multiplier(float(quant.f32(sx)) / float(quant.f32(sy)))
     kernel = {("int8", "int8"): "tq_requantize_s8_s8", ("uint8", "int8"): "tq_requantize_u8_s8",
               ("int8", "uint8"): "tq_requantize_s8_u8"}[(x.dtype, y.dtype)]
     return Call(kernel, "tq_requantize_params",
@@ -513,7 +517,7 @@ def _lower_relu(ctx: LowerContext, op: ir.Operator) -> Call:
     sx, zx = scale_zp(x)
     sy, zy = scale_zp(y)
     # ReluPrepare divides the scales in double (cvtss2sd, divsd in the tflite-micro build)
-    m, s = quant.quantize_multiplier(float(quant.f32(sx)) / float(quant.f32(sy)))
+    m, s = quant.kernel_multiplier(float(quant.f32(sx)) / float(quant.f32(sy)))
     lo = max(-128, zy + quant.round_half_away(float(quant.f32(0.0) / quant.f32(sy))))
     return Call("tq_relu_s8", "tq_relu_params",
                 params=(("size", y.size), ("in_zp", zx), ("out_zp", zy), ("mult", m),
@@ -663,6 +667,57 @@ def concat_requant(model: ir.Model, op: ir.Operator) -> bool:
                     or model.tensors[i].quant.scale != y.quant.scale
                     or model.tensors[i].quant.zero_point != y.quant.zero_point)
                for i in op.inputs if i >= 0)
+
+
+@constraint(fix="re-quantize with a larger output scale (TFLM's int32 shift overflows there)")
+def requant_range(model: ir.Model, op: ir.Operator) -> bool:
+    """output scale too small: a requantization multiplier (input x weight scale / output
+    scale) is 2^30 or more"""
+    low = LOWERINGS.get(op.opcode)
+    if low is None:
+        return False
+    try:
+        low.fn(LowerContext(model, op, {}), op)
+    except quant.MultiplierRangeError:
+        return True
+    except Exception:       # a malformed op is reported by the other checks
+        return False
+    return False
+
+
+#: |partial sum| bound per weighted term: |x| <= 128 for the product, and the folded
+#: input zero point (|zp| <= 128) or the padding correction adds at most as much again
+_ACC_PER_WEIGHT = 256
+
+
+def accumulator_bound(model: ir.Model, op: ir.Operator) -> int:
+    """Largest |int32 partial sum| a CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNECTED kernel can
+    reach over all inputs: max(|bias|, |bias - zp * sum(w)|) + 256 * sum(|w|), per channel.
+
+    At or below INT32_MAX the kernels' int32 accumulation and TFLM's are both exact.
+    """
+    x, w, b = _t(model, op, 0), _t(model, op, 1), _t(model, op, 2)
+    if x is None or w is None or not w.is_constant or not w.shape:
+        return 0
+    weights = w.array().astype(np.int64)
+    per_ch = (weights.reshape(-1, weights.shape[-1]).T if op.opcode == "DEPTHWISE_CONV_2D"
+              else weights.reshape(weights.shape[0], -1))
+    sums, abs_sums = per_ch.sum(axis=1), np.abs(per_ch).sum(axis=1)
+    bias = np.zeros_like(sums)
+    if b is not None and b.is_constant:
+        raw = b.array().astype(np.int64).reshape(-1)
+        if raw.shape == bias.shape:
+            bias = raw
+    folded = bias - np.int64(scale_zp(x)[1]) * sums
+    bound = np.maximum(np.abs(bias), np.abs(folded)) + _ACC_PER_WEIGHT * abs_sums
+    return int(bound.max()) if bound.size else 0
+
+
+@constraint(fix="re-quantize the model: a bias this close to the int32 limits comes from a "
+                "near-zero weight or input scale")
+def accumulator_range(model: ir.Model, op: ir.Operator) -> bool:
+    """a bias is so close to the int32 limits that the int32 accumulator could overflow"""
+    return accumulator_bound(model, op) > quant.INT32_MAX
 
 
 @constraint(fix="FULLY_CONNECTED output depth must not exceed the weights' rows")
@@ -861,6 +916,19 @@ def mean_axes(model: ir.Model, op: ir.Operator) -> bool:
     return _mean_axes(model, op) is None
 
 
+#: MEAN sums int8 values in int32: below 2^24 of them the sum cannot overflow
+MEAN_MAX_COUNT = (1 << 24) - 1
+
+
+@constraint(fix=f"reduce at most {MEAN_MAX_COUNT} values per MEAN output (split the reduction)")
+def mean_count(model: ir.Model, op: ir.Operator) -> bool:
+    """MEAN reduces 2^24 or more values per output (the int32 sum could overflow)"""
+    x, axes = _t(model, op, 0), _mean_axes(model, op)
+    if x is None or axes is None:
+        return False
+    return int(np.prod([x.shape[a] for a in axes], dtype=np.int64)) > MEAN_MAX_COUNT
+
+
 @constraint(fix="use MEAN on tensors of at most 6 dimensions, none of size 0")
 def mean_shape(model: ir.Model, op: ir.Operator) -> bool:
     """MEAN input has more than 6 dimensions or an empty dimension"""
@@ -871,7 +939,8 @@ def mean_shape(model: ir.Model, op: ir.Operator) -> bool:
 _S8 = ("int8",)
 _NONLINEAR_HEADERS = ("tq_nonlinear.h", "tq_fixedpoint.h")
 _CONV_SIGS = (Sig(("int8", "int8", "int32"), _S8), Sig(("int8", "int8"), _S8))
-_WEIGHTED = (non_constant_weights, weight_zero_point, unquantized, bad_activation)
+_WEIGHTED = (non_constant_weights, weight_zero_point, unquantized, bad_activation,
+             requant_range, accumulator_range)
 
 #: opcode -> how to lower it. The one table of the native runtime.
 LOWERINGS: Mapping[str, Lowering] = {
@@ -889,9 +958,11 @@ LOWERINGS: Mapping[str, Lowering] = {
     "MAX_POOL_2D": Lowering(_lower_pool("tq_max_pool_s8"), ("tq_pool.c",),
                             (Sig(_S8, _S8),), (unquantized, bad_padding, bad_activation)),
     "ADD": Lowering(_lower_add, ("tq_elementwise.c",), (Sig(("int8", "int8"), _S8),),
-                    (unquantized, bad_activation, too_many_dims), "with broadcasting"),
+                    (unquantized, bad_activation, too_many_dims, requant_range),
+                    "with broadcasting"),
     "MUL": Lowering(_lower_mul, ("tq_elementwise.c",), (Sig(("int8", "int8"), _S8),),
-                    (unquantized, bad_activation, too_many_dims), "with broadcasting"),
+                    (unquantized, bad_activation, too_many_dims, requant_range),
+                    "with broadcasting"),
     "RESHAPE": Lowering(_lower_reshape, ("tq_common.c",),
                         (Sig(("*",), ("*",)), Sig(("*", "*"), ("*",))), (),
                         "no copy when the planner aliases it"),
@@ -909,12 +980,13 @@ LOWERINGS: Mapping[str, Lowering] = {
                               (unquantized, concat_requant)),
     "QUANTIZE": Lowering(_lower_quantize, ("tq_quantize.c",),
                          (Sig(("float32",), _S8), Sig(_S8, _S8), Sig(("uint8",), _S8),
-                          Sig(_S8, ("uint8",))), (unquantized,),
+                          Sig(_S8, ("uint8",))), (unquantized, requant_range),
                          "float32->int8, int8/uint8 requantize"),
     "DEQUANTIZE": Lowering(_lower_dequantize, ("tq_quantize.c",),
                            (Sig(_S8, ("float32",)), Sig(("uint8",), ("float32",))),
                            (unquantized,)),
-    "RELU": Lowering(_lower_relu, ("tq_activations.c",), (Sig(_S8, _S8),), (unquantized,)),
+    "RELU": Lowering(_lower_relu, ("tq_activations.c",), (Sig(_S8, _S8),),
+                     (unquantized, requant_range)),
     "RELU6": Lowering(_lower_relu6, ("tq_activations.c",), (Sig(_S8, _S8),), (unquantized,)),
     "LOGISTIC": Lowering(_lower_logistic, ("tq_lut.c",), (Sig(_S8, _S8),),
                          (unquantized, logistic_output_zp, sigmoid_scale_too_small),
@@ -932,7 +1004,8 @@ LOWERINGS: Mapping[str, Lowering] = {
                         (unquantized, softmax_output_quant, softmax_beta_too_small),
                         "int8 or int16 output, any beta", _NONLINEAR_HEADERS),
     "MEAN": Lowering(_lower_mean, ("tq_mean.c",), (Sig(("int8", "int32"), _S8),),
-                     (unquantized, mean_axes, mean_shape), "any axes, keep_dims or not",
+                     (unquantized, mean_axes, mean_shape, mean_count, requant_range),
+                     "any axes, keep_dims or not",
                      _NONLINEAR_HEADERS),
 }
 

@@ -156,6 +156,9 @@ def _find_aliases(model: ir.Model, life: Mapping[int, tuple[int, int]],
                 continue          # ADD(x, x): both operands are the same buffer; keep it simple
             if src.index in model.outputs:
                 continue
+            if (options.preserve_inputs and op.opcode not in ALIAS_OPS
+                    and _root(aliases, src.index) in model.inputs):
+                continue          # writing in place would overwrite a kept model input
             aliases[out.index] = src.index
             break
     return aliases

@@ -45,8 +45,39 @@ def f32(x: float) -> np.float32:
     return np.float32(x)
 
 
+#: shift range of the C kernels' ``tq_mul_by_quantized_mul`` (TQ_MIN_SHIFT/TQ_MAX_SHIFT in
+#: tq_kernels.h). Below -31 TFLM flushes the multiplier to 0; at 31 and above TFLM computes
+#: ``x * (1 << shift)`` with ``1 << 31`` (or more), undefined in C++, so no answer exists
+#: to be bit-exact with: tinyq refuses such models (a real multiplier of 2^30 or more).
+MIN_SHIFT, MAX_SHIFT = -31, 30
+
+
+class MultiplierRangeError(ValueError):
+    """A requantization multiplier the kernels cannot apply (see ``kernel_multiplier``)."""
+
+
+def kernel_multiplier(real: float) -> tuple[int, int]:
+    """``quantize_multiplier`` for a multiplier a C kernel applies at run time.
+
+    Raises ``MultiplierRangeError`` when ``real`` is not finite and non-negative or needs
+    a shift beyond ``MAX_SHIFT``; the support checks turn that into a refusal.
+    """
+    if not math.isfinite(real) or real < 0.0:
+        raise MultiplierRangeError(f"requantization multiplier {real!r} is not finite and >= 0")
+    m, shift = quantize_multiplier(real)
+    if shift > MAX_SHIFT:
+        raise MultiplierRangeError(
+            f"requantization multiplier {real!r} is 2^{MAX_SHIFT} or more")
+    return m, shift
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM ``QuantizeMultiplier(double)`` -> (multiplier Q31, shift; >0 is a left shift)."""
+    """TFLM ``QuantizeMultiplier(double)`` -> (multiplier Q31, shift; >0 is a left shift).
+
+    Any finite ``real``; the shift is unbounded above (``kernel_multiplier`` bounds it
+    for the C kernels). Raises ValueError for NaN and infinities."""
+    if not math.isfinite(real):
+        raise ValueError(f"QuantizeMultiplier of a non-finite value {real!r}")
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
@@ -73,7 +104,7 @@ def conv_multipliers(input_scale: float, filter_scales: Sequence[float], output_
     for ch in range(channels):
         s = filter_scales[ch] if len(filter_scales) > 1 else filter_scales[0]
         eff = float(f32(input_scale)) * float(f32(s)) / float(f32(output_scale))
-        m, sh = quantize_multiplier(eff)
+        m, sh = kernel_multiplier(eff)
         mults.append(m)
         shifts.append(sh)
     return mults, shifts
@@ -85,7 +116,7 @@ def fc_per_tensor_multiplier(input_scale: float, filter_scale: float,
     scales to double before multiplying and dividing (read from the tflite-micro build's
     machine code: cvtss2sd x3, mulsd, divsd; a float32 product is 1 LSB off in rare cases)."""
     product = float(f32(input_scale)) * float(f32(filter_scale))
-    return quantize_multiplier(product / float(f32(output_scale)))
+    return kernel_multiplier(product / float(f32(output_scale)))
 
 
 def _quantize_float(value: float, scale: float, zero_point: int) -> int:
@@ -115,9 +146,9 @@ def add_params(scale1: float, scale2: float, scale_out: float, left_shift: int =
                ) -> dict[str, int]:
     """``CalculateOpDataAdd`` for int8: input/output multipliers around a 2^20 headroom."""
     twice_max = 2.0 * float(max(f32(scale1), f32(scale2)))
-    m1, s1 = quantize_multiplier(float(f32(scale1)) / twice_max)
-    m2, s2 = quantize_multiplier(float(f32(scale2)) / twice_max)
-    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(f32(scale_out))))
+    m1, s1 = kernel_multiplier(float(f32(scale1)) / twice_max)
+    m2, s2 = kernel_multiplier(float(f32(scale2)) / twice_max)
+    mo, so = kernel_multiplier(twice_max / ((1 << left_shift) * float(f32(scale_out))))
     return {"left_shift": left_shift, "in1_mult": m1, "in1_shift": s1,
             "in2_mult": m2, "in2_shift": s2, "out_mult": mo, "out_shift": so}
 

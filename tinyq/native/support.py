@@ -8,6 +8,7 @@ result; ``codegen.render`` refuses to generate when the list is not empty.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from tinyq import ir
@@ -56,6 +57,28 @@ def dynamic_shapes(model: ir.Model) -> bool:
     return any(d < 0 for t in model.tensors for d in t.shape)
 
 
+#: integer range of each quantized dtype whose zero point the kernels use
+_ZP_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
+def _quantized(model: ir.Model) -> list[ir.Tensor]:
+    return [t for t in model.tensors
+            if t.dtype in _ZP_RANGE and t.quant is not None and t.quant.scale]
+
+
+@_model_check(fix="re-convert the model: every scale must be a positive finite number")
+def bad_scale(model: ir.Model) -> bool:
+    """a quantized tensor has a scale that is zero, negative, infinite or NaN"""
+    return any(not (math.isfinite(s) and s > 0) for t in _quantized(model) for s in t.quant.scale)
+
+
+@_model_check(fix="re-convert the model: a zero point must lie in its tensor type's range")
+def bad_zero_point(model: ir.Model) -> bool:
+    """a quantized tensor has a zero point outside its type's range (e.g. int8 -128..127)"""
+    return any(not _ZP_RANGE[t.dtype][0] <= z <= _ZP_RANGE[t.dtype][1]
+               for t in _quantized(model) for z in t.quant.zero_point)
+
+
 def _dtypes(model: ir.Model, ids: tuple[int, ...]) -> list[str]:
     return [model.tensors[i].dtype for i in ids if i >= 0]
 
@@ -77,7 +100,8 @@ def requantize_fix(model: ir.Model) -> str | None:
     return f"{REQUANTIZE} ({why})" if why else None
 
 
-def _op_problems(model: ir.Model, op: ir.Operator, requantize: str | None) -> list[Problem]:
+def _op_problems(model: ir.Model, op: ir.Operator, requantize: str | None,
+                 check_params: bool = True) -> list[Problem]:
     lowering = LOWERINGS.get(op.opcode)
     if lowering is None:
         return [Problem(RUNTIME, f"the native runtime has no kernel for {op.opcode}",
@@ -93,7 +117,9 @@ def _op_problems(model: ir.Model, op: ir.Operator, requantize: str | None) -> li
             requantize or f"use --runtime tflm (it runs float32 and int16x8 models), or "
                           f"{REQUANTIZE}",
             op.index, op.opcode)]
-    found = []
+    found: list[Problem] = []
+    if not check_params:     # bad scales/zero points: the op checks would divide by them
+        return found
     for check in lowering.constraints:
         if check(model, op):
             found.append(Problem(RUNTIME, _message(check), getattr(check, "fix", ""),
@@ -105,8 +131,9 @@ def problems(model: ir.Model) -> list[Problem]:
     """Everything that stops the native runtime from running ``model`` (empty: supported)."""
     found = [Problem(RUNTIME, _message(fn), fix) for fn, fix in _MODEL_CHECKS if fn(model)]
     requantize = requantize_fix(model)
+    check_params = not (bad_scale(model) or bad_zero_point(model))
     for op in model.operators:
-        found.extend(_op_problems(model, op, requantize))
+        found.extend(_op_problems(model, op, requantize, check_params))
     return found
 
 
