@@ -21,15 +21,16 @@ def add_arguments(p) -> None:
     p.add_argument("--prefix", required=True,
                    help="prefix of every C name (e.g. kws: kws.h, kws_invoke(), KWS_OK), so "
                         "several models fit in one firmware")
-    p.add_argument("-o", "--out", required=True, help="folder to create")
+    p.add_argument("-o", "--output", metavar="DIR", required=True,
+                   help="library folder to create")
     p.add_argument("--force", action="store_true",
-                   help="replace a folder tinyq exported (never any other folder)")
+                   help="replace a library folder tinyq exported (never any other folder)")
 
 
 def run(args, ui) -> int:
     from tinyq.library_export import export
 
-    lib = export(args.model, args.out, prefix=args.prefix, core=args.core, board=args.board,
+    lib = export(args.model, args.output, prefix=args.prefix, core=args.core, board=args.board,
                  fmt=args.fmt, force=args.force, progress=ui.progress)
     ui.print(f"exported {lib.model_name} (sha256 {lib.model_sha256[:12]}) to {lib.path}: "
              f"{lib.header}, {len(lib.sources)} sources, arena {lib.arena_bytes:,} bytes, "
