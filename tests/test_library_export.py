@@ -170,6 +170,25 @@ def test_float_helpers_round_half_away_from_zero_and_saturate(models, tmp_path):
         lib.quantize_input(0, np.zeros(n + 1, np.float32))
 
 
+def test_layer_hook_sees_every_layer_begin_and_end(models, tmp_path):
+    import ctypes
+
+    path = models["conv"]
+    lib = load(export(path, tmp_path / "h", prefix="h", core="cortex-m4").path)
+    calls = []
+    hook_type = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int)
+    hook = hook_type(lambda layer, end: calls.append((layer, end)))
+    lib._lib.h_set_layer_hook(hook)
+    lib.run(_random(np.random.default_rng(1), path, 1)[0])
+    n = len(read_model(path).operators)
+    assert lib._lib.h_num_layers() == n
+    assert calls == [(i, end) for i in range(n) for end in (0, 1)]
+    lib._lib.h_set_layer_hook(None)
+    lib.run(_random(np.random.default_rng(1), path, 1)[0])
+    assert len(calls) == 2 * n
+    assert lib._fn("reset")() == 0
+
+
 TWO_MODELS_MAIN = """
 #include <stdio.h>
 #include <string.h>
