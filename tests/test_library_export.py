@@ -342,10 +342,11 @@ def test_readme_flags_compile_the_library_for_every_core(models, tmp_path):
                        flags=re.M)
     assert [core for core, _ in table] == list(CORES)
     for core, flags in table:
-        for src in lib.sources:
-            _run(["arm-none-eabi-gcc", *flags.split(), "-std=c99", "-Os", "-Wall", "-Werror",
-                  "-I", lib.path / "include", "-c", lib.path / src,
-                  "-o", tmp_path / f"{core}-{Path(src).stem}.o"])
+        (tmp_path / core).mkdir()
+        _run(["arm-none-eabi-gcc", *flags.split(), "-std=c99", "-Os", "-Wall", "-Werror",
+              "-I", lib.path / "include", "-c", *(lib.path / s for s in lib.sources)],
+             cwd=tmp_path / core)
+        assert len(list((tmp_path / core).glob("*.o"))) == len(lib.sources)
 
 
 def test_bad_prefix_target_and_foreign_folder_are_refused(models, tmp_path):
