@@ -78,7 +78,6 @@ class LibraryExport:
     core: str
     cflags: tuple[str, ...]
     arena_bytes: int
-    kernel_sources: tuple[str, ...]
     files: Mapping[str, str]
     model_name: str
     model_sha256: str
@@ -123,6 +122,13 @@ def check_prefix(prefix: str) -> str:
             hint="use 1-24 lower-case letters, digits or '_', starting with a letter "
                  "(e.g. --prefix kws)")
     return prefix
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UserInputError(f"unknown export format {fmt!r}",
+                             hint=f"use one of {', '.join(FORMATS)}")
+    return fmt
 
 
 def namespaced(text: str, prefix: str) -> str:
@@ -186,9 +192,7 @@ def render_library(model, *, prefix: str, core: str, cflags: tuple[str, ...], fm
     from tinyq.native.planner import ALIGNMENT
 
     check_prefix(prefix)
-    if fmt not in FORMATS:
-        raise UserInputError(f"unknown export format {fmt!r}",
-                             hint=f"use one of {', '.join(FORMATS)}")
+    check_format(fmt)
     name = model_name or (Path(model.path).name if model.path else "model.tflite")
     src = render(model, NativeOptions(prefix="src", model_name=name))
     header = header_path(prefix, fmt)
@@ -253,9 +257,7 @@ def export(model_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     from tinyq.tflite_reader import read_model
 
     check_prefix(prefix)
-    if fmt not in FORMATS:
-        raise UserInputError(f"unknown export format {fmt!r}",
-                             hint=f"use one of {', '.join(FORMATS)}")
+    check_format(fmt)
     if (core is None) == (board is None):
         raise UserInputError("export needs exactly one of a board or a core",
                              hint="pass --board NAME or --core cortex-m4")
@@ -272,12 +274,11 @@ def export(model_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     progress(ProgressEvent("export", f"reading {path.name}"))
     model = read_model(path)
     progress(ProgressEvent("export", f"rendering the {prefix} library for {core_name}"))
-    files, arena = render_library(model, prefix=prefix, core=core_name, cflags=cflags, fmt=fmt,
-                           model_name=path.name)
+    files, arena = render_library(model, prefix=prefix, core=core_name, cflags=cflags,
+                                  fmt=fmt, model_name=path.name)
     with atomic_path(out, force, inputs=(path,), kind="folder") as tmp:
         write_files(files, tmp)
     return LibraryExport(path=out, prefix=prefix, fmt=fmt, core=core_name, cflags=cflags,
                          arena_bytes=arena,
-                         kernel_sources=tuple(sorted(p for p in files if p.startswith("src/"))),
                          files=MappingProxyType(files), model_name=path.name,
                          model_sha256=model.sha256 or "")
