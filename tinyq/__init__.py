@@ -27,6 +27,7 @@ _API = {
     "bench": "tinyq.bench:bench",
     "validate": "tinyq.validate:validate",
     "deploy": "tinyq.pipeline:deploy",
+    "sweep": "tinyq.sweeping:sweep",
 }
 
 __all__ = sorted(_API) + ["__version__", "boards", "errors"]

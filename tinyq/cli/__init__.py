@@ -36,7 +36,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "quantize", "evaluate", "compare", "qat",
     "inspect", "boards",
     "generate", "export", "build", "run", "flash",
-    "bench", "validate", "deploy", "report", "setup",
+    "bench", "validate", "deploy", "sweep", "report", "setup",
 )
 
 
