@@ -134,6 +134,23 @@ def test_every_global_symbol_carries_the_prefix(models, tmp_path):
     assert symbols and all(s.startswith("kws_") for s in symbols), symbols
 
 
+def test_every_kernel_names_its_globals_tq_so_export_can_prefix_them(tmp_path):
+    """export renames tq_/TQ_ names only: a kernel global named otherwise would clash when
+    two exported models link together."""
+    from tinyq.native.codegen import kernels_dir
+    from tinyq.resources import templates_dir
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (apt-get install gcc)")
+    sources = sorted(kernels_dir().glob("*.c"))
+    _run(["gcc", "-std=c99", "-O2", "-I", kernels_dir(), "-I", templates_dir() / "common",
+          "-c", *sources], cwd=tmp_path)
+    nm = _run(["nm", "-g", "--defined-only", *sorted(tmp_path.glob("*.o"))])
+    symbols = [line.split()[-1] for line in nm.splitlines() if len(line.split()) == 3]
+    assert len(list(tmp_path.glob("*.o"))) == len(sources)
+    assert symbols and [s for s in symbols if not s.startswith("tq_")] == []
+
+
 def test_host_library_is_byte_identical_to_tflm(models):
     for name, path in models.items():
         with_tmp = path.parent / f"export-{name}"
