@@ -151,6 +151,34 @@ def test_every_kernel_names_its_globals_tq_so_export_can_prefix_them(tmp_path):
     assert symbols and [s for s in symbols if not s.startswith("tq_")] == []
 
 
+def test_a_model_of_every_native_op_exports_unchanged(tmp_path):
+    """Two random cases of every op the native runtime supports, in one model: the exported
+    (renamed) library gives the native runtime's outputs byte for byte, and reports each
+    I/O tensor's type and shape (bool and int64 too). tests/test_native_ops*.py check the
+    runtime itself against tflite-micro."""
+    from tinyq.native.host import HostModel
+    from tinyq.native.opcases import CASES
+    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.tflite_writer import GraphBuilder
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (apt-get install gcc)")
+    rng = np.random.default_rng(0)
+    g = GraphBuilder(description="every native op")
+    cases = [CASES[op](g, rng) for op in sorted(CASES) for _ in range(2)]
+    model_bytes = g.build([t for c in cases for t, _ in c.inputs],
+                          [t for c in cases for t in c.outputs])
+    data = [a for c in cases for _, a in c.inputs]
+    (tmp_path / "all.tflite").write_bytes(model_bytes)
+    model = read_model_bytes(model_bytes)
+    lib = load(export(tmp_path / "all.tflite", tmp_path / "lib", prefix="all",
+                      core="cortex-m4").path)
+    assert [(tuple(t.shape), t.np_dtype) for t in model.output_tensors] == lib.output_specs
+    ours = lib.run(data)
+    theirs = HostModel(model).invoke(data)
+    assert [a.tobytes() for a in ours] == [b.tobytes() for b in theirs]
+
+
 def test_host_library_is_byte_identical_to_tflm(models):
     for name, path in models.items():
         with_tmp = path.parent / f"export-{name}"

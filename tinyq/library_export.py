@@ -64,6 +64,8 @@ _ARENA_LINE = "static uint8_t tq_arena[TQ_ARENA_BYTES] TQ_ALIGN(16) TQ_ARENA_SEC
 _INIT_LINE = "int tq_init(void) { return 0; }  /* the plan is static: nothing to prepare */"
 #: kernel-file header the model.c includes; replaced by the public header
 _RUNTIME_INCLUDE = '#include "tq_runtime.h"'
+#: tensor types the exported header adds to the runtime's enum (values 5, 6)
+_EXTRA_TYPES = {"bool": "TQ_BOOL", "int64": "TQ_INT64"}
 #: arena alignment the kernels rely on (the planner aligns every offset to this)
 ARENA_ALIGN = 16
 
@@ -164,15 +166,37 @@ def _caller_arena(model_c: str) -> str:
     return model_c.replace(_ARENA_LINE, arena).replace(_INIT_LINE, init)
 
 
-def _tensor(t, index: int, kind: str) -> dict[str, object]:
+def _type_name(dtype: str) -> str:
+    """The header's enum name of a tensor type (the runtime's five, plus BOOL and INT64)."""
     from tinyq.native.codegen import _TQ_TYPES
+
+    return {**_TQ_TYPES, **_EXTRA_TYPES}[dtype]
+
+
+def _io_types(model_c: str, model) -> str:
+    """model.c with its input/output type tables from :func:`_type_name` (the shared
+    runtime interface names only five types and calls bool and int64 tensors int8)."""
+    for kind, tensors in (("input", model.input_tensors), ("output", model.output_tensors)):
+        pattern = re.compile(rf"^static const enum tq_type tq_{kind}_types\[\d+\] = .*$",
+                             re.M)
+        if len(pattern.findall(model_c)) != 1:
+            raise RuntimeError(f"the native model.c no longer has its {kind} type table: "
+                               "update tinyq.library_export to the new template")
+        names = ", ".join(_type_name(t.dtype) for t in tensors)
+        line = (f"static const enum tq_type tq_{kind}_types[{len(tensors)}] = "
+                f"{{ {names}, }};")
+        model_c = pattern.sub(lambda _m, line=line: line, model_c)
+    return model_c
+
+
+def _tensor(t, index: int, kind: str) -> dict[str, object]:
     from tinyq.native.lower import CTYPES, c_float, scale_zp
 
     scale, zp = scale_zp(t)
     return {"index": index, "kind": kind, "name": t.name, "c_name": c_string(t.name),
             "ctype": CTYPES[t.dtype], "elements": int(t.nbytes // t.np_dtype.itemsize),
             "shape": [int(d) for d in t.shape] or [1], "rank": len(t.shape),
-            "dtype": t.dtype, "type": _TQ_TYPES.get(t.dtype, "TQ_INT8")[3:],
+            "dtype": t.dtype, "type": _type_name(t.dtype)[3:],
             "bytes": int(t.nbytes), "scale": c_float(scale), "zero_point": int(zp)}
 
 
@@ -201,7 +225,7 @@ def render_library(model, *, prefix: str, core: str, cflags: tuple[str, ...], fm
     for rel, text in src.files.items():
         base = rel.split("/", 1)[1]
         if base == "model.c":
-            text = _caller_arena(text)
+            text = _io_types(_caller_arena(text), model)
             base = "tq_model.c"
         text = namespaced(text, prefix)
         if base == "tq_model.c":      # the public header declares what tq_runtime.h did

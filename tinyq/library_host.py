@@ -24,6 +24,8 @@ from tinyq.native import host
 
 __all__ = ["HostLibrary", "load"]
 
+#: the header's tensor types (enum <prefix>_type) as numpy types
+TYPES = {**host._TYPES, 5: np.dtype("bool"), 6: np.dtype("int64")}
 #: the flags the host build adds to the native runtime's own (a shared object)
 SHARED_FLAGS = ("-shared",)
 
@@ -103,7 +105,7 @@ class HostLibrary:
     def _spec(self, kind: str, i: int) -> tuple[tuple[int, ...], np.dtype]:
         rank = self._fn(f"{kind}_rank")(i)
         dims = self._fn(f"{kind}_dims")(i)
-        return tuple(int(dims[k]) for k in range(rank)), host._TYPES[self._fn(f"{kind}_type")(i)]
+        return tuple(int(dims[k]) for k in range(rank)), TYPES[self._fn(f"{kind}_type")(i)]
 
     @property
     def arena_bytes(self) -> int:
