@@ -21,6 +21,7 @@ _API = {
     "read_model": "tinyq.tflite_reader:read_model",
     "inspect": "tinyq.analyze:inspect",
     "generate": "tinyq.codegen:generate",
+    "export": "tinyq.library_export:export",
     "build": "tinyq.build:build",
     "run": "tinyq.run:run",
     "bench": "tinyq.bench:bench",

@@ -35,7 +35,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 SUBCOMMANDS: tuple[str, ...] = (
     "quantize", "evaluate", "compare", "qat",
     "inspect", "boards",
-    "generate", "build", "run", "flash",
+    "generate", "export", "build", "run", "flash",
     "bench", "validate", "deploy", "sweep", "report", "setup", "emulate",
 )
 
