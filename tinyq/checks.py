@@ -384,7 +384,13 @@ def markdown() -> str:
     if native_ops:
         lines += ["| op | dtypes | note |", "|---|---|---|"]
         lines += [f"| `{op}` | {sig} | {note} |".replace("\n", " ") for op, sig, note in native_ops]
-        lines += [""]
+        lines += ["", *_native_coverage_lines()]
+        lines += ["Besides dtypes, the native runtime refuses a few quantization parameters no "
+                  "exact answer exists for (a requantization multiplier of 2^30 or more, a bias "
+                  "within reach of int32 overflow, zero or non-finite scales, out-of-range zero "
+                  "points, MEAN over 2^24 or more values), and defines its result where TFLM's "
+                  "is undefined behaviour (QUANTIZE of NaN/±Inf, SOFTMAX rows of thousands of "
+                  "equal maxima): see [numerics.md](numerics.md).", ""]
     else:
         lines += ["(the native support table is not installed)", ""]
     return "\n".join(lines)
@@ -411,6 +417,17 @@ def _tflm_dtype_lines() -> list[str]:
     for op, row in sorted(tflm_dtypes.TFLM_OP_DTYPES.items()):
         lines.append(f"| `{op}` | {row.describe()} | `kernels/{row.source}` |")
     return [*lines, ""]
+
+
+def _native_coverage_lines() -> list[str]:
+    """The share of TFLM's (op, dtype) table the native runtime runs, and what is left."""
+    support = importlib.import_module("tinyq.native.support")
+    covered, total, left = support.coverage()
+    return [f"Coverage: the native runtime runs {covered} of the {total} (op, dtype) pairs "
+            f"of the TFLM kernel dtypes table above ({100 * covered / total:.0f} %; ops the "
+            "table does not list, such as TRANSPOSE or EQUAL, are not counted). "
+            "Not yet native: " + ", ".join(f"`{op}` {tflm_dtypes.describe_signatures([sig])}"
+                                           for op, sig in left) + ".", ""]
 
 
 def _native_ops() -> list[tuple[str, str, str]]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from tinyq import ir
 from tinyq.checks import Problem
 from tinyq.errors import UnsupportedError
-from tinyq.native.lower import LOWERINGS
+from tinyq.native.lower import LOWERINGS, Sig
 
 RUNTIME = "native"
 
@@ -159,3 +159,31 @@ def supported_ops_table() -> list[tuple[str, str, str]]:
     """(opcode, dtype signatures, note) for the docs' supported-ops table."""
     return [(name, "; ".join(str(s) for s in low.signatures), low.note)
             for name, low in sorted(LOWERINGS.items())]
+
+
+def _projections(sig: Sig, positions: tuple[int, ...]) -> tuple[str, ...] | None:
+    """A native signature seen at the input positions TFLM's dtype table compares."""
+    ins = list(sig.inputs)
+    if sig.variadic and positions:
+        ins += [ins[-1]] * (max(positions) + 1 - len(ins))
+    if any(p >= len(ins) for p in positions) or not sig.outputs:
+        return None
+    return (*(ins[p] for p in positions), sig.outputs[0])
+
+
+def coverage() -> tuple[int, int, list[tuple[str, tuple[str, ...]]]]:
+    """(pairs native runs, pairs TFLM runs, the pairs left) over TFLM's (op, dtype) table
+    (``tinyq.tflm_dtypes.TFLM_OP_DTYPES``) against the native signatures (``LOWERINGS``)."""
+    from tinyq.tflm_dtypes import TFLM_OP_DTYPES
+
+    covered, left = 0, []
+    for op, row in sorted(TFLM_OP_DTYPES.items()):
+        low = LOWERINGS.get(op)
+        native = [] if low is None else [_projections(s, row.positions) for s in low.signatures]
+        for sig in sorted(row.signatures):
+            if any(n is not None and all(w in ("*", g) for w, g in zip(n, sig, strict=True))
+                   for n in native):
+                covered += 1
+            else:
+                left.append((op, sig))
+    return covered, covered + len(left), left
