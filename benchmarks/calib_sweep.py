@@ -5,8 +5,8 @@
 Converts the digits float model (``examples/digits/train.py`` writes it) to int8 with
 the first N calibration samples and prints, over the test set, the output RMSE
 against the float model and the top-1 accuracy on the tflite-micro interpreter. It
-calls the converter directly, below tinyq's ``MIN_CALIB_SAMPLES`` too: these are the
-figures that floor is chosen from (docs/quantization.md).
+calls tinyq's converter process directly, below tinyq's ``MIN_CALIB_SAMPLES`` too:
+these are the figures that floor is chosen from (docs/quantization.md).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyq._convert_worker import ConverterProcess
 from tinyq.cli.ui import format_table
 from tinyq.evaluate import evaluate_bytes
-from tinyq.model_loader import load_model
-from tinyq.quantize import MIN_CALIB_SAMPLES, QuantizeOptions, convert
+from tinyq.quantize import MIN_CALIB_SAMPLES, QuantizeOptions
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "examples" / "digits" / "out"
 
@@ -40,13 +40,14 @@ def main(argv: list[str] | None = None) -> int:
               f"`python examples/digits/train.py --out {args.dir}` first", file=sys.stderr)
         return 1
 
-    model = load_model(files["digits.keras"])
     with np.load(files["calib.npz"]) as data:
         calib = data["x"].astype(np.float32)
-    reference = convert(model, QuantizeOptions(mode="float32"), None)
+    with ConverterProcess(files["digits.keras"]) as converter:
+        reference = converter.convert(QuantizeOptions(mode="float32")).tflite
+        quantized = {n: converter.convert(QuantizeOptions(mode="int8"), calib[:n]).tflite
+                     for n in args.sizes}
     rows = []
-    for n in args.sizes:
-        q = convert(model, QuantizeOptions(mode="int8"), calib[:n])
+    for n, q in quantized.items():
         report = evaluate_bytes(q, files["test.npz"], reference_bytes=reference,
                                 runtime="tflm", layers=False)
         rows.append((f"{n}{' (refused by tinyq)' if n < MIN_CALIB_SAMPLES else ''}",

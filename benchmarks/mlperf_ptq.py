@@ -62,10 +62,10 @@ def tflm_outputs(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
 
 def measure(folder: Path, float_name: str, ref_name: str, calib_n: int, test_n: int,
             seed: int) -> dict:
+    from tinyq._convert_worker import ConverterProcess
     from tinyq.errors import TinyqError
     from tinyq.evaluate import compute_metrics, run_model
-    from tinyq.model_loader import load_model
-    from tinyq.quantize import QuantizeOptions, convert, detect_mode
+    from tinyq.quantize import QuantizeOptions, detect_mode
     from tinyq.tflite_reader import read_model_bytes
 
     rng = np.random.default_rng(seed)
@@ -75,9 +75,10 @@ def measure(folder: Path, float_name: str, ref_name: str, calib_n: int, test_n: 
     row = {"model": float_name, "reference": ref_name, "ref_size": len(reference)}
     t0 = time.perf_counter()
     try:
-        fm = load_model(folder / float_name)
-        ours = convert(fm, QuantizeOptions(mode="int8", io="int8"), x_cal)
-        f32 = convert(fm, QuantizeOptions(mode="float32"), None)
+        with ConverterProcess(folder / float_name) as converter:
+            fm = converter.load()
+            ours = converter.convert(QuantizeOptions(mode="int8", io="int8"), x_cal).tflite
+            f32 = converter.convert(QuantizeOptions(mode="float32")).tflite
     except TinyqError as exc:
         row["error"] = str(exc)
         return row

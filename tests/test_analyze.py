@@ -263,3 +263,68 @@ def test_a_model_tflm_refuses_in_prepare_is_a_problem_with_a_fix_that_is_not_ins
     path = tmp_path / "softmax.tflite"
     path.write_bytes(data)
     assert cli_main(["inspect", str(path), "--runtime", "tflm"]) == 1
+
+
+def _lstm_svdf_bmm_tconv() -> bytes:
+    """int8 UNIDIRECTIONAL_SEQUENCE_LSTM (5 steps, 3 inputs, 4 cells, no peephole or
+    projection), SVDF, BATCH_MATMUL and TRANSPOSE_CONV, each on its own inputs."""
+    g = GraphBuilder()
+
+    def w(*shape, dtype=np.int8):
+        return g.add_constant(np.ones(shape, dtype), scale=0.01)
+
+    x = g.add_tensor((1, 5, 3))
+    gates_in = [w(4, 3) for _ in range(4)]
+    gates_rec = [w(4, 4) for _ in range(4)]
+    biases = [w(4, dtype=np.int32) for _ in range(4)]
+    h = g.add_tensor((1, 4), is_variable=True)
+    c = g.add_tensor((1, 4), "int16", is_variable=True)
+    y = g.add_tensor((1, 5, 4))
+    g.add_op("UNIDIRECTIONAL_SEQUENCE_LSTM",
+             [x, *gates_in, *gates_rec, -1, -1, -1, *biases, -1, -1, h, c], [y])
+    s_in = g.add_tensor((2, 6))
+    state = g.add_tensor((2, 3 * 10), "int16", is_variable=True)
+    s_out = g.add_tensor((2, 3))
+    g.add_op("SVDF", [s_in, w(3, 6), w(3, 10, dtype=np.int16), -1, state], [s_out],
+             {"rank": 1})
+    a, b = g.add_tensor((1, 2, 7, 5)), g.add_tensor((1, 2, 5, 6))
+    g.add_op("BATCH_MATMUL", [a, b], [g.add_tensor((1, 2, 7, 6))])
+    t_in = g.add_tensor((1, 4, 4, 3))
+    g.add_op("TRANSPOSE_CONV", [g.add_constant(np.array([1, 8, 8, 2], np.int32)), w(2, 3, 3, 3),
+                                t_in], [g.add_tensor((1, 8, 8, 2))], {"stride_w": 2,
+                                                                      "stride_h": 2})
+    return g.build(inputs=[x, s_in, a, b, t_in])
+
+
+def test_macs_of_recurrent_matmul_and_transpose_conv_by_hand():
+    report = analyze.inspect(read_model_bytes(_lstm_svdf_bmm_tconv()), measure_arena=False)
+    lstm, svdf, bmm, tconv = report.ops
+    assert lstm.macs == 1 * 5 * (4 * (4 * 3) + 4 * (4 * 4))   # batch x steps x weights = 560
+    assert svdf.macs == 2 * (3 * 6 + 3 * 10)                   # batch x (feature + time) = 96
+    assert bmm.macs == (2 * 7 * 6) * 5                         # outputs x contracted dim = 420
+    assert tconv.macs == (4 * 4 * 3) * 3 * 3 * 2               # inputs x kh x kw x out_ch = 864
+
+
+def test_native_refusal_names_the_op_not_its_state_and_prints_no_plan(tmp_path, capsys):
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(_lstm_svdf_bmm_tconv())
+    report = analyze.inspect(read_model_bytes(path.read_bytes()), runtime="native",
+                             measure_arena=False)
+    assert report.arena_native is None
+    texts = [str(p) for p in report.problems]
+    assert any("no kernel for UNIDIRECTIONAL_SEQUENCE_LSTM" in t for t in texts)
+    assert not any("variable tensors" in t or "resource variables" in t for t in texts)
+    assert cli_main(["inspect", str(path), "--runtime", "tflm", "--no-arena-search"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "native plan   none: the native runtime cannot run this model" in out
+
+
+def test_repeated_problems_share_one_line():
+    from tinyq.checks import Problem
+    from tinyq.cli.inspect import problem_lines
+
+    same = [Problem("native", "no kernel for SPLIT", "use --runtime tflm", i, "SPLIT")
+            for i in (3, 9, 11, 20, 31, 40)]
+    lines = problem_lines([*same, Problem("native", "other", "fix", 5, "TANH")])
+    assert lines == ["error: ops 3, 9, 11, 20 and 2 more SPLIT: no kernel for SPLIT — "
+                     "use --runtime tflm", "error: op 5 TANH: other — fix"]

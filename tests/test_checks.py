@@ -224,3 +224,66 @@ def test_supported_ops_doc_lists_the_dtype_table():
     for line in checks.markdown().splitlines():
         if line.startswith("| `") and "kernels/" in line:
             assert line in doc, "regenerate: python -m tinyq.checks --markdown"
+
+
+SIGNAL_OPS = sorted(op for op in checks.TFLM_CUSTOM_OPS if op.startswith("Signal"))
+
+
+def test_tflm_check_accepts_every_signal_op():
+    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.tflite_writer import GraphBuilder
+
+    for name in [*SIGNAL_OPS, "NotAnOp"]:
+        g = GraphBuilder()
+        x, y = g.add_tensor((1, 16), "int16"), g.add_tensor((1, 16), "int16")
+        g.add_op("CUSTOM", [x], [y], custom_code=name)
+        found = list(checks.tflm_unsupported_op(read_model_bytes(g.build(inputs=[x],
+                                                                          outputs=[y]))))
+        assert (found == []) == (name != "NotAnOp"), name
+
+
+_REGISTRATION_PROBE = """
+import sys, tflite_micro
+from tinyq.tflite_writer import GraphBuilder
+g = GraphBuilder(); x = g.add_tensor((1, 16), "int16"); y = g.add_tensor((1, 16), "int16")
+g.add_op("CUSTOM", [x], [y], custom_code=sys.argv[1])
+try:
+    tflite_micro.runtime.Interpreter.from_bytes(g.build(inputs=[x], outputs=[y]), arena_size=65536)
+except RuntimeError:
+    pass
+"""
+
+
+@pytest.mark.parametrize("name", [*SIGNAL_OPS, "NotAnOp"])
+def test_the_pinned_tflite_micro_registers_the_signal_ops(name):
+    """A custom op TFLM does not register fails with "Failed to get registration"; a
+    registered Signal kernel gets as far as its own Init/Prepare (which, without the
+    op's options, refuses the node or crashes the child: either proves registration)."""
+    pytest.importorskip("tflite_micro")
+    proc = subprocess.run([sys.executable, "-c", _REGISTRATION_PROBE, name],
+                          capture_output=True, text=True, timeout=60, check=False)
+    unregistered = "Failed to get registration" in proc.stderr + proc.stdout
+    assert unregistered == (name == "NotAnOp"), (name, proc.returncode, proc.stderr[-300:])
+
+
+def test_supported_ops_doc_says_how_macs_are_counted():
+    from tinyq.analyze import MAC_RULES
+
+    doc = (REPO / "docs" / "supported_ops.md").read_text()
+    for op, rule in MAC_RULES.items():
+        assert f"| `{op}` | {rule} |" in doc, "regenerate: python -m tinyq.checks --markdown"
+
+
+def test_a_while_loop_is_named_with_a_fix_for_keras_and_third_party_models():
+    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.tflite_writer import GraphBuilder
+
+    g = GraphBuilder()
+    x, y = g.add_tensor((1, 4), "float32"), g.add_tensor((1, 4), "float32")
+    g.add_op("WHILE", [x], [y], {"cond_subgraph_index": 1, "body_subgraph_index": 2})
+    found = [p for p in checks.problems(read_model_bytes(g.build([x], [y])), "tflm")
+             if p.check == "tflm_while_loop"]
+    (p,) = found
+    assert p.severity == "warning" and p.opcode == "WHILE"
+    assert "Keras 3 LSTM and GRU" in p.message
+    assert "`tinyq quantize`" in p.fix and "a .tflite from elsewhere" in p.fix

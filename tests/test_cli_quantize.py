@@ -106,23 +106,30 @@ def test_quantize_wrong_calib_shape_says_both(capsys, tiny_float_model, tmp_path
 
 
 @pytest.mark.tensorflow
-def test_conversion_failure_exit_1_no_file(capsys, monkeypatch, tmp_path):
+def test_converter_crash_exit_1_one_line_no_file(capsys, tmp_path):
+    """TensorFlow 2.21's int8 converter segfaults on RNN(LSTMCell) (measured)."""
     import keras
 
-    import tinyq.model_loader as loader
-
-    inp = keras.Input((6,), batch_size=1)
-    model = keras.Model(inp, keras.layers.Lambda(keras.ops.erf)(inp))
-    fake = loader.FloatModel(path="erf.keras", kind="keras", input_shape=(6,),
-                             input_dtype="float32", output_shapes=((6,),), loader="keras",
-                             keras_model=model)
-    monkeypatch.setattr(loader, "load_model", lambda path: fake)
+    model = keras.Sequential([keras.Input((6, 2)),
+                              keras.layers.RNN(keras.layers.LSTMCell(3), name="rnn"),
+                              keras.layers.Dense(2)])
+    path = tmp_path / "rnn.keras"
+    model.save(path)
     calib = tmp_path / "c.npy"
-    np.save(calib, np.zeros((32, 6), np.float32))
-    out = tmp_path / "erf.tflite"
-    code, _, err = _run(capsys, "quantize", "erf.keras", "--calib", calib, "-o", out)
-    assert code == 1 and "converter failed" in err and "tf.Erf" in err
+    np.save(calib, np.random.default_rng(0).standard_normal((32, 6, 2)).astype(np.float32))
+    out = tmp_path / "rnn.tflite"
+    code, _, err = _run(capsys, "quantize", path, "--calib", calib, "-o", out)
+    assert code == 1 and f"crashed (SIGSEGV) converting {path} to int8" in err
     assert len(_errors(err)) == 1 and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.tensorflow
+def test_a_model_the_converter_child_cannot_load_is_one_line(capsys, tmp_path):
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"not a zip file")
+    code, _, err = _run(capsys, "quantize", path, "--mode", "float32", "-o", tmp_path / "o.tflite")
+    assert code == 1 and f"cannot load {path} as a Keras model" in err
+    assert len(_errors(err)) == 1 and "Traceback" not in err
 
 
 @pytest.mark.tensorflow

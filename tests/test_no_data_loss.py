@@ -34,6 +34,7 @@ WRITERS = {
                               "OUT"],
     ("inspect", "--json"): ["inspect", MODEL, "--no-arena-search", "--json", "OUT"],
     ("generate", "-o"): ["generate", MODEL, *BOARD, "-o", "OUT"],
+    ("export", "-o"): ["export", MODEL, "--core", "cortex-m4", "--prefix", "net", "-o", "OUT"],
     ("build", "--json"): ["build", MODEL, *BOARD, "--json", "OUT"],
     ("run", "--json"): ["run", MODEL, *BOARD, "--json", "OUT"],
     ("bench", "--json"): ["bench", MODEL, *BOARD, "--json", "OUT"],

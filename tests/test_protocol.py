@@ -501,3 +501,12 @@ def test_mutated_answers_end_in_device_errors():
             crashes.append(repr(exc)[:200])
     assert not crashes, crashes[:5]
     assert 0.2 * PROTOCOL_SESSIONS < worked < PROTOCOL_SESSIONS     # both paths exercised
+
+
+def test_identity_refuses_firmware_built_for_the_runners_ad01_format():
+    fw = FakeFirmware(mlperf_model="ad01")
+    with pytest.raises(ProtocolError, match="built with --mlperf-model ad01 for the MLPerf "
+                                            "runner") as exc:
+        booted(firmware=fw).check_identity(fw.model_id + "0" * 52)
+    assert exc.value.hint == "flash firmware built without --mlperf-model"
+    assert booted().check_identity(fw.model_id + "0" * 52).extra["mlperf"] == "ic01"

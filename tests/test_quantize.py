@@ -202,23 +202,114 @@ def test_calibration_errors(tiny_float_model, tmp_path):
 
 
 @pytest.mark.tensorflow
-def test_converter_failure_names_the_op_and_leaves_no_file(monkeypatch, tmp_path):
+def test_converter_failure_names_the_op():
     import keras
 
     import tinyq.model_loader as loader
-    from tinyq.quantize import quantize
+    from tinyq.quantize import convert_here
 
     inp = keras.Input((6,), batch_size=1)
     model = keras.Model(inp, keras.layers.Lambda(keras.ops.erf, name="erf")(inp))
     fake = loader.FloatModel(path="erf.keras", kind="keras", input_shape=(6,),
                              input_dtype="float32", output_shapes=((6,),), loader="keras",
                              keras_model=model)
-    monkeypatch.setattr(loader, "load_model", lambda path: fake)
-    out = tmp_path / "erf.tflite"
     with pytest.raises(ConversionError) as err:
-        quantize("erf.keras", np.zeros((32, 6), np.float32), QuantizeOptions(), output=out)
+        convert_here(fake, QuantizeOptions(), np.zeros((32, 6), np.float32))
     assert "'tf.Erf' op" in str(err.value) and "\n" not in str(err.value)
-    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- recurrent layers
+
+STEPS = 12       # time steps of the recurrent test models: short, so conversion stays ~2 s
+
+
+@pytest.fixture(scope="module")
+def recurrent_models(tmp_path_factory):
+    """Small recurrent Keras 3 models saved as .keras, calibration data, float outputs."""
+    from conftest import require_tensorflow
+
+    require_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(3)
+    folder = tmp_path_factory.mktemp("recurrent")
+    rng = np.random.default_rng(3)
+    x = np.sin(np.linspace(0, 6, STEPS)[None, :, None] * rng.uniform(0.5, 2, (64, 1, 2))
+               + rng.uniform(0, 3, (64, 1, 2))).astype(np.float32)
+    paths = {"calib": folder / "calib.npy"}
+    np.save(paths["calib"], x)
+    layers = {"lstm": lambda: keras.layers.LSTM(8, name="lstm"),
+              "gru": lambda: keras.layers.GRU(8, name="gru"),
+              "bilstm": lambda: keras.layers.Bidirectional(keras.layers.LSTM(4), name="bi"),
+              "rnncell": lambda: keras.layers.RNN(keras.layers.LSTMCell(4), name="rnn"),
+              "open_lstm": lambda: keras.layers.LSTM(4, name="open")}
+    floats = {}
+    for name, make in layers.items():
+        steps = None if name == "open_lstm" else STEPS
+        model = keras.Sequential([keras.Input((steps, 2)), make(), keras.layers.Dense(2)])
+        paths[name] = folder / f"{name}.keras"
+        model.save(paths[name])
+        floats[name] = np.asarray(model(x, training=False))
+    return paths, x, floats
+
+
+def _assert_close(got: np.ndarray, want: np.ndarray) -> None:
+    """int8 outputs on the tflite-micro interpreter (state reset before each sequence)
+    follow the float model: RMSE under a tenth of the outputs' spread."""
+    rmse = float(np.sqrt(np.mean((got - want) ** 2)))
+    print(f"rmse {rmse:.4f} = {rmse / float(np.std(want)):.3f} x std")
+    assert rmse < 0.1 * float(np.std(want))
+
+
+@pytest.mark.tensorflow
+def test_keras3_lstm_becomes_the_fused_op_tflm_runs(recurrent_models):
+    from tinyq.evaluate import run_model
+    from tinyq.quantize import quantize
+
+    paths, x, floats = recurrent_models
+    r = quantize(paths["lstm"], paths["calib"], QuantizeOptions(mode="int8"))
+    ops = dict(r.ops)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops and "WHILE" not in ops and r.notes == ()
+    _assert_close(run_model(r.tflite, x, runtime="tflm"), floats["lstm"])
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("name, note", [
+    ("gru", "GRU 'gru' has no fused TFLite op: unrolled over"),
+    ("bilstm", "Bidirectional(LSTM) 'bi' has no TFLM kernel (no bidirectional sequence op): "
+               "unrolled over"),
+])
+def test_gru_and_bidirectional_are_unrolled_with_a_note(recurrent_models, name, note):
+    from tinyq.evaluate import run_model
+    from tinyq.quantize import quantize
+
+    paths, x, floats = recurrent_models
+    r = quantize(paths[name], paths["calib"], QuantizeOptions(mode="int8"))
+    ops = dict(r.ops)
+    assert "WHILE" not in ops and ops["FULLY_CONNECTED"] >= STEPS
+    (text,) = r.notes
+    assert text.startswith(f"{note} {STEPS} time steps"), text
+    _assert_close(run_model(r.tflite, x, runtime="tflm"), floats[name])
+
+
+@pytest.mark.tensorflow
+def test_converter_crash_is_one_line_and_the_next_conversion_works(recurrent_models, tmp_path):
+    """RNN(LSTMCell) (a WHILE loop) segfaults TensorFlow 2.21's int8 converter (measured)."""
+    from tinyq._convert_worker import ConverterProcess
+    from tinyq.quantize import quantize
+
+    paths, x, _ = recurrent_models
+    out = tmp_path / "rnn.tflite"
+    with pytest.raises(ConversionError) as err:
+        quantize(paths["rnncell"], paths["calib"], QuantizeOptions(), output=out)
+    text = str(err.value)
+    assert f"crashed (SIGSEGV) converting {paths['rnncell']} to int8" in text
+    assert "RNN 'rnn' converts to a WHILE loop" in text and "\n" not in text
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with ConverterProcess(paths["rnncell"]) as converter:
+        with pytest.raises(ConversionError, match="crashed"):
+            converter.convert(QuantizeOptions(), x)
+        assert converter.convert(QuantizeOptions(mode="float32")).tflite[4:8] == b"TFL3"
 
 
 # --------------------------------------------------------------------------- model files
@@ -291,3 +382,32 @@ def test_legacy_saved_model_loads_through_a_maintained_path():
     else:
         assert model.loader in ("tf.saved_model",) or model.loader.startswith("tf.compat.v1")
     assert model.input_shape == (49, 10, 1) and model.output_shapes == ((12,),)
+
+
+@pytest.mark.tensorflow
+def test_a_tinyq_folder_in_the_working_directory_does_not_shadow_the_child(
+        tiny_float_model, tmp_path, monkeypatch):
+    """The converter child imports this tinyq, not ./tinyq (python -m puts the working
+    directory first on sys.path; measured with an older checkout as the cwd)."""
+    from tinyq.quantize import quantize
+
+    decoy = tmp_path / "tinyq"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy tinyq was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    r = quantize(tiny_float_model["model"], None, QuantizeOptions(mode="float32"))
+    assert r.tflite[4:8] == b"TFL3"
+
+
+@pytest.mark.tensorflow
+def test_a_converter_error_in_the_child_is_one_line_naming_the_op(recurrent_models):
+    """An LSTM without fixed time steps cannot be fused or unrolled: the int8 converter
+    refuses its WHILE loop's tensor list (measured), and says so through the child."""
+    from tinyq.quantize import quantize
+
+    paths, _, _ = recurrent_models
+    with pytest.raises(ConversionError) as err:
+        quantize(paths["open_lstm"], paths["calib"], QuantizeOptions())
+    text = str(err.value)
+    assert "the TFLite converter failed (int8): 'tf.TensorListReserve' op" in text
+    assert "\n" not in text

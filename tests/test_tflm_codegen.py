@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tflm_helpers import make_fake_tflm, tiny_model_bytes
+from tflm_helpers import DOWNLOADS, FAKE_TFLM_FILES, make_fake_tflm, tiny_model_bytes
 
 import tinyq
 from tinyq import boards, checks
@@ -127,9 +127,36 @@ def test_an_op_tflm_cannot_register_is_refused_before_anything_is_written(tmp_pa
 
 
 def test_custom_ops_without_a_tflm_kernel_in_the_library_are_refused():
-    data, model = _model_with("CUSTOM", custom_code="SignalWindow")
-    with pytest.raises(UnsupportedError, match="custom op 'SignalWindow'"):
+    data, model = _model_with("CUSTOM", custom_code="ethos-u")
+    with pytest.raises(UnsupportedError, match="custom op 'ethos-u'"):
         render(model, TflmOptions(arena_bytes=1024), model_bytes=data)
+
+
+def _signal_model() -> tuple[bytes, object]:
+    """SignalWindow -> SignalRfft (int16), the start of TFLM's audio front end."""
+    g = GraphBuilder()
+    x, w = g.add_tensor((16,), "int16"), g.add_tensor((16,), "int16")
+    y = g.add_tensor((18,), "int16")
+    g.add_op("CUSTOM", [x], [w], custom_code="SignalWindow")
+    g.add_op("CUSTOM", [w], [y], custom_code="SignalRfft")
+    data = g.build([x], [y])
+    return data, read_model_bytes(data)
+
+
+def test_every_signal_op_tflm_ships_has_a_registration():
+    signal = {op for op in checks.TFLM_CUSTOM_OPS if op.startswith("Signal")}
+    assert signal == set(codegen.SIGNAL_RESOLVER_METHODS)
+
+
+def test_signal_ops_are_registered_and_only_their_projects_build_signal(tmp_path, tiny):
+    data, model = _signal_model()
+    src = render(model, TflmOptions(arena_bytes=4096), model_bytes=data)
+    runtime = src.files["tflm/tflm_runtime.cc"]
+    assert "resolver->AddWindow()" in runtime and "resolver->AddRfft()" in runtime
+    assert "MicroMutableOpResolver<kNumOps>" in runtime and src.resolver_size == 2
+    assert "TQ_SIGNAL_SRCS" in src.files["tflm/tflm.mk"] and src.context["signal"]
+    plain = render(tiny[1], TflmOptions(arena_bytes=4096), model_bytes=tiny[0])
+    assert "TQ_SIGNAL_SRCS" not in plain.files["tflm/tflm.mk"] and not plain.context["signal"]
 
 
 def _unary(opcode: str, dtype: str) -> bytes:
@@ -470,3 +497,59 @@ def test_cmake_configures_against_a_tflm_layout(written, tmp_path):
                          timeout=120, check=False)
     assert bad.returncode != 0
     assert "is not a TensorFlow Lite Micro tree" in " ".join(bad.stderr.split())
+
+
+SIGNAL_FILES = (
+    "signal/micro/kernels/window.cc",                        # kernel: built with the project
+    "signal/micro/kernels/rfft.cc",
+    "signal/micro/kernels/window_test.cc",                   # test: skipped
+    "signal/micro/kernels/window_flexbuffers_generated_data.cc",   # test data: skipped
+    "signal/micro/kernels/signal_ops_registerer_python.cc",  # the Python wheel's: skipped
+    "signal/src/window.cc",
+    "signal/src/kiss_fft_wrappers/kiss_fft_int16.cc",
+)
+
+
+def _signal_project(tmp_path: Path, with_kissfft: bool) -> tuple[Path, Path]:
+    """The project of ``_signal_model`` for mps2-an386 and a fake tree with signal/."""
+    data, model = _signal_model()
+    out = tmp_path / "project"
+    for rel, text in _project("mps2-an386", data, model, TflmOptions(arena_bytes=4096)).items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(text)
+    kiss = (f"{DOWNLOADS}/kissfft/kiss_fft.h",) if with_kissfft else ()
+    return out, make_fake_tflm(tmp_path / "tflite-micro", FAKE_TFLM_FILES + SIGNAL_FILES + kiss)
+
+
+@pytest.mark.parametrize("with_kissfft", [True, False])
+def test_make_n_builds_signal_kernels_for_a_model_that_uses_them(tmp_path, with_kissfft):
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    out, tflm = _signal_project(tmp_path, with_kissfft)
+    proc = _make(out, f"TFLM_DIR={tflm}")
+    if not with_kissfft:
+        assert proc.returncode != 0 and "has no kiss_fft.h" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    compiled = _compiled(proc.stdout)
+    assert {f"{tflm}/signal/micro/kernels/window.cc", f"{tflm}/signal/micro/kernels/rfft.cc",
+            f"{tflm}/signal/src/window.cc",
+            f"{tflm}/signal/src/kiss_fft_wrappers/kiss_fft_int16.cc"} <= compiled
+    assert not any(c.endswith(("_test.cc", "_generated_data.cc", "_python.cc"))
+                   for c in compiled)
+    assert f"-I{tflm}/{DOWNLOADS}/kissfft" in proc.stdout
+    link = next(line for line in proc.stdout.splitlines() if " -o build/app.elf" in line)
+    assert "tflm-signal/signal/src/window.cc.o" in link
+
+
+def test_cmake_adds_signal_kernels_for_a_model_that_uses_them(tmp_path):
+    if shutil.which("cmake") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("cmake or arm-none-eabi-gcc not installed")
+    out, tflm = _signal_project(tmp_path, with_kissfft=True)
+    build = tmp_path / "cmake"
+    proc = subprocess.run(["cmake", "-S", str(out), "-B", str(build), f"-DTFLM_DIR={tflm}"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rules = (build / "CMakeFiles" / "tflm.dir" / "build.make").read_text()
+    assert "signal/src/window.cc" in rules and "kiss_fft_int16.cc" in rules
+    assert "window_test.cc" not in rules and "_generated_data.cc" not in rules

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +292,149 @@ def test_library_validate_refuses_labels_outside_the_classes(case, tmp_path):
     np.savez(bad, x=x, y=np.where(np.arange(len(y)) < 2, -1, y))
     with pytest.raises(DataError, match=r"2 of \d+ labels in .*bad.npz are outside"):
         validate(model, "mps2-an386", bad, emulator="qemu")
+
+
+# -- validate --jobs: parallel devices, sharded samples, merged in order ----------------
+
+def _fake_devices(monkeypatch, case, fail_at: int | None = None, crash_at: int | None = None):
+    """validate's devices become scripted fakes (one per session, like one QEMU each) and
+    its build a no-op; returns the list of devices made. The device given sample
+    ``fail_at`` disconnects after it; the worker given ``crash_at`` raises."""
+    import tinyq.run
+    from tinyq.run import _specs, samples_from
+
+    model, _test, x, _y = case
+    model_bytes = model.read_bytes()
+    oracle = TflmInterpreter(model_bytes)
+    lock = threading.Lock()         # one interpreter, several device threads
+    opened: list[FakeDevice] = []
+    spec = _specs(read_model_bytes(model_bytes).input_tensors)
+    payloads = [b"".join(a.tobytes() for a in s) for s in samples_from(x, spec)]
+
+    def open_device(board, elf, emulator, port, options):
+        def compute(inputs):
+            if inputs[0] == payloads[fail_at] if fail_at is not None else False:
+                device._dead = True             # the emulator died: the link drops
+            if inputs[0] == payloads[crash_at] if crash_at is not None else False:
+                raise RuntimeError("worker crashed")
+            with lock:
+                return [oracle.invoke([np.frombuffer(inputs[0], np.int8).reshape(1, 16)])[0]
+                        .tobytes()]
+
+        fw = FakeFirmware(input_sizes=(16,), compute=compute, board=board.name,
+                          model_id=read_model_bytes(model_bytes).sha256[:12])
+        device = FakeDevice(fw, port=f"fake{len(opened)}", emulated=True)
+        opened.append(device)
+        return device
+
+    monkeypatch.setattr(tinyq.run, "open_device", open_device)
+    monkeypatch.setattr(tinyq.run, "build_firmware",
+                        lambda *a, **k: type("Fw", (), {"elf": Path("app.elf")})())
+    return opened
+
+
+@pytest.fixture
+def fakes(case, monkeypatch):
+    return lambda **kw: _fake_devices(monkeypatch, case, **kw)
+
+
+def _jobs(case, jobs, **kw):
+    model, test, _x, _y = case
+    return validate(model, "mps2-an386", test, emulator="qemu",
+                    options=ValidateOptions(jobs=jobs, timeouts=FAST, **kw.pop("options", {})),
+                    **kw)
+
+
+def _view(a):
+    """What must not depend on --jobs (not the device names or the time taken)."""
+    keys = ("samples", "per_sample", "device_accuracy", "host_accuracy", "bit_exact",
+            "max_lsb_diff", "complete", "model_id", "data_sha256")
+    return {k: a.to_json()[k] for k in keys}
+
+
+def test_jobs_give_the_same_record_as_one_device(case, fakes):
+    made = fakes()
+
+    def used():         # devices that ran a session (the pre-build check only makes one)
+        return [d for d in made if d.commands]
+
+    one = _jobs(case, 1)
+    assert len(used()) == 1
+    events = []
+    three = validate(case[0], "mps2-an386", case[1], emulator="qemu",
+                     options=ValidateOptions(jobs=3, timeouts=FAST), progress=events.append)
+    assert len(used()) == 4                         # three more devices, one per shard
+    assert _view(one) == _view(three)
+    assert three.complete and three.samples == N_SAMPLES
+    # each device ran its own contiguous share: 14 + 13 + 13 samples
+    assert sorted(d.commands.count("infer 1 0") for d in used()[1:]) == [13, 13, 14]
+    merged = [e for e in events if e.stage == "validate" and e.done is not None]
+    assert merged[-1].done == merged[-1].total == N_SAMPLES       # one merged bar
+    assert [e.done for e in merged] == sorted(e.done for e in merged)
+
+
+def test_a_failed_shard_keeps_only_the_samples_before_it_and_resumes_exactly(case, fakes):
+    fakes(fail_at=25)                         # in the second of 2 shards (20..39)
+    partial = _jobs(case, 2)
+    assert not partial.complete and partial.samples == 25
+    assert [r.index for r in partial.records] == list(range(25))
+    assert "sample 25" in partial.error
+    fakes()                                         # the device works again
+    resumed = _jobs(case, 2, resume=partial.to_json() | {"data_sha256": partial.data_sha256})
+    assert resumed.complete and resumed.resumed == 25
+    assert _view(resumed) == _view(_jobs(case, 1))
+
+
+def test_an_early_failed_shard_drops_later_shards_samples(case, fakes):
+    fakes(fail_at=3)                          # first shard of 2 stops at sample 3
+    partial = _jobs(case, 2)
+    assert partial.samples == 3 and partial.missing == N_SAMPLES - 3
+    assert [r.index for r in partial.records] == [0, 1, 2]
+
+
+def test_a_crashed_worker_is_recorded_not_fatal(case, fakes):
+    fakes(crash_at=30)                              # the second worker's thread raises
+    partial = _jobs(case, 2)
+    assert partial.samples == 20 and "worker crashed" in partial.error
+    assert [r.index for r in partial.records] == list(range(20))
+
+
+def test_jobs_over_one_are_refused_on_a_real_board(case):
+
+    with pytest.raises(UserInputError, match="--jobs 2 needs emulators"):
+        validate(case[0], "mps2-an386", case[1], port="/dev/null",
+                 options=ValidateOptions(jobs=2))
+
+
+def test_jobs_over_one_on_a_port_is_one_line(case, capsys):
+    from tinyq.cli import main
+
+    assert main(["validate", str(case[0]), "--board", "mps2-an386", "--port", "/dev/ttyX",
+                 "--data", str(case[1]), "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--jobs 2 needs emulators" in err and err.count("\n") == 1
+
+
+def test_default_jobs_and_shards():
+    from tinyq import boards
+    from tinyq.validate import MIN_SAMPLES_PER_JOB, resolve_jobs, shard_ranges
+
+    board = boards.load("mps2-an386")
+    assert resolve_jobs(None, board, None, "/dev/ttyACM0", 1000) == 1
+    assert resolve_jobs(None, board, "qemu", None, MIN_SAMPLES_PER_JOB) == 1
+    assert resolve_jobs(5, board, "qemu", None, 3) == 3       # never an idle emulator
+    assert shard_ranges(5, 12, 3) == [range(5, 8), range(8, 10), range(10, 12)]
+    assert shard_ranges(0, 2, 4) == [range(0, 1), range(1, 2)]
+
+
+@pytest.mark.qemu
+def test_jobs_on_qemu_give_the_same_record(case, tmp_path, monkeypatch):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    model, test, _x, _y = case
+    monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
+    one = validate(model, "mps2-an386", test, emulator="qemu",
+                   options=ValidateOptions(samples=12, jobs=1))
+    two = validate(model, "mps2-an386", test, emulator="qemu",
+                   options=ValidateOptions(samples=12, jobs=2))
+    assert two.complete and two.bit_exact and two.device.endswith("and 1 more")
+    assert _view(one) == _view(two)

@@ -21,11 +21,13 @@ _API = {
     "read_model": "tinyq.tflite_reader:read_model",
     "inspect": "tinyq.analyze:inspect",
     "generate": "tinyq.codegen:generate",
+    "export": "tinyq.library_export:export",
     "build": "tinyq.build:build",
     "run": "tinyq.run:run",
     "bench": "tinyq.bench:bench",
     "validate": "tinyq.validate:validate",
     "deploy": "tinyq.pipeline:deploy",
+    "sweep": "tinyq.sweeping:sweep",
 }
 
 __all__ = sorted(_API) + ["__version__", "boards", "errors"]

@@ -53,10 +53,16 @@ def _open(kind: str, model_bytes: bytes, kwargs: dict[str, Any]) -> Any:
 def _call(it: Any, method: str, args: tuple[Any, ...]) -> Any:
     if method == "pid":                     # which process runs the interpreter (tests)
         return os.getpid()
-    if method in ("num_inputs", "num_outputs", "arena_size"):
+    if method in ("num_inputs", "num_outputs", "arena_size", "has_state"):
         return getattr(it, method)
     if method == "invoke_many":             # many samples, one round trip
-        return [it.invoke(sample) for sample in args[0]]
+        samples, reset_state = args
+        outputs = []
+        for sample in samples:
+            if reset_state:
+                it.reset_state()
+            outputs.append(it.invoke(sample))
+        return outputs
     return getattr(it, method)(*args)
 
 

@@ -12,14 +12,8 @@
 * problems from ``tinyq.checks`` for the chosen runtime;
 * with a board: a fit table (flash and RAM needed vs available).
 
-MACs are counted the way issue 4's reference table does:
-
-* ``CONV_2D``: output elements x kernel_h x kernel_w x input channels per group
-  (the filter's last dimension);
-* ``DEPTHWISE_CONV_2D``: output elements x kernel_h x kernel_w;
-* ``FULLY_CONNECTED``: output elements (batch rows x units) x input features;
-* every other op: 0 (pooling, elementwise, softmax... are not multiply-accumulates
-  against weights; they are listed with 0 so totals compare with published figures).
+MACs (multiply-accumulates against weights, so totals compare with published figures)
+are counted per op as :data:`MAC_RULES` says; docs/supported_ops.md is generated from it.
 """
 
 from __future__ import annotations
@@ -28,7 +22,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -300,9 +293,44 @@ def summarize_tensor(t: ir.Tensor) -> TensorSummary:
                          quant=_quant_summary(t.quant))
 
 
+#: How each op's MACs are counted (``op_macs``); every other op counts 0 (pooling,
+#: elementwise ops, softmax... do not multiply-accumulate against weights).
+MAC_RULES: Mapping[str, str] = MappingProxyType({
+    "CONV_2D": "output elements x kernel height x kernel width x input channels per group "
+               "(the filter's last dimension)",
+    "DEPTHWISE_CONV_2D": "output elements x kernel height x kernel width",
+    "FULLY_CONNECTED": "output elements (batch rows x units) x input features",
+    "TRANSPOSE_CONV": "input elements x kernel height x kernel width x output channels "
+                      "(each input value is multiplied into a kernel-sized patch of every "
+                      "output channel)",
+    "BATCH_MATMUL": "output elements x the contracted dimension (the left operand's "
+                    "columns, or rows with adj_x); both operands may be activations",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "batch x time steps x (elements of every input-to-gate "
+                                    "and recurrent-to-gate weight matrix present, plus the "
+                                    "peephole vectors and the projection matrix when "
+                                    "present): one MAC per weight per step; the gates' "
+                                    "elementwise products are not counted",
+    "SVDF": "batch x (feature weights + time weights elements): each step multiplies the "
+            "input by the feature weights and the state by the time weights",
+})
+
+#: UNIDIRECTIONAL_SEQUENCE_LSTM inputs that are weights: input-to-gate (1-4),
+#: recurrent-to-gate (5-8), peephole (9-11) and projection (16) (TFLite's operand order).
+LSTM_WEIGHT_INPUTS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16)
+
+
+def _lstm_macs(model: ir.Model, op: ir.Operator) -> int:
+    inp = model.tensors[op.inputs[0]]
+    if len(inp.shape) != 3:
+        return 0
+    per_step = sum(model.tensors[op.inputs[i]].size for i in LSTM_WEIGHT_INPUTS
+                   if i < len(op.inputs) and op.inputs[i] >= 0)
+    return inp.shape[0] * inp.shape[1] * per_step
+
+
 def op_macs(model: ir.Model, op: ir.Operator) -> int:
-    """Multiply-accumulates of one op, counted as in the module docstring."""
-    if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+    """Multiply-accumulates of one op, counted as :data:`MAC_RULES` says."""
+    if op.opcode not in MAC_RULES:
         return 0
     if len(op.inputs) < 2 or op.inputs[1] < 0 or not op.outputs:
         return 0
@@ -316,6 +344,19 @@ def op_macs(model: ir.Model, op: ir.Operator) -> int:
         return out.size * kh * kw
     if op.opcode == "FULLY_CONNECTED" and weights.shape:
         return out.size * weights.shape[-1]
+    if op.opcode == "TRANSPOSE_CONV" and len(weights.shape) == 4 and len(op.inputs) > 2:
+        out_ch, kh, kw, _ = weights.shape
+        return model.tensors[op.inputs[2]].size * kh * kw * out_ch
+    if op.opcode == "BATCH_MATMUL":
+        lhs = model.tensors[op.inputs[0]].shape
+        if len(lhs) < 2:
+            return 0
+        return out.size * (lhs[-2] if op.options.get("adj_x") else lhs[-1])
+    if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        return _lstm_macs(model, op)
+    if op.opcode == "SVDF" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        batch = model.tensors[op.inputs[0]].shape[0] if model.tensors[op.inputs[0]].shape else 1
+        return batch * (weights.size + model.tensors[op.inputs[2]].size)
     return 0
 
 
@@ -388,9 +429,11 @@ def arena_search_bounds(model: ir.Model) -> tuple[int, int]:
 
 
 def _run_probe_child(model_bytes: bytes, lo: int, hi: int) -> tuple[list[str], int, str]:
-    cmd = [sys.executable, "-m", "tinyq._arena_probe", str(lo), str(hi), str(ARENA_LIMIT_BYTES)]
+    from tinyq._convert_worker import child_command
+
+    cmd, env = child_command("_arena_probe", str(lo), str(hi), str(ARENA_LIMIT_BYTES))
     try:
-        proc = run_process(cmd, input=model_bytes, capture_output=True,
+        proc = run_process(cmd, input=model_bytes, capture_output=True, env=env,
                            timeout=PROBE_CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"the tflite-micro arena probe hung for {PROBE_CHILD_TIMEOUT_S} s",
@@ -413,7 +456,8 @@ def _prepare_error(text: str, where: str = "the model") -> Exception:
                           path=where)
     if "Hybrid" in flat or "hybrid" in flat:
         return UnsupportedError("TFLM cannot run hybrid (dynamic-range) models",
-                                hint="re-quantize with --mode int8")
+                                hint="re-quantize the float model it came from with --mode "
+                                     "int8 (a .tflite from elsewhere: ask for an int8 export)")
     if "Didn't find op" in flat:
         return UnsupportedError(f"TFLM lacks an op this model uses: {flat[:200]}",
                                 hint="replace the layer with ops docs/supported_ops.md lists")
@@ -711,12 +755,10 @@ def inspect(model: ir.Model | str | os.PathLike[str], board: Board | str | None 
     found = problems(ir_model, runtime)
     errors = [p for p in found if p.severity == "error"]
 
-    arena_native: int | None = None
     progress(ProgressEvent("inspect", "planning the native arena"))
-    try:
-        arena_native = native_plan_bytes(ir_model)
-    except (KeyError, ValueError) as exc:  # e.g. a dtype the planner cannot size
-        logger.info("native plan failed: %s", exc)
+    # None (no "native plan" line) when native cannot run the model: a plan for a model
+    # it refuses would be a number nobody can use
+    arena_native = native_arena_bytes(ir_model)
 
     arena_tflm: ArenaMeasurement | None = None
     tflm_errors = errors if runtime == "tflm" else [

@@ -78,7 +78,7 @@ PREPARE_FAILED_HINT = ("change the op that message names (the dtypes or quantiza
 TFLM_CUSTOM_OPS: frozenset[str] = frozenset({
     "TFLite_Detection_PostProcess", "CIRCULAR_BUFFER", "TFLM_DECODE", "ethos-u",
     "SignalDelay", "SignalEnergy", "SignalFftAutoScale", "SignalFilterBank",
-    "SignalFilterBankLog", "SignalFilterBankSquareRoot",
+    "SignalFilterBankLog", "SignalFilterBankSpectralSubtraction", "SignalFilterBankSquareRoot",
     "SignalFramer", "SignalIrfft", "SignalOverlapAdd", "SignalPCAN", "SignalRfft",
     "SignalStacker", "SignalWindow",
 })
@@ -182,7 +182,9 @@ def tflm_hybrid_model(model: ir.Model) -> Iterator[Finding]:
     (dynamic-range quantized) model, and TFLM rejects hybrid models ("Hybrid models are
     not supported on TFLite Micro").
 
-    Fix: re-quantize with --mode int8 (full-integer quantization with calibration data).
+    Fix: re-quantize the float model it came from with --mode int8 (full-integer, with
+    calibration data); a .tflite from elsewhere cannot be re-quantized: ask its publisher
+    for the float model or a full-integer int8 export.
     """
     for op in model.operators:
         pos = WEIGHT_OPS.get(op.opcode)
@@ -200,8 +202,9 @@ def tflm_float16_weights(model: ir.Model) -> Iterator[Finding]:
     """{opcode} dequantizes float16 constants at run time (a float16-quantized model);
     TFLM's DEQUANTIZE has no float16 kernel and does not store float16 weights.
 
-    Fix: re-quantize with --mode int8 (or export float32 weights if the model must stay
-    float).
+    Fix: re-quantize the float model it came from with --mode int8 (or export float32
+    weights if the model must stay float); for a .tflite from elsewhere, ask its publisher
+    for an int8 or float32 export.
     """
     reported = False
     for op in model.operators:
@@ -222,7 +225,8 @@ def tflm_uint8_tensors(model: ir.Model) -> Iterator[Finding]:
     has no TFLM kernels; TFLM's int8 kernels need int8 activations and weights (uint8
     I/O is fine only through a QUANTIZE/DEQUANTIZE at the model's edge).
 
-    Fix: re-quantize with --mode int8 (inputs/outputs int8, the tinyq default).
+    Fix: re-quantize the float model it came from with --mode int8 (inputs/outputs int8,
+    the tinyq default); for a .tflite from elsewhere, ask its publisher for an int8 export.
     """
     for op in model.operators:
         if op.opcode in UINT8_BOUNDARY_OPS or op.opcode == "CUSTOM":
@@ -288,8 +292,24 @@ def tflm_extra_subgraphs(model: ir.Model) -> Iterator[Finding]:
     Fix: nothing to do if the extra subgraphs are unused (signatures, init); otherwise
     check the ops of the other subgraphs yourself.
     """
-    if model.num_subgraphs > 1:
+    if model.num_subgraphs > 1 and not any(op.opcode == "WHILE" for op in model.operators):
         yield {"count": model.num_subgraphs}
+
+
+@check("tflm", severity="warning")
+def tflm_while_loop(model: ir.Model) -> Iterator[Finding]:
+    """{opcode} runs a loop in other subgraphs, which tinyq's checks and MACs do not
+    cover; the TFLite converter makes such loops from Keras 3 LSTM and GRU layers, and
+    TFLM users report them hanging on boards.
+
+    Fix: with the Keras model at hand, quantize it with `tinyq quantize` (LSTMs become the
+    fused UNIDIRECTIONAL_SEQUENCE_LSTM, GRUs are unrolled); for a .tflite from elsewhere,
+    check its outputs on the tflite-micro interpreter with `tinyq evaluate` before
+    flashing.
+    """
+    for op in model.operators:
+        if op.opcode == "WHILE":
+            yield {"op": op}
 
 
 @check("native")
@@ -358,15 +378,33 @@ def markdown() -> str:
     lines += ["## Hybrid-model detection", "",
               "Ops checked for float activations with int8 weights: "
               + ", ".join(f"`{op}`" for op in sorted(WEIGHT_OPS)), ""]
+    lines += _mac_lines()
     native_ops = _native_ops()
     lines += ["## tinyq native runtime", ""]
     if native_ops:
         lines += ["| op | dtypes | note |", "|---|---|---|"]
         lines += [f"| `{op}` | {sig} | {note} |".replace("\n", " ") for op, sig, note in native_ops]
-        lines += [""]
+        lines += ["", *_native_coverage_lines()]
+        lines += ["Besides dtypes, the native runtime refuses a few quantization parameters no "
+                  "exact answer exists for (a requantization multiplier of 2^30 or more, a bias "
+                  "within reach of int32 overflow, zero or non-finite scales, out-of-range zero "
+                  "points, MEAN over 2^24 or more values), and defines its result where TFLM's "
+                  "is undefined behaviour (QUANTIZE of NaN/±Inf, SOFTMAX rows of thousands of "
+                  "equal maxima): see [numerics.md](numerics.md).", ""]
     else:
         lines += ["(the native support table is not installed)", ""]
     return "\n".join(lines)
+
+
+def _mac_lines() -> list[str]:
+    from tinyq.analyze import MAC_RULES
+
+    lines = ["## How `tinyq inspect` counts MACs", "",
+             "Multiply-accumulates against weights, per op (every other op counts 0: "
+             "pooling, elementwise ops, softmax... do not multiply-accumulate against "
+             "weights):", "", "| op | MACs |", "|---|---|"]
+    lines += [f"| `{op}` | {rule} |" for op, rule in MAC_RULES.items()]
+    return [*lines, ""]
 
 
 def _tflm_dtype_lines() -> list[str]:
@@ -379,6 +417,17 @@ def _tflm_dtype_lines() -> list[str]:
     for op, row in sorted(tflm_dtypes.TFLM_OP_DTYPES.items()):
         lines.append(f"| `{op}` | {row.describe()} | `kernels/{row.source}` |")
     return [*lines, ""]
+
+
+def _native_coverage_lines() -> list[str]:
+    """The share of TFLM's (op, dtype) table the native runtime runs, and what is left."""
+    support = importlib.import_module("tinyq.native.support")
+    covered, total, left = support.coverage()
+    return [f"Coverage: the native runtime runs {covered} of the {total} (op, dtype) pairs "
+            f"of the TFLM kernel dtypes table above ({100 * covered / total:.0f} %; ops the "
+            "table does not list, such as TRANSPOSE or EQUAL, are not counted). "
+            "Not yet native: " + ", ".join(f"`{op}` {tflm_dtypes.describe_signatures([sig])}"
+                                           for op, sig in left) + ".", ""]
 
 
 def _native_ops() -> list[tuple[str, str, str]]:

@@ -16,7 +16,7 @@ import logging
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ class ModeResult:
     tflm_note: str                      # why not, when it does not
     error: str | None = None            # conversion failed: the converter's line
     tflite: bytes | None = field(default=None, repr=False, compare=False)
+    notes: tuple[str, ...] = ()         # layers converted in another form (unrolled...)
 
 
 @dataclass(frozen=True)
@@ -142,39 +143,43 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
             options: CompareOptions = CompareOptions(),
             progress: ProgressFn = null_progress) -> CompareReport:
     """Quantize ``model_path`` in each of ``options.modes`` and measure each on ``data``."""
+    from tinyq._convert_worker import ConverterProcess
     from tinyq.data import load_data
-    from tinyq.model_loader import load_model
-    from tinyq.quantize import CALIBRATED_MODES, calibration_samples, convert
+    from tinyq.quantize import CALIBRATED_MODES, calibration_samples
 
     if options.train is not None:
         from tinyq.qat import require_qat_extra
 
         require_qat_extra()  # before any conversion work
     progress(ProgressEvent(STAGE, f"loading {model_path}"))
-    float_model = load_model(model_path)
-    test = load_data(data, input_shape=float_model.input_shape, dtype="float32",
-                     image_scale=options.image_scale)
-    q_options = {m: QuantizeOptions(mode=m, per_tensor_dense=options.per_tensor_dense,
-                                    calib_samples=options.calib_samples,
-                                    image_scale=options.image_scale) for m in options.modes}
-    # one calibration set serves every mode: check it against the most demanding one
-    strictest = next((m for m in options.modes if m in CALIBRATED_MODES), options.modes[0])
-    samples = calibration_samples(calib, float_model.input_shape, q_options[strictest])
-    progress(ProgressEvent(STAGE, "converting the float32 reference"))
-    reference = convert(float_model, QuantizeOptions(mode="float32"), None)
-    rows, ref_acc = [], None
-    for n, mode in enumerate(options.modes):
-        progress(ProgressEvent(STAGE, f"{mode}: converting", n, len(options.modes)))
-        try:
-            tflite = reference if mode == "float32" else convert(
-                float_model, q_options[mode], samples)
-        except ConversionError as exc:
-            rows.append(ModeResult(mode, None, None, None, None, None, None, False,
-                                   "not converted", error=exc.message))
-            continue
-        progress(ProgressEvent(STAGE, f"{mode}: evaluating", n, len(options.modes)))
-        row, ref_acc = measure(mode, tflite, test, reference, str(model_path))
-        rows.append(row)
+    with ConverterProcess(model_path, progress) as converter:
+        float_model = converter.load()
+        test = load_data(data, input_shape=float_model.input_shape, dtype="float32",
+                         image_scale=options.image_scale)
+        q_options = {m: QuantizeOptions(mode=m, per_tensor_dense=options.per_tensor_dense,
+                                        calib_samples=options.calib_samples,
+                                        image_scale=options.image_scale)
+                     for m in options.modes}
+        # one calibration set serves every mode: check it against the most demanding one
+        strictest = next((m for m in options.modes if m in CALIBRATED_MODES),
+                         options.modes[0])
+        samples = calibration_samples(calib, float_model.input_shape, q_options[strictest])
+        progress(ProgressEvent(STAGE, "converting the float32 reference"))
+        float32 = converter.convert(QuantizeOptions(mode="float32"))
+        reference = float32.tflite
+        rows, ref_acc = [], None
+        for n, mode in enumerate(options.modes):
+            progress(ProgressEvent(STAGE, f"{mode}: converting", n, len(options.modes)))
+            try:
+                converted = float32 if mode == "float32" else converter.convert(
+                    q_options[mode], samples)
+            except ConversionError as exc:
+                rows.append(ModeResult(mode, None, None, None, None, None, None, False,
+                                       "not converted", error=exc.message))
+                continue
+            progress(ProgressEvent(STAGE, f"{mode}: evaluating", n, len(options.modes)))
+            row, ref_acc = measure(mode, converted.tflite, test, reference, str(model_path))
+            rows.append(replace(row, notes=converted.notes))
     if options.train is not None:
         from tinyq.qat import QatOptions, qat_tflite
 

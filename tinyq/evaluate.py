@@ -177,7 +177,10 @@ def run_model(model_bytes: bytes, x: np.ndarray, runtime: str = "litert",
     step = max(1, min(INVOKE_CHUNK, len(x) // 20))
     for start in range(0, len(x), step):
         end = min(start + step, len(x))
-        outputs = it.invoke_many([[xq[i:i + 1].reshape(inp.shape)] for i in range(start, end)])
+        # each sample is a whole input, as the float model saw it: a stateful model (LSTM,
+        # SVDF) starts every sample from a reset state
+        outputs = it.invoke_many([[xq[i:i + 1].reshape(inp.shape)] for i in range(start, end)],
+                                 reset_state=it.has_state)
         for i, ys in zip(range(start, end), outputs, strict=True):
             results[i] = dequantize(ys[0], out.scale, out.zero_point).reshape(out.shape[1:])
         progress(ProgressEvent(STAGE, f"running {what} on {runtime}", end, len(x)))
@@ -288,6 +291,9 @@ def layer_errors(model_bytes: bytes, reference_bytes: bytes, x: np.ndarray, runt
     noise = np.zeros(len(matched))
     worst = np.zeros(len(matched))
     for i in range(len(x)):
+        for interp in (it, ref_it):
+            if interp.has_state:   # each sample is a whole input (see run_model)
+                interp.reset_state()
         it.invoke([xq[i:i + 1].reshape(inp.shape)])
         ref_it.invoke([xf[i:i + 1].reshape(ref_inp.shape)])
         for k, (op, ref, _) in enumerate(matched):
@@ -327,11 +333,11 @@ def reference_tflite(reference: str | os.PathLike[str] | bytes,
                                  hint="pass the float model (.keras/.h5/SavedModel or a "
                                       "float32 .tflite) as --reference")
         return p.read_bytes(), str(p)
-    from tinyq.model_loader import load_model
-    from tinyq.quantize import QuantizeOptions, convert
+    from tinyq._convert_worker import convert_file
+    from tinyq.quantize import QuantizeOptions
 
     progress(ProgressEvent(STAGE, f"converting the reference {p} to float32 .tflite"))
-    return convert(load_model(p), QuantizeOptions(mode="float32"), None), str(p)
+    return convert_file(p, QuantizeOptions(mode="float32"), progress=progress), str(p)
 
 
 def _check_reference(model, reference, ref_name: str) -> None:

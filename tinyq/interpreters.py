@@ -72,6 +72,14 @@ def _activation_bytes(model_bytes: bytes) -> int:
     return sum(t.nbytes for t in model.tensors if not t.is_constant)
 
 
+def has_state(model) -> bool:
+    """True when ``model`` (an ir.Model) keeps state in variable tensors between
+    invocations: both interpreters carry an LSTM's or SVDF's state from one invoke to
+    the next until ``reset_state()``, so a caller feeding independent samples (whole
+    sequences, as the Keras model saw them) resets before each one."""
+    return any(t.is_variable for t in model.tensors)
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -96,7 +104,9 @@ class TflmInterpreter:
                   else rt.InterpreterConfig.kAllocationRecording)
         from tinyq.tflite_reader import read_model_bytes
 
-        self.num_outputs = len(read_model_bytes(model_bytes).outputs)
+        parsed = read_model_bytes(model_bytes)
+        self.num_outputs = len(parsed.outputs)
+        self.has_state = has_state(parsed)
         with capture_fd2() as log:
             try:
                 self._it = rt.Interpreter.from_bytes(
@@ -145,6 +155,10 @@ class TflmInterpreter:
             except RuntimeError as exc:
                 self._fail(exc, log)
         return [np.array(self._it.get_output(i), copy=True) for i in range(self.num_outputs)]
+
+    def reset_state(self) -> None:
+        """Zero the variable tensors (an LSTM's or SVDF's state), as after loading."""
+        self._it.reset()
 
     def tensor(self, index: int) -> np.ndarray:
         """A tensor's value after ``invoke`` (needs ``preserve_all_tensors=True``)."""
@@ -221,6 +235,9 @@ class LiteRTInterpreter:
                 from error
         self._inputs = self._it.get_input_details()
         self._outputs = self._it.get_output_details()
+        from tinyq.tflite_reader import read_model_bytes
+
+        self.has_state = has_state(read_model_bytes(model_bytes))
 
     def _info(self, d: dict) -> TensorInfo:
         scale, zp = d.get("quantization", (0.0, 0))
@@ -244,6 +261,10 @@ class LiteRTInterpreter:
             self._it.set_tensor(d["index"], np.ascontiguousarray(x))
         self._it.invoke()
         return [np.array(self._it.get_tensor(d["index"]), copy=True) for d in self._outputs]
+
+    def reset_state(self) -> None:
+        """Zero the variable tensors (an LSTM's or SVDF's state), as after loading."""
+        self._it.reset_all_variables()
 
     def tensor(self, index: int) -> np.ndarray:
         return np.array(self._it.get_tensor(index), copy=True)
@@ -297,6 +318,7 @@ class IsolatedInterpreter:
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         self._finalizer = weakref.finalize(self, _end_child, self._proc, self._stderr)
         self._call("open", runtime, bytes(model_bytes), dict(kwargs))
+        self.has_state = bool(self._call("has_state"))    # asked once: it never changes
         if runtime == "tflm":
             self.num_outputs = int(self._call("num_outputs"))
             self.arena_size = int(self._call("arena_size"))
@@ -405,10 +427,16 @@ class IsolatedInterpreter:
     def invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self._call("invoke", [np.ascontiguousarray(x) for x in inputs])
 
-    def invoke_many(self, samples: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
-        """``invoke`` on each sample (a list of input arrays), in one round trip."""
+    def invoke_many(self, samples: Sequence[Sequence[np.ndarray]],
+                    reset_state: bool = False) -> list[list[np.ndarray]]:
+        """``invoke`` on each sample (a list of input arrays), in one round trip; with
+        ``reset_state``, ``reset_state()`` before each sample."""
         return self._call("invoke_many",
-                          [[np.ascontiguousarray(x) for x in sample] for sample in samples])
+                          [[np.ascontiguousarray(x) for x in sample] for sample in samples],
+                          reset_state)
+
+    def reset_state(self) -> None:
+        self._call("reset_state")
 
     def tensor(self, index: int) -> np.ndarray:
         return self._call("tensor", index)

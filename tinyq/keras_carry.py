@@ -20,7 +20,7 @@ Only ``tf_keras`` is imported here (lazily), never ``tensorflow_model_optimizati
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,9 @@ CARRY_RTOL = 1e-4
 CARRY_ATOL = 1e-5
 #: Samples used for the output check when the caller gives none (random normal).
 CARRY_CHECK_SAMPLES = 8
+#: Length given to an input dimension the model leaves open (e.g. a recurrent model's time
+#: steps) in that random check data: long enough for state to flow through a few steps.
+CARRY_CHECK_OPEN_DIM = 8
 
 QAT_INSTALL_HINT = "install the QAT extra: pip install 'tinyq[qat]'"
 
@@ -95,6 +98,14 @@ CARRIERS: dict[str, Carrier] = {
     "Minimum": Carrier("Minimum", ()),
     "Concatenate": Carrier("Concatenate", ("axis",)),
 }
+
+_RNN = ("units", "activation", "recurrent_activation", "use_bias", "return_sequences",
+        "return_state", "go_backwards", "unroll")
+
+#: What conversion carries (not QAT): CARRIERS plus LSTM, which tf-keras converts to the
+#: fused UNIDIRECTIONAL_SEQUENCE_LSTM op where Keras 3 gives a WHILE loop. Dropout
+#: settings are left out on purpose: they do nothing at inference.
+CONVERT_CARRIERS: dict[str, Carrier] = {**CARRIERS, "LSTM": Carrier("LSTM", _RNN)}
 
 #: Keras 3 activation names tf-keras knows by the same name.
 _ACTIVATIONS = frozenset({
@@ -156,7 +167,7 @@ def _is_input_layer(op: object) -> bool:
     return _kind(op) == "InputLayer"
 
 
-def _walk_layers(model) -> list:
+def walk_layers(model) -> list:
     """Every operation in ``model`` (nested models expanded), InputLayers excluded."""
     found: list = []
     ops = model.layers if _kind(model) == "Sequential" else getattr(
@@ -165,19 +176,19 @@ def _walk_layers(model) -> list:
         if _is_input_layer(op):
             continue
         if _is_model(op):
-            found.extend(_walk_layers(op))
+            found.extend(walk_layers(op))
         else:
             found.append(op)
     return found
 
 
-def _problems(layer) -> list[str]:
+def _problems(layer, carriers: Mapping[str, Carrier] = CARRIERS) -> list[str]:
     """Why ``layer`` cannot be carried (empty list when it can)."""
     kind = _kind(layer)
     name = getattr(layer, "name", kind)
     if not _is_layer(layer):
         return [f"'{name}' (keras.ops.{kind} call; use the matching keras.layers layer)"]
-    if kind not in CARRIERS:
+    if kind not in carriers:
         if kind == "Lambda":
             return [f"'{name}' (Lambda: arbitrary Python code)"]
         if is_keras3_model(layer):
@@ -199,7 +210,7 @@ def _problems(layer) -> list[str]:
     return issues
 
 
-def check_carryable(model) -> None:
+def check_carryable(model, carriers: Mapping[str, Carrier] = CARRIERS) -> None:
     """Every layer of the model can be rebuilt in tf-keras; otherwise one line names them all."""
     if not _is_model(model):
         if is_keras3_model(model):
@@ -209,13 +220,13 @@ def check_carryable(model) -> None:
                 hint="build it with the Sequential or Functional API for QAT")
         raise ModelError(f"expected a Keras model, got {type(model).__name__}",
                          hint="pass a .keras or .h5 model file")
-    problems = [p for layer in _walk_layers(model) for p in _problems(layer)]
+    problems = [p for layer in walk_layers(model) for p in _problems(layer, carriers)]
     if problems:
         raise UnsupportedError(
             f"cannot rebuild {len(problems)} layer(s) in tf-keras for QAT: "
             + "; ".join(problems),
             hint="replace them with standard keras.layers (supported: "
-            + ", ".join(sorted(CARRIERS)) + ") or quantize without QAT (`tinyq quantize`)",
+            + ", ".join(sorted(carriers)) + ") or quantize without QAT (`tinyq quantize`)",
             layers=tuple(problems),
         )
 
@@ -230,8 +241,9 @@ def _regularizer(tfk, spec, where: str, dropped: list[str]):
     return None
 
 
-def _make_layer(tfk, layer, name: str, dropped: list[str]):
-    carrier = CARRIERS[_kind(layer)]
+def _make_layer(tfk, layer, name: str, dropped: list[str],
+                carriers: Mapping[str, Carrier] = CARRIERS):
+    carrier = carriers[_kind(layer)]
     config = layer.get_config()
     renames = dict(carrier.renames)
     kwargs: dict[str, Any] = {}
@@ -258,8 +270,9 @@ def _make_layer(tfk, layer, name: str, dropped: list[str]):
 class _Builder:
     """Rebuilds the graph in tf-keras: one new layer per original (shared layers stay shared)."""
 
-    def __init__(self, tfk) -> None:
+    def __init__(self, tfk, carriers: Mapping[str, Carrier] = CARRIERS) -> None:
         self.tfk = tfk
+        self.carriers = carriers
         self.new_layers: dict[int, Any] = {}
         self.pairs: list[tuple[Any, Any]] = []
         self.names: set[str] = set()
@@ -279,7 +292,8 @@ class _Builder:
             return self.apply(layer, flat)
         new = self.new_layers.get(id(layer))
         if new is None:
-            new = _make_layer(self.tfk, layer, self._unique(layer.name), self.dropped)
+            new = _make_layer(self.tfk, layer, self._unique(layer.name), self.dropped,
+                              self.carriers)
             self.new_layers[id(layer)] = new
             self.pairs.append((layer, new))
         kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
@@ -356,12 +370,15 @@ def _check_samples(model, sample) -> list[np.ndarray]:
         samples = sample if isinstance(sample, (list, tuple)) else [sample]
         return [np.asarray(s, dtype=np.float32)[:CARRY_CHECK_SAMPLES] for s in samples]
     rng = np.random.default_rng(0)
-    return [rng.standard_normal((CARRY_CHECK_SAMPLES, *kt.shape[1:])).astype(np.float32)
-            for kt in _model_inputs(model)]
+    shapes = [tuple(CARRY_CHECK_OPEN_DIM if d is None else d for d in kt.shape[1:])
+              for kt in _model_inputs(model)]
+    return [rng.standard_normal((CARRY_CHECK_SAMPLES, *shape)).astype(np.float32)
+            for shape in shapes]
 
 
 def carry_to_tf_keras(model, sample: np.ndarray | Sequence[np.ndarray] | None = None,
-                      *, progress: Callable[[str], None] | None = None) -> CarryResult:
+                      *, progress: Callable[[str], None] | None = None,
+                      carriers: Mapping[str, Carrier] = CARRIERS) -> CarryResult:
     """Rebuild a Keras 3 ``model`` in tf-keras, copy its weights, check the outputs match.
 
     ``sample``: inputs for the check (the first :data:`CARRY_CHECK_SAMPLES` rows are
@@ -369,10 +386,10 @@ def carry_to_tf_keras(model, sample: np.ndarray | Sequence[np.ndarray] | None = 
     Raises :class:`UnsupportedError` naming every layer it cannot carry, and
     :class:`ModelError` if the rebuilt model's outputs differ.
     """
-    check_carryable(model)
+    check_carryable(model, carriers)
     tfk = import_tf_keras()
     originals = _model_inputs(model)
-    builder = _Builder(tfk)
+    builder = _Builder(tfk, carriers)
     new_inputs = [tfk.Input(shape=tuple(kt.shape[1:]), dtype=str(kt.dtype),
                             name=builder._unique(_input_name(kt, i)))
                   for i, kt in enumerate(originals)]

@@ -251,11 +251,15 @@ def make_converter(model: FloatModel):
 
 def _keras_converter(tf, model: FloatModel):
     """Convert at batch size 1, so shapes are static (no SHAPE/PACK ops for Flatten)."""
-    import keras
+    from tinyq.keras_carry import is_tf_keras_model
 
     keras_model = model.keras_model
     if any(d is None for d in model.input_shape):
         return tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    if is_tf_keras_model(keras_model):   # a tf-keras twin (see tinyq.quantize.recurrent_form)
+        import tf_keras as keras
+    else:
+        import keras
     inp = keras.Input(model.input_shape, batch_size=1, dtype=model.input_dtype)
     fixed = keras.Model(inp, keras_model(inp, training=False), name=keras_model.name)
     return tf.lite.TFLiteConverter.from_keras_model(fixed)

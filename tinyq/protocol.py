@@ -604,6 +604,16 @@ class Client:
                 f"wrong firmware on {self.port}: it was built for board {ident.board}, "
                 f"expected {board}",
                 hint=f"flash firmware built with --board {board}", port=self.port)
+        from tinyq.codegen.harness import MLPERF_FLOAT_SCORE
+
+        # That firmware takes the runner's float32 input and answers one score: tinyq's
+        # own runs (raw input bytes, every output) cannot use it.
+        if ident.extra.get("mlperf") == MLPERF_FLOAT_SCORE:
+            raise ProtocolError(
+                f"the firmware on {self.port} was built with --mlperf-model "
+                f"{MLPERF_FLOAT_SCORE} for the MLPerf runner: it takes float32 input and "
+                "answers one anomaly score, not the model's outputs",
+                hint="flash firmware built without --mlperf-model", port=self.port)
         return ident
 
 

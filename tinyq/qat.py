@@ -308,27 +308,29 @@ def fine_tune(tfk_model, x: np.ndarray, y: np.ndarray, options: QatOptions,
 
 
 def convert_int8(q_model, calib_x: np.ndarray) -> bytes:
-    """Full-integer int8 .tflite (int8 input and output) from a fake-quantized tf-keras model."""
+    """Full-integer int8 .tflite (int8 input and output) from a fake-quantized tf-keras model.
+
+    The model is saved as a SavedModel (the form ``from_keras_model`` converts through
+    anyway) and converted in a child process, so a converter crash becomes one line.
+    """
+    import tempfile
+
+    from tinyq._convert_worker import ConverterProcess
+    from tinyq.quantize import QuantizeOptions
+
     tf, _, _ = import_qat_stack()
-    samples = np.asarray(calib_x, dtype=np.float32)
-
-    def representative():
-        for row in samples:
-            yield [row[None, ...]]
-
-    try:
-        with _quiet():
-            converter = tf.lite.TFLiteConverter.from_keras_model(q_model)
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = representative
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-            return bytes(converter.convert())
-    except Exception as exc:  # the converter raises many unrelated types
-        raise ConversionError(
-            f"the TFLite converter failed on the QAT model: {' '.join(str(exc).split())[:300]}",
-            hint="run with --verbose for the converter log") from exc
+    with tempfile.TemporaryDirectory(prefix="tinyq-qat-") as tmp:
+        saved = os.path.join(tmp, "qat_model")
+        try:
+            with _quiet():
+                tf.saved_model.save(q_model, saved)
+        except Exception as exc:  # noqa: BLE001 - TensorFlow raises many unrelated types
+            raise ConversionError(
+                f"cannot save the QAT model for conversion: {' '.join(str(exc).split())[:300]}",
+                hint="run with --verbose for TensorFlow's log") from exc
+        with ConverterProcess(saved, label="the fake-quantized QAT model") as converter:
+            return converter.convert(QuantizeOptions(mode="int8"),
+                                     np.asarray(calib_x, dtype=np.float32)).tflite
 
 
 def int8_predict(tflite: bytes, x: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyq.errors import ConversionError, DataError, UserInputError
+from tinyq.errors import ConversionError, DataError, TinyqError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ class QuantizeResult:
     repairs: tuple[str, ...]
     seconds: float
     output: str | None = None                # where it was written, if it was
+    notes: tuple[str, ...] = ()              # layers converted in another form (one line each)
 
     @property
     def size_bytes(self) -> int:
@@ -254,18 +255,154 @@ def calibration_samples(calib: Any, input_shape, options: QuantizeOptions) -> np
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def convert(float_model, options: QuantizeOptions, calib: np.ndarray | None) -> bytes:
-    """Run the TFLite converter on a loaded :class:`~tinyq.model_loader.FloatModel`."""
+#: Keras recurrent layers the converter turns into a WHILE loop when they are left as they are
+#: (TensorFlow 2.21 with Keras 3), which TFLM boards are reported to hang on.
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN")
+#: Modes in which tf-keras LSTMs convert to the fused UNIDIRECTIONAL_SEQUENCE_LSTM op
+#: (measured, TensorFlow 2.21: int16x8 stops with "Quantization to 16x8-bit not yet
+#: supported for op: 'UNIDIRECTIONAL_SEQUENCE_LSTM'").
+FUSED_LSTM_MODES = ("int8", "float32", "dynamic", "float16")
+#: What an unrolled recurrent layer becomes, per time step.
+UNROLLED_OPS = "FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD ops"
+
+
+def _time_steps(layer) -> int | None:
+    shape = getattr(layer, "input", None)
+    shape = getattr(shape, "shape", None)
+    return None if shape is None or len(shape) < 3 else shape[1]
+
+
+def _recurrent_kind(layer) -> str | None:
+    """'LSTM', 'GRU', 'SimpleRNN' or e.g. 'Bidirectional(LSTM)' (layers tinyq can unroll),
+    else None."""
+    kind = type(layer).__name__
+    if kind in RECURRENT_LAYERS:
+        return kind
+    inner = type(getattr(layer, "forward_layer", None)).__name__
+    if kind == "Bidirectional" and inner in RECURRENT_LAYERS:
+        return f"Bidirectional({inner})"
+    return None
+
+
+def recurrent_form(keras_model, mode: str, sample: np.ndarray | None = None):
+    """The model to hand the converter so recurrent layers become what TFLM runs.
+
+    Returns ``(model, notes)``: ``model`` is a tf-keras twin when every recurrent layer is
+    an LSTM the converter fuses in ``mode`` (Keras 3 LSTMs become WHILE loops, tf-keras
+    LSTMs the fused UNIDIRECTIONAL_SEQUENCE_LSTM), otherwise a Keras 3 copy whose
+    recurrent layers are unrolled over their fixed time steps (GRU and SimpleRNN have no
+    fused TFLite op; TFLM has no bidirectional kernel); ``notes`` has one line per layer
+    not fused, saying what the graph holds instead. Models without recurrent layers come
+    back unchanged. ``sample``: inputs for the check that a tf-keras twin computes the
+    same (random data when ``None``).
+    """
+    from tinyq.keras_carry import CONVERT_CARRIERS, walk_layers
+
+    layers = walk_layers(keras_model)
+    recurrent = [lay for lay in layers if _recurrent_kind(lay)]
+    others = [lay for lay in layers if not _recurrent_kind(lay) and type(lay).__name__ in (
+        "Bidirectional", "RNN", "ConvLSTM1D", "ConvLSTM2D")]
+    notes = [f"{type(lay).__name__} '{lay.name}' converts to a WHILE loop (tinyq unrolls "
+             "LSTM, GRU and SimpleRNN layers, bidirectional or not); TFLM may not run it on "
+             "a board" for lay in others]
+    if not recurrent:
+        return keras_model, tuple(notes)
+    # the fused op needs fixed time steps ('tf.TensorListReserve' ... requires element_shape
+    # to be static): layers without them get a note from _unrolled
+    lstm_only = all(_recurrent_kind(lay) == "LSTM" and _time_steps(lay) is not None
+                    for lay in recurrent)
+    why_lstm = (f"cannot be fused in {mode} (the converter has no {mode} "
+                "UNIDIRECTIONAL_SEQUENCE_LSTM; --mode int8 fuses it)")
+    if mode in FUSED_LSTM_MODES:
+        why_lstm = ("is not fused (tinyq fuses LSTMs when every recurrent layer of the model "
+                    "is a plain LSTM with fixed time steps)")
+    if lstm_only and mode in FUSED_LSTM_MODES:
+        from tinyq.keras_carry import carry_to_tf_keras
+
+        try:
+            carried = carry_to_tf_keras(keras_model, sample, carriers=CONVERT_CARRIERS)
+        except TinyqError as exc:
+            why_lstm = ("is not fused: the tf-keras rebuild the fused op needs failed ("
+                        + ("; ".join(getattr(exc, "layers", ())) or exc.message) + ")")
+        else:
+            log.info("LSTM layers %s convert to UNIDIRECTIONAL_SEQUENCE_LSTM (through tf-keras)",
+                     ", ".join(lay.name for lay in recurrent))
+            return carried.model, tuple(notes)
+    return _unrolled(keras_model, recurrent, why_lstm, notes)
+
+
+def _unrolled(keras_model, recurrent, why_lstm: str, notes: list[str]):
+    import keras
+
+    names = set()
+    for lay in recurrent:
+        steps = _time_steps(lay)
+        kind = _recurrent_kind(lay)
+        why = (why_lstm if kind == "LSTM" else "has no fused TFLite op" if kind in
+               RECURRENT_LAYERS else "has no TFLM kernel (no bidirectional sequence op)")
+        if steps is None:
+            notes.append(f"{kind} '{lay.name}' {why}, and its time steps are not fixed: it "
+                         "converts to a WHILE loop, which TFLM may not run on a board; give "
+                         "the model input a fixed length")
+            continue
+        names.add(lay.name)
+        notes.append(f"{kind} '{lay.name}' {why}: unrolled over {steps} time steps into "
+                     f"{UNROLLED_OPS} (no WHILE loop)")
+    if not names:
+        return keras_model, tuple(notes)
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in names:
+            # a Bidirectional wrapper holds its two layers' configs
+            for inner in (config.get("layer"), config.get("backward_layer")):
+                if isinstance(inner, dict):
+                    inner["config"]["unroll"] = True
+            if "layer" not in config:
+                config["unroll"] = True
+        return type(layer).from_config(config)
+
+    copy = keras.models.clone_model(keras_model, clone_function=clone)
+    copy.set_weights(keras_model.get_weights())
+    return copy, tuple(notes)
+
+
+def _converter_for(float_model, mode: str, sample: np.ndarray | None):
+    """A converter for ``float_model`` (recurrent layers in their TFLM form) and the notes."""
+    from dataclasses import replace
+
+    from tinyq.model_loader import make_converter
+
+    if float_model.keras_model is None:
+        return make_converter(float_model), ()
+    model, notes = recurrent_form(float_model.keras_model, mode, sample)
+    return make_converter(replace(float_model, keras_model=model)), notes
+
+
+def convert_here(float_model, options: QuantizeOptions, calib: np.ndarray | None,
+                 notify=lambda notes: None) -> tuple[bytes, tuple[str, ...]]:
+    """Run the TFLite converter in this process on a loaded
+    :class:`~tinyq.model_loader.FloatModel`: ``(tflite bytes, notes)``. ``notify(notes)``
+    is called before the converter runs, so the notes survive a crash.
+
+    The converter can crash the process: callers use
+    :class:`tinyq._convert_worker.ConverterProcess` (a child process), which calls this.
+    """
     from tinyq.interpreters import capture_fd2
-    from tinyq.model_loader import import_tensorflow, make_converter, quiet_tensorflow_logs
+    from tinyq.model_loader import import_tensorflow, quiet_tensorflow_logs
 
     tf = import_tensorflow()
-    converter = make_converter(float_model)
+    from tinyq.keras_carry import CARRY_CHECK_SAMPLES
+
+    sample = None if calib is None else calib[:CARRY_CHECK_SAMPLES]
+    converter, notes = _converter_for(float_model, options.mode, sample)
+    if notes:
+        notify(notes)
     _configure(converter, tf, options, calib)
     with capture_fd2() as captured, contextlib.redirect_stdout(io.StringIO()), \
             quiet_tensorflow_logs():
         try:
-            return bytes(converter.convert())
+            return bytes(converter.convert()), notes
         except Exception as exc:  # noqa: BLE001 - converter raises many types; one line out
             error = exc
     text = " ".join(captured)
@@ -284,27 +421,31 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
     ``calib``: calibration data (a path, a :class:`tinyq.data.Dataset` or an array),
     required for int8 and int16x8, checked against the model input for every mode.
     """
+    from tinyq._convert_worker import ConverterProcess
     from tinyq.fileio import check_output, write_bytes
-    from tinyq.model_loader import load_model
+    from tinyq.model_loader import check_model_path
     from tinyq.tflite_reader import read_model_bytes
 
     # calib may be data in memory rather than a path: only paths can be overwritten
     inputs = [model_path] + ([calib] if isinstance(calib, str | os.PathLike) else [])
     if output is not None:
         check_output(output, force, inputs=inputs)
+    check_model_path(model_path)
     start = time.perf_counter()
     progress(ProgressEvent(STAGE, f"loading {model_path}"))
-    float_model = load_model(model_path)
-    samples = None
-    if calib is not None:
-        samples = calibration_samples(calib, float_model.input_shape, options)
-    elif options.mode in CALIBRATED_MODES:
-        raise DataError(f"--mode {options.mode} needs calibration data",
-                        hint="pass --calib with samples like the model's inputs")
-    used = len(samples) if samples is not None and options.mode in CALIBRATED_MODES else 0
-    progress(ProgressEvent(STAGE, f"converting to {options.mode}"
-                           + (f" with {used} calibration samples" if used else "")))
-    tflite = convert(float_model, options, samples if used else None)
+    with ConverterProcess(model_path, progress) as converter:
+        float_model = converter.load()
+        samples = None
+        if calib is not None:
+            samples = calibration_samples(calib, float_model.input_shape, options)
+        elif options.mode in CALIBRATED_MODES:
+            raise DataError(f"--mode {options.mode} needs calibration data",
+                            hint="pass --calib with samples like the model's inputs")
+        used = len(samples) if samples is not None and options.mode in CALIBRATED_MODES else 0
+        progress(ProgressEvent(STAGE, f"converting to {options.mode}"
+                               + (f" with {used} calibration samples" if used else "")))
+        converted = converter.convert(options, samples if used else None)
+    tflite = converted.tflite
     model = read_model_bytes(tflite)
     if output is not None:
         write_bytes(output, tflite, force=force, inputs=inputs)
@@ -316,4 +457,4 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
         inputs=tensor_specs(model, model.inputs), outputs=tensor_specs(model, model.outputs),
         ops=op_counts(model), calib_samples=used, loader=float_model.loader,
         repairs=float_model.repairs, seconds=time.perf_counter() - start,
-        output=None if output is None else str(output))
+        output=None if output is None else str(output), notes=converted.notes)

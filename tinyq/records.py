@@ -26,7 +26,7 @@ from typing import Any
 #: its layout changes in a way a reader must know about (a renamed or removed field).
 SCHEMA_VERSIONS: dict[str, int] = {
     "quantize": 1, "evaluate": 1, "compare": 1, "qat": 1, "inspect": 1, "build": 1,
-    "run": 1, "bench": 1, "validate": 1, "deploy": 1, "generate": 1, "flash": 1,
+    "run": 1, "bench": 1, "validate": 1, "deploy": 1, "generate": 1, "flash": 1, "sweep": 1,
 }
 KINDS = tuple(SCHEMA_VERSIONS)
 

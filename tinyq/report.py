@@ -417,6 +417,10 @@ def _title(rec: Mapping[str, Any]) -> str:
 def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None) -> str:
     """The Markdown of one record; ``images`` maps "layers"/"accuracy" to relative PNG paths."""
     images = images or {}
+    if record.get("kind") == "sweep":     # a grid of cells: its own table and fronts
+        from tinyq.sweeping import sweep_markdown
+
+        return sweep_markdown(record, {})
     out = [_title(record), ""]
     facts = [f"model `{Path(str(record['model'])).name}`"
              + (f" ({record['model_id']})" if record.get("model_id") else "")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class ValidateOptions:
     generate: Any = None                # tinyq.codegen.GenerateOptions
     timeouts: Timeouts = field(default_factory=Timeouts)
     image_scale: str = DEFAULT_IMAGE_SCALE  # pixel scaling of an image folder (tinyq.data)
+    jobs: int | None = None             # parallel emulators (None: from the CPU count)
 
 
 @dataclass(frozen=True)
@@ -268,11 +270,15 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
                        x: Any, labels: np.ndarray, *, data_name: str = "",
                        data_sha256: str = "", samples: int | None = None,
                        done: Sequence[SampleRecord] = (), board_name: str = "",
-                       progress: ProgressFn = null_progress) -> ValidateResult:
+                       progress: ProgressFn = null_progress, shard: range | None = None,
+                       cancel: threading.Event | None = None) -> ValidateResult:
     """Run every sample not yet ``done`` on an open, ready device; never raises mid-way.
 
     A DeviceError after the identity check (or Ctrl-C) ends the loop: the result
     holds the samples done and ``error`` says why the rest are missing.
+    ``shard``: run only these sample indices (one worker of ``validate --jobs``; the
+    result's records are that shard's). ``cancel``: set by another thread to stop
+    before the next sample (Ctrl-C reaches only the main thread).
     """
     from tinyq.interpreters import open_interpreter
     from tinyq.run import _specs, lsb_diff, output_values, samples_from
@@ -297,12 +303,16 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
     client.expect_outputs(output_values(model))
     offset = int(ident.extra.get("db_offset", "0") or 0)
     oracle = open_interpreter(model_bytes, "tflm", name=str(path))
-    records = list(done)
+    records = [] if shard is not None else list(done)
+    indices = shard if shard is not None else range(len(records), requested)
     error: str | None = None
     start = time.monotonic()
-    progress(ProgressEvent("validate", f"{requested - len(records)} sample(s) on {client.port}",
+    progress(ProgressEvent("validate", f"{len(indices)} sample(s) on {client.port}",
                            done=len(records), total=requested))
-    for i in range(len(records), requested):
+    for i in indices:
+        if cancel is not None and cancel.is_set():
+            error = f"sample {i}: interrupted"     # Ctrl-C, a stop signal, or a failed shard
+            break
         sample = all_samples[i]
         payload = b"".join(np.ascontiguousarray(a).tobytes() for a in sample)
         if offset:
@@ -338,7 +348,7 @@ def validate_on_device(client: Client, model_path: str | os.PathLike[str], runti
             host_pred=top1(reference[0], out_spec.scale, out_spec.zero_point),
             lsb_diff=max(diffs, default=0)))
         n = len(records)
-        if n % PROGRESS_EVERY == 0 or n == requested:
+        if n % PROGRESS_EVERY == 0 or i + 1 == indices.stop:
             progress(ProgressEvent("validate", "samples on the device", done=n,
                                    total=requested))
     return ValidateResult(
@@ -367,6 +377,166 @@ def reference_accuracy(reference: str | os.PathLike[str], x: Any, labels: np.nda
         raise ModelError(f"could not compute the accuracy of {reference}",
                          hint="pass a classifier with one output and integer labels")
     return float(report.accuracy), len(ref_bytes)
+
+
+# -- parallel emulators ------------------------------------------------------------
+
+#: Default ``--jobs`` at most: each QEMU takes one host core while it runs, and beyond
+#: 8 the host-side oracle and protocol work in this one Python process become the limit.
+MAX_DEFAULT_JOBS = 8
+#: Fewest samples worth one more emulator by default: a QEMU boot and identity check
+#: cost about as much as a dozen digits samples, so smaller shards only add overhead.
+MIN_SAMPLES_PER_JOB = 16
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_jobs(jobs: int | None, board: Board, emulator: str | None, port: str | None,
+                 remaining: int) -> int:
+    """How many devices validate uses: ``jobs`` if given, else one per core for an emulator
+    (capped, and never more than the samples fill), one for a real board."""
+    from tinyq.run import default_emulator
+
+    if jobs is not None and jobs < 1:
+        raise UserInputError(f"--jobs {jobs} must be at least 1", hint="e.g. --jobs 2")
+    if port is not None:
+        if jobs is not None and jobs > 1:
+            raise UserInputError(f"--jobs {jobs} needs emulators: one board on --port runs "
+                                 "one sample at a time", hint="drop --jobs, or use --emulator")
+        return 1
+    if default_emulator(board, emulator, port) is None:
+        return 1                     # no device at all: validate's own check says so
+    if jobs is None:
+        jobs = min(available_cpus(), MAX_DEFAULT_JOBS, -(-remaining // MIN_SAMPLES_PER_JOB))
+    return max(1, min(jobs, remaining))
+
+
+def shard_ranges(start: int, stop: int, jobs: int) -> list[range]:
+    """``start..stop`` cut into ``jobs`` contiguous, nearly equal, non-empty ranges."""
+    count = stop - start
+    jobs = max(1, min(jobs, count))
+    size, extra = divmod(count, jobs)
+    out, first = [], start
+    for k in range(jobs):
+        last = first + size + (k < extra)
+        out.append(range(first, last))
+        first = last
+    return out
+
+
+def merge_shards(done: Sequence[SampleRecord], shards: Sequence[range],
+                 results: Sequence[ValidateResult | BaseException]
+                 ) -> tuple[tuple[SampleRecord, ...], str | None]:
+    """The records of every shard in sample order, up to the first missing sample.
+
+    A resume record must hold the first N samples in order, so the samples that later
+    shards finished after an earlier shard stopped are dropped (rerun on ``--resume``):
+    nothing is counted twice and nothing is skipped. Returns ``(records, error)``.
+    """
+    records = list(done)
+    for rng, res in zip(shards, results, strict=True):
+        if isinstance(res, BaseException):
+            return tuple(records), f"sample {rng.start}: {res}"
+        records.extend(res.records)
+        if len(res.records) < len(rng):
+            return tuple(records), res.error or f"sample {rng.start + len(res.records)}: missing"
+    return tuple(records), None
+
+
+def _validate_parallel(path: Path, board: Board, runtime: str, emulator: str | None,
+                       options: ValidateOptions, jobs: int, x: Any, labels: np.ndarray,
+                       data_name: str, data_sha: str, requested: int,
+                       done: tuple[SampleRecord, ...], progress: ProgressFn) -> ValidateResult:
+    """Build once, then one emulator per shard of the missing samples, merged in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tinyq.run import RunOptions, build_firmware, check_device, session
+
+    check_device(board, Path("app.elf"), emulator, None)
+    progress(ProgressEvent("build", f"building {path.name} for {board.name} ({runtime})"))
+    firmware = build_firmware(path, board, runtime, options, progress)
+    run_options = RunOptions(flash=False, timeouts=options.timeouts)
+    shards = shard_ranges(len(done), requested, jobs)
+    # one stop flag per shard: a failed shard stops the shards after it (their samples
+    # would be dropped at the merge) and never those before it
+    cancels = [threading.Event() for _ in shards]
+    lock = threading.Lock()
+    counts = [0] * len(shards)
+    ports: list[str] = [""] * len(shards)
+
+    def worker(k: int) -> ValidateResult:
+        def report(event: ProgressEvent) -> None:
+            if event.stage != "validate" or event.done is None:
+                return              # N boots' chatter would drown the merged bar
+            with lock:
+                counts[k] = event.done
+                total_done = len(done) + sum(counts)
+            progress(ProgressEvent("validate", f"samples on {len(shards)} emulators",
+                                   done=total_done, total=requested))
+
+        result = None
+        try:
+            with session(board, firmware.elf, emulator, None, run_options) as client:
+                ports[k] = client.port
+                result = validate_on_device(client, path, runtime, x, labels,
+                                            data_name=data_name, data_sha256=data_sha,
+                                            samples=requested, board_name=board.name,
+                                            progress=report, shard=shards[k],
+                                            cancel=cancels[k])
+        except DeviceError as exc:
+            if result is None:      # failed before or at the identity check
+                stop_after(k)
+                raise
+            log.info("closing %s failed after validate: %s", ports[k], exc)
+        except BaseException:
+            stop_after(k)
+            raise
+        if result.error is not None:
+            stop_after(k)
+        return result
+
+    def stop_after(k: int) -> None:
+        for event in cancels[k + 1:]:
+            event.set()
+
+    progress(ProgressEvent("validate", f"{requested - len(done)} sample(s) on "
+                           f"{len(shards)} emulators", done=len(done), total=requested))
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="validate") as pool:
+        futures = [pool.submit(worker, k) for k in range(len(shards))]
+        results: list[ValidateResult | BaseException] = []
+        try:
+            for future in futures:
+                results.append(_outcome(future))
+        except KeyboardInterrupt:
+            stop_after(-1)          # every worker stops before its next sample
+            results += [_outcome(f) for f in futures[len(results):]]
+    records, error = merge_shards(done, shards, results)
+    first = next((r for r in results if isinstance(r, ValidateResult)), None)
+    if first is None:               # no emulator got as far as the identity check
+        raise results[0]            # type: ignore[misc]
+    device = ports[0] + (f" and {len(shards) - 1} more" if len(shards) > 1 else "")
+    return ValidateResult(
+        model=str(path), model_id=first.model_id, data=data_name, data_sha256=data_sha,
+        board=board.name, runtime=runtime, device=device, emulated=True, requested=requested,
+        records=records, error=error, resumed=len(done), seconds=time.monotonic() - start,
+        tflite_bytes=first.tflite_bytes)
+
+
+def _outcome(future: Any) -> ValidateResult | BaseException:
+    """A worker's result, or the error it raised (kept for the merge, never lost)."""
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:        # noqa: BLE001 - recorded as the shard's error
+        return exc
 
 
 def validate(model_path: str | os.PathLike[str], board: Board | str,
@@ -405,20 +575,28 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
         n = min(requested, len(labels))
         float_accuracy, float_bytes = reference_accuracy(options.reference, np.asarray(x)[:n],
                                                          labels[:n], progress)
-    result = None
-    try:
-        with built_session(path, board_obj, runtime, emulator, port, options,
-                           progress) as (_firmware, client):
-            result = validate_on_device(client, path, runtime, x, labels, data_name=str(data),
-                                        data_sha256=data_sha, samples=requested, done=done,
-                                        board_name=board_obj.name, progress=progress)
-    except DeviceError as exc:
-        if result is None:       # failed before or at the identity check
-            raise
-        log.info("closing the device failed after validate: %s", exc)
+    remaining = requested - len(done)
+    jobs = resolve_jobs(options.jobs, board_obj, emulator, port, remaining)
+    if jobs > 1:
+        result = _validate_parallel(path, board_obj, runtime, emulator, options, jobs, x,
+                                    labels, str(data), data_sha, requested, done, progress)
+    else:
+        result = None
+        try:
+            with built_session(path, board_obj, runtime, emulator, port, options,
+                               progress) as (_firmware, client):
+                result = validate_on_device(client, path, runtime, x, labels,
+                                            data_name=str(data), data_sha256=data_sha,
+                                            samples=requested, done=done,
+                                            board_name=board_obj.name, progress=progress)
+        except DeviceError as exc:
+            if result is None:       # failed before or at the identity check
+                raise
+            log.info("closing the device failed after validate: %s", exc)
     return replace(result, float_accuracy=float_accuracy, reference=options.reference,
                    float_model_bytes=float_bytes)
 
 
 __all__ = ["SampleRecord", "ValidateOptions", "ValidateResult", "check_labels", "load_labelled",
-           "resume_records", "top1", "validate", "validate_on_device"]
+           "merge_shards", "resolve_jobs", "resume_records", "shard_ranges", "top1", "validate",
+           "validate_on_device"]

@@ -35,8 +35,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 SUBCOMMANDS: tuple[str, ...] = (
     "quantize", "evaluate", "compare", "qat",
     "inspect", "boards",
-    "generate", "build", "run", "flash",
-    "bench", "validate", "deploy", "report", "setup",
+    "generate", "export", "build", "run", "flash",
+    "bench", "validate", "deploy", "sweep", "report", "setup", "emulate",
 )
 
 

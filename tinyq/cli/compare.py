@@ -68,6 +68,9 @@ def run(args, ui) -> int:
     ui.table(("mode", "size B", "vs f32", "top-1 %", "max abs err", "RMSE", "host us",
               "TFLM runs"), rows, align="lrrrrrrl")
     ui.print(f"host us: {r.latency_interpreter}; errors are against the float32 model")
+    for row in r.rows:
+        for note in row.notes:
+            ui.print(f"note ({row.mode}): {note}")
     write_outputs(args, r.to_json(), ui)
     if args.plot:
         plot(r, args.plot, force=args.force, inputs=inputs)

@@ -6,9 +6,8 @@ HELP = "generate a firmware project (runtime, board glue, harness, Makefile) for
 
 
 def add_arguments(p) -> None:
-    from tinyq.cli.options import add_deprecated, add_runtime_arguments
+    from tinyq.cli.options import add_deprecated, add_mlperf_option, add_runtime_arguments
     from tinyq.codegen import OPTIMIZE_LEVELS
-    from tinyq.codegen.harness import MLPERF_MODELS
 
     p.add_argument("model", help="int8 .tflite model")
     p.add_argument("--board", required=True, help="board name or path to a board TOML file")
@@ -18,9 +17,7 @@ def add_arguments(p) -> None:
     add_deprecated(p, "--out", "--output", dest="output", metavar="DIR")
     p.add_argument("--force", action="store_true",
                    help="replace a project folder tinyq generated (never any other folder)")
-    p.add_argument("--mlperf-model", default="", choices=("",) + MLPERF_MODELS,
-                   metavar="{" + ",".join(MLPERF_MODELS) + "}",
-                   help="what `profile` answers (m-model-[...]) for the MLPerf Tiny runner")
+    add_mlperf_option(p)
     p.add_argument("--optimize", default="O2", choices=OPTIMIZE_LEVELS,
                    help="gcc optimisation level in the Makefile (default O2)")
     p.add_argument("--no-fit-check", action="store_true",
@@ -56,3 +53,4 @@ def run(args, ui) -> int:
     else:
         ui.print(f"build it with `tinyq build {project.path}` or `make -C {project.path}`")
     return 0
+

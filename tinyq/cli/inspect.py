@@ -57,12 +57,16 @@ def render(report, ui: Console) -> None:
                  f"tflite-micro {a.tflite_micro}, {how})")
     else:
         ui.print("TFLM arena    not measured")
-    ui.print(f"native plan   {_kb(report.arena_native)} bytes")
+    if report.arena_native is not None:
+        ui.print(f"native plan   {_kb(report.arena_native)} bytes")
+    elif report.runtime != "native":
+        ui.print("native plan   none: the native runtime cannot run this model "
+                 "(`--runtime native` says why)")
     if report.problems:
         ui.print()
         ui.print(f"problems ({report.runtime}):")
-        for p in report.problems:
-            ui.print(f"  {p.severity}: {p}")
+        for line in problem_lines(report.problems):
+            ui.print(f"  {line}")
     if report.fit is not None:
         f = report.fit
         ui.print()
@@ -73,6 +77,29 @@ def render(report, ui: Console) -> None:
         ui.table((f"{f.board} ({f.runtime})", "needed", "available", "over", "made of"),
                  rows, align="lrrrl")
         ui.print(f.summary())
+
+
+#: Op indices named in a grouped problem line before "and N more".
+GROUP_NAMED_OPS = 4
+
+
+def problem_lines(problems) -> list[str]:
+    """One line per distinct problem: ops with the same opcode, message and fix share a line
+    (an unrolled recurrent layer repeats the same refusal hundreds of times)."""
+    groups: dict[tuple, list] = {}
+    for p in problems:
+        groups.setdefault((p.severity, p.opcode, p.message, p.fix), []).append(p)
+    lines = []
+    for (severity, opcode, message, fix), members in groups.items():
+        indices = [p.op_index for p in members if p.op_index is not None]
+        if len(indices) <= 1:
+            lines.append(f"{severity}: {members[0]}")
+            continue
+        named = ", ".join(str(i) for i in indices[:GROUP_NAMED_OPS])
+        more = (f" and {len(indices) - GROUP_NAMED_OPS} more"
+                if len(indices) > GROUP_NAMED_OPS else "")
+        lines.append(f"{severity}: ops {named}{more} {opcode}: {message} — {fix}")
+    return lines
 
 
 def run(args: argparse.Namespace, ui: Console) -> int:

@@ -262,3 +262,15 @@ def write_outputs(args, record, ui) -> None:
         files = write_report(record, args.report, force=args.force, inputs=inputs_of(args))
         extra = f" and {', '.join(p.name for p in files.images)}" if files.images else ""
         ui.print(f"wrote {files.markdown}{extra}")
+
+
+def add_mlperf_option(p) -> None:
+    """``--mlperf-model``: the MLPerf Tiny benchmark whose data format the firmware speaks."""
+    from tinyq.codegen.harness import MLPERF_AUTO, MLPERF_MODELS
+
+    choices = MLPERF_MODELS + (MLPERF_AUTO,)
+    p.add_argument("--mlperf-model", default="", choices=("",) + choices,
+                   metavar="{" + ",".join(choices) + "}",
+                   help="speak the official MLPerf Tiny runner's data format of this benchmark "
+                        "(ad01: float32 input, one anomaly score; ic01/vww01: uint8 pixels) "
+                        "and answer it in `profile`; auto recognises the reference models")

@@ -46,6 +46,8 @@ def run(args, ui) -> int:
     for spec in r.outputs:
         ui.print(f"  output  {spec.describe()}")
     ui.print("  ops     " + ", ".join(f"{op} x{n}" for op, n in r.ops))
+    for note in r.notes:
+        ui.print(f"  note    {note}")
     if r.repairs:
         ui.print(f"  loaded  {r.loader}")
     elif r.loader not in ("keras", "tf.saved_model"):

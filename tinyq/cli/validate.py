@@ -12,6 +12,7 @@ def add_arguments(p) -> None:
         add_output_arguments,
         add_samples_argument,
         add_target_arguments,
+        positive_int,
     )
 
     add_target_arguments(p)
@@ -23,6 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--reference", metavar="FLOAT_MODEL",
                    help="also report this float model's accuracy (.keras/.h5/SavedModel or a "
                         "float .tflite)")
+    p.add_argument("--jobs", type=positive_int, metavar="N",
+                   help="run N emulators in parallel, each on a share of the samples "
+                        "(default: one per CPU core for an emulator, 1 for a board on --port)")
     p.add_argument("--resume", metavar="PARTIAL.json",
                    help="continue an interrupted run from the JSON it wrote")
     add_output_arguments(p)
@@ -49,7 +53,8 @@ def run(args, ui) -> int:
     options = ValidateOptions(samples=args.samples, reference=args.reference,
                               flash=not args.no_flash, baud=args.baud,
                               flashing=flash_options(args), build=build,
-                              generate=generate, image_scale=args.image_scale)
+                              generate=generate, image_scale=args.image_scale,
+                              jobs=args.jobs)
     result = validate(args.model, args.board, args.data, emulator=args.emulator, port=args.port,
                       runtime=args.runtime, options=options, resume=resume,
                       progress=ui.progress)

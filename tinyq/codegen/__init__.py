@@ -66,7 +66,7 @@ ARENA_SECTION = ".bss.tq_arena"
 class GenerateOptions:
     """Options of ``tinyq generate`` (all optional)."""
 
-    mlperf_model: str = ""             # kws01|vww01|ic01|ad01|strww01: the `profile` answer
+    mlperf_model: str = ""             # kws01|vww01|ic01|ad01|sww01|auto: the data format
     optimize: str = "O2"               # gcc -O level in the Makefile (O2, Os, O3)
     device_name: str = ""              # `name` answer (default tinyq-<board>)
     db_offset: int | None = None       # added to db bytes on load (None: 128 for ic01/vww01)
@@ -271,12 +271,19 @@ def write_files(files: Mapping[str, str], folder: Path) -> None:
 def model_info(model: Any, path: Path) -> ModelInfo:
     """What the harness needs from an IR model."""
     inputs = model.input_tensors
+    quant = inputs[0].quant if inputs else None
+    quantized = quant is not None and len(quant.scale) > 0
     return ModelInfo(
         name=path.name,
         sha256=model.sha256,
         input_bytes=sum(t.nbytes for t in inputs),
         num_layers=len(model.operators),
         input_int8=all(t.dtype == "int8" for t in inputs),
+        input_shapes=tuple(tuple(t.shape) for t in inputs),
+        output_shapes=tuple(tuple(t.shape) for t in model.output_tensors),
+        input_dtype=inputs[0].dtype if inputs else "int8",
+        input_scale=float(quant.scale[0]) if quantized else 1.0,
+        input_zero_point=int(quant.zero_point[0]) if quantized else 0,
     )
 
 

@@ -29,14 +29,15 @@ QEMU_INSTALL_HINT = "install it with `sudo apt-get install qemu-system-arm` (Deb
 
 def qemu_argv(machine: str, elf: str | os.PathLike[str], port: int,
               qemu: str = QEMU_BINARY, icount: bool = True,
-              extra: tuple[str, ...] = ()) -> list[str]:
-    """The one QEMU command line tinyq runs."""
+              extra: tuple[str, ...] = (), serial: str = "") -> list[str]:
+    """The one QEMU command line tinyq runs (``serial``: another ``-serial`` backend
+    than the TCP server on ``port``, e.g. ``pty`` for ``tinyq emulate``)."""
     argv = [
         qemu,
         "-machine", machine,
         "-nographic",
         "-monitor", "none",
-        "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
+        "-serial", serial or f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
         "-semihosting-config", "enable=on,target=native",
     ]
     if icount:

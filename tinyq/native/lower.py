@@ -32,7 +32,9 @@ How to add an op (e.g. ``TANH``)
    signatures=(Sig(("int8",), ("int8",)),))``, plus ``constraints`` for
    op-specific limits (a function ``(model, op) -> bool`` returning True when
    the op is NOT supported, whose docstring is the user message and which
-   carries a ``fix`` attribute; see ``constraint``).
+   carries a ``fix`` attribute; see ``constraint``). Op families live in their
+   own modules (``ops_layout``, ``ops_compare``, ``ops_arith``) whose ``rows()``
+   ``_register_families`` adds to the table.
 4. Add a parameter set to ``tests/test_native_ops.py`` (random models checked
    bit for bit against the tflite-micro interpreter).
 
@@ -1054,3 +1056,17 @@ def lower_op(model: ir.Model, op: ir.Operator, aliases: Mapping[int, int]) -> Ca
         call = Call(call.kernel, call.params_type, call.params, call.args,
                     call.arrays + arrays, call.scratch_bytes, call.comment)
     return call
+
+
+def _register_families() -> None:
+    """Add the op families kept in their own modules (tinyq/native/ops_*.py) to LOWERINGS."""
+    from tinyq.native import ops_arith, ops_compare, ops_layout
+
+    table: dict[str, Lowering] = LOWERINGS  # type: ignore[assignment]
+    for family in (ops_layout, ops_compare, ops_arith):
+        for name, row in family.rows().items():
+            assert name not in table, f"{name} is lowered twice"
+            table[name] = row
+
+
+_register_families()

@@ -470,6 +470,23 @@ def gen_softmax(g: GraphBuilder, rng: np.random.Generator) -> Case:
                 f"{shape} beta {beta:.4g} in {in_scale:.4g} -> {'int16' if out16 else 'int8'}")
 
 
+def random_axes(rng: np.random.Generator, rank: int) -> list[int]:
+    """Some distinct axes of a ``rank``-D tensor, some negative, now and then one repeated."""
+    k = int(rng.integers(1, rank + 1))
+    axes = [int(a) for a in rng.choice(rank, size=k, replace=False)]
+    axes = [a - rank if rng.random() < 0.3 else a for a in axes]
+    if rng.random() < 0.1:
+        axes.append(axes[0])                    # duplicates are ignored by TFLM
+    return axes
+
+
+def reduced_shape(shape: tuple[int, ...], axes: list[int], keep: bool) -> tuple[int, ...]:
+    """The output shape of a reduction over ``axes`` (with or without keep_dims)."""
+    reduced = {a % len(shape) for a in axes}
+    return (tuple(1 if i in reduced else d for i, d in enumerate(shape)) if keep
+            else tuple(d for i, d in enumerate(shape) if i not in reduced))
+
+
 def gen_mean(g: GraphBuilder, rng: np.random.Generator) -> Case:
     shape = _shape(rng, 5 if rng.random() < 0.2 else 4, 9)
     rank = len(shape)
@@ -479,15 +496,9 @@ def gen_mean(g: GraphBuilder, rng: np.random.Generator) -> Case:
             shape = (int(rng.choice([1, 1, 2])), int(rng.integers(1, 25)),
                      int(rng.integers(1, 25)), int(rng.integers(1, 65)))
     else:
-        k = int(rng.integers(1, rank + 1))
-        axes = [int(a) for a in rng.choice(rank, size=k, replace=False)]
-        axes = [a - rank if rng.random() < 0.3 else a for a in axes]
-        if rng.random() < 0.1:
-            axes.append(axes[0])                    # duplicates are ignored by TFLM
+        axes = random_axes(rng, rank)
     keep = bool(rng.random() < 0.5)
-    reduced = {a % rank for a in axes}
-    out_shape = (tuple(1 if i in reduced else d for i, d in enumerate(shape)) if keep
-                 else tuple(d for i, d in enumerate(shape) if i not in reduced))
+    out_shape = reduced_shape(shape, axes, keep)
     in_scale, in_zp = rand_scale(rng), rand_zp(rng)
     out_scale = float(np.float32(in_scale * math.exp(rng.uniform(-2.5, 2.5))))
     x = g.add_tensor(shape, "int8", scale=in_scale, zero_point=in_zp)
@@ -619,3 +630,21 @@ def run_cases(opcode: str, count: int, seed: int = 0,
             results.append(CaseResult(opcode, c.label, same, diff, finding))
         done += k
     return results
+
+
+#: ops whose generators live in an op-family module (opcases_<family>.py)
+FAMILY_OPS: set[str] = set()
+
+
+def _register_families() -> None:
+    """Add the generators of the op families kept in their own modules."""
+    from tinyq.native import opcases_arith, opcases_compare, opcases_layout
+
+    for family in (opcases_layout, opcases_compare, opcases_arith):
+        for name, gen in family.CASES.items():
+            assert name not in CASES, f"{name} has two generators"
+            CASES[name] = gen
+            FAMILY_OPS.add(name)
+
+
+_register_families()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from tinyq import ir
 from tinyq.checks import Problem
 from tinyq.errors import UnsupportedError
-from tinyq.native.lower import LOWERINGS
+from tinyq.native.lower import LOWERINGS, Sig
 
 RUNTIME = "native"
 
@@ -33,16 +33,22 @@ def _message(fn: Callable[..., bool]) -> str:
     return " ".join((fn.__doc__ or fn.__name__).split())
 
 
-@_model_check(fix="TFLM and the native runtime run subgraph 0 only; remove control flow")
+@_model_check(fix="use --runtime tflm")
 def multiple_subgraphs(model: ir.Model) -> bool:
-    """the model has more than one subgraph"""
+    """the model has more than one subgraph, and the native runtime runs subgraph 0 only
+    (no WHILE, IF or CALL_ONCE yet)"""
     return model.num_subgraphs > 1
 
 
-@_model_check(fix="convert without resource variables (stateful models are not supported)")
+@_model_check(fix="use --runtime tflm")
 def variable_tensors(model: ir.Model) -> bool:
-    """the model has variable tensors"""
-    return any(t.is_variable for t in model.tensors)
+    """the model keeps state in variable tensors, which the native runtime does not hold
+    between invocations yet"""
+    variables = {t.index for t in model.tensors if t.is_variable}
+    # state of an op native has no kernel for (an LSTM's, an SVDF's): that op's own
+    # problem is the real reason, so this one stays quiet
+    return any(op.opcode in LOWERINGS for op in model.operators
+               if variables.intersection(op.inputs))
 
 
 @_model_check(fix="every model input and output must be a non-constant tensor")
@@ -147,3 +153,31 @@ def supported_ops_table() -> list[tuple[str, str, str]]:
     """(opcode, dtype signatures, note) for the docs' supported-ops table."""
     return [(name, "; ".join(str(s) for s in low.signatures), low.note)
             for name, low in sorted(LOWERINGS.items())]
+
+
+def _projections(sig: Sig, positions: tuple[int, ...]) -> tuple[str, ...] | None:
+    """A native signature seen at the input positions TFLM's dtype table compares."""
+    ins = list(sig.inputs)
+    if sig.variadic and positions:
+        ins += [ins[-1]] * (max(positions) + 1 - len(ins))
+    if any(p >= len(ins) for p in positions) or not sig.outputs:
+        return None
+    return (*(ins[p] for p in positions), sig.outputs[0])
+
+
+def coverage() -> tuple[int, int, list[tuple[str, tuple[str, ...]]]]:
+    """(pairs native runs, pairs TFLM runs, the pairs left) over TFLM's (op, dtype) table
+    (``tinyq.tflm_dtypes.TFLM_OP_DTYPES``) against the native signatures (``LOWERINGS``)."""
+    from tinyq.tflm_dtypes import TFLM_OP_DTYPES
+
+    covered, left = 0, []
+    for op, row in sorted(TFLM_OP_DTYPES.items()):
+        low = LOWERINGS.get(op)
+        native = [] if low is None else [_projections(s, row.positions) for s in low.signatures]
+        for sig in sorted(row.signatures):
+            if any(n is not None and all(w in ("*", g) for w, g in zip(n, sig, strict=True))
+                   for n in native):
+                covered += 1
+            else:
+                left.append((op, sig))
+    return covered, covered + len(left), left

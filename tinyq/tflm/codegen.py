@@ -80,12 +80,29 @@ RESOLVER_METHODS: Mapping[str, str] = MappingProxyType({
     "VAR_HANDLE": "AddVarHandle", "WHILE": "AddWhile", "ZEROS_LIKE": "AddZerosLike",
 })
 
-#: Custom ops whose kernels are part of the TFLM library tinyq builds
-#: (tensorflow/lite/micro/kernels/). The Signal* and Ethos-U custom ops need sources
-#: tinyq does not compile (signal/, the Ethos-U driver), so they are refused.
+#: TFLM's Signal custom ops (the audio front end of its micro_speech example) and the
+#: MicroMutableOpResolver method that registers each under its "Signal..." name
+#: (tensorflow/lite/micro/micro_mutable_op_resolver.h). Their kernels live in signal/
+#: (signal/micro/kernels, signal/src and its kiss_fft wrappers, with kissfft from
+#: TFLM's downloads), outside the library tinyq builds: a project whose model uses
+#: one compiles them itself (tflm.mk's TQ_SIGNAL_SRCS, CMakeLists.txt's tflm_signal).
+SIGNAL_RESOLVER_METHODS: Mapping[str, str] = MappingProxyType({
+    "SignalDelay": "AddDelay", "SignalEnergy": "AddEnergy",
+    "SignalFftAutoScale": "AddFftAutoScale", "SignalFilterBank": "AddFilterBank",
+    "SignalFilterBankLog": "AddFilterBankLog",
+    "SignalFilterBankSpectralSubtraction": "AddFilterBankSpectralSubtraction",
+    "SignalFilterBankSquareRoot": "AddFilterBankSquareRoot", "SignalFramer": "AddFramer",
+    "SignalIrfft": "AddIrfft", "SignalOverlapAdd": "AddOverlapAdd", "SignalPCAN": "AddPCAN",
+    "SignalRfft": "AddRfft", "SignalStacker": "AddStacker", "SignalWindow": "AddWindow",
+})
+
+#: Custom ops a generated project can register: the ones whose kernels are part of
+#: the TFLM library tinyq builds (tensorflow/lite/micro/kernels/), and the Signal ops.
+#: The Ethos-U custom op needs the Ethos-U driver, which tinyq does not compile.
 CUSTOM_RESOLVER_METHODS: Mapping[str, str] = MappingProxyType({
     "TFLite_Detection_PostProcess": "AddDetectionPostprocess",
     "CIRCULAR_BUFFER": "AddCircularBuffer",
+    **SIGNAL_RESOLVER_METHODS,
 })
 
 #: Kernel sets a project can default to (make's OPTIMIZED_KERNEL_DIR; "" = reference).
@@ -236,6 +253,11 @@ def round_up(value: int, align: int) -> int:
     return -(-value // align) * align
 
 
+def uses_signal_ops(ops: tuple[ResolverOp, ...]) -> bool:
+    """True when the resolver registers a Signal op (the project then builds signal/)."""
+    return any(op.opcode in SIGNAL_RESOLVER_METHODS for op in ops)
+
+
 def resolver_ops(model: ir.Model) -> tuple[ResolverOp, ...]:
     """The model's distinct ops with their registration method (first-use order).
 
@@ -249,7 +271,7 @@ def resolver_ops(model: ir.Model) -> tuple[ResolverOp, ...]:
             if method is None:
                 raise UnsupportedError(
                     f"op {op.index} is the custom op {name!r}, which tinyq's TFLM project "
-                    "cannot register (it builds TFLM's builtin kernels only)",
+                    "cannot register (it builds TFLM's builtin kernels and Signal ops only)",
                     hint="replace the layer with builtin ops, or register it yourself in "
                     "tflm/tflm_runtime.cc", op=name, op_index=op.index)
             ops.setdefault(name, ResolverOp(name, method, custom=True))
@@ -425,6 +447,7 @@ def render(model: ir.Model, options: TflmOptions | None = None, *, board: Board 
                     for t in model.output_tensors],
         "prefix": PREFIX,
         "tq_types": _TQ_TYPES,
+        "signal": uses_signal_ops(ops),
     }
     files = {
         f"{PREFIX}/model_data.h": render_template(f"{TEMPLATE_DIR}/model_data.h.j2", **ctx),
@@ -442,6 +465,7 @@ def render(model: ir.Model, options: TflmOptions | None = None, *, board: Board 
         "arena_cmsis_nn_scratch_bytes": arena.cmsis_nn_scratch,
         "arena_comment": arena.comment(),
         "resolver": [op.opcode for op in ops],
+        "signal": uses_signal_ops(ops),      # the project compiles TFLM's signal/ kernels
         "prefix": PREFIX,
         "cxx_sources": [f"{PREFIX}/model_data.cc", f"{PREFIX}/tflm_runtime.cc"],
         "model_len": len(data),

@@ -78,7 +78,8 @@ TFLM_KERNEL_OPT := -O2
 # The same selection as TFLM's tools/make/sources.inc: the framework, the TFLite
 # files it shares, and the kernels (replaced by the $(OPTIMIZED_KERNEL_DIR) file of
 # the same name where there is one), without tests and without debug_log.cc
-# (tflm_runtime.cc provides DebugLog). signal/ kernels are not built.
+# (tflm_runtime.cc provides DebugLog). signal/ kernels are not in the library: a
+# project compiles them itself when its model uses TFLM's Signal ops.
 ifneq ($(TFLM_DIR),)
 TFLM_MICRO    := $(TFLM_DIR)/tensorflow/lite/micro
 TFLM_KERNELS  := $(TFLM_MICRO)/kernels
