@@ -23,3 +23,35 @@ def test_a_closed_stdout_pipe_ends_quietly_without_a_traceback():
     os.close(write_end)
     assert proc.stderr.decode() == ""
     assert proc.returncode == 128 + signal.SIGPIPE
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_progress_bar_shows_an_eta_from_its_pace():
+    import io
+
+    from tinyq.cli.ui import Console
+    from tinyq.progress import ProgressEvent
+
+    err, clock = io.StringIO(), _Clock()
+    ui = Console(err=err, clock=clock)
+    seen = []
+    for done in range(0, 11):
+        err.seek(0)
+        err.truncate()
+        ui.progress(ProgressEvent("validate", "samples", done=done, total=10))
+        seen.append(err.getvalue())
+        clock.t += 30.0          # 30 s a sample
+    # Not a tty: only the final line is printed, with the time it took.
+    assert seen[-1].strip() == "[validate] [" + "#" * 30 + "] 10/10 (5m00s) samples"
+    assert ui._eta("validate", 0, 10) == ""
+    clock.t += 30
+    assert ui._eta("validate", 1, 10) == " ETA 4m30s"     # 9 left at 30 s each
+    clock.t += 3600
+    assert ui._eta("validate", 2, 10) == " ETA 4h02m"     # 3,630 s for 2: 8 left
