@@ -55,3 +55,14 @@ def test_a_progress_bar_shows_an_eta_from_its_pace():
     assert ui._eta("validate", 1, 10) == " ETA 4m30s"     # 9 left at 30 s each
     clock.t += 3600
     assert ui._eta("validate", 2, 10) == " ETA 4h02m"     # 3,630 s for 2: 8 left
+
+
+def test_board_sizes_are_exact_not_rounded():
+    from tinyq.cli.boards import format_size
+
+    assert format_size(4 << 20) == "4 MB"
+    assert format_size(270336) == "264 KB"
+    assert format_size((16 << 20) + (16 << 10)) == "16 MB + 16 KB"
+    assert format_size(100) == "100 B"
+    assert format_size(0) == "0 B"
+    assert format_size((1 << 20) + 5) == "1 MB + 5 B"
