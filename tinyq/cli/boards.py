@@ -31,12 +31,10 @@ def format_size(size: int) -> str:
     100 -> '100 B' (a rounded '16.02 MB' reads as neither 16 MB nor 16 KB more)."""
     parts = []
     for unit, name in ((_MB, "MB"), (_KB, "KB"), (1, "B")):
-        if size >= unit or (unit == 1 and not parts):
+        if size >= unit:
             parts.append(f"{size // unit:,} {name}")
             size %= unit
-        if not size:
-            break
-    return " + ".join(parts)
+    return " + ".join(parts) or "0 B"
 
 
 def _mhz(hz: int) -> str:
