@@ -9,7 +9,6 @@ from typing import TextIO
 
 from tinyq.progress import ProgressEvent
 
-
 #: Seconds of progress before an ETA is shown: earlier paces are mostly start-up noise.
 ETA_AFTER_S = 2.0
 
