@@ -448,3 +448,16 @@ def test_cli_setup_from_local_files(tmp_path, fake_pins, monkeypatch, capsys):
     assert main(["setup", "tflm", "--dir", str(tmp_path / "u"),
                  "--archives", str(tmp_path / "nope")]) == 1
     assert "--archives" in capsys.readouterr().err
+
+
+def test_the_offline_doc_lists_every_pin_and_layout_path():
+    """docs/tflm_offline.md is what users copy onto an offline machine: it must follow the
+    pins (URL, file name, folder) and the files tinyq looks for."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "tflm_offline.md").read_text()
+    assert source.TFLM_COMMIT in doc
+    for pin in source.PINS[1:]:
+        assert pin.url in doc and f"`{pin.local_names()[0]}`" in doc, pin.name
+        assert f"| `{Path(pin.dest).name}` |" in doc, pin.name
+    for name, rel in source.DEPENDENCY_FILES.items():
+        assert rel[len(DOWNLOADS) + 1:] in doc, name
+    assert MARKER in doc
