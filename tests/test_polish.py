@@ -66,3 +66,25 @@ def test_board_sizes_are_exact_not_rounded():
     assert format_size(100) == "100 B"
     assert format_size(0) == "0 B"
     assert format_size((1 << 20) + 5) == "1 MB + 5 B"
+
+
+def test_user_docs_do_not_speak_of_the_projects_internal_papers():
+    """README, docs and user-visible text speak to users: no issue numbers, no 'product
+    card' (a term only this project's authors know)."""
+    import re
+
+    paths = [REPO / "README.md", REPO / "pyproject.toml", *sorted((REPO / "docs").glob("*.md")),
+             *sorted((REPO / "tinyq").rglob("*.py")), *sorted((REPO / "benchmarks").glob("*.py")),
+             *sorted((REPO / "firmware_templates").rglob("*.j2"))]
+    pattern = re.compile(r"\bissue \d+|\bissue's\b|product card", re.IGNORECASE)
+    found = [f"{p.relative_to(REPO)}:{n}: {line.strip()}" for p in paths
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if pattern.search(line)]
+    assert not found, "\n".join(found)
+
+
+def test_readme_says_where_the_example_models_come_from():
+    readme = (REPO / "README.md").read_text()
+    first_use = readme.index("kws_ref_model.tflite")
+    origin = readme.index("github.com/mlcommons/tiny")
+    assert origin < first_use or readme.index("trained_models") < first_use
