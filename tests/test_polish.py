@@ -85,6 +85,10 @@ def test_user_docs_do_not_speak_of_the_projects_internal_papers():
 
 def test_readme_says_where_the_example_models_come_from():
     readme = (REPO / "README.md").read_text()
-    first_use = readme.index("kws_ref_model.tflite")
-    origin = readme.index("github.com/mlcommons/tiny")
-    assert origin < first_use or readme.index("trained_models") < first_use
+    import re
+
+    first_example = re.search(r"^\$ tinyq .*kws_ref_model", readme, re.MULTILINE)
+    assert first_example is not None
+    origin = readme.find("keyword_spotting/trained_models/kws_ref_model.tflite")
+    assert 0 <= origin < first_example.start()
+    assert "github.com/mlcommons/tiny" in readme[:first_example.start()]
