@@ -92,3 +92,38 @@ def test_readme_says_where_the_example_models_come_from():
     origin = readme.find("keyword_spotting/trained_models/kws_ref_model.tflite")
     assert 0 <= origin < first_example.start()
     assert "github.com/mlcommons/tiny" in readme[:first_example.start()]
+
+
+def test_project_records_the_board_by_name_or_relative_path(tmp_path):
+    import json
+    import shutil
+
+    from tflm_helpers import tiny_model_bytes
+
+    from tinyq import boards
+    from tinyq.codegen import BUNDLED_SOURCE, PROJECT_FILE, board_file, generate, load_project
+    from tinyq.resources import boards_dir
+
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(tiny_model_bytes())
+    bundled = generate(model, "mps2-an386", out_dir=tmp_path / "p1").path
+    record = load_project(bundled)
+    assert record["board"]["source"] == BUNDLED_SOURCE
+    assert board_file(bundled, record) == "mps2-an386"
+
+    mine = tmp_path / "boards" / "mps2-an386.toml"
+    mine.parent.mkdir()
+    shutil.copy(boards_dir() / "mps2-an386.toml", mine)
+    project = generate(model, str(mine), out_dir=tmp_path / "work" / "p2").path
+    record = load_project(project)
+    assert record["board"]["source"] == "../../boards/mps2-an386.toml"
+    # the project and its board file move together: still found
+    shutil.move(tmp_path / "work", tmp_path / "moved" / "work")
+    shutil.move(tmp_path / "boards", tmp_path / "moved" / "boards")
+    moved = tmp_path / "moved" / "work" / "p2"
+    assert boards.load(board_file(moved, load_project(moved))).name == "mps2-an386"
+
+    # a project written before: the absolute path is read as it is
+    old = json.loads((moved / PROJECT_FILE).read_text())
+    old["board"]["source"] = str(tmp_path / "moved" / "boards" / "mps2-an386.toml")
+    assert board_file(moved, old) == old["board"]["source"]
