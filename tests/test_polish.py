@@ -127,3 +127,35 @@ def test_project_records_the_board_by_name_or_relative_path(tmp_path):
     old = json.loads((moved / PROJECT_FILE).read_text())
     old["board"]["source"] = str(tmp_path / "moved" / "boards" / "mps2-an386.toml")
     assert board_file(moved, old) == old["board"]["source"]
+
+
+def _mode(mode: str, kib: float, acc: float, tflm: bool = True):
+    from tinyq.compare import ModeResult
+
+    return ModeResult(mode=mode, size_bytes=int(kib * 1024), accuracy=acc, max_abs_error=0.0,
+                      rmse=0.0, top1_agreement=1.0, latency_us=1.0, tflm_runs=tflm,
+                      tflm_note="")
+
+
+def test_compare_plot_keeps_coinciding_modes_visible_and_ends_at_100_percent(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from tinyq.compare import CompareReport, figure, plot
+
+    rows = (_mode("int8", 20, 0.97), _mode("dynamic", 20, 0.97, tflm=False),
+            _mode("float32", 80, 1.0))
+    report = CompareReport(model="m.keras", data="d.npz", samples=10, source_size_bytes=1,
+                           reference_accuracy=None, latency_interpreter="x", rows=rows)
+    fig = figure(report)
+    try:
+        ax = fig.axes[0]
+        assert ax.get_ylim()[1] == 100.0
+        sizes = {c.get_label(): float(c.get_sizes()[0]) for c in ax.collections}
+        # int8 and dynamic sit on one spot: the later one is drawn smaller, inside
+        assert sizes["int8"] > sizes["dynamic"] > sizes["float32"]
+        points = {c.get_label(): tuple(c.get_offsets()[0]) for c in ax.collections}
+        assert points["int8"] == points["dynamic"]
+    finally:
+        plt.close(fig)
+    plot(report, tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
