@@ -159,3 +159,24 @@ def test_compare_plot_keeps_coinciding_modes_visible_and_ends_at_100_percent(tmp
         plt.close(fig)
     plot(report, tmp_path / "compare.png")
     assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_layer_plot_ticks_are_plain_thousands_without_an_offset(monkeypatch):
+    from test_report import bench_record
+
+    from tinyq import report
+
+    figures = []
+    real_png = report._png
+
+    def keep(fig):
+        figures.append(fig)
+        return real_png(fig)
+
+    monkeypatch.setattr(report, "_png", keep)
+    # millions of instructions per layer: matplotlib's default shows "1e7" in a corner
+    assert report.layers_png(bench_record(ticks=400_000)) is not None
+    ax = figures[0].axes[0]
+    fmt = ax.xaxis.get_major_formatter()
+    assert fmt(12_000_000, 0) == "12,000,000"
+    assert ax.xaxis.get_offset_text().get_text() == ""

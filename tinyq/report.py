@@ -458,6 +458,14 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _plain_thousands(axis) -> None:
+    """Ticks as 2,000,000 rather than 2 with a '1e6' offset in the corner, which reads as
+    part of the last tick."""
+    from matplotlib.ticker import StrMethodFormatter
+
+    axis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+
+
 def layers_png(record: Mapping[str, Any]) -> bytes | None:
     """Horizontal bars: each layer's count, labelled with its share."""
     layers = record.get("layers")
@@ -480,6 +488,7 @@ def layers_png(record: Mapping[str, Any]) -> bytes | None:
             ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
                     f" {100 * layer['share']:.1f}%", va="center", fontsize=7)
         ax.margins(x=0.12)
+        _plain_thousands(ax.xaxis)
         return _png(fig)
     finally:
         plt.close(fig)
