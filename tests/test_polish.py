@@ -180,3 +180,19 @@ def test_bench_layer_plot_ticks_are_plain_thousands_without_an_offset(monkeypatc
     fmt = ax.xaxis.get_major_formatter()
     assert fmt(12_000_000, 0) == "12,000,000"
     assert ax.xaxis.get_offset_text().get_text() == ""
+
+
+def test_build_table_has_thousands_separators():
+    from types import SimpleNamespace
+
+    from tinyq.cli.build import memory_rows
+    from tinyq.cli.ui import format_table
+
+    fw = SimpleNamespace(code_bytes=16384, model_bytes=52_000, flash_bytes=68_384,
+                         flash_available=4_194_304, static_ram_bytes=1200, arena_bytes=16_000,
+                         arena_region="RAM", stack_bytes=4096, ram_bytes=21_296,
+                         ram_available=4_194_304)
+    text = format_table(("memory", "what", "bytes", "of board", "used"), memory_rows(fw),
+                        "llrrr")
+    assert "16,384" in text and "4,194,304" in text and "68,384" in text
+    assert "16384" not in text
