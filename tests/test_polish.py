@@ -196,3 +196,20 @@ def test_build_table_has_thousands_separators():
                         "llrrr")
     assert "16,384" in text and "4,194,304" in text and "68,384" in text
     assert "16384" not in text
+
+
+def test_deploy_report_labels_estimate_and_measurement():
+    from test_report import bench_record
+
+    from tinyq.report import markdown
+
+    rec = bench_record()
+    rec["fit"] = {"board": "mps2-an386", "runtime": "native", "flash_needed": 52_000,
+                  "flash_available": 4_194_304, "ram_needed": 6_144,
+                  "ram_available": 4_194_304, "fits": True}
+    text = markdown(rec, {})
+    assert "## RAM (measured on the device)" in text
+    assert "## Flash (measured from the ELF)" in text
+    assert "**estimated** 52,000 B of flash and 6,144 B of RAM" in text
+    del rec["fit"]
+    assert "estimated" not in markdown(rec, {})
