@@ -147,8 +147,8 @@ def test_offline_setup_fails_in_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["setup", "tflm"]) == 1
     err_lines = capsys.readouterr().err.strip().splitlines()
-    assert err_lines[-1] == ("error: cannot download TFLM (offline?) — point tinyq at a tree "
-                             "with --tflm-dir DIR or TINYQ_TFLM_DIR")
+    assert err_lines[-1] == f"error: cannot download TFLM (offline?) — {OFFLINE_HINT}"
+    assert "--archives" in OFFLINE_HINT and "tflm_offline.md" in OFFLINE_HINT
 
 
 def _tar(top: str, files: dict[str, str]) -> bytes:

@@ -70,7 +70,9 @@ GIT_TIMEOUT_S = 120
 TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
 
 OFFLINE_MESSAGE = "cannot download TFLM (offline?)"
-OFFLINE_HINT = "point tinyq at a tree with --tflm-dir DIR or TINYQ_TFLM_DIR"
+OFFLINE_HINT = ("install from files you have: tinyq setup tflm --tflm-dir CHECKOUT --archives DIR "
+                "(docs/tflm_offline.md), or point tinyq at a complete tree with --tflm-dir DIR "
+                "or TINYQ_TFLM_DIR")
 
 
 @dataclass(frozen=True)
@@ -263,8 +265,9 @@ def locate(tflm_dir: str | os.PathLike[str] | None = None, *,
     raise UserInputError(
         "no TensorFlow Lite Micro source tree found (no --tflm-dir, no "
         f"{TFLM_DIR_ENV}, nothing in {cached})",
-        hint="run `tinyq setup tflm` (needs internet), or pass --tflm-dir DIR / set "
-        f"{TFLM_DIR_ENV} to a tflite-micro checkout")
+        hint="run `tinyq setup tflm` (downloads; offline: add --tflm-dir CHECKOUT --archives "
+        f"DIR, see docs/tflm_offline.md), or pass --tflm-dir DIR / set {TFLM_DIR_ENV} to a "
+        "complete tflite-micro tree")
 
 
 # ------------------------------------------------------------------ setup (download)
