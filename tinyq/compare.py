@@ -195,7 +195,7 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
 #: (PLOT_MARKER_SHRINK), so modes with the same size and accuracy (int8 and dynamic on
 #: small models) show as concentric rings instead of one hiding the other.
 PLOT_MARKER_AREA = 220.0
-PLOT_MARKER_SHRINK = 0.55
+PLOT_MARKER_SHRINK = 0.6
 #: Markers per mode, in the order of the rows.
 PLOT_MARKERS = "osD^vP"
 
