@@ -402,7 +402,29 @@ def test_setup_from_a_checkout_uses_its_downloads_and_does_not_patch_twice(tmp_p
     assert verified["tflite-micro"].startswith("not verified")
     assert any("warning" in e.message and "not the pinned" in e.message for e in events)
     assert "the checkout's own download" in verified["gemmlowp"]
-    assert "extracted folder" in verified["cmsis_nn"]
+    assert verified["cmsis_nn"].startswith("not verified (an extracted folder")
+
+
+def test_an_extracted_folder_is_checked_by_the_release_tree(tmp_path, fake_pins, monkeypatch):
+    _, _, payloads = fake_pins
+    pins = list(source.PINS)
+    i = next(n for n, p in enumerate(pins) if p.name == "gemmlowp")
+    top = source.extract(pins[i], payloads["gemmlowp"], tmp_path / "x")
+    pins[i] = dataclasses.replace(pins[i], folder_tree=source.git_tree_hash(top))
+    monkeypatch.setattr(source, "PINS", tuple(pins))
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    top.rename(archives / "gemmlowp")
+    found = source.find_local(pins[i], archives, None)
+    assert found is not None and found.verified.startswith("git tree ")
+    (archives / "gemmlowp" / "fixedpoint" / "fixedpoint.h").write_text("changed")
+    found = source.find_local(pins[i], archives, None)
+    assert found is not None and found.verified.startswith("not verified")
+
+
+def test_the_real_dependency_pins_carry_release_tree_ids():
+    for pin in source.PINS[1:]:
+        assert len(pin.folder_tree or "") == 40, pin.name
 
 
 def test_a_checkout_is_checked_against_the_pinned_git_tree(tmp_path, fake_pins, monkeypatch):

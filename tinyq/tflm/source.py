@@ -22,7 +22,8 @@ Offline, :func:`setup` takes what the user already has (docs/tflm_offline.md):
 tree: with git when it is a repository, by hashing its files when it is an
 export; another commit is installed with a warning), and ``archives``, a folder
 of dependency archives under their original names (checked by TFLM's MD5s) or
-of extracted folders (taken as they are). Only what is found nowhere locally is
+of extracted folders (checked by the git tree id of the pinned release's files when
+unchanged, else installed as they are, unverified). Only what is found nowhere locally is
 downloaded.
 """
 
@@ -92,6 +93,10 @@ class Archive:
     sha256: str | None = None
     md5: str | None = None
     git_tree: str | None = None  # git tree id the extracted top folder must hash to
+    # git tree id of the archive's files (as `git archive` exports the pinned commit:
+    # submodule folders empty): checks a folder the user extracted, before BUILD files are
+    # deleted and patches applied. Recorded from the upstream repositories.
+    folder_tree: str | None = None
     patch: str | None = None    # TFLM patch (path in the TFLM tree) applied after extraction
     cmsis_nn: bool = False      # needed only for CMSIS-NN kernels
 
@@ -123,30 +128,35 @@ PINS: tuple[Archive, ...] = (
             "https://github.com/google/flatbuffers/archive/refs/tags/v25.9.23.zip",
             top="flatbuffers-25.9.23", dest=f"{DOWNLOADS}/flatbuffers",
             source=f"{_MAKE}/flatbuffers_download.sh",
-            md5="023eca1e211d64007124420cd6be29c7", patch=f"{_MAKE}/flatbuffers.patch"),
+            md5="023eca1e211d64007124420cd6be29c7", patch=f"{_MAKE}/flatbuffers.patch",
+            folder_tree="489678cbf326b3f9e0ff680d85260dd1e65cbaa2"),
     Archive("gemmlowp",
             "https://github.com/google/gemmlowp/archive/"
             "719139ce755a0f31cbf1c37f7f98adcc7fc9f425.zip",
             top="gemmlowp-719139ce755a0f31cbf1c37f7f98adcc7fc9f425",
             dest=f"{DOWNLOADS}/gemmlowp", source=f"{_MAKE}/third_party_downloads.inc",
-            md5="7e8191b24853d75de2af87622ad293ba"),
+            md5="7e8191b24853d75de2af87622ad293ba",
+            folder_tree="08372d9192e19cc2066ddef27b4ee4ff04d98aba"),
     Archive("ruy",
             "https://github.com/google/ruy/archive/d37128311b445e758136b8602d1bbd2a755e115d.zip",
             top="ruy-d37128311b445e758136b8602d1bbd2a755e115d", dest=f"{DOWNLOADS}/ruy",
             source=f"{_MAKE}/third_party_downloads.inc",
-            md5="abf7a91eb90d195f016ebe0be885bb6e"),
+            md5="abf7a91eb90d195f016ebe0be885bb6e",
+            folder_tree="8f56b37b106f216d3bfdd04a89b637b4fa4094dd"),
     Archive("cmsis",
             "https://github.com/ARM-software/CMSIS_6/archive/"
             "5782d6f8057906d360f4b95ec08a2354afe5c9b9.zip",
             top="CMSIS_6-5782d6f8057906d360f4b95ec08a2354afe5c9b9", dest=f"{DOWNLOADS}/cmsis",
             source=f"{_MAKE}/ext_libs/cmsis_download.sh",
-            md5="563e7c6465f63bdc034359e9b536b366", cmsis_nn=True),
+            md5="563e7c6465f63bdc034359e9b536b366", cmsis_nn=True,
+            folder_tree="efc9679e0ff807de08c952e93b2db4d2006ffb9b"),
     Archive("cmsis_nn",
             "https://github.com/ARM-software/CMSIS-NN/archive/"
             "4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae.zip",
             top="CMSIS-NN-4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae",
             dest=f"{DOWNLOADS}/cmsis_nn", source=f"{_MAKE}/ext_libs/cmsis_nn_download.sh",
-            md5="c960031e7d10cf31c477fb34ef460106", cmsis_nn=True),
+            md5="c960031e7d10cf31c477fb34ef460106", cmsis_nn=True,
+            folder_tree="a9c20186ed352c085b3165c00b16779d50d9d0c6"),
 )
 
 #: Files that show a dependency is in place (relative to the tree).
@@ -462,6 +472,18 @@ def check_checkout(folder: Path, archive: Archive,
     return f"not verified: files hash to git tree {got}, not the pinned commit's"
 
 
+def check_folder(folder: Path, archive: Archive) -> str:
+    """How an extracted dependency folder was checked: by the git tree id of the pinned
+    release's files when it is unchanged, else (patched already, another version) not."""
+    if archive.folder_tree is None:
+        return "not verified (an extracted folder; no tree id recorded)"
+    got = git_tree_hash(folder)
+    if got == archive.folder_tree:
+        return f"git tree {got} (the pinned release's files)"
+    return (f"not verified (an extracted folder whose files hash to git tree {got}, not the "
+            "pinned release's: already patched, or another version)")
+
+
 def _contents(folder: Path, marker: str | None) -> Path:
     """``folder``, or its one subfolder holding ``marker`` (an archive extracted with its
     top folder kept, e.g. ``flatbuffers/flatbuffers-25.9.23/``)."""
@@ -508,12 +530,12 @@ def find_local(archive: Archive, archives: Path | None, tflm_dir: Path | None,
         for name in (archive.name, archive.top):
             folder = archives / name
             if folder.is_dir() and marker and (_contents(folder, marker) / marker).is_file():
+                contents = _contents(folder, marker)
                 if archive.dest == ".":
-                    how = check_checkout(folder, archive, progress)
+                    how = check_checkout(contents, archive, progress)
                 else:
-                    how = "not verified (an extracted folder)"
-                return Payload(archive, f"{how}; local folder {folder}",
-                               folder=_contents(folder, marker))
+                    how = check_folder(contents, archive)
+                return Payload(archive, f"{how}; local folder {folder}", folder=contents)
     if tflm_dir is not None:
         folder = tflm_dir if archive.dest == "." else tflm_dir / archive.dest
         if folder.is_dir() and marker and (folder / marker).is_file():
@@ -553,8 +575,9 @@ def _fetch_missing(archive: Archive, fetch: Fetch, local: bool, archives: Path |
         if not local:
             raise
         where = f"in {archives}" if archives else "beside the checkout"
+        why = "offline?" if exc.message == OFFLINE_MESSAGE else exc.message
         raise ToolError(
-            f"no {archive.name} found {where}, and downloading it failed ({exc.message})",
+            f"no {archive.name} found {where}, and it could not be downloaded ({why})",
             hint=f"put {archive.local_names()[0]} (from {archive.url}) or its extracted "
             f"folder {archive.name}/ in the --archives folder (docs/tflm_offline.md)",
             url=archive.url) from None
