@@ -9,7 +9,7 @@ TFLM's activation bytes, flash code and model bytes, and the ratio to TFLM's
 reference-kernel instructions. Then the RAM and flash breakdown of each model and
 the per-layer profile of the models named by --per-layer.
 
-The TFLM figures are **given constants quoted from issue 4's table** (TFLM built
+The TFLM figures are **given constants from a separate TFLM measurement** (TFLM built
 from source and run on the same emulated board with arm-none-eabi-gcc 12.2, hard
 float); they are not measured by this script. Everything else is measured now.
 """
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS = REPO.parent / "shared" / "models" / "mlperf-tiny"
 BOARD = "mps2-an386"
 
-#: Issue 4's table (QUOTED, not measured here): model -> (MACs, TFLM reference-kernel
+#: A separate TFLM measurement (GIVEN, not measured here): model -> (MACs, TFLM reference-kernel
 #: instructions, TFLM + CMSIS-NN instructions, TFLM activation bytes, TFLM arena_used_bytes).
 TFLM_ISSUE4: dict[str, tuple[int, int, int, int, int]] = {
     "ad01_int8.tflite": (264_192, 1_952_631, 583_261, 768, 2_260),
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         ("model", "MACs", "instr/inference", "max-min", "instr/MAC", "arena B",
          "TFLM act. B*", "code B", "TFLM ref instr*", "vs TFLM ref", "vs TFLM+CMSIS-NN*",
          "= TFLM"), rows, align="lrrrrrrrrrrl"))
-    print("* quoted from issue 4's table (TFLM built from source on the same emulated board), "
-          "not measured here")
+    print("* given figures of a separate TFLM measurement (TFLM built from source on the same "
+          "emulated board), not measured here")
     print()
     ram_rows = [(n, f"{r.ram.static:,}", f"{r.ram.stack_peak:,}", f"{r.ram.arena:,}",
                  f"{r.ram.total:,}", f"{r.ram.available:,}") for n, r in results.items()]

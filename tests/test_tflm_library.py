@@ -102,6 +102,7 @@ def _fake_make(folder: Path, seconds: float = 0) -> tuple[str, Path]:
     calls = folder / "make-calls.txt"
     script = folder / "fake-make"
     script.write_text(f"""#!/bin/sh
+[ "$1" = -n ] && exit 0      # the dry run that counts files for the progress bar
 echo "$@" >> {calls}
 for arg in "$@"; do
   case "$arg" in TFLM_BUILD=*) dir="${{arg#TFLM_BUILD=}}";; esac
@@ -181,6 +182,35 @@ def test_parallel_builds_of_one_library_compile_it_once(project, tree, tmp_path,
     assert results[0].folder == results[1].folder and results[0].path.is_file()
 
 
+def test_library_build_progress_counts_compiled_files(tmp_path):
+    """make -n gives the total; each compile line make echoes advances the bar."""
+    script = tmp_path / "make"
+    script.write_text("""#!/bin/sh
+for f in a b c; do echo "arm-none-eabi-g++ -Os -c src/$f.cc -o build/$f.cc.o"; done
+echo "arm-none-eabi-ar qcs libtflm.a build/a.cc.o"
+[ "$1" = -n ] || echo "make: warning: something"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    argv = [str(script), "tflm-lib"]
+    assert library.count_compiles(argv) == 3
+    events: list = []
+    code, output = library.run_counting(argv, 3, events.append)
+    assert code == 0 and "make: warning: something" in output
+    assert [(e.done, e.total) for e in events] == [(1, 3), (2, 3), (3, 3)]
+    # without a total (the dry run failed): a line now and then, not one per file
+    events.clear()
+    library.run_counting(argv, None, events.append)
+    assert events == []          # 3 files: fewer than UNCOUNTED_PROGRESS_EVERY
+
+
+def test_a_hung_library_build_is_stopped_at_its_timeout(tmp_path):
+    script = tmp_path / "make"
+    script.write_text("#!/bin/sh\nsleep 30\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(subprocess.TimeoutExpired):
+        library.run_counting([str(script)], None, lambda e: None, timeout=0.5)
+
+
 def test_a_failing_library_build_is_one_build_error(project, tree, tmp_path, monkeypatch):
     monkeypatch.setattr(library, "compiler_version", lambda cross: GCC)
     script = tmp_path / "failing-make"
@@ -202,7 +232,14 @@ def test_real_make_builds_the_library_from_a_tflm_layout(project, tree, tmp_path
     if shutil.which("arm-none-eabi-g++") is None or shutil.which("make") is None:
         pytest.skip("arm-none-eabi-g++ or make not installed")
     record = load_project(project)
-    lib = ensure_library(project, record, tree, cache=tmp_path / "cache")
+    events: list = []
+    lib = ensure_library(project, record, tree, cache=tmp_path / "cache",
+                         progress=events.append)
+    # the start says how long it takes; the bar counts every compiled file up to the total
+    assert library.LIBRARY_BUILD_EXPECTED in events[0].message
+    bar = [(e.done, e.total) for e in events if e.total]
+    n_objects = len(list(lib.folder.rglob("*.o")))
+    assert bar == [(i, n_objects) for i in range(1, n_objects + 1)]
     members = subprocess.run(["arm-none-eabi-ar", "t", str(lib.path)], capture_output=True,
                              text=True, check=True).stdout.split()
     # both common.cc files are kept although they share a name; no tests, no debug_log

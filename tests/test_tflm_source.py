@@ -147,8 +147,8 @@ def test_offline_setup_fails_in_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["setup", "tflm"]) == 1
     err_lines = capsys.readouterr().err.strip().splitlines()
-    assert err_lines[-1] == ("error: cannot download TFLM (offline?) — point tinyq at a tree "
-                             "with --tflm-dir DIR or TINYQ_TFLM_DIR")
+    assert err_lines[-1] == f"error: cannot download TFLM (offline?) — {OFFLINE_HINT}"
+    assert "--archives" in OFFLINE_HINT and "tflm_offline.md" in OFFLINE_HINT
 
 
 def _tar(top: str, files: dict[str, str]) -> bytes:
@@ -313,3 +313,173 @@ def test_cached_tree_lives_under_tinyq_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path))
     assert source.cached_tree_path() == tmp_path / "tflm" / source.TFLM_COMMIT
     assert Path(source.cache_root()) == tmp_path
+
+
+# ------------------------------------------------------------------ setup from local files
+
+
+def _offline(url: str) -> bytes:
+    raise ToolError(OFFLINE_MESSAGE, hint=OFFLINE_HINT, url=url)
+
+
+def _archives_folder(tmp_path: Path, payloads: dict[str, bytes], skip: tuple[str, ...] = ()
+                     ) -> Path:
+    """The pinned archives saved under their download names, as a user would keep them."""
+    folder = tmp_path / "archives"
+    folder.mkdir()
+    for pin in source.PINS:
+        if pin.name not in skip:
+            (folder / pin.local_names()[0]).write_bytes(payloads[pin.name])
+    return folder
+
+
+def test_setup_offline_from_local_archives_verifies_and_installs(tmp_path, fake_pins):
+    _, _, payloads = fake_pins
+    archives = _archives_folder(tmp_path, payloads)
+    tree = setup(tmp_path / "tflm", fetch=_offline, archives=archives)
+    assert tree.missing("cmsis_nn") == ()
+    root = tmp_path / "tflm"
+    assert "PATCHED_BY_TFLM" in (root / DOWNLOADS / "flatbuffers/include/flatbuffers/base.h"
+                                 ).read_text()
+    record = json.loads((root / SETUP_RECORD).read_text())
+    assert all(a["verified"].startswith("sha256 ") and "local file" in a["verified"]
+               for a in record["archives"])
+
+
+def test_a_repacked_local_archive_is_refused(tmp_path, fake_pins):
+    _, _, payloads = fake_pins
+    archives = _archives_folder(tmp_path, payloads)
+    (archives / source.PINS[2].local_names()[0]).write_bytes(_zip("g-top", {"x": "y"}))
+    with pytest.raises(UserInputError, match="is not the original gemmlowp archive"):
+        setup(tmp_path / "tflm", fetch=_offline, archives=archives)
+    assert not (tmp_path / "tflm").exists()
+
+
+def test_a_missing_dependency_offline_names_the_file_to_add(tmp_path, fake_pins):
+    _, _, payloads = fake_pins
+    archives = _archives_folder(tmp_path, payloads, skip=("ruy",))
+    with pytest.raises(ToolError) as err:
+        setup(tmp_path / "tflm", fetch=_offline, archives=archives)
+    text = str(err.value)
+    assert "\n" not in text and "no ruy found in" in text
+    assert "ruy.zip" in text and "ruy/" in text and "tflm_offline.md" in text
+    assert not (tmp_path / "tflm").exists()
+
+
+def _checkout(tmp_path: Path, payloads: dict[str, bytes]) -> Path:
+    """A tflite-micro checkout on which `make third_party_downloads` ran (flatbuffers
+    patched, top folders stripped), made from the fake archives."""
+    pins = {p.name: p for p in source.PINS}
+    root = source.extract(pins["tflite-micro"], payloads["tflite-micro"],
+                          tmp_path / "x").rename(tmp_path / "tflite-micro")
+    for name in ("flatbuffers", "gemmlowp", "ruy"):
+        top = source.extract(pins[name], payloads[name], tmp_path / f"x-{name}")
+        (root / DOWNLOADS).mkdir(parents=True, exist_ok=True)
+        top.rename(root / DOWNLOADS / name)
+    source.apply_patch(root / DOWNLOADS / "flatbuffers",
+                       root / "tensorflow/lite/micro/tools/make/flatbuffers.patch")
+    return root
+
+
+def test_setup_from_a_checkout_uses_its_downloads_and_does_not_patch_twice(tmp_path,
+                                                                           fake_pins):
+    _, fetched, payloads = fake_pins
+    checkout = _checkout(tmp_path, payloads)
+    # CMSIS comes from an extracted folder that kept its top folder.
+    archives = tmp_path / "archives"
+    for name in ("cmsis", "cmsis_nn"):
+        pin = next(p for p in source.PINS if p.name == name)
+        source.extract(pin, payloads[name], archives / name)
+    events = []
+    tree = setup(tmp_path / "tflm", fetch=_offline, tflm_dir=checkout, archives=archives,
+                 progress=events.append)
+    assert fetched == [] and tree.missing("cmsis_nn") == ()
+    base = (tmp_path / "tflm" / DOWNLOADS / "flatbuffers/include/flatbuffers/base.h")
+    assert base.read_text().count("PATCHED_BY_TFLM") == 1
+    record = json.loads((tmp_path / "tflm" / SETUP_RECORD).read_text())
+    verified = {a["name"]: a["verified"] for a in record["archives"]}
+    # The fake pin has no git tree: the checkout is installed with a warning.
+    assert verified["tflite-micro"].startswith("not verified")
+    assert any("warning" in e.message and "not the pinned" in e.message for e in events)
+    assert "the checkout's own download" in verified["gemmlowp"]
+    assert verified["cmsis_nn"].startswith("not verified (an extracted folder")
+
+
+def test_an_extracted_folder_is_checked_by_the_release_tree(tmp_path, fake_pins, monkeypatch):
+    _, _, payloads = fake_pins
+    pins = list(source.PINS)
+    i = next(n for n, p in enumerate(pins) if p.name == "gemmlowp")
+    top = source.extract(pins[i], payloads["gemmlowp"], tmp_path / "x")
+    pins[i] = dataclasses.replace(pins[i], folder_tree=source.git_tree_hash(top))
+    monkeypatch.setattr(source, "PINS", tuple(pins))
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    top.rename(archives / "gemmlowp")
+    found = source.find_local(pins[i], archives, None)
+    assert found is not None and found.verified.startswith("git tree ")
+    (archives / "gemmlowp" / "fixedpoint" / "fixedpoint.h").write_text("changed")
+    found = source.find_local(pins[i], archives, None)
+    assert found is not None and found.verified.startswith("not verified")
+
+
+def test_the_real_dependency_pins_carry_release_tree_ids():
+    for pin in source.PINS[1:]:
+        assert len(pin.folder_tree or "") == 40, pin.name
+
+
+def test_a_checkout_is_checked_against_the_pinned_git_tree(tmp_path, fake_pins, monkeypatch):
+    import shutil
+
+    _, _, payloads = fake_pins
+    checkout = _checkout(tmp_path, payloads)
+    pins = list(source.PINS)
+    # An exact export: its files (without downloads) hash to the pinned tree.
+    exact = source.git_tree_hash(checkout, skip=(DOWNLOADS,))
+    pins[0] = dataclasses.replace(pins[0], git_tree=exact)
+    monkeypatch.setattr(source, "PINS", tuple(pins))
+    assert source.check_checkout(checkout, pins[0]).startswith(f"git tree {exact} (an exact")
+    if shutil.which("git") is None:
+        return
+    # A git repository: compared by HEAD^{tree}, local changes are reported.
+    (checkout / ".gitignore").write_text("tensorflow/lite/micro/tools/make/downloads/\n")
+    _git("init", "-q", cwd=checkout)
+    _git("add", "-A", cwd=checkout)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x", cwd=checkout)
+    head_tree = _git("rev-parse", "HEAD^{tree}", cwd=checkout)
+    pins[0] = dataclasses.replace(pins[0], git_tree=head_tree)
+    assert "checked with git" in source.check_checkout(checkout, pins[0])
+    (checkout / MARKER).write_text("edited\n")
+    assert "local changes" in source.check_checkout(checkout, pins[0])
+    pins[0] = dataclasses.replace(pins[0], git_tree="0" * 40)
+    assert "another commit" in source.check_checkout(checkout, pins[0])
+
+
+def test_cli_setup_from_local_files(tmp_path, fake_pins, monkeypatch, capsys):
+    _, _, payloads = fake_pins
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(source.urllib.request, "urlopen", no_network)
+    checkout = _checkout(tmp_path, payloads)
+    archives = _archives_folder(tmp_path, payloads, skip=("tflite-micro",))
+    assert main(["setup", "tflm", "--dir", str(tmp_path / "t"), "--tflm-dir", str(checkout),
+                 "--archives", str(archives)]) == 0
+    assert (tmp_path / "t" / MARKER).is_file()
+    assert "is in" in capsys.readouterr().out
+    assert main(["setup", "tflm", "--dir", str(tmp_path / "u"),
+                 "--archives", str(tmp_path / "nope")]) == 1
+    assert "--archives" in capsys.readouterr().err
+
+
+def test_the_offline_doc_lists_every_pin_and_layout_path():
+    """docs/tflm_offline.md is what users copy onto an offline machine: it must follow the
+    pins (URL, file name, folder) and the files tinyq looks for."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "tflm_offline.md").read_text()
+    assert source.TFLM_COMMIT in doc
+    for pin in source.PINS[1:]:
+        assert pin.url in doc and f"`{pin.local_names()[0]}`" in doc, pin.name
+        assert f"| `{Path(pin.dest).name}` |" in doc, pin.name
+    for name, rel in source.DEPENDENCY_FILES.items():
+        assert rel[len(DOWNLOADS) + 1:] in doc, name
+    assert MARKER in doc

@@ -41,7 +41,7 @@ from tinyq.protocol import Client, Layer, Timeouts
 
 log = logging.getLogger(__name__)
 
-#: Default timed inferences (the median of 5 is what issue 4's table reports).
+#: Default timed inferences (the README's benchmark tables report the median of 5).
 DEFAULT_RUNS = 5
 #: Default untimed inferences before them (caches, first-call effects on boards).
 DEFAULT_WARMUP = 1

@@ -196,37 +196,62 @@ def compare(model_path: str | os.PathLike[str], calib: Any, data: Any,
                          latency_interpreter=LATENCY_INTERPRETER, rows=tuple(rows))
 
 
+#: Marker area (points^2) of the first mode drawn; each later mode is drawn smaller
+#: (PLOT_MARKER_SHRINK), so modes with the same size and accuracy (int8 and dynamic on
+#: small models) show as concentric rings instead of one hiding the other.
+PLOT_MARKER_AREA = 220.0
+PLOT_MARKER_SHRINK = 0.6
+#: Markers per mode, in the order of the rows.
+PLOT_MARKERS = "osD^vP"
+
+
+def figure(report: CompareReport):
+    """The compare figure (matplotlib): one marker per mode, accuracy axis ending at 100 %."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.rows if r.size_bytes is not None]
+    use_acc = any(r.accuracy is not None for r in rows)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    lowest = 100.0
+    area = PLOT_MARKER_AREA
+    for i, r in enumerate(rows):
+        y = r.accuracy if use_acc else r.top1_agreement
+        if y is None:
+            continue
+        color = "tab:blue" if r.tflm_runs else "tab:red"
+        ax.scatter(r.size_bytes / 1024, 100 * y, s=area, marker=PLOT_MARKERS[i % len(
+            PLOT_MARKERS)], facecolors="none" if i else color, edgecolors=color,
+            linewidths=1.5, label=r.mode, zorder=3 + i, clip_on=False)
+        area *= PLOT_MARKER_SHRINK
+        lowest = min(lowest, 100 * y)
+        ax.annotate(r.mode, (r.size_bytes / 1024, 100 * y), textcoords="offset points",
+                    xytext=(8, 6 - 11 * (i % 3)), fontsize=9)  # staggered: sizes may coincide
+    ax.set_ylim(max(0.0, lowest - 5.0), 100.0)       # accuracy ends at 100 %, not at 102
+    ax.set_xlabel("model size (KiB)")
+    ax.set_ylabel("top-1 accuracy (%)" if use_acc else "top-1 agreement with float (%)")
+    ax.set_title(f"{os.path.basename(report.model)}: blue = TFLM runs it, red = it does not",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def plot(report: CompareReport, path: str | os.PathLike[str], force: bool = False,
          inputs: Any = ()) -> None:
     """PNG: accuracy (or top-1 agreement without labels) against file size, one point per mode.
 
     ``inputs``: paths the PNG may not replace (the compared model and data by default)."""
     inputs = tuple(inputs) or (report.model, report.data)
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from tinyq.fileio import atomic_path
 
-    rows = [r for r in report.rows if r.size_bytes is not None]
-    use_acc = any(r.accuracy is not None for r in rows)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = figure(report)
     try:
-        for i, r in enumerate(rows):
-            y = r.accuracy if use_acc else r.top1_agreement
-            if y is None:
-                continue
-            ax.scatter(r.size_bytes / 1024, 100 * y, color="tab:blue" if r.tflm_runs
-                       else "tab:red")
-            ax.annotate(r.mode, (r.size_bytes / 1024, 100 * y), textcoords="offset points",
-                        xytext=(5, 6 - 11 * (i % 3)), fontsize=9)  # staggered: sizes may coincide
-        ax.set_xlabel("model size (KiB)")
-        ax.set_ylabel("top-1 accuracy (%)" if use_acc else "top-1 agreement with float (%)")
-        ax.set_title(f"{os.path.basename(report.model)}: blue = TFLM runs it, red = it does not",
-                     fontsize=9)
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
         with atomic_path(path, force, inputs=inputs) as tmp:
             fig.savefig(tmp, format="png")
     finally:

@@ -178,7 +178,7 @@ HOST_INTERPRETERS = ("ai-edge-litert", "tflite-runtime")
 def _host_interpreter_module():
     """The Interpreter module: ai-edge-litert (default) or, on request, tflite-runtime.
 
-    tflite-runtime (last release 2.14, 2023) is the package the product card names; its
+    tflite-runtime (last release 2.14, 2023) is the long-standing host package; its
     wheels were built against NumPy 1.x and crash with NumPy 2, so it is accepted only
     where NumPy is older than 2. ai-edge-litert is its maintained successor.
     """

@@ -363,7 +363,7 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
         lambda: inspect(tflite, board_obj, runtime=options.runtime,
                         measure_arena=options.runtime == "tflm", progress=progress),
         lambda r: (f"{len(r.ops)} ops, {r.macs:,} MACs; "
-                   + (r.fit.summary() if r.fit else "no fit table")))
+                   + (f"estimate: {r.fit.summary()}" if r.fit else "no fit table")))
     _check_inspect(report, lambda: fit_hint(read_model(tflite), board_obj, report.fit,
                                             native_arena=report.arena_native))
 
@@ -377,8 +377,8 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
         "build", f"arm-none-eabi-gcc for {board_obj.mcpu}",
         lambda: build(project.path, build_options=options.build or BuildOptions(),
                       progress=progress),
-        lambda f: f"flash {f.flash_bytes:,}/{f.flash_available:,} B, static RAM "
-                  f"{f.static_ram_bytes:,} B")
+        lambda f: f"measured (ELF): flash {f.flash_bytes:,}/{f.flash_available:,} B, "
+                  f"static RAM {f.static_ram_bytes:,} B")
     _check_firmware(firmware)
 
     float_acc = float_bytes = None

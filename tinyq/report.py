@@ -265,7 +265,8 @@ def _memory_section(rec: Mapping[str, Any]) -> list[str]:
                 ["arena (used)", _n(ram.get("arena")), _share(ram.get("arena"), avail)],
                 ["**total peak**", f"**{_n(ram.get('total'))}**", _share(ram.get("total"), avail)],
                 ["board RAM", _n(avail), ""]]
-        out += ["## RAM", "", _table(["", "bytes", "of the board"], rows), ""]
+        out += ["## RAM (measured on the device)", "",
+                _table(["", "bytes", "of the board"], rows), ""]
         if ram.get("stack_reserved") or ram.get("arena_reserved"):
             out += [f"Reserved by the linker script: stack {_n(ram.get('stack_reserved'))} B, "
                     f"arena section {_n(ram.get('arena_reserved'))} B "
@@ -279,8 +280,22 @@ def _memory_section(rec: Mapping[str, Any]) -> list[str]:
                  _share(flash.get("model"), avail)],
                 ["**total**", f"**{_n(flash.get('total'))}**", _share(flash.get("total"), avail)],
                 ["board flash", _n(avail), ""]]
-        out += ["## Flash", "", _table(["", "bytes", "of the board"], rows), ""]
+        out += ["## Flash (measured from the ELF)", "",
+                _table(["", "bytes", "of the board"], rows), ""]
+    out += _estimate_note(rec)
     return out
+
+
+def _estimate_note(rec: Mapping[str, Any]) -> list[str]:
+    """The pre-build estimate (deploy's inspect stage), labelled as such beside the measured
+    tables, so the two sets of figures are not read as one."""
+    fit = rec.get("fit")
+    if not isinstance(fit, Mapping) or fit.get("ram_needed") is None:
+        return []
+    return [f"Before building, `inspect` **estimated** {_n(fit.get('flash_needed'))} B of flash "
+            f"and {_n(fit.get('ram_needed'))} B of RAM (the fit check); the tables above are "
+            "**measured**: flash from the built ELF, RAM on the device (stack high-water "
+            "mark and arena in use) plus static data.", ""]
 
 
 def _output_section(rec: Mapping[str, Any]) -> list[str]:
@@ -462,6 +477,14 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _plain_thousands(axis) -> None:
+    """Ticks as 2,000,000 rather than 2 with a '1e6' offset in the corner, which reads as
+    part of the last tick."""
+    from matplotlib.ticker import StrMethodFormatter
+
+    axis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+
+
 def layers_png(record: Mapping[str, Any]) -> bytes | None:
     """Horizontal bars: each layer's count, labelled with its share."""
     layers = record.get("layers")
@@ -484,6 +507,7 @@ def layers_png(record: Mapping[str, Any]) -> bytes | None:
             ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
                     f" {100 * layer['share']:.1f}%", va="center", fontsize=7)
         ax.margins(x=0.12)
+        _plain_thousands(ax.xaxis)
         return _png(fig)
     finally:
         plt.close(fig)

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -115,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             _last_words(ui, str(exc))
             code = exc.exit_code
+        except BrokenPipeError:
+            # stdout went to a reader that stopped reading (`tinyq report ... | head`): what
+            # it wanted was printed; end quietly, as command-line tools do on SIGPIPE.
+            _silence_stdout()
+            return 128 + signal.SIGPIPE
         except OSError as exc:
             # A write tinyq did not route through tinyq.fileio (a log, a cache file) that met
             # a full disk, a read-only file system or a missing permission: still one line.
@@ -138,6 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     if received:                  # the command caught the signal and kept its partial results
         return 128 + received[0]
     return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's flush at exit does not hit the closed pipe."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):    # not a real file (tests capture it)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _last_words(ui: Console, text: str) -> None:

@@ -27,12 +27,14 @@ def run(args, ui) -> int:
 
 
 def format_size(size: int) -> str:
-    """4194304 -> '4 MB', 270336 -> '264 KB', 16793600 -> '16.02 MB', 100 -> '100 B'."""
-    if size >= _MB:
-        return f"{size // _MB} MB" if size % _MB == 0 else f"{size / _MB:.2f} MB"
-    if size >= _KB and size % _KB == 0:
-        return f"{size // _KB} KB"
-    return f"{size} B"
+    """Exact: 4194304 -> '4 MB', 270336 -> '264 KB', 16793600 -> '16 MB + 16 KB',
+    100 -> '100 B' (a rounded '16.02 MB' reads as neither 16 MB nor 16 KB more)."""
+    parts = []
+    for unit, name in ((_MB, "MB"), (_KB, "KB"), (1, "B")):
+        if size >= unit:
+            parts.append(f"{size // unit:,} {name}")
+            size %= unit
+    return " + ".join(parts) or "0 B"
 
 
 def _mhz(hz: int) -> str:
@@ -45,9 +47,8 @@ def _list(ui) -> int:
     rows = []
     for b in boards.available():
         ram = format_size(b.ram.size)
-        extra = sum(r.size for r in b.extra_ram)
-        if extra:
-            ram += f" (+{format_size(extra)})"
+        if b.extra_ram:
+            ram += f" (+{', '.join(format_size(r.size) for r in b.extra_ram)})"
         emulators = [e for e in (b.emulator.qemu_machine and "qemu",
                                  b.emulator.renode_platform and "renode") if e]
         rows.append((b.name, b.core, _mhz(b.clock_hz), format_size(b.flash.size), ram,
@@ -56,6 +57,8 @@ def _list(ui) -> int:
     ui.table(("board", "core", "MHz", "flash", "RAM", "kind", "emulator"), rows,
              align="llrrrll")
     ui.print()
+    ui.print("RAM (+...): further RAM regions of the board, one size each "
+             "(`tinyq boards show NAME` names them)")
     ui.print("`tinyq boards show NAME` prints one; --board also accepts a path to your own "
              ".toml (docs/boards.md)")
     return 0

@@ -23,6 +23,24 @@ def _pct(used: int, available: int) -> str:
     return f"{100.0 * used / available:.1f}%" if available else "-"
 
 
+def memory_rows(fw) -> list[tuple[str, str, str, str, str]]:
+    """The build table's rows, byte counts with thousands separators (148,212, not 148212)."""
+    def n(value: int | None) -> str:
+        return "" if value is None else f"{value:,}"
+
+    return [
+        ("flash", "code (runtime, harness, glue, libc)", n(fw.code_bytes), "", ""),
+        ("flash", "model constants", n(fw.model_bytes), "", ""),
+        ("flash", "total", n(fw.flash_bytes), n(fw.flash_available),
+         _pct(fw.flash_bytes, fw.flash_available)),
+        ("RAM", "static (.data + .bss)", n(fw.static_ram_bytes), "", ""),
+        ("RAM", f"tensor arena ({fw.arena_region})", n(fw.arena_bytes), "", ""),
+        ("RAM", "stack (reserved)", n(fw.stack_bytes), "", ""),
+        ("RAM", "total reserved in main RAM", n(fw.ram_bytes), n(fw.ram_available),
+         _pct(fw.ram_bytes, fw.ram_available)),
+    ]
+
+
 def run(args, ui) -> int:
     from tinyq.build import BuildOptions, build
     from tinyq.cli.options import (
@@ -41,20 +59,6 @@ def run(args, ui) -> int:
                build_options=BuildOptions(rebuild=args.rebuild, tflm_dir=args.tflm_dir),
                progress=ui.progress)
     ui.print(f"{'reused' if fw.cached else 'built'} {fw.elf} for {fw.board} ({fw.runtime})")
-    ui.table(
-        ("memory", "what", "bytes", "of board", "used"),
-        [
-            ("flash", "code (runtime, harness, glue, libc)", fw.code_bytes, "", ""),
-            ("flash", "model constants", fw.model_bytes, "", ""),
-            ("flash", "total", fw.flash_bytes, fw.flash_available,
-             _pct(fw.flash_bytes, fw.flash_available)),
-            ("RAM", "static (.data + .bss)", fw.static_ram_bytes, "", ""),
-            ("RAM", f"tensor arena ({fw.arena_region})", fw.arena_bytes, "", ""),
-            ("RAM", "stack (reserved)", fw.stack_bytes, "", ""),
-            ("RAM", "total reserved in main RAM", fw.ram_bytes, fw.ram_available,
-             _pct(fw.ram_bytes, fw.ram_available)),
-        ],
-        align="llrrr",
-    )
+    ui.table(("memory", "what", "bytes", "of board", "used"), memory_rows(fw), align="llrrr")
     write_json_output(args, fw.to_json(), ui)
     return 0

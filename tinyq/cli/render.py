@@ -33,7 +33,7 @@ def print_bench(result, ui) -> None:
 
     ui.table(("memory", "what", "bytes", "of board"), [
         ("RAM", "static (.data + .bss)", f"{ram.static:,}", share(ram.static, ram.available)),
-        ("RAM", "stack high-water mark", f"{ram.stack_peak:,}",
+        ("RAM", "stack high-water mark (since boot)", f"{ram.stack_peak:,}",
          share(ram.stack_peak, ram.available)),
         ("RAM", "arena used", f"{ram.arena:,}", share(ram.arena, ram.available)),
         ("RAM", "total peak", f"{ram.total:,}", share(ram.total, ram.available)),

@@ -70,7 +70,8 @@ def run(args, ui) -> int:
         ("timed runs", f"{len(result.ticks)} (median; ticks at {result.tick_hz:,} Hz "
                        f"{result.counter})"),
         ("arena", f"{result.arena_bytes:,} bytes"),
-        ("stack peak", f"{result.stack_peak:,} bytes"),
+        ("stack high-water mark", f"{result.stack_peak:,} bytes (since boot: harness "
+                                  "commands included, see docs/protocol.md)"),
         ("static RAM", f"{result.static_ram:,} bytes"),
         ("flash", f"{result.firmware.flash_bytes:,} bytes"),
         ("inputs", result.input_source),

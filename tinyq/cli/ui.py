@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from tinyq.progress import ProgressEvent
 
+#: Seconds of progress before an ETA is shown: earlier paces are mostly start-up noise.
+ETA_AFTER_S = 2.0
+
+
+def _duration(seconds: float) -> str:
+    """42 -> '42s', 125 -> '2m05s', 3725 -> '1h02m'."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
 
 class Console:
     def __init__(self, verbose: bool = False, out: TextIO | None = None,
-                 err: TextIO | None = None) -> None:
+                 err: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.verbose = verbose
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._bar_open = False
+        self._clock = clock
+        self._bar_start: dict[tuple[str, int], tuple[float, int]] = {}  # (t, done) at start
 
     def print(self, text: str = "") -> None:
         self._close_bar()
@@ -36,7 +53,8 @@ class Console:
             width = 30
             filled = int(width * done / event.total)
             bar = "#" * filled + "." * (width - filled)
-            line = f"\r[{event.stage}] [{bar}] {done}/{event.total} {event.message}"
+            line = (f"\r[{event.stage}] [{bar}] {done}/{event.total}"
+                    f"{self._eta(event.stage, done, event.total)} {event.message}")
             if self.err.isatty():
                 print(line, end="", file=self.err, flush=True)
                 self._bar_open = done < event.total
@@ -47,6 +65,22 @@ class Console:
             return
         self._close_bar()
         print(f"[{event.stage}] {event.message}", file=self.err, flush=True)
+
+    def _eta(self, stage: str, done: int, total: int) -> str:
+        """' ETA 2m05s' from the pace since this bar started; '' until a pace is known."""
+        now = self._clock()
+        key = (stage, total)
+        start = self._bar_start.get(key)
+        if start is None or done < start[1]:
+            self._bar_start[key] = (now, done)
+            return ""
+        if done >= total:
+            self._bar_start.pop(key, None)
+            return f" ({_duration(now - start[0])})"
+        elapsed, advanced = now - start[0], done - start[1]
+        if advanced <= 0 or elapsed < ETA_AFTER_S:
+            return ""
+        return f" ETA {_duration(elapsed / advanced * (total - done))}"
 
     def _close_bar(self) -> None:
         if self._bar_open:

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["GenerateOptions", "Project", "RuntimeSources", "ModelInfo", "RUNTIMES",
            "generate", "render_project", "write_project", "PROJECT_FILE", "load_project",
+           "board_file", "BUNDLED_SOURCE",
            "check_fit"]
 
 #: The record of what a project was generated from (read by ``tinyq build``).
@@ -144,10 +145,51 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+#: ``board.source`` of a project whose board is one of tinyq's own (its name says which):
+#: an absolute path into the installed package would break when tinyq moves.
+BUNDLED_SOURCE = "bundled"
+
+
+def _board_source(board: Board) -> str:
+    """"bundled" for a bundled board; else the file's absolute path (made relative to the
+    project folder when it is written: :func:`write_project`)."""
+    from tinyq.resources import boards_dir
+
+    bundled = boards_dir() / f"{board.name}.toml"
+    if board.source and Path(board.source).resolve() == bundled.resolve():
+        return BUNDLED_SOURCE
+    return board.source
+
+
+def board_file(project_dir: str | os.PathLike[str], record: Mapping[str, Any]) -> str:
+    """What loads the board of a project: the bundled board's name, or the path of the
+    user's board file (stored relative to the project; older projects stored it absolute)."""
+    board = record["board"]
+    source = board.get("source")
+    if not source or source == BUNDLED_SOURCE:
+        return str(board["name"])
+    if os.path.isabs(source) or source.startswith("<"):      # old projects, "<string>"
+        return str(source)
+    return str(Path(project_dir) / source)
+
+
+def _relative_board_source(files: Mapping[str, str], out: Path) -> Mapping[str, str]:
+    """``files`` with the project record's board file path relative to ``out``."""
+    text = files.get(PROJECT_FILE)
+    if text is None:
+        return files
+    record = json.loads(text)
+    source = record.get("board", {}).get("source")
+    if not source or source == BUNDLED_SOURCE or not os.path.isabs(source):
+        return files
+    record["board"]["source"] = os.path.relpath(source, out.resolve())
+    return {**files, PROJECT_FILE: json.dumps(record, indent=2, sort_keys=True) + "\n"}
+
+
 def _board_record(board: Board) -> dict[str, Any]:
     return {
         "name": board.name,
-        "source": board.source,
+        "source": _board_source(board),
         "core": board.core,
         "fpu": board.fpu,
         "clock_hz": board.clock_hz,
@@ -255,6 +297,7 @@ def write_project(files: Mapping[str, str], out_dir: str | os.PathLike[str],
     """Write a rendered project folder atomically (refuses an existing one without force,
     and any folder tinyq did not generate: see :func:`tinyq.fileio.check_output`)."""
     out = Path(out_dir)
+    files = _relative_board_source(files, out)
     with atomic_path(out, force, inputs=inputs, kind="folder", scratch=SCRATCH_FOLDERS) as tmp:
         write_files(files, tmp)
     return out

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 from tinyq.cache import cached_folder, keep_log
 from tinyq.errors import BuildError, ToolNotFoundError, UserInputError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
-from tinyq.subprocesses import run_process
+from tinyq.subprocesses import run_process, spawn, stop
 from tinyq.tflm import source
 from tinyq.tflm.codegen import KERNELS
 
@@ -35,6 +36,15 @@ log = logging.getLogger(__name__)
 #: Seconds the one-time TFLM library build may take: ~200 files, a few minutes on
 #: two cores; ten times that before tinyq calls it hung.
 LIBRARY_BUILD_TIMEOUT_S = 1800
+#: What users are told the one-time library build takes: measured 4-12 min on two cores
+#: (reference kernels ~4, CMSIS-NN ~12), shown where it starts.
+LIBRARY_BUILD_EXPECTED = "4-12 min on 2 cores"
+#: Seconds `make -n tflm-lib` (counting the files to compile for the progress bar) may take:
+#: it only expands the make fragment's wildcards.
+DRY_RUN_TIMEOUT_S = 60
+#: Without a total (the dry run failed), report every this many compiled files: a line
+#: per file would bury the terminal under ~200 lines.
+UNCOUNTED_PROGRESS_EVERY = 25
 #: Seconds to wait for `arm-none-eabi-gcc --version`.
 COMPILER_PROBE_TIMEOUT_S = 30
 #: Characters of the key digest in the folder name.
@@ -171,6 +181,63 @@ def _first_error(output: str) -> str:
     return lines[-1] if lines else "make failed without output"
 
 
+def is_compile_line(line: str) -> bool:
+    """True for a line make echoes when it compiles one file (``... -c src -o obj.o``)."""
+    words = line.split()
+    return "-c" in words and "-o" in words and words[-1].endswith(".o")
+
+
+def count_compiles(argv: list[str]) -> int | None:
+    """How many files ``argv`` (a make command) would compile, from ``make -n``; None when
+    the dry run fails (the bar then shows no total)."""
+    try:
+        proc = run_process([argv[0], "-n", *argv[1:]], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, timeout=DRY_RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:
+        return None
+    return sum(is_compile_line(line) for line in proc.stdout.splitlines()) or None
+
+
+def run_counting(argv: list[str], total: int | None, progress: ProgressFn,
+                 timeout: float = LIBRARY_BUILD_TIMEOUT_S) -> tuple[int, str]:
+    """Run make, reporting each compiled file; (exit status, output with stderr)."""
+    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    timed_out = threading.Event()
+
+    def expire() -> None:
+        timed_out.set()
+        stop(proc)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    lines: list[str] = []
+    done = 0
+    try:
+        with proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if is_compile_line(line):
+                    done += 1
+                    if total:
+                        progress(ProgressEvent("build", "TFLM files compiled",
+                                               done=min(done, total), total=total))
+                    elif done % UNCOUNTED_PROGRESS_EVERY == 0:
+                        progress(ProgressEvent("build", f"{done} TFLM files compiled"))
+            proc.wait()
+    except BaseException:
+        stop(proc)
+        raise
+    finally:
+        timer.cancel()
+    if timed_out.is_set():
+        raise subprocess.TimeoutExpired(argv, timeout, output="".join(lines))
+    return proc.returncode, "".join(lines)
+
+
 def ensure_library(project: Path, record: Mapping[str, Any], tree: source.TflmTree, *,
                    kernels: str | None = None, cross: str = "arm-none-eabi-",
                    make: str = "make", jobs: int = 2, cache: Path | None = None,
@@ -185,12 +252,13 @@ def ensure_library(project: Path, record: Mapping[str, Any], tree: source.TflmTr
 
     def compile_into(private: Path) -> None:
         progress(ProgressEvent("build", f"compiling TFLM ({key.core}, {key.float_abi} float, "
-                               f"{kernels} kernels) once into {folder}"))
+                               f"{kernels} kernels) once into {folder}: this takes "
+                               f"{LIBRARY_BUILD_EXPECTED}; later builds reuse it"))
         argv = [make, "-C", str(project), f"-j{max(1, jobs)}", f"CROSS={cross}", "tflm-lib",
                 *TflmLibrary(private, key, tree, reused=False).make_variables()]
         try:
-            proc = run_process(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, timeout=LIBRARY_BUILD_TIMEOUT_S)
+            total = count_compiles(argv)
+            returncode, output = run_counting(argv, total, progress)
         except FileNotFoundError:
             raise ToolNotFoundError(f"{make} not found",
                                     hint="install it: sudo apt-get install make") from None
@@ -198,10 +266,10 @@ def ensure_library(project: Path, record: Mapping[str, Any], tree: source.TflmTr
             raise BuildError(f"building the TFLM library took over {LIBRARY_BUILD_TIMEOUT_S} s",
                              hint=f"run `make tflm-lib` in {project} by hand") from None
         log_path = private / "build.log"
-        log_path.write_text(proc.stdout, encoding="utf-8")
-        if proc.returncode != 0:
+        log_path.write_text(output, encoding="utf-8")
+        if returncode != 0:
             kept = keep_log(log_path, folder) or log_path
-            raise BuildError(f"building TFLM failed: {_first_error(proc.stdout)}",
+            raise BuildError(f"building TFLM failed: {_first_error(output)}",
                              hint=f"full log: {kept}", log=str(kept))
         (private / KEY_FILE).write_text(json.dumps(asdict(key), indent=2, sort_keys=True)
                                         + "\n")
