@@ -19,8 +19,8 @@ import numpy as np
 
 from tinyq._convert_worker import ConverterProcess
 from tinyq.cli.ui import format_table
-from tinyq.evaluate import evaluate_bytes
-from tinyq.quantize import MIN_CALIB_SAMPLES, QuantizeOptions
+from tinyq.convert.evaluation import evaluate_bytes
+from tinyq.convert.ptq import MIN_CALIB_SAMPLES, QuantizeOptions
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "examples" / "digits" / "out"
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from tinyq import boards
 from tinyq.cli.ui import format_table
-from tinyq.run import RunOptions, run
+from tinyq.measure.runner import RunOptions, run
 
 
 def main(argv: list[str] | None = None) -> int:

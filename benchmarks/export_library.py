@@ -9,7 +9,7 @@ For each model (default: the four MLPerf Tiny int8 models under ../shared/models
   -ffunction-sections -fdata-sections -c``, sections summed from ``arm-none-eabi-size -A``:
   code = .text*, const = .rodata* (weights, parameters), flash = code + const + .data,
   RAM = .data + .bss (the arena is in .bss);
-* seconds per inference of the host build through ``tinyq.library_host`` and, with
+* seconds per inference of the host build through ``tinyq.firmware.library_host`` and, with
   ``--long``, of a bare-metal program running the same library in QEMU (mps2-an386, with
   and without ``-icount``), from the difference of a 1-input and a ``--runs``-input run.
 """
@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO / "tests"))     # the bare-metal program builder of 
 
 from tinyq import boards  # noqa: E402
 from tinyq.cli.ui import format_table  # noqa: E402
-from tinyq.library_export import export  # noqa: E402
-from tinyq.library_host import load  # noqa: E402
+from tinyq.firmware.library_export import export  # noqa: E402
+from tinyq.firmware.library_host import load  # noqa: E402
+from tinyq.model.tflite_reader import read_model  # noqa: E402
 from tinyq.subprocesses import run_process  # noqa: E402
-from tinyq.tflite_reader import read_model  # noqa: E402
 
 MLPERF = REPO.parent / "shared" / "models" / "mlperf-tiny"
 DEFAULT_MODELS = [MLPERF / n for n in ("ad01_int8.tflite", "kws_ref_model.tflite",
@@ -85,7 +85,7 @@ def host_seconds(lib, path: Path, runs: int, check: bool) -> tuple[float, int | 
     seconds = (time.perf_counter() - start) / runs
     if not check:
         return seconds, None
-    from tinyq.interpreters import TflmInterpreter
+    from tinyq.model.interpreters import TflmInterpreter
 
     tflm = TflmInterpreter(path.read_bytes())
     differ = sum(any(a.tobytes() != np.asarray(b).tobytes()

@@ -86,10 +86,11 @@ ESCAPED_EXIT = 70
 #: Exit code of a ``run`` case that reached the device stage (counted as success).
 REACHED_DEVICE_EXIT = 0
 #: Modules the fuzzer imports before forking, so each case starts warm.
-WARM_MODULES = ("tinyq.analyze", "tinyq.checks", "tinyq.codegen", "tinyq.data",
-                "tinyq.evaluate", "tinyq.interpreters", "tinyq.native.lower",
-                "tinyq.native.planner", "tinyq.native.support", "tinyq.quantize", "tinyq.run",
-                "tinyq.tflm.codegen")
+WARM_MODULES = ("tinyq.analyze", "tinyq.model.checks", "tinyq.firmware.codegen", "tinyq.data",
+                "tinyq.convert.evaluation", "tinyq.model.interpreters",
+                "tinyq.firmware.native.lower", "tinyq.firmware.native.planner",
+                "tinyq.firmware.native.support", "tinyq.convert.ptq", "tinyq.measure.runner",
+                "tinyq.firmware.tflm.codegen")
 #: The fields rewrites touch, per schema table: (field, vtable offset, struct format,
 #: is a vector). The offsets are the generated bindings' (``tflite/Tensor.py``: ``Shape``
 #: reads ``self._tab.Offset(4)``...).
@@ -201,8 +202,8 @@ def _slots(data: bytes) -> tuple[list[Slot], list[tuple[int, int]]]:
 
 
 def load_seed(path: Path) -> Seed:
-    from tinyq.tflite_reader import read_model_bytes
-    from tinyq.tflite_writer import write_model
+    from tinyq.model.tflite_reader import read_model_bytes
+    from tinyq.model.tflite_writer import write_model
 
     data = path.read_bytes()
     model = read_model_bytes(data, str(path))
@@ -282,9 +283,9 @@ class StopBeforeDevice(Exception):
 
 
 def _stop_before_device(model_path, board, runtime, options, progress=None):
-    """Replaces ``tinyq.run.build_firmware`` in a forked ``run`` case: generate the
+    """Replaces ``tinyq.measure.runner.build_firmware`` in a forked ``run`` case: generate the
     project (support and fit checks included), then stop before compiling."""
-    from tinyq.codegen import generate
+    from tinyq.firmware.codegen import generate
 
     generate(model_path, board, runtime=runtime, out_dir=Path("run-project"),
              options=options.generate)
@@ -304,8 +305,8 @@ def _child(argv: Sequence[str], workdir: Path) -> None:
         os.dup2(err, 2)
         sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), write_through=True)
         sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), write_through=True)
-        from tinyq import run as run_module
         from tinyq.cli import main
+        from tinyq.measure import runner as run_module
 
         run_module.build_firmware = _stop_before_device
         try:

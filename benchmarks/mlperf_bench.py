@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from tinyq.bench import BenchOptions, bench
 from tinyq.cli.ui import format_table
+from tinyq.measure.benchmark import BenchOptions, bench
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS = REPO.parent / "shared" / "models" / "mlperf-tiny"

@@ -47,7 +47,7 @@ def models_dir(arg: str | None) -> Path:
 
 
 def random_inputs(reference: bytes, n: int, rng: np.random.Generator) -> np.ndarray:
-    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.model.tflite_reader import read_model_bytes
 
     t = read_model_bytes(reference).input_tensors[0]
     codes = rng.integers(-128, 128, size=(n, *t.shape[1:]))
@@ -55,7 +55,7 @@ def random_inputs(reference: bytes, n: int, rng: np.random.Generator) -> np.ndar
 
 
 def tflm_outputs(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    from tinyq.evaluate import run_model
+    from tinyq.convert.evaluation import run_model
 
     return run_model(model_bytes, x, runtime="tflm")
 
@@ -63,10 +63,10 @@ def tflm_outputs(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
 def measure(folder: Path, float_name: str, ref_name: str, calib_n: int, test_n: int,
             seed: int) -> dict:
     from tinyq._convert_worker import ConverterProcess
+    from tinyq.convert.evaluation import compute_metrics, run_model
+    from tinyq.convert.ptq import QuantizeOptions, detect_mode
     from tinyq.errors import TinyqError
-    from tinyq.evaluate import compute_metrics, run_model
-    from tinyq.quantize import QuantizeOptions, detect_mode
-    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.model.tflite_reader import read_model_bytes
 
     rng = np.random.default_rng(seed)
     reference = (folder / ref_name).read_bytes()

@@ -4,8 +4,8 @@
         [--sanitize] [--extreme] [--simd]
     python benchmarks/native_ops_random.py --long     # the by-hand run of everything
 
-For each op in ``tinyq.native.opcases.CASES`` (``--extreme``: the extreme-parameter
-cases of ``tinyq.native.extremecases``): generate N single-op cases (50 per model), run
+For each op in ``tinyq.firmware.native.opcases.CASES`` (``--extreme``: the extreme-parameter
+cases of ``tinyq.firmware.native.extremecases``): generate N single-op cases (50 per model), run
 them on the native host build and on tflite-micro, and print one row: op, cases,
 identical, findings (sanitizer/arena poisoning), max diff (LSB; absolute for float
 outputs), seconds. ``--sanitize`` adds the UBSan+ASan build and the arena-poisoning
@@ -19,8 +19,8 @@ import argparse
 import sys
 import time
 
-from tinyq.native.extremecases import EXTREME_CASES
-from tinyq.native.opcases import CASES, run_cases
+from tinyq.firmware.native.extremecases import EXTREME_CASES
+from tinyq.firmware.native.opcases import CASES, run_cases
 
 #: cases per op and kind in --long (about 20 minutes on one core)
 LONG_CASES = 1000

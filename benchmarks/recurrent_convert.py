@@ -55,7 +55,7 @@ def build(kind: str):
 
 def tflm_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy on the tflite-micro interpreter (state reset before each sequence)."""
-    from tinyq.evaluate import run_model
+    from tinyq.convert.evaluation import run_model
 
     return float(np.mean(np.argmax(run_model(tflite, x, runtime="tflm"), -1) == y))
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from tinyq.quantize import QuantizeOptions, quantize
+    from tinyq.convert.ptq import QuantizeOptions, quantize
 
     keras.utils.set_random_seed(0)
     x, y = make_task()

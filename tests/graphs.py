@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.model.tflite_writer import GraphBuilder
 
 
 def hybrid_fc() -> bytes:

@@ -13,8 +13,8 @@ from conftest import mlperf_model
 from tinyq import analyze
 from tinyq.board_profile import Board, Counter, Flashing, MemoryRegion, Uart
 from tinyq.cli import main as cli_main
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 
 @pytest.fixture(autouse=True)
@@ -211,7 +211,7 @@ def test_cli_exit_3_when_it_does_not_fit(tmp_path, capsys):
 
 def test_cli_fit_hint_on_native_names_bigger_boards(capsys):
     from tinyq import boards
-    from tinyq.tflite_reader import read_model
+    from tinyq.model.tflite_reader import read_model
 
     vww = mlperf_model("vww_96_int8.tflite")
     code = cli_main(["inspect", str(vww), "--board", "lm3s6965evb", "--runtime", "native",
@@ -251,8 +251,8 @@ def test_cli_missing_model_is_one_line(tmp_path, capsys):
 def test_a_model_tflm_refuses_in_prepare_is_a_problem_with_a_fix_that_is_not_inspect(tmp_path):
     """The checks pass (int8 -> int16 SOFTMAX exists in TFLM) but the kernel wants output
     zero point -32768: inspect lists the interpreter's reason, not "run tinyq inspect"."""
-    from tinyq.checks import PREPARE_FAILED_HINT
-    from tinyq.tflite_writer import TensorSpec, single_op_model
+    from tinyq.model.checks import PREPARE_FAILED_HINT
+    from tinyq.model.tflite_writer import TensorSpec, single_op_model
 
     data = single_op_model("SOFTMAX", [TensorSpec((1, 8), "int8", scale=0.05)],
                            [TensorSpec((1, 8), "int16", scale=1 / 32768)])
@@ -320,8 +320,8 @@ def test_native_refusal_names_the_op_not_its_state_and_prints_no_plan(tmp_path, 
 
 
 def test_repeated_problems_share_one_line():
-    from tinyq.checks import Problem
-    from tinyq.cli.inspect import problem_lines
+    from tinyq.cli.cmd_inspect import problem_lines
+    from tinyq.model.checks import Problem
 
     same = [Problem("native", "no kernel for SPLIT", "use --runtime tflm", i, "SPLIT")
             for i in (3, 9, 11, 20, 31, 40)]

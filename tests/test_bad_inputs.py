@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from tinyq.cli import main
-from tinyq.tflite_writer import TensorSpec, single_op_model
+from tinyq.model.tflite_writer import TensorSpec, single_op_model
 
 #: Peak Python/numpy heap a refused bomb may use (tracemalloc): the refusals read headers
 #: only, so a few MB; a bomb that got through would allocate hundreds of MB to 10 GB.
@@ -48,14 +48,14 @@ def model(tmp_path) -> Path:
 @pytest.fixture
 def no_build(monkeypatch):
     """Nothing may be built: every refusal here comes before the firmware."""
-    import tinyq.build
-    import tinyq.run
+    import tinyq.firmware.compiling
+    import tinyq.measure.runner
 
     def refuse(*_a, **_k):
         raise AssertionError("built firmware before refusing the input")
 
-    monkeypatch.setattr(tinyq.build, "build", refuse)
-    monkeypatch.setattr(tinyq.run, "build_firmware", refuse)
+    monkeypatch.setattr(tinyq.firmware.compiling, "build", refuse)
+    monkeypatch.setattr(tinyq.measure.runner, "build_firmware", refuse)
 
 
 def run_cli(argv: list[str]) -> dict:
@@ -441,7 +441,7 @@ def test_mutated_data_files_end_in_data_errors(tmp_path):
 def test_resume_record_with_a_number_too_large(model, tmp_path, capsys, no_build):
     import hashlib
 
-    from tinyq.validate import file_sha256
+    from tinyq.measure.validation import file_sha256
 
     data = tmp_path / "test.npz"
     np.savez(data, x=np.zeros((3, 4, 4, 1), np.float32), y=np.array([0, 1, 0]))
@@ -461,7 +461,7 @@ def test_every_record_field_with_any_value_is_refused_or_rendered():
     import copy
 
     from tinyq.errors import UserInputError
-    from tinyq.report import RECORD_FIELDS, check_record, compare_markdown, markdown
+    from tinyq.measure.report import RECORD_FIELDS, check_record, compare_markdown, markdown
 
     good = {
         "kind": "deploy", "model": "m.tflite", "board": "mps2-an386", "runtime": "native",

@@ -1,4 +1,4 @@
-"""tinyq.bench: statistics, units, RAM/flash records and per-layer profiles (fake device),
+"""tinyq.measure.benchmark: statistics, units, RAM/flash records, per-layer profiles (fake device),
 and an end-to-end run under QEMU."""
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from conftest import require_tools
 
-from tinyq.bench import (
+from tinyq.board_profile import Board, Counter, Emulator, Flashing, MemoryRegion, Uart
+from tinyq.device.fake import FakeDevice, FakeFirmware
+from tinyq.device.protocol import Client, Layer, Timeouts
+from tinyq.errors import OutputExistsError, UserInputError
+from tinyq.firmware.compiling import Firmware
+from tinyq.measure.benchmark import (
     BenchOptions,
     bench,
     bench_on_device,
@@ -19,14 +24,9 @@ from tinyq.bench import (
     percentile,
     ticks_to_counts,
 )
-from tinyq.board_profile import Board, Counter, Emulator, Flashing, MemoryRegion, Uart
-from tinyq.build import Firmware
-from tinyq.devices.fake import FakeDevice, FakeFirmware
-from tinyq.errors import OutputExistsError, UserInputError
-from tinyq.interpreters import TflmInterpreter
-from tinyq.protocol import Client, Layer, Timeouts
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 FAST = Timeouts(default=0.5, infer=0.5, boot=0.5, probe_after=0.2, settle=0.05)
 
@@ -200,14 +200,14 @@ def test_cli_refuses_existing_json_before_any_work(model_file, tmp_path, capsys)
 
 
 def _no_work(monkeypatch):
-    import tinyq.bench
-    import tinyq.build
+    import tinyq.firmware.compiling
+    import tinyq.measure.benchmark
 
     def no_work(*_a, **_k):
         raise AssertionError("must not build or run before checking the outputs")
 
-    monkeypatch.setattr(tinyq.build, "build", no_work)
-    monkeypatch.setattr(tinyq.bench, "bench", no_work)
+    monkeypatch.setattr(tinyq.firmware.compiling, "build", no_work)
+    monkeypatch.setattr(tinyq.measure.benchmark, "bench", no_work)
 
 
 def test_cli_refuses_existing_report_png_before_any_work(model_file, tmp_path, capsys,

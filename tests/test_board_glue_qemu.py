@@ -28,8 +28,7 @@ from conftest import require_tools
 from test_harness_qemu import ANSWER_TIMEOUT_S, INPUT_BYTES, Session, _build, check_board
 
 from tinyq import boards
-from tinyq.build import build, read_elf
-from tinyq.codegen import (
+from tinyq.firmware.codegen import (
     GenerateOptions,
     ModelInfo,
     RuntimeSources,
@@ -37,9 +36,10 @@ from tinyq.codegen import (
     render_project,
     write_project,
 )
-from tinyq.codegen.board import RP2040_BOOT2_CODE, crc32_mpeg2, render_board, rp2040_boot2
+from tinyq.firmware.codegen.board import RP2040_BOOT2_CODE, crc32_mpeg2, render_board, rp2040_boot2
+from tinyq.firmware.compiling import build, read_elf
+from tinyq.model.tflite_writer import GraphBuilder
 from tinyq.resources import templates_dir
-from tinyq.tflite_writer import GraphBuilder
 
 pytestmark = pytest.mark.qemu
 
@@ -95,7 +95,7 @@ def test_stm32_glue_runs_the_protocol_on_netduinoplus2(tmp_path):
 
 def test_stm32_glue_sets_pins_and_clocks_under_qemu(tmp_path):
     """QEMU's log of the unimplemented RCC/GPIOA blocks shows exactly the glue's writes."""
-    from tinyq.devices.qemu import QemuDevice
+    from tinyq.device.qemu import QemuDevice
 
     board, fw = _build(tmp_path, "netduinoplus2")
     log = tmp_path / "unimp.log"

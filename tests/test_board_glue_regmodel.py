@@ -28,14 +28,20 @@ from conftest import require_tools
 
 from tinyq import boards
 from tinyq.board_profile import Board
-from tinyq.build import build
-from tinyq.codegen import GenerateOptions, ModelInfo, RuntimeSources, render_project, write_project
-from tinyq.codegen.board import (
+from tinyq.firmware.codegen import (
+    GenerateOptions,
+    ModelInfo,
+    RuntimeSources,
+    render_project,
+    write_project,
+)
+from tinyq.firmware.codegen.board import (
     STM32_FAMILIES,
     STM32_HSI_HZ,
     board_glue,
     crc32_mpeg2,
 )
+from tinyq.firmware.compiling import build
 
 unicorn = pytest.importorskip("unicorn", reason="needs the unicorn CPU emulator (dev extra)")
 from unicorn import arm_const as A  # noqa: E402

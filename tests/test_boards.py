@@ -306,7 +306,7 @@ def test_docs_list_exactly_the_socs():
 
 
 def test_soc_tables_agree_with_the_glue():
-    from tinyq.codegen import board as glue
+    from tinyq.firmware.codegen import board as glue
 
     assert set(glue.SOCS) <= set(boards.SOCS)
     assert set(glue.STM32_FAMILIES) == {n for n in boards.SOCS if n.startswith("stm32")}
@@ -318,7 +318,7 @@ def test_soc_tables_agree_with_the_glue():
 
 def test_what_validates_also_renders_board_glue(tmp_path):
     # a profile that `boards validate` accepts must not be refused later by `generate`
-    from tinyq.codegen.board import board_glue
+    from tinyq.firmware.codegen.board import board_glue
 
     board = boards.loads(VALID, source="valid.toml")
     assert board_glue(board).soc["uart_name"] == "USART2"
@@ -330,7 +330,7 @@ def test_a_custom_board_without_soc_still_works():
     text = (VALID.replace('soc = "stm32f4"\n', "")
             .replace('kind = "stm32-usart"', 'kind = "cmsdk"')
             .replace('tx_pin = "PA2"\nrx_pin = "PA3"\n', ""))
-    from tinyq.codegen.board import board_glue
+    from tinyq.firmware.codegen.board import board_glue
 
     board = boards.loads(text, source="nosoc.toml")
     assert board.soc == "" and board_glue(board).soc_template == "none"

@@ -1,4 +1,4 @@
-"""tinyq.build: toolchain errors, linker overflow -> FitError, sizes, model cache."""
+"""tinyq.firmware.compiling: toolchain errors, linker overflow -> FitError, sizes, model cache."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ import pytest
 from conftest import require_tools
 
 from tinyq import boards
-from tinyq.build import BUILDS_FOLDER, BuildOptions, build, diagnose, read_elf
 from tinyq.cli import main
-from tinyq.codegen import GenerateOptions, ModelInfo, RuntimeSources, render_project, write_project
 from tinyq.errors import BuildError, FitError, ToolNotFoundError
+from tinyq.firmware.codegen import (
+    GenerateOptions,
+    ModelInfo,
+    RuntimeSources,
+    render_project,
+    write_project,
+)
+from tinyq.firmware.compiling import BUILDS_FOLDER, BuildOptions, build, diagnose, read_elf
 
 FIXTURE_RUNTIME = Path(__file__).parent / "fixtures" / "test_runtime.c"
 NO_TOOLCHAIN = BuildOptions(cross="/nonexistent/arm-none-eabi-")
@@ -87,8 +93,8 @@ def test_overflow_hint_names_boards_with_room_computed_from_the_linker(tmp_path)
 def test_tflm_overflow_suggests_native_only_when_native_fits(tmp_path):
     import numpy as np
 
-    from tinyq.build import _native_instead
-    from tinyq.tflite_writer import GraphBuilder
+    from tinyq.firmware.compiling import _native_instead
+    from tinyq.model.tflite_writer import GraphBuilder
 
     g = GraphBuilder()
     x = g.add_tensor((1, 16), "int8", scale=0.1, zero_point=0)
@@ -178,7 +184,7 @@ def test_model_build_is_cached(tmp_path, shared_models):
 @pytest.mark.qemu
 def test_a_cached_build_whose_elf_changed_is_built_again(tmp_path, shared_models):
     """An entry is trusted only if its ELF matches the stamp written when it was built."""
-    from tinyq.build import is_built
+    from tinyq.firmware.compiling import is_built
 
     require_tools("arm-none-eabi-gcc")
     model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
@@ -195,7 +201,7 @@ def test_a_cached_build_whose_elf_changed_is_built_again(tmp_path, shared_models
 
 
 def test_a_failed_cache_build_keeps_its_log_and_no_entry(tmp_path, shared_models, monkeypatch):
-    import tinyq.build
+    import tinyq.firmware.compiling
 
     require_tools("arm-none-eabi-gcc", "make")
     model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
@@ -206,7 +212,7 @@ def test_a_failed_cache_build_keeps_its_log_and_no_entry(tmp_path, shared_models
         raise diagnose("startup.c:1: error: boom", {"board": {"name": "b"}},
                        project / "build" / "build.log")
 
-    monkeypatch.setattr(tinyq.build, "run_make", failing_make)
+    monkeypatch.setattr(tinyq.firmware.compiling, "run_make", failing_make)
     with pytest.raises(BuildError, match=r"error: boom — full log: .*/builds-v2/mps2-an386-\w+"
                        r"\.log$") as info:
         build(model, board="mps2-an386", build_options=BuildOptions(cache_dir=tmp_path))
@@ -217,7 +223,7 @@ def test_a_failed_cache_build_keeps_its_log_and_no_entry(tmp_path, shared_models
 
 
 def test_cli_existing_json_refused_before_compiling(tmp_path, monkeypatch, capsys):
-    import tinyq.build
+    import tinyq.firmware.compiling
 
     project = fixture_project(tmp_path, "mps2-an386")
     existing = tmp_path / "sizes.json"
@@ -226,7 +232,7 @@ def test_cli_existing_json_refused_before_compiling(tmp_path, monkeypatch, capsy
     def no_build(*_a, **_k):
         raise AssertionError("must not compile")
 
-    monkeypatch.setattr(tinyq.build, "build", no_build)
+    monkeypatch.setattr(tinyq.firmware.compiling, "build", no_build)
     assert main(["build", str(project), "--json", str(existing)]) == 1
     assert "sizes.json already exists — pass --force" in capsys.readouterr().err
     assert existing.read_text() == "keep"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from graphs import float16_fc, hybrid_fc
 
-from tinyq import checks, tflm_dtypes
 from tinyq.errors import ModelError, UnsupportedError
-from tinyq.interpreters import TflmInterpreter
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder, TensorSpec, single_op_model
+from tinyq.model import checks, tflm_dtypes
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder, TensorSpec, single_op_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,11 +103,11 @@ def test_supported_ops_doc_is_generated_from_the_checks():
     doc = (REPO / "docs" / "supported_ops.md").read_text()
     for line in text.splitlines():
         if line.startswith(("| tflm |", "| native |")):
-            assert line in doc, "regenerate: python -m tinyq.checks --markdown"
+            assert line in doc, "regenerate: python -m tinyq.model.checks --markdown"
 
 
 def test_markdown_command():
-    out = subprocess.run([sys.executable, "-m", "tinyq.checks", "--markdown"],
+    out = subprocess.run([sys.executable, "-m", "tinyq.model.checks", "--markdown"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("# Supported ops and pre-flash checks")
 
@@ -223,15 +223,15 @@ def test_supported_ops_doc_lists_the_dtype_table():
     doc = (REPO / "docs" / "supported_ops.md").read_text()
     for line in checks.markdown().splitlines():
         if line.startswith("| `") and "kernels/" in line:
-            assert line in doc, "regenerate: python -m tinyq.checks --markdown"
+            assert line in doc, "regenerate: python -m tinyq.model.checks --markdown"
 
 
 SIGNAL_OPS = sorted(op for op in checks.TFLM_CUSTOM_OPS if op.startswith("Signal"))
 
 
 def test_tflm_check_accepts_every_signal_op():
-    from tinyq.tflite_reader import read_model_bytes
-    from tinyq.tflite_writer import GraphBuilder
+    from tinyq.model.tflite_reader import read_model_bytes
+    from tinyq.model.tflite_writer import GraphBuilder
 
     for name in [*SIGNAL_OPS, "NotAnOp"]:
         g = GraphBuilder()
@@ -244,7 +244,7 @@ def test_tflm_check_accepts_every_signal_op():
 
 _REGISTRATION_PROBE = """
 import sys, tflite_micro
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.model.tflite_writer import GraphBuilder
 g = GraphBuilder(); x = g.add_tensor((1, 16), "int16"); y = g.add_tensor((1, 16), "int16")
 g.add_op("CUSTOM", [x], [y], custom_code=sys.argv[1])
 try:
@@ -271,11 +271,11 @@ def test_supported_ops_doc_says_how_macs_are_counted():
 
     doc = (REPO / "docs" / "supported_ops.md").read_text()
     for op, rule in MAC_RULES.items():
-        assert f"| `{op}` | {rule} |" in doc, "regenerate: python -m tinyq.checks --markdown"
+        assert f"| `{op}` | {rule} |" in doc, "regenerate: python -m tinyq.model.checks --markdown"
 
 
 def test_a_while_loop_is_named_with_a_fix_for_keras_and_third_party_models():
-    from tinyq.tflite_writer import GraphBuilder
+    from tinyq.model.tflite_writer import GraphBuilder
 
     g = GraphBuilder()
     x, y = g.add_tensor((1, 4), "float32"), g.add_tensor((1, 4), "float32")

@@ -104,10 +104,11 @@ def test_defaults_agree_across_commands():
 
 
 def test_no_command_module_imports_another():
-    cli = REPO / "tinyq" / "cli"
-    modules = {name.replace("-", "_") for name in SUBCOMMANDS}
+    from tinyq.cli import command_module
+
+    modules = {command_module(name).rpartition(".")[2] for name in SUBCOMMANDS}
     for name in modules:
-        tree = ast.parse((cli / f"{name}.py").read_text(encoding="utf-8"))
+        tree = ast.parse((REPO / "tinyq" / "cli" / f"{name}.py").read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
                 parts = node.module.split(".")
@@ -117,7 +118,7 @@ def test_no_command_module_imports_another():
 
 def test_run_samples_takes_the_first_n_inputs_of_input(tmp_path, monkeypatch, shared_models):
     """--samples means the first N samples of the data in run as in validate and deploy."""
-    import tinyq.run
+    import tinyq.measure.runner
 
     model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
     if not model.is_file():
@@ -132,7 +133,7 @@ def test_run_samples_takes_the_first_n_inputs_of_input(tmp_path, monkeypatch, sh
         seen["inputs"], seen["samples"] = inputs, options.samples
         raise Stop
 
-    monkeypatch.setattr(tinyq.run, "run", fake_run)
+    monkeypatch.setattr(tinyq.measure.runner, "run", fake_run)
     data = tmp_path / "x.npy"
     np.save(data, np.arange(5, dtype=np.float32).reshape(5, 1))
     with pytest.raises(Stop):

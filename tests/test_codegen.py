@@ -1,4 +1,4 @@
-"""tinyq.codegen.generate: the board-fit check before anything is written (both runtimes)."""
+"""tinyq.firmware.codegen.generate: the board-fit check before anything is written."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 
 from tinyq import analyze, boards
 from tinyq.cli import main as cli_main
-from tinyq.codegen import generate
 from tinyq.errors import FitError
-from tinyq.tflite_reader import read_model
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.firmware.codegen import generate
+from tinyq.model.tflite_reader import read_model
+from tinyq.model.tflite_writer import GraphBuilder
 
 #: Weights of the too-big model: more than microbit's 256 KB of flash.
 BIG_WEIGHTS = (300, 1000)

@@ -19,7 +19,8 @@ import pytest
 
 import tinyq
 from tinyq import boards
-from tinyq.codegen import (
+from tinyq.errors import BoardError, OutputExistsError, UserInputError
+from tinyq.firmware.codegen import (
     PROJECT_FILE,
     GenerateOptions,
     ModelInfo,
@@ -28,7 +29,7 @@ from tinyq.codegen import (
     render_project,
     write_project,
 )
-from tinyq.codegen.board import (
+from tinyq.firmware.codegen.board import (
     RP2040_BOOT2_CODE,
     board_glue,
     crc32_mpeg2,
@@ -36,8 +37,7 @@ from tinyq.codegen.board import (
     render_board,
     rp2040_boot2,
 )
-from tinyq.codegen.harness import harness_config
-from tinyq.errors import BoardError, OutputExistsError, UserInputError
+from tinyq.firmware.codegen.harness import harness_config
 
 GOLDEN = Path(__file__).parent / "golden" / "codegen_board"
 FIXTURE_RUNTIME = Path(__file__).parent / "fixtures" / "test_runtime.c"

@@ -1,4 +1,4 @@
-"""tinyq.compare: every mode in one table, TFLM actually tried, plot and JSON."""
+"""tinyq.convert.comparison: every mode in one table, TFLM actually tried, plot and JSON."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tinyq.compare import CompareOptions, compare, plot
+from tinyq.convert.comparison import CompareOptions, compare, plot
 from tinyq.errors import OutputExistsError, UserInputError
 
 

@@ -16,19 +16,19 @@ import pytest
 from conftest import require_tools
 
 from tinyq import boards
-from tinyq.devices import StreamDevice
-from tinyq.devices.fake import FakeDevice, Fault
-from tinyq.devices.qemu import QemuDevice, qemu_argv
-from tinyq.devices.renode import (
+from tinyq.device import StreamDevice
+from tinyq.device.fake import FakeDevice, Fault
+from tinyq.device.protocol import Client, Timeouts
+from tinyq.device.qemu import QemuDevice, qemu_argv
+from tinyq.device.renode import (
     RenodeDevice,
     project_script,
     renode_argv,
     renode_script,
     renode_uart,
 )
-from tinyq.devices.serial_port import SerialDevice, open_error
+from tinyq.device.serial_port import SerialDevice, open_error
 from tinyq.errors import DeviceError, DeviceTimeoutError, ProtocolError, ToolNotFoundError
-from tinyq.protocol import Client, Timeouts
 
 # -- serial ports -------------------------------------------------------------------
 
@@ -368,7 +368,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "test_runtime.c"
 
 def _harness_elf(out: Path, runtime_text: str) -> Path:
     from tinyq import boards
-    from tinyq.codegen import (
+    from tinyq.firmware.codegen import (
         GenerateOptions,
         ModelInfo,
         RuntimeSources,
@@ -437,7 +437,7 @@ def test_hardfault_is_reported_with_the_firmware_words(faulty_elfs):
 def test_qemu_left_open_is_reaped_at_interpreter_exit(tiny_elfs):
     import sys
 
-    script = ("import sys\nfrom tinyq.devices.qemu import QemuDevice\n"
+    script = ("import sys\nfrom tinyq.device.qemu import QemuDevice\n"
               f"dev = QemuDevice({str(tiny_elfs['silent'])!r}, 'mps2-an385')\n"
               "dev.open()\nprint(dev.pid, dev.tcp_port, flush=True)\nsys.exit(0)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -448,13 +448,13 @@ def test_qemu_left_open_is_reaped_at_interpreter_exit(tiny_elfs):
 
 
 def test_quoted_device_lines_are_short_and_garbage_is_named():
-    from tinyq.devices import QUOTED_CHARS, quote_line
+    from tinyq.device import QUOTED_CHARS, quote_line
 
     long = "m-results-[" + "1," * 500
     text = quote_line(long)
     assert text.startswith("a truncated line 'm-results-[1,") and "(1,011 characters)" in text
     assert len(text) < QUOTED_CHARS + 40
-    from tinyq.devices import decode_line
+    from tinyq.device import decode_line
 
     garbage = decode_line(bytes(range(0x80, 0x80 + 100)) + bytes(range(0x00, 0x20)) * 3 + b"ab")
     assert quote_line(garbage) == ("198 bytes of unreadable data (a wrong baud rate, or "
@@ -464,8 +464,8 @@ def test_quoted_device_lines_are_short_and_garbage_is_named():
 
 def test_run_wires_renode_to_the_uart_the_project_script_names(monkeypatch):
     """tinyq run --emulator renode and the project's renode/tinyq.resc use one UART rule."""
-    import tinyq.devices.renode as rn
-    from tinyq.run import RunOptions, open_device
+    import tinyq.device.renode as rn
+    from tinyq.measure.runner import RunOptions, open_device
 
     board = boards.load("nrf52840-dk")
     device = open_device(board, Path("/fw/app.elf"), "renode", None, RunOptions())

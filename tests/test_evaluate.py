@@ -1,4 +1,4 @@
-"""tinyq.evaluate: metrics and per-layer SQNR on models whose error is exactly computable."""
+"""tinyq.convert.evaluation: metrics and per-layer SQNR on models of exactly known error."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from tinyq.errors import DataError, ModelError, UserInputError
-from tinyq.evaluate import (
+from tinyq.convert.evaluation import (
     LAYER_SAMPLES,
     compute_metrics,
     evaluate,
     evaluate_bytes,
     sqnr_db,
 )
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.errors import DataError, ModelError, UserInputError
+from tinyq.model.tflite_writer import GraphBuilder
 
 SCALE, ZERO_POINT = float(np.float32(0.05)), -10   # as stored (float32); range [-5.9, 6.85]
 N, WIDTH = 50, 8
@@ -172,7 +172,7 @@ def test_files_and_errors(samples, tmp_path):
 
 @pytest.mark.tensorflow
 def test_keras_reference(tiny_float_model, tmp_path):
-    from tinyq.quantize import QuantizeOptions, quantize
+    from tinyq.convert.ptq import QuantizeOptions, quantize
 
     out = tmp_path / "tiny_int8.tflite"
     quantize(tiny_float_model["model"], tiny_float_model["calib"], QuantizeOptions(), output=out)
@@ -186,7 +186,7 @@ def test_keras_reference(tiny_float_model, tmp_path):
 
 @pytest.mark.tensorflow
 def test_digits_int8_within_one_point_and_under_30_percent(digits_artifacts):
-    from tinyq.quantize import QuantizeOptions, quantize
+    from tinyq.convert.ptq import QuantizeOptions, quantize
 
     int8 = quantize(digits_artifacts["model"], digits_artifacts["calib"], QuantizeOptions())
     f32 = quantize(digits_artifacts["model"], None, QuantizeOptions(mode="float32"))

@@ -12,9 +12,9 @@ from conftest import require_tools
 from elf_helpers import write_elf
 
 from tinyq import boards
-from tinyq import flash as fl
 from tinyq.board_profile import Board, Counter, Emulator, Flashing, MemoryRegion, Uart
 from tinyq.cli import main
+from tinyq.device import flashing as fl
 from tinyq.errors import DeviceError, ToolNotFoundError, UserInputError
 
 
@@ -272,7 +272,7 @@ def test_built_firmware_names_its_board(tmp_path, recorded):
     require_tools("arm-none-eabi-gcc")
     from test_build import fixture_project
 
-    from tinyq.build import build
+    from tinyq.firmware.compiling import build
     fw = build(fixture_project(tmp_path, "nucleo-f446re"))
     own = boards.load("nucleo-f446re")
     fl.flash(fw.elf, own, fl.FlashOptions(method="openocd"))
@@ -314,7 +314,7 @@ def test_uf2_plan_names_base_and_family(tmp_path):
 def test_flashing_doc_table_is_generated():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "flashing.md").read_text()
     table = doc.split("<!-- flash-table -->\n")[1].split("<!-- /flash-table -->")[0]
-    assert table == fl.markdown(), "regenerate: python -m tinyq.flash --markdown"
+    assert table == fl.markdown(), "regenerate: python -m tinyq.device.flashing --markdown"
 
 
 @pytest.mark.qemu
@@ -322,7 +322,7 @@ def test_cli_builds_a_model_for_the_board_then_flashes_it(tmp_path, capsys, reco
                                                           monkeypatch):
     """`tinyq flash MODEL.tflite --board B` builds (cached) for B, then programs that ELF."""
     require_tools("arm-none-eabi-gcc")
-    from tinyq.tflite_writer import TensorSpec, single_op_model
+    from tinyq.model.tflite_writer import TensorSpec, single_op_model
 
     monkeypatch.setenv("TINYQ_CACHE_DIR", str(tmp_path / "cache"))
     model = tmp_path / "relu.tflite"
@@ -365,7 +365,7 @@ def test_every_method_in_the_docs_table_is_accepted(tmp_path):
 
 
 def test_unbuilt_project_folder_says_build_it(tmp_path):
-    from tinyq.codegen import PROJECT_FILE
+    from tinyq.firmware.codegen import PROJECT_FILE
 
     project = tmp_path / "proj"
     project.mkdir()

@@ -21,7 +21,7 @@ def _model():
 
 
 def test_run_on_board_matches_tflm(hardware):
-    from tinyq.run import RunOptions, run
+    from tinyq.measure.runner import RunOptions, run
 
     result = run(_model(), hardware["board"], port=hardware["port"],
                  options=RunOptions(samples=5, runs=3))
@@ -30,7 +30,7 @@ def test_run_on_board_matches_tflm(hardware):
 
 
 def test_bench_on_board_reports_cycles_and_ms(hardware):
-    from tinyq.bench import BenchOptions, bench
+    from tinyq.measure.benchmark import BenchOptions, bench
 
     result = bench(_model(), hardware["board"], port=hardware["port"],
                    options=BenchOptions(runs=5, warmup=1))
@@ -43,9 +43,9 @@ def test_bench_on_board_reports_cycles_and_ms(hardware):
 def test_flash_then_run_without_reflashing(hardware):
     """The profile's flashing method programs the board; the firmware then answers as built."""
     from tinyq import boards
-    from tinyq.build import build
-    from tinyq.flash import flash
-    from tinyq.run import RunOptions, run
+    from tinyq.device.flashing import flash
+    from tinyq.firmware.compiling import build
+    from tinyq.measure.runner import RunOptions, run
 
     board = boards.load(hardware["board"])
     firmware = build(_model(), board)

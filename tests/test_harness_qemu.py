@@ -18,8 +18,14 @@ import pytest
 from conftest import require_tools
 
 from tinyq import boards
-from tinyq.build import build
-from tinyq.codegen import GenerateOptions, ModelInfo, RuntimeSources, render_project, write_project
+from tinyq.firmware.codegen import (
+    GenerateOptions,
+    ModelInfo,
+    RuntimeSources,
+    render_project,
+    write_project,
+)
+from tinyq.firmware.compiling import build
 
 pytestmark = pytest.mark.qemu
 
@@ -75,7 +81,7 @@ def _kv(line: str, prefix: str) -> dict[str, str]:
 
 
 def check_board(tmp_path: Path, board_name: str) -> None:
-    from tinyq.devices.qemu import QemuDevice
+    from tinyq.device.qemu import QemuDevice
 
     board, fw = _build(tmp_path, board_name)
     ipt = 1e9 / board.counter.clock_hz          # instructions per tick under icount
@@ -177,7 +183,7 @@ def test_harness_on_every_qemu_board(tmp_path, board_name):
 
 def test_fault_is_reported_and_ends_qemu(tmp_path):
     """A bus fault inside the runtime prints e-[HardFault ...] and exits QEMU with code 2."""
-    from tinyq.devices.qemu import QemuDevice
+    from tinyq.device.qemu import QemuDevice
 
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     board = boards.load("mps2-an386")

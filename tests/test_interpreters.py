@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tinyq.errors import UnsupportedError
-from tinyq.interpreters import LiteRTInterpreter, TflmInterpreter, capture_fd2
-from tinyq.tflite_writer import TensorSpec, single_op_model
+from tinyq.model.interpreters import LiteRTInterpreter, TflmInterpreter, capture_fd2
+from tinyq.model.tflite_writer import TensorSpec, single_op_model
 
 
 def _relu_model() -> bytes:
@@ -64,8 +64,8 @@ def _stderr_of(code: str) -> str:
 
 def test_litert_default_resolver_keeps_stderr_clean():
     err = _stderr_of(
-        "from tinyq.interpreters import LiteRTInterpreter\n"
-        "from tinyq.tflite_writer import TensorSpec, single_op_model\n"
+        "from tinyq.model.interpreters import LiteRTInterpreter\n"
+        "from tinyq.model.tflite_writer import TensorSpec, single_op_model\n"
         "m = single_op_model('RELU', [TensorSpec((1, 4), 'float32')], "
         "[TensorSpec((1, 4), 'float32')])\n"
         "LiteRTInterpreter(m, reference_kernels=False)\n")
@@ -75,7 +75,7 @@ def test_litert_default_resolver_keeps_stderr_clean():
 @pytest.mark.tensorflow
 def test_tensorflow_import_and_first_use_keep_stderr_clean():
     pytest.importorskip("tensorflow", reason="needs the [convert] extra (tensorflow-cpu)")
-    err = _stderr_of("from tinyq.model_loader import import_tensorflow\n"
+    err = _stderr_of("from tinyq.convert.model_loader import import_tensorflow\n"
                      "tf = import_tensorflow()\n"
                      "print(float(tf.constant(2.0) * 3))\n")
     assert "cuInit" not in err and err.strip() == ""

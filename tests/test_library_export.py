@@ -16,11 +16,11 @@ from test_native_codegen import small_model_bytes
 from tinyq.board_profile import CORES
 from tinyq.errors import DataError, UnsupportedError, UserInputError
 from tinyq.fileio import read_marker
-from tinyq.interpreters import TflmInterpreter
-from tinyq.library_export import export
-from tinyq.library_host import load
+from tinyq.firmware.library_export import export
+from tinyq.firmware.library_host import load
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model
 from tinyq.subprocesses import run_process
-from tinyq.tflite_reader import read_model
 
 #: seconds for one compile, cmake step or program run in these tests (a cmake configure
 #: on the shared 2-core machine takes a few seconds; a hang must still fail the test)
@@ -137,7 +137,7 @@ def test_every_global_symbol_carries_the_prefix(models, tmp_path):
 def test_every_kernel_names_its_globals_tq_so_export_can_prefix_them(tmp_path):
     """export renames tq_/TQ_ names only: a kernel global named otherwise would clash when
     two exported models link together."""
-    from tinyq.native.codegen import kernels_dir
+    from tinyq.firmware.native.codegen import kernels_dir
     from tinyq.resources import templates_dir
 
     if shutil.which("gcc") is None:
@@ -156,10 +156,10 @@ def test_a_model_of_every_native_op_exports_unchanged(tmp_path):
     (renamed) library gives the native runtime's outputs byte for byte, and reports each
     I/O tensor's type and shape (bool and int64 too). tests/test_native_ops*.py check the
     runtime itself against tflite-micro."""
-    from tinyq.native.host import HostModel
-    from tinyq.native.opcases import CASES
-    from tinyq.tflite_reader import read_model_bytes
-    from tinyq.tflite_writer import GraphBuilder
+    from tinyq.firmware.native.host import HostModel
+    from tinyq.firmware.native.opcases import CASES
+    from tinyq.model.tflite_reader import read_model_bytes
+    from tinyq.model.tflite_writer import GraphBuilder
 
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed (apt-get install gcc)")

@@ -11,9 +11,9 @@ from conftest import require_tools
 from test_library_export import PROGRAM_INPUTS, _random, _tflm, models  # noqa: F401
 
 from tinyq import boards
-from tinyq.codegen import GenerateOptions, ModelInfo, RuntimeSources, render_project
-from tinyq.codegen.board import render_board
-from tinyq.library_export import export
+from tinyq.firmware.codegen import GenerateOptions, ModelInfo, RuntimeSources, render_project
+from tinyq.firmware.codegen.board import render_board
+from tinyq.firmware.library_export import export
 from tinyq.subprocesses import run_process
 
 pytestmark = pytest.mark.qemu

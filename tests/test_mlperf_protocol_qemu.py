@@ -1,6 +1,6 @@
 """The firmware harness against the MLPerf Tiny protocol, command by command, under QEMU.
 
-The client here is deliberately NOT tinyq.protocol: it is a few lines written
+The client here is deliberately NOT tinyq.device.protocol: it is a few lines written
 from the protocol's description (shared PROTOCOL.md: commands end with ``%``,
 answers are ``\\r\\n`` lines, ``m-`` information, ``e-[...]`` errors, every
 command ends with ``m-ready``) and checks each answer line by line, so a bug
@@ -38,7 +38,7 @@ ANSWER_TIMEOUT_S = 5.0
 def firmware(tmp_path_factory) -> Path:
     require_tools("arm-none-eabi-gcc", "qemu-system-arm", "make")
     from tinyq import boards
-    from tinyq.codegen import (
+    from tinyq.firmware.codegen import (
         GenerateOptions,
         ModelInfo,
         RuntimeSources,
@@ -83,7 +83,7 @@ class RunnerClient:
 
 @pytest.fixture(scope="module")
 def dut(firmware):
-    from tinyq.devices.qemu import QemuDevice
+    from tinyq.device.qemu import QemuDevice
 
     with QemuDevice(firmware, "mps2-an385") as device:
         client = RunnerClient(device)
@@ -205,7 +205,7 @@ def test_tinyq_commands(dut):
 
 def test_commands_before_data_are_refused_cleanly(firmware):
     """A fresh device: infer and tq-out without data say why, and the link stays usable."""
-    from tinyq.devices.qemu import QemuDevice
+    from tinyq.device.qemu import QemuDevice
 
     with QemuDevice(firmware, "mps2-an385") as device:
         client = RunnerClient(device)
@@ -222,9 +222,9 @@ def test_commands_before_data_are_refused_cleanly(firmware):
 
 
 def test_tinyq_host_client_reads_the_real_firmware(firmware):
-    """tinyq.protocol.Client parses every answer of the real harness."""
-    from tinyq.devices.qemu import QemuDevice
-    from tinyq.protocol import Client
+    """tinyq.device.protocol.Client parses every answer of the real harness."""
+    from tinyq.device.protocol import Client
+    from tinyq.device.qemu import QemuDevice
 
     with QemuDevice(firmware, "mps2-an385") as device:
         client = Client(device)

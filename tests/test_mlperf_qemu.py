@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from conftest import mlperf_model, require_tools
 
-from tinyq.build import BuildOptions, build
-from tinyq.codegen import GenerateOptions
-from tinyq.codegen.harness import ModelInfo, guess_mlperf_model, harness_config
-from tinyq.devices.virtual_board import PTY_RECONNECT_S
+from tinyq.device.virtual_board import PTY_RECONNECT_S
 from tinyq.errors import UserInputError
-from tinyq.interpreters import tflm_invoke
+from tinyq.firmware.codegen import GenerateOptions
+from tinyq.firmware.codegen.harness import ModelInfo, guess_mlperf_model, harness_config
+from tinyq.firmware.compiling import BuildOptions, build
+from tinyq.model.interpreters import tflm_invoke
 
 #: Seconds for one answer (the largest command here runs < 10^7 instructions).
 ANSWER_TIMEOUT_S = 10.0
@@ -78,7 +78,7 @@ def _quantize(x: np.ndarray, scale: float, zero: int) -> np.ndarray:
 
 
 def _scores(model: Path, x_int8: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    from tinyq.tflite_reader import read_model
+    from tinyq.model.tflite_reader import read_model
 
     out = tflm_invoke(model.read_bytes(), [x_int8])[0].reshape(-1)
     q = read_model(model).output_tensors[0].quant
@@ -94,8 +94,8 @@ def cache(tmp_path_factory):
 
 @pytest.mark.qemu
 def test_ad01_takes_float32_and_answers_one_score(cache):
-    from tinyq.devices.qemu import QemuDevice
-    from tinyq.tflite_reader import read_model
+    from tinyq.device.qemu import QemuDevice
+    from tinyq.model.tflite_reader import read_model
 
     model = mlperf_model("ad01_int8.tflite")
     fw = _firmware(model, "auto", cache)              # recognised as ad01 by its shapes
@@ -137,7 +137,7 @@ def test_ad01_takes_float32_and_answers_one_score(cache):
      .astype(np.uint8).tobytes()),
 ])
 def test_int8_benchmarks_answer_every_score(cache, name, bench, to_wire):
-    from tinyq.devices.qemu import QemuDevice
+    from tinyq.device.qemu import QemuDevice
 
     model = mlperf_model(name)
     fw = _firmware(model, bench, cache)
@@ -154,7 +154,7 @@ def test_int8_benchmarks_answer_every_score(cache, name, bench, to_wire):
 
 
 def fw_input_shape(model: Path) -> tuple[int, ...]:
-    from tinyq.tflite_reader import read_model
+    from tinyq.model.tflite_reader import read_model
 
     return read_model(model).input_tensors[0].shape
 
@@ -244,7 +244,7 @@ def test_guess_and_refusals():
 
 
 def test_virtual_board_argv_puts_the_uart_on_a_pty():
-    from tinyq.devices.qemu import qemu_argv
+    from tinyq.device.qemu import qemu_argv
 
     argv = qemu_argv("mps2-an386", "a.elf", 0, serial="pty")
     assert argv[argv.index("-serial") + 1] == "pty" and argv[-2:] == ["-kernel", "a.elf"]

@@ -1,6 +1,6 @@
 """Structurally bad .tflite files end in one error line naming the problem, never a crash.
 
-Each test builds a bad model in code (tinyq.tflite_writer, or one field rewritten in place
+Each test builds a bad model in code (tinyq.model.tflite_writer, or one field rewritten in place
 through the schema bindings), runs the real CLI entry on it and checks: exit code 1, one
 ``error:`` line that names the file, the tensor or op and the problem, and no traceback.
 """
@@ -16,11 +16,11 @@ import threading
 import numpy as np
 import pytest
 
-from tinyq import ir
 from tinyq.cli import main
 from tinyq.errors import ModelError
-from tinyq.tflite_reader import read_model, read_model_bytes
-from tinyq.tflite_writer import GraphBuilder, write_model
+from tinyq.model import ir
+from tinyq.model.tflite_reader import read_model, read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder, write_model
 
 IN, W, B, OUT = 0, 1, 2, 3      # tensor indices of _fc_model
 
@@ -229,7 +229,7 @@ def test_dev_zero_is_refused(capsys):
 
 
 def test_oversized_model_is_refused_before_reading(tmp_path, capsys, monkeypatch):
-    import tinyq.tflite_reader as reader
+    import tinyq.model.tflite_reader as reader
 
     monkeypatch.setattr(reader, "MAX_MODEL_BYTES", 1000)
     path = tmp_path / "big.tflite"
@@ -241,7 +241,7 @@ def test_oversized_model_is_refused_before_reading(tmp_path, capsys, monkeypatch
 # ---------------------------------------------------------------------- multipliers
 
 def test_absurd_scale_ratio_is_a_range_error_not_an_overflow():
-    from tinyq.native import quant
+    from tinyq.firmware.native import quant
 
     with pytest.raises(quant.MultiplierRangeError, match=r"is 2\^30 or more"):
         quant.conv_multipliers(1e30, [1e30], 1e30, 1)
@@ -262,7 +262,7 @@ def test_generate_refuses_scales_no_kernel_can_apply(tmp_path, capsys):
 # ---------------------------------------------------------------------- crash isolation
 
 def test_an_interpreter_crash_is_one_error_naming_the_file(tmp_path):
-    from tinyq.interpreters import IsolatedInterpreter
+    from tinyq.model.interpreters import IsolatedInterpreter
 
     it = IsolatedInterpreter(write_model(_fc_model()), "tflm", name="bad.tflite")
     x = np.ones((1, 4), np.int8)
@@ -274,7 +274,7 @@ def test_an_interpreter_crash_is_one_error_naming_the_file(tmp_path):
 
 
 def test_isolated_interpreter_matches_in_process():
-    from tinyq.interpreters import IsolatedInterpreter, TflmInterpreter
+    from tinyq.model.interpreters import IsolatedInterpreter, TflmInterpreter
 
     data = write_model(_fc_model())
     x = np.arange(4, dtype=np.int8).reshape(1, 4)
@@ -286,7 +286,7 @@ def test_isolated_interpreter_matches_in_process():
 
 
 def test_isolated_interpreter_passes_tinyq_errors_through_naming_the_file():
-    from tinyq.interpreters import IsolatedInterpreter
+    from tinyq.model.interpreters import IsolatedInterpreter
 
     g = GraphBuilder()
     x = g.add_tensor((1, 4), "float32")
@@ -297,7 +297,7 @@ def test_isolated_interpreter_passes_tinyq_errors_through_naming_the_file():
 
 
 def test_scales_kernels_cannot_divide_by_are_model_errors():
-    from tinyq.native import quant
+    from tinyq.firmware.native import quant
 
     with pytest.raises(ModelError, match="a quantization scale is 1e-50 as float32"):
         quant.conv_multipliers(0.5, [0.1], 1e-50, 1)        # float32 turns it into 0

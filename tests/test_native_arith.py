@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyq.interpreters import TflmInterpreter
-from tinyq.native import support
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
-from tinyq.tflm_dtypes import TFLM_OP_DTYPES
+from tinyq.firmware.native import support
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
+from tinyq.model.tflm_dtypes import TFLM_OP_DTYPES
 
 
 def _binary(opcode: str, dtype: str, scales: tuple[float, float, float],

@@ -17,10 +17,10 @@ import pytest
 
 import tinyq
 from tinyq.errors import DataError, UnsupportedError
-from tinyq.native import support
-from tinyq.native.codegen import NativeOptions, render
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.firmware.native import support
+from tinyq.firmware.native.codegen import NativeOptions, render
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 GOLDEN = Path(__file__).parent / "golden" / "native" / "model.c"
 UPDATE = os.environ.get("TINYQ_UPDATE_GOLDEN") == "1"
@@ -133,8 +133,8 @@ def test_supported_ops_table_lists_every_lowering():
 def test_host_build_runs_the_golden_model_like_tflm():
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed (apt-get install gcc)")
-    from tinyq.interpreters import TflmInterpreter
-    from tinyq.native.host import HostModel
+    from tinyq.firmware.native.host import HostModel
+    from tinyq.model.interpreters import TflmInterpreter
 
     native = HostModel(_model())
     tflm = TflmInterpreter(small_model_bytes())

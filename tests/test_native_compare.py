@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyq.interpreters import TflmInterpreter
-from tinyq.native import support
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.firmware.native import support
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 
 def _compare(opcode: str, dtype: str, shapes: tuple[tuple[int, ...], ...], scale: float = 0.1

@@ -1,7 +1,7 @@
 """Extreme quantization parameters: exact under UBSan+ASan and arena poisoning, or refused.
 
 Every native kernel that requantizes or converts floats runs extreme-parameter cases
-(tinyq/native/extremecases.py) and a sample of the random cases through a host build
+(tinyq/firmware/native/extremecases.py) and a sample of the random cases through a host build
 with -fsanitize=undefined,address -fno-sanitize-recover=all and through the
 arena-poisoning check, bit for bit against the tflite-micro interpreter. Parameters
 with no exact answer are refused by ``tinyq inspect --runtime native`` and by code
@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 
 from tinyq.errors import ModelError, UnsupportedError
-from tinyq.interpreters import TflmInterpreter
-from tinyq.native import codegen, quant, support
-from tinyq.native.extremecases import (
+from tinyq.firmware.native import codegen, quant, support
+from tinyq.firmware.native.extremecases import (
     EXTREME_CASES,
     tinyq_quantize,
     tinyq_softmax_equal_row,
 )
-from tinyq.native.host import HostModel, SanitizedModel
-from tinyq.native.opcases import CASES, run_cases
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.firmware.native.host import HostModel, SanitizedModel
+from tinyq.firmware.native.opcases import CASES, run_cases
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 #: extreme cases per op in CI (one model each: one sanitized build, one TFLM run)
 EXTREME_PER_OP = 40
@@ -216,7 +216,7 @@ def test_softmax_of_8192_equal_maxima_saturates(out16):
 
 def test_poisoning_catches_reads_and_writes_outside_an_ops_tensors(monkeypatch):
     """The check can fail: shrink what an op owns and its own accesses are flagged."""
-    from tinyq.native import opcases
+    from tinyq.firmware.native import opcases
 
     g = GraphBuilder()
     case = opcases.gen_fully_connected(g, np.random.default_rng(3))

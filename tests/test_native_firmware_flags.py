@@ -6,7 +6,7 @@ memcpy-accessed tensors) compile with arm-none-eabi-gcc for the Cortex-M0
 with -Wall -Wextra -Wconversion -Wcast-align -Werror and -Wstack-usage=N, N per
 kernel file below (each a little above the measured figure, so growth is a decision).
 No -fno-strict-aliasing and no -fwrapv: the code relies on neither (docs/numerics.md),
-and the host build (tinyq.native.host.CFLAGS) uses neither either.
+and the host build (tinyq.firmware.native.host.CFLAGS) uses neither either.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pytest
 from conftest import require_tools
 
 from tinyq import boards
-from tinyq.native import codegen, host
+from tinyq.firmware.native import codegen, host
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 from tinyq.resources import templates_dir
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
 
 #: boards whose cores cover the code shapes (portable Thumb-1, DSP SIMD on v7E-M, v8.1-M)
 BOARDS = ("microbit", "mps2-an386", "mps2-an500", "mps3-an547")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyq.native.codegen import kernels_dir
+from tinyq.firmware.native.codegen import kernels_dir
 
 HERE = Path(__file__).parent
 

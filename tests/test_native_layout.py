@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyq.interpreters import TflmInterpreter
-from tinyq.native import ops_layout, support
-from tinyq.native.lower import LowerContext
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.firmware.native import ops_layout, support
+from tinyq.firmware.native.lower import LowerContext
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 
 def _problems(data: bytes) -> list[str]:

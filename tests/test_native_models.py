@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import MLPERF_INT8, mlperf_model, shared_models_dir
 
-from tinyq.interpreters import TflmInterpreter
-from tinyq.native.host import HostModel
-from tinyq.tflite_reader import read_model
+from tinyq.firmware.native.host import HostModel
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model
 
 #: random inputs per model (issue 4 asks for at least 20)
 INPUTS_PER_MODEL = 20

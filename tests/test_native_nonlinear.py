@@ -1,6 +1,6 @@
 """Native SOFTMAX, MEAN, LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU: bit for bit vs tflite-micro.
 
-Random single-op cases (generators in ``tinyq.native.opcases``, many per model) run on the
+Random single-op cases (generators in ``tinyq.firmware.native.opcases``, many per model) run on the
 host build of the native runtime and on the tflite-micro interpreter; every
 output byte must be identical. The table-driven ops are also checked
 exhaustively: cases whose input holds all 256 int8 values. The benchmark
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_tools
-from tinyq import ir
-from tinyq.native import fixedpoint, lower, support
-from tinyq.native.codegen import kernels_dir
-from tinyq.native.opcases import run_cases
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.firmware.native import fixedpoint, lower, support
+from tinyq.firmware.native.codegen import kernels_dir
+from tinyq.firmware.native.opcases import run_cases
+from tinyq.model import ir
+from tinyq.model.tflite_writer import GraphBuilder
 
 pytest.importorskip("tflite_micro", reason="needs the tflite-micro interpreter (the oracle)")
 if shutil.which("gcc") is None:
@@ -78,7 +78,7 @@ def test_reduce_layout_merges_runs() -> None:
 def _float32_variant(opcode: str, si: float, zi: int, so: float, zo: int, alpha: float
                      ) -> np.ndarray:
     """The table TFLM's mid-2026 sources would give (scale ratios divided in float32)."""
-    from tinyq.native.quant import quantize_multiplier
+    from tinyq.firmware.native.quant import quantize_multiplier
     f = np.float32
     if opcode == "HARD_SWISH":
         p = fixedpoint.hard_swish_params(si, zi, so, zo)
@@ -124,8 +124,8 @@ def test_prepare_divides_in_double_like_the_tflm_build(opcode: str) -> None:
 
     Each case here is one where the two precisions give different tables (checked),
     run on all 256 inputs, so this fails if the native math falls back to float32."""
-    from tinyq.interpreters import TflmInterpreter
-    from tinyq.tflite_writer import TensorSpec, single_op_model
+    from tinyq.model.interpreters import TflmInterpreter
+    from tinyq.model.tflite_writer import TensorSpec, single_op_model
 
     x = fixedpoint.INT8_VALUES.astype(np.int8).reshape(1, 256)
     for si, zi, so, zo, alpha in _PRECISION_CASES[opcode]:
@@ -214,9 +214,9 @@ def test_converter_model_with_every_nonlinear_op_is_bit_exact() -> None:
     require_tensorflow()
     import tensorflow as tf
 
-    from tinyq.interpreters import TflmInterpreter
-    from tinyq.native.host import HostModel
-    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.firmware.native.host import HostModel
+    from tinyq.model.interpreters import TflmInterpreter
+    from tinyq.model.tflite_reader import read_model_bytes
 
     k = tf.keras
     inp = k.Input((6, 6, 3))

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from tinyq.native.opcases import CASES, CASES_PER_MODEL, FAMILY_OPS, run_cases
+from tinyq.firmware.native.opcases import CASES, CASES_PER_MODEL, FAMILY_OPS, run_cases
 
 #: random cases per op in the default test run (the benchmark runs >= 1000)
 CASES_PER_OP = 100
@@ -39,7 +39,7 @@ def test_op_is_bit_exact_with_tflm(opcode):
 
 
 def test_every_lowering_has_random_cases():
-    from tinyq.native.lower import LOWERINGS
+    from tinyq.firmware.native.lower import LOWERINGS
 
     # EXPAND_DIMS shares RESHAPE's lowering (and its cases)
     missing = sorted(set(LOWERINGS) - set(CASES) - {"EXPAND_DIMS"})

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import MLPERF_INT8, mlperf_model
 
-from tinyq import ir
-from tinyq.native.planner import ALIGNMENT, PlanOptions, lifetimes, plan
+from tinyq.firmware.native.planner import ALIGNMENT, PlanOptions, lifetimes, plan
+from tinyq.model import ir
 
 
 def _t(index: int, nbytes: int, const: bool = False, shape: tuple[int, ...] | None = None
@@ -231,7 +231,7 @@ TFLM_ACTIVATION_BYTES = {
 
 @pytest.mark.parametrize("name", MLPERF_INT8)
 def test_mlperf_arena_is_no_larger_than_tflm(name):
-    from tinyq.tflite_reader import read_model
+    from tinyq.model.tflite_reader import read_model
 
     m = read_model(mlperf_model(name))
     p = plan(m)

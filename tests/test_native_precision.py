@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyq.interpreters import TflmInterpreter
-from tinyq.native import fixedpoint, quant
-from tinyq.native.host import HostModel
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.firmware.native import fixedpoint, quant
+from tinyq.firmware.native.host import HostModel
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 f32 = np.float32
 

@@ -18,10 +18,10 @@ from conftest import require_tools
 from graphs import kernel_paths_model
 
 from tinyq import boards
-from tinyq.build import BuildOptions
-from tinyq.codegen import GenerateOptions
-from tinyq.native.codegen import kernels_dir
-from tinyq.run import RunOptions, run
+from tinyq.firmware.codegen import GenerateOptions
+from tinyq.firmware.compiling import BuildOptions
+from tinyq.firmware.native.codegen import kernels_dir
+from tinyq.measure.runner import RunOptions, run
 
 pytestmark = pytest.mark.qemu
 

@@ -1,4 +1,4 @@
-"""tinyq.native.support: the fix a refusal names depends on what the model is.
+"""tinyq.firmware.native.support: the fix a refusal names depends on what the model is.
 
 Dynamic-range and float16 models run on neither runtime (the tflite-micro interpreter
 really rejects them here), so the fix is to re-quantize to int8, never --runtime tflm;
@@ -13,11 +13,11 @@ from graphs import float16_fc, hybrid_fc
 
 from tinyq.cli import main as cli_main
 from tinyq.errors import ModelError, UnsupportedError
-from tinyq.interpreters import TflmInterpreter
-from tinyq.native import support
-from tinyq.native.lower import lowering_for
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.firmware.native import support
+from tinyq.firmware.native.lower import lowering_for
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 REQUANTIZE = "re-quantize with `tinyq quantize MODEL --calib DATA --mode int8`"
 

@@ -24,9 +24,9 @@ from tinyq.errors import (
     UserInputError,
 )
 from tinyq.fileio import MARKER_NAME, write_marker
-from tinyq.interpreters import TflmInterpreter
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_writer import GraphBuilder
 from tinyq.pipeline import DeployOptions, _check_inspect, deploy
-from tinyq.tflite_writer import GraphBuilder
 
 #: Keys ``deploy --json`` must carry: bench's and, with --data, validate's.
 BENCH_KEYS = ("latency", "ram", "flash", "outputs_match")
@@ -183,7 +183,7 @@ def test_read_only_parent_is_refused_before_any_work(tflite_case, tmp_path):
 
 
 def test_inspect_check_stops_unsupported_and_oversized_models():
-    from tinyq.checks import Problem
+    from tinyq.model.checks import Problem
 
     problem = Problem("native", "op FOO is not supported", "remove FOO", 0, "FOO")
     with pytest.raises(UnsupportedError, match="FOO.*remove FOO"):
@@ -271,8 +271,8 @@ def test_deploy_keras_model_end_to_end(tiny_float_model, tmp_path, capsys):
 
 
 def test_failed_deploy_leaves_no_output_folder(tmp_path):
+    from tinyq.model.tflite_writer import GraphBuilder
     from tinyq.pipeline import DeployOptions, deploy
-    from tinyq.tflite_writer import GraphBuilder
 
     g = GraphBuilder()
     x = g.add_tensor((1, 4), "float32")

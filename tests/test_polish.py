@@ -58,7 +58,7 @@ def test_a_progress_bar_shows_an_eta_from_its_pace():
 
 
 def test_board_sizes_are_exact_not_rounded():
-    from tinyq.cli.boards import format_size
+    from tinyq.cli.cmd_boards import format_size
 
     assert format_size(4 << 20) == "4 MB"
     assert format_size(270336) == "264 KB"
@@ -101,7 +101,13 @@ def test_project_records_the_board_by_name_or_relative_path(tmp_path):
     from tflm_helpers import tiny_model_bytes
 
     from tinyq import boards
-    from tinyq.codegen import BUNDLED_SOURCE, PROJECT_FILE, board_file, generate, load_project
+    from tinyq.firmware.codegen import (
+        BUNDLED_SOURCE,
+        PROJECT_FILE,
+        board_file,
+        generate,
+        load_project,
+    )
     from tinyq.resources import boards_dir
 
     model = tmp_path / "tiny.tflite"
@@ -130,7 +136,7 @@ def test_project_records_the_board_by_name_or_relative_path(tmp_path):
 
 
 def _mode(mode: str, kib: float, acc: float, tflm: bool = True):
-    from tinyq.compare import ModeResult
+    from tinyq.convert.comparison import ModeResult
 
     return ModeResult(mode=mode, size_bytes=int(kib * 1024), accuracy=acc, max_abs_error=0.0,
                       rmse=0.0, top1_agreement=1.0, latency_us=1.0, tflm_runs=tflm,
@@ -140,7 +146,7 @@ def _mode(mode: str, kib: float, acc: float, tflm: bool = True):
 def test_compare_plot_keeps_coinciding_modes_visible_and_ends_at_100_percent(tmp_path):
     import matplotlib.pyplot as plt
 
-    from tinyq.compare import CompareReport, figure, plot
+    from tinyq.convert.comparison import CompareReport, figure, plot
 
     rows = (_mode("int8", 20, 0.97), _mode("dynamic", 20, 0.97, tflm=False),
             _mode("float32", 80, 1.0))
@@ -164,7 +170,7 @@ def test_compare_plot_keeps_coinciding_modes_visible_and_ends_at_100_percent(tmp
 def test_bench_layer_plot_ticks_are_plain_thousands_without_an_offset(monkeypatch):
     from test_report import bench_record
 
-    from tinyq import report
+    from tinyq.measure import report
 
     figures = []
     real_png = report._png
@@ -185,7 +191,7 @@ def test_bench_layer_plot_ticks_are_plain_thousands_without_an_offset(monkeypatc
 def test_build_table_has_thousands_separators():
     from types import SimpleNamespace
 
-    from tinyq.cli.build import memory_rows
+    from tinyq.cli.cmd_build import memory_rows
     from tinyq.cli.ui import format_table
 
     fw = SimpleNamespace(code_bytes=16384, model_bytes=52_000, flash_bytes=68_384,
@@ -201,7 +207,7 @@ def test_build_table_has_thousands_separators():
 def test_deploy_report_labels_estimate_and_measurement():
     from test_report import bench_record
 
-    from tinyq.report import markdown
+    from tinyq.measure.report import markdown
 
     rec = bench_record()
     rec["fit"] = {"board": "mps2-an386", "runtime": "native", "flash_needed": 52_000,

@@ -26,7 +26,7 @@ import pytest
 from conftest import REPO, require_tools
 
 from tinyq import cache
-from tinyq.build import BUILDS_FOLDER
+from tinyq.firmware.compiling import BUILDS_FOLDER
 from tinyq.subprocesses import run_process, spawn, stop
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(),

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from tinyq.devices import StreamDevice
-from tinyq.devices.fake import FakeDevice, FakeFirmware, Fault
+from tinyq.device import StreamDevice
+from tinyq.device.fake import FakeDevice, FakeFirmware, Fault
+from tinyq.device.protocol import DB_CHUNK_BYTES, Client, Timeouts, parse_kv
 from tinyq.errors import DeviceError, DeviceTimeoutError, ProtocolError
-from tinyq.protocol import DB_CHUNK_BYTES, Client, Timeouts, parse_kv
 
 FAST = Timeouts(default=0.2, infer=0.3, infer_per_run=0.01, boot=0.5, probe_after=0.1,
                 settle=0.05)
@@ -447,8 +447,8 @@ def test_mutated_answers_end_in_device_errors():
     import random
     import re
 
-    from tinyq.bench import latency_from_ticks, layer_profile
     from tinyq.errors import TinyqError
+    from tinyq.measure.benchmark import latency_from_ticks, layer_profile
 
     rng = random.Random(5)
     junk = ["9" * 400, "-1", "", "x", "[", "]", ",", "=", "0x", "1e9", "nan", "\ufffd",

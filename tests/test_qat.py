@@ -57,7 +57,7 @@ def test_missing_extra_says_how_to_install(absent, tmp_path, monkeypatch, capsys
 
 def test_import_qat_stack_raises_tool_not_found(monkeypatch):
     monkeypatch.setitem(sys.modules, "tf_keras", None)
-    from tinyq.qat import import_qat_stack
+    from tinyq.convert.qat_training import import_qat_stack
 
     with pytest.raises(ToolNotFoundError, match=r"tinyq\[qat\]"):
         import_qat_stack()
@@ -67,7 +67,7 @@ def test_import_qat_stack_raises_tool_not_found(monkeypatch):
 
 @pytest.mark.tensorflow
 def test_carry_sequential_outputs_equal(keras):
-    from tinyq.keras_carry import carry_to_tf_keras, is_tf_keras_model
+    from tinyq.convert.keras_carry import carry_to_tf_keras, is_tf_keras_model
 
     rng = np.random.default_rng(1)
     L = keras.layers
@@ -100,7 +100,7 @@ def test_carry_sequential_outputs_equal(keras):
 
 @pytest.mark.tensorflow
 def test_carry_functional_outputs_equal(keras):
-    from tinyq.keras_carry import carry_to_tf_keras
+    from tinyq.convert.keras_carry import carry_to_tf_keras
 
     rng = np.random.default_rng(2)
     L = keras.layers
@@ -124,7 +124,7 @@ def test_carry_functional_outputs_equal(keras):
     # the shared Dense is one layer in the rebuild too
     assert sum(type(layer).__name__ == "Dense" for layer in result.model.layers) == 3
 
-    from tinyq.qat import check_quantizable
+    from tinyq.convert.qat_training import check_quantizable
 
     # carried over, but tfmot's 8-bit scheme has no recipe for Multiply: named before training
     with pytest.raises(UnsupportedError, match=r"'multiply(_\d+)?' \(Multiply\)"):
@@ -134,9 +134,9 @@ def test_carry_functional_outputs_equal(keras):
 @pytest.mark.tensorflow
 def test_carry_real_mlperf_resnet(keras):
     """A real trained model (MLPerf Tiny ResNet, .h5 from an older TF) carries over exactly."""
-    from tinyq.keras_carry import carry_to_tf_keras
-    from tinyq.model_loader import load_keras_model
-    from tinyq.qat import check_quantizable
+    from tinyq.convert.keras_carry import carry_to_tf_keras
+    from tinyq.convert.model_loader import load_keras_model
+    from tinyq.convert.qat_training import check_quantizable
 
     model = load_keras_model(mlperf_model("pretrainedResnet.h5"))
     x = np.random.default_rng(4).random((4, 32, 32, 3), dtype=np.float32)
@@ -148,7 +148,7 @@ def test_carry_real_mlperf_resnet(keras):
 
 @pytest.mark.tensorflow
 def test_carry_names_every_unsupported_layer(keras):
-    from tinyq.keras_carry import carry_to_tf_keras
+    from tinyq.convert.keras_carry import carry_to_tf_keras
 
     L = keras.layers
     inp = keras.Input((4,))
@@ -180,7 +180,7 @@ def test_carry_names_every_unsupported_layer(keras):
 @pytest.fixture(scope="module")
 def qat_case(keras):
     """A tiny Keras 3 conv net, carried to tf-keras, fine-tuned 1 epoch with QAT, converted."""
-    from tinyq.qat import QatOptions, convert_int8, fine_tune, to_tf_keras
+    from tinyq.convert.qat_training import QatOptions, convert_int8, fine_tune, to_tf_keras
 
     rng = np.random.default_rng(3)
     L = keras.layers
@@ -212,9 +212,9 @@ def test_qat_fine_tune_reports_epochs(qat_case):
 
 @pytest.mark.tensorflow
 def test_qat_converts_to_int8_that_tflm_runs(qat_case):
-    from tinyq.interpreters import TflmInterpreter
-    from tinyq.qat import int8_predict
-    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.convert.qat_training import int8_predict
+    from tinyq.model.interpreters import TflmInterpreter
+    from tinyq.model.tflite_reader import read_model_bytes
 
     tflite, x = qat_case["tflite"], qat_case["x"]
     assert qat_case["env_unchanged"]
@@ -236,9 +236,9 @@ def test_qat_model_native_runtime_equals_tflm(qat_case):
     """tinyq's native runtime (host build) gives the TFLM interpreter's outputs bit for bit."""
     import shutil
 
-    from tinyq.interpreters import TflmInterpreter
-    from tinyq.native.host import HostModel
-    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.firmware.native.host import HostModel
+    from tinyq.model.interpreters import TflmInterpreter
+    from tinyq.model.tflite_reader import read_model_bytes
 
     if shutil.which(os.environ.get("CC", "gcc")) is None:
         pytest.skip("no host C compiler (gcc) for the native runtime's host build")
@@ -257,7 +257,7 @@ def test_qat_model_native_runtime_equals_tflm(qat_case):
 @pytest.mark.tensorflow
 def test_tfmot_import_leaves_keras3_in_place(keras):
     """tfmot sets TF_USE_LEGACY_KERAS=1 on import; tinyq must undo it."""
-    from tinyq.qat import import_qat_stack
+    from tinyq.convert.qat_training import import_qat_stack
 
     before = os.environ.get("TF_USE_LEGACY_KERAS")
     tf, tfk, tfmot = import_qat_stack()
@@ -271,7 +271,7 @@ def test_docs_list_every_carried_layer():
     import re
     from pathlib import Path
 
-    from tinyq.keras_carry import CARRIERS
+    from tinyq.convert.keras_carry import CARRIERS
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "qat.md").read_text()
     section = text.split("### Layers carried from Keras 3 to tf-keras", 1)[1]
@@ -307,7 +307,7 @@ def digits_files(keras, tmp_path_factory):
 def test_cli_qat_writes_int8_model_and_json(digits_files, capsys):
     import json
 
-    from tinyq.interpreters import TflmInterpreter
+    from tinyq.model.interpreters import TflmInterpreter
 
     f = digits_files
     out, report = f / "qat.tflite", f / "qat.json"

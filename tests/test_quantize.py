@@ -1,4 +1,4 @@
-"""tinyq.quantize and tinyq.model_loader: every mode converts and runs; bad input is one line."""
+"""tinyq.convert.ptq and .model_loader: every mode converts and runs; bad input is one line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from conftest import mlperf_model
 
+from tinyq.convert.model_loader import check_model_path
+from tinyq.convert.ptq import MODES, QuantizeOptions, detect_mode
 from tinyq.errors import (
     ConversionError,
     DataError,
@@ -17,8 +19,6 @@ from tinyq.errors import (
     ToolNotFoundError,
     UserInputError,
 )
-from tinyq.model_loader import check_model_path
-from tinyq.quantize import MODES, QuantizeOptions, detect_mode
 
 # --------------------------------------------------------------------------- no TensorFlow needed
 
@@ -40,7 +40,7 @@ def test_model_path_errors(tmp_path, name, setup, message):
 
 
 def test_without_tensorflow_names_the_extra(monkeypatch, tmp_path):
-    from tinyq.model_loader import load_model
+    from tinyq.convert.model_loader import load_model
 
     path = tmp_path / "m.keras"
     path.write_bytes(b"zip")
@@ -65,7 +65,7 @@ def test_bad_options(kwargs, message):
 
 
 def test_too_few_calibration_samples_are_refused():
-    from tinyq.quantize import MIN_CALIB_SAMPLES, calibration_samples
+    from tinyq.convert.ptq import MIN_CALIB_SAMPLES, calibration_samples
 
     few = np.zeros((MIN_CALIB_SAMPLES - 1, 4), np.float32)
     with pytest.raises(DataError, match=rf"array holds {MIN_CALIB_SAMPLES - 1} calibration "
@@ -91,7 +91,7 @@ def test_default_io_per_mode():
 @pytest.fixture(scope="module")
 def converted(tiny_float_model):
     """mode -> QuantizeResult for every mode, converted once for this module."""
-    from tinyq.quantize import quantize
+    from tinyq.convert.ptq import quantize
 
     return {mode: quantize(tiny_float_model["model"], tiny_float_model["calib"],
                            QuantizeOptions(mode=mode)) for mode in MODES}
@@ -114,8 +114,8 @@ TOLERANCE = {"int8": 0.1, "int16x8": 0.1, "dynamic": 0.05, "float16": 0.01, "flo
 @pytest.mark.tensorflow
 @pytest.mark.parametrize("mode", MODES)
 def test_each_mode_converts_and_runs(converted, float_outputs, mode):
-    from tinyq.evaluate import run_model
-    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.convert.evaluation import run_model
+    from tinyq.model.tflite_reader import read_model_bytes
 
     result = converted[mode]
     assert result.mode == mode
@@ -148,8 +148,8 @@ def test_sizes_and_io(converted):
 
 @pytest.mark.tensorflow
 def test_float_io_and_per_tensor_dense(tiny_float_model):
-    from tinyq.quantize import quantize
-    from tinyq.tflite_reader import read_model_bytes
+    from tinyq.convert.ptq import quantize
+    from tinyq.model.tflite_reader import read_model_bytes
 
     def fc_weight_scales(data):
         m = read_model_bytes(data)
@@ -169,7 +169,7 @@ def test_float_io_and_per_tensor_dense(tiny_float_model):
 
 @pytest.mark.tensorflow
 def test_output_written_atomically_and_not_overwritten(tiny_float_model, tmp_path):
-    from tinyq.quantize import quantize
+    from tinyq.convert.ptq import quantize
 
     out = tmp_path / "m.tflite"
     r = quantize(tiny_float_model["model"], None, QuantizeOptions(mode="float32"), output=out)
@@ -184,7 +184,7 @@ def test_output_written_atomically_and_not_overwritten(tiny_float_model, tmp_pat
 
 @pytest.mark.tensorflow
 def test_calibration_errors(tiny_float_model, tmp_path):
-    from tinyq.quantize import quantize
+    from tinyq.convert.ptq import quantize
 
     model = tiny_float_model["model"]
     with pytest.raises(DataError, match="needs calibration data"):
@@ -205,8 +205,8 @@ def test_calibration_errors(tiny_float_model, tmp_path):
 def test_converter_failure_names_the_op():
     import keras
 
-    import tinyq.model_loader as loader
-    from tinyq.quantize import convert_here
+    import tinyq.convert.model_loader as loader
+    from tinyq.convert.ptq import convert_here
 
     inp = keras.Input((6,), batch_size=1)
     model = keras.Model(inp, keras.layers.Lambda(keras.ops.erf, name="erf")(inp))
@@ -263,8 +263,8 @@ def _assert_close(got: np.ndarray, want: np.ndarray) -> None:
 
 @pytest.mark.tensorflow
 def test_keras3_lstm_becomes_the_fused_op_tflm_runs(recurrent_models):
-    from tinyq.evaluate import run_model
-    from tinyq.quantize import quantize
+    from tinyq.convert.evaluation import run_model
+    from tinyq.convert.ptq import quantize
 
     paths, x, floats = recurrent_models
     r = quantize(paths["lstm"], paths["calib"], QuantizeOptions(mode="int8"))
@@ -280,8 +280,8 @@ def test_keras3_lstm_becomes_the_fused_op_tflm_runs(recurrent_models):
                "unrolled over"),
 ])
 def test_gru_and_bidirectional_are_unrolled_with_a_note(recurrent_models, name, note):
-    from tinyq.evaluate import run_model
-    from tinyq.quantize import quantize
+    from tinyq.convert.evaluation import run_model
+    from tinyq.convert.ptq import quantize
 
     paths, x, floats = recurrent_models
     r = quantize(paths[name], paths["calib"], QuantizeOptions(mode="int8"))
@@ -296,7 +296,7 @@ def test_gru_and_bidirectional_are_unrolled_with_a_note(recurrent_models, name, 
 def test_converter_crash_is_one_line_and_the_next_conversion_works(recurrent_models, tmp_path):
     """RNN(LSTMCell) (a WHILE loop) segfaults TensorFlow 2.21's int8 converter (measured)."""
     from tinyq._convert_worker import ConverterProcess
-    from tinyq.quantize import quantize
+    from tinyq.convert.ptq import quantize
 
     paths, x, _ = recurrent_models
     out = tmp_path / "rnn.tflite"
@@ -316,7 +316,7 @@ def test_converter_crash_is_one_line_and_the_next_conversion_works(recurrent_mod
 
 @pytest.mark.tensorflow
 def test_not_a_keras_file(tmp_path):
-    from tinyq.model_loader import load_model
+    from tinyq.convert.model_loader import load_model
 
     path = tmp_path / "broken.keras"
     path.write_bytes(b"not a zip file")
@@ -346,7 +346,7 @@ def _legacy_h5(tmp_path, groups: int):
 
 @pytest.mark.tensorflow
 def test_legacy_depthwise_groups_is_repaired(tmp_path):
-    from tinyq.model_loader import load_model
+    from tinyq.convert.model_loader import load_model
 
     path, original = _legacy_h5(tmp_path, groups=1)
     loaded = load_model(path)
@@ -359,7 +359,7 @@ def test_legacy_depthwise_groups_is_repaired(tmp_path):
 
 @pytest.mark.tensorflow
 def test_unrepairable_legacy_config_fails_in_one_line(tmp_path):
-    from tinyq.model_loader import load_model
+    from tinyq.convert.model_loader import load_model
 
     path, _ = _legacy_h5(tmp_path, groups=2)
     with pytest.raises(ModelError, match="groups") as err:
@@ -373,7 +373,7 @@ def test_legacy_saved_model_loads_through_a_maintained_path():
     TF1 graph loader; with tf-keras installed (the [qat] extra) TF loads it directly."""
     import importlib.util
 
-    from tinyq.model_loader import load_model
+    from tinyq.convert.model_loader import load_model
 
     model = load_model(mlperf_model("kws_ref_model_savedmodel"))
     if importlib.util.find_spec("tf_keras") is None:
@@ -389,7 +389,7 @@ def test_a_tinyq_folder_in_the_working_directory_does_not_shadow_the_child(
         tiny_float_model, tmp_path, monkeypatch):
     """The converter child imports this tinyq, not ./tinyq (python -m puts the working
     directory first on sys.path; measured with an older checkout as the cwd)."""
-    from tinyq.quantize import quantize
+    from tinyq.convert.ptq import quantize
 
     decoy = tmp_path / "tinyq"
     decoy.mkdir()
@@ -403,7 +403,7 @@ def test_a_tinyq_folder_in_the_working_directory_does_not_shadow_the_child(
 def test_a_converter_error_in_the_child_is_one_line_naming_the_op(recurrent_models):
     """An LSTM without fixed time steps cannot be fused or unrolled: the int8 converter
     refuses its WHILE loop's tensor list (measured), and says so through the child."""
-    from tinyq.quantize import quantize
+    from tinyq.convert.ptq import quantize
 
     paths, _, _ = recurrent_models
     with pytest.raises(ConversionError) as err:

@@ -11,8 +11,8 @@ from conftest import require_tools
 
 from tinyq.cli import main
 from tinyq.errors import UserInputError
+from tinyq.measure.report import compare_markdown, load_record, markdown
 from tinyq.records import KINDS, SCHEMA_VERSIONS, device_name, schema, stamp, upgrade
-from tinyq.report import compare_markdown, load_record, markdown
 
 jsonschema = pytest.importorskip("jsonschema", reason="the dev extra's jsonschema")
 
@@ -105,7 +105,7 @@ def test_report_renders_and_compares_every_device_kind(hello_records, tmp_path):
 
 @pytest.mark.tensorflow
 def test_float_model_commands_write_records_their_schema_accepts(tiny_float_model, tmp_path):
-    from tinyq.quantize import quantize
+    from tinyq.convert.ptq import quantize
 
     m = tiny_float_model
     check(quantize(m["model"], m["calib"]).to_json(), "quantize")
@@ -152,7 +152,7 @@ def test_upgrade_reads_old_validate_and_evaluate_records():
 
 
 def test_validate_resume_accepts_a_record_an_older_tinyq_wrote():
-    from tinyq.validate import resume_records
+    from tinyq.measure.validation import resume_records
 
     old = {"kind": "validate", "version": 1, "model_id": "0123456789ab",
            "data_sha256": "d", "samples_requested": 2,
@@ -183,8 +183,8 @@ def test_report_refuses_to_compare_records_of_two_kinds(tmp_path, capsys):
 
 
 def test_generate_and_flash_results_are_records_too(shared_models, tmp_path):
-    from tinyq.codegen import generate
-    from tinyq.flash import FlashResult
+    from tinyq.device.flashing import FlashResult
+    from tinyq.firmware.codegen import generate
 
     model = shared_models / "tflm-examples" / "hello_world_int8.tflite"
     if not model.is_file():

@@ -1,4 +1,4 @@
-"""tinyq.report: Markdown sections, PNG plots, side-by-side comparison, atomic outputs."""
+"""tinyq.measure.report: Markdown sections, PNG plots, side-by-side comparison, atomic outputs."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import json
 
 import pytest
 
-from tinyq.bench import (
+from tinyq.device.protocol import Layer
+from tinyq.errors import OutputExistsError, UserInputError
+from tinyq.measure.benchmark import (
     BenchResult,
     FlashUsage,
     RamUsage,
     latency_from_ticks,
     layer_profile,
 )
-from tinyq.errors import OutputExistsError, UserInputError
-from tinyq.protocol import Layer
-from tinyq.report import (
+from tinyq.measure.report import (
     accuracy_points,
     compare_markdown,
     labels_for,
@@ -25,7 +25,7 @@ from tinyq.report import (
     write_json,
     write_report,
 )
-from tinyq.validate import SampleRecord, ValidateResult
+from tinyq.measure.validation import SampleRecord, ValidateResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

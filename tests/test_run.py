@@ -1,4 +1,4 @@
-"""tinyq.run without firmware: the comparison with TFLM, inputs, units, against the fake device."""
+"""tinyq.measure.runner without firmware: comparison with TFLM, inputs, units (fake device)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from tinyq.board_profile import Board, Counter, Emulator, Flashing, MemoryRegion, Uart
-from tinyq.devices.fake import FakeDevice, FakeFirmware
+from tinyq.device.fake import FakeDevice, FakeFirmware
+from tinyq.device.protocol import Client, Timeouts
 from tinyq.errors import DataError, ProtocolError, UserInputError
-from tinyq.interpreters import TflmInterpreter
-from tinyq.protocol import Client, Timeouts
-from tinyq.run import (
+from tinyq.measure.runner import (
     RunOptions,
     _specs,
     _units,
@@ -22,7 +21,8 @@ from tinyq.run import (
     run_on_device,
     samples_from,
 )
-from tinyq.tflite_reader import read_model, read_model_bytes
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model, read_model_bytes
 
 FAST = Timeouts(default=0.5, infer=0.5, boot=0.5, probe_after=0.2, settle=0.05)
 
@@ -113,7 +113,7 @@ def test_lsb_diff():
 
 
 def test_inputs_are_normalised_and_quantized():
-    from tinyq.run import _TensorSpec
+    from tinyq.measure.runner import _TensorSpec
     spec = _TensorSpec((1, 2), np.dtype("int8"), 0.5, -1)
     one = samples_from(np.array([[1.0, -1.0]], np.float32), [spec])
     assert len(one) == 1 and one[0][0].tolist() == [[1, -3]]
@@ -142,7 +142,7 @@ def test_device_choice_errors(tmp_path):
 def test_json_on_hardware_reports_cycles_and_milliseconds():
     from types import SimpleNamespace
 
-    from tinyq.run import RunResult
+    from tinyq.measure.runner import RunResult
 
     fw = SimpleNamespace(elf="app.elf", flash_bytes=10, code_bytes=6, model_bytes=4)
     result = RunResult(
@@ -190,12 +190,12 @@ CONFLICT_CASES = [(command, extra, message) for command in ("run", "bench", "val
                          ids=[f"{c}{e[-2]}" for c, e, _ in CONFLICT_CASES])
 def test_conflicting_options_are_usage_errors_before_any_work(command, extra, message, capsys,
                                                               monkeypatch, tmp_path):
-    import tinyq.build
+    import tinyq.firmware.compiling
 
     def no_work(*_a, **_k):
         raise AssertionError("must not build before checking the options")
 
-    monkeypatch.setattr(tinyq.build, "build", no_work)
+    monkeypatch.setattr(tinyq.firmware.compiling, "build", no_work)
     argv = [command, str(tmp_path / "m.tflite"), "--board", "mps2-an386", *extra]
     if command == "validate":
         argv += ["--data", str(tmp_path / "t.npz")]
@@ -227,10 +227,10 @@ def test_unreachable_device_is_refused_before_building(command, device, message,
     """Refused in one line before any build: a TFLM build can take minutes."""
     import shutil as sh
 
-    import tinyq.build
-    import tinyq.run
+    import tinyq.firmware.compiling
+    import tinyq.measure.runner
     from tinyq.cli import main
-    from tinyq.tflite_writer import TensorSpec, single_op_model
+    from tinyq.model.tflite_writer import TensorSpec, single_op_model
 
     if device[:2] == ["--emulator", "renode"] and sh.which("renode"):
         pytest.skip("renode is installed here")
@@ -238,8 +238,8 @@ def test_unreachable_device_is_refused_before_building(command, device, message,
     def no_build(*_a, **_k):
         raise AssertionError("must not build before checking the device")
 
-    monkeypatch.setattr(tinyq.build, "build", no_build)
-    monkeypatch.setattr(tinyq.run, "build_firmware", no_build)
+    monkeypatch.setattr(tinyq.firmware.compiling, "build", no_build)
+    monkeypatch.setattr(tinyq.measure.runner, "build_firmware", no_build)
     model = tmp_path / "m.tflite"
     model.write_bytes(single_op_model("RELU", [TensorSpec((1, 4), "int8", 0.1, 0)],
                                       [TensorSpec((1, 4), "int8", 0.1, 0)]))
@@ -259,12 +259,12 @@ def test_flash_options_reach_the_flash_step(monkeypatch, tmp_path):
     import os
     import types
 
-    import tinyq.flash
-    import tinyq.run
+    import tinyq.device.flashing
+    import tinyq.measure.runner
     from tinyq.cli import main
+    from tinyq.device.flashing import FlashOptions
     from tinyq.errors import DeviceError
-    from tinyq.flash import FlashOptions
-    from tinyq.tflite_writer import TensorSpec, single_op_model
+    from tinyq.model.tflite_writer import TensorSpec, single_op_model
 
     master, slave = os.openpty()          # a real character device for the port check
     try:
@@ -274,8 +274,8 @@ def test_flash_options_reach_the_flash_step(monkeypatch, tmp_path):
             seen["options"] = options
             raise DeviceError("stopped after flashing")
 
-        monkeypatch.setattr(tinyq.flash, "flash", fake_flash)
-        monkeypatch.setattr(tinyq.run, "build_firmware",
+        monkeypatch.setattr(tinyq.device.flashing, "flash", fake_flash)
+        monkeypatch.setattr(tinyq.measure.runner, "build_firmware",
                             lambda *a, **k: types.SimpleNamespace(elf=tmp_path / "app.elf"))
         model = tmp_path / "m.tflite"
         model.write_bytes(single_op_model("RELU", [TensorSpec((1, 4), "int8", 0.1, 0)],
@@ -293,7 +293,7 @@ def test_a_model_with_3000_outputs_runs_through_a_real_line_reader():
     cap from the model's outputs, so it is not mistaken for a garbled link."""
     from test_protocol import StreamOverFake
 
-    from tinyq.tflite_writer import TensorSpec, single_op_model
+    from tinyq.model.tflite_writer import TensorSpec, single_op_model
 
     spec = TensorSpec((1, 3000), "int8", 0.05, -3)
     data = single_op_model("RELU", [spec], [spec])

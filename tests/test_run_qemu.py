@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import mlperf_model, require_tools
 
-from tinyq.build import BuildOptions
-from tinyq.run import RunOptions, run
+from tinyq.firmware.compiling import BuildOptions
+from tinyq.measure.runner import RunOptions, run
 
 pytestmark = pytest.mark.qemu
 

@@ -1,4 +1,4 @@
-"""tinyq.sweeping: the sweep file, the grid, the content-addressed cache, the Pareto front,
+"""tinyq.measure.sweeping: the sweep file, the grid, the content-addressed cache, the Pareto front,
 crashed workers, and (marked qemu) a real two-cell sweep."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from conftest import require_tools
 from test_validate import fc_classifier
 
 from tinyq.errors import FitError, UserInputError
-from tinyq.sweeping import (
+from tinyq.measure.sweeping import (
     SweepOptions,
     SweepSpec,
     load_sweep,
@@ -107,13 +107,13 @@ def fake_deploy(tflite, board, options=None, progress=None):
 def fake_cells(monkeypatch, tmp_path):
     """Cells deploy through fake_deploy (workers fork, so they inherit it); returns a
     function listing the (model, board) cells deployed since the last call."""
-    import tinyq.sweeping
+    import tinyq.measure.sweeping
 
     log = tmp_path / "deployed.jsonl"
     log.write_text("")
     monkeypatch.setenv("FAKE_DEPLOY_LOG", str(log))
     monkeypatch.setattr("tinyq.pipeline.deploy", fake_deploy)
-    monkeypatch.setattr(tinyq.sweeping, "START_METHOD", "fork")
+    monkeypatch.setattr(tinyq.measure.sweeping, "START_METHOD", "fork")
 
     def deployed():
         lines = log.read_text().splitlines()
@@ -290,7 +290,7 @@ def die_once(marker: str, index: int) -> dict:
 
 
 def test_ray_reruns_a_killed_workers_cell_and_counts_every_cell_once(ray_cluster, tmp_path):
-    from tinyq.sweeping import execute_ray
+    from tinyq.measure.sweeping import execute_ray
 
     marker = tmp_path / "attempts"
     rows: list[tuple[int, dict]] = []

@@ -12,8 +12,8 @@ import pytest
 from conftest import MLPERF_INT8, mlperf_model
 
 from tinyq.errors import ModelError
-from tinyq.tflite_reader import camel_case, read_model, read_model_bytes, snake_case
-from tinyq.tflite_writer import GraphBuilder, write_model
+from tinyq.model.tflite_reader import camel_case, read_model, read_model_bytes, snake_case
+from tinyq.model.tflite_writer import GraphBuilder, write_model
 
 
 def _small_model() -> bytes:
@@ -168,7 +168,7 @@ def test_case_conversion_matches_the_schema_spelling():
 def test_reader_does_not_import_tensorflow(tmp_path):
     path = tmp_path / "m.tflite"
     path.write_bytes(_small_model())
-    code = ("import sys; from tinyq.tflite_reader import read_model; "
+    code = ("import sys; from tinyq.model.tflite_reader import read_model; "
             f"read_model({str(path)!r}); print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

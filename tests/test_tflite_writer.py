@@ -7,9 +7,9 @@ import pytest
 from conftest import MLPERF_INT8, mlperf_model
 
 from tinyq.errors import ModelError
-from tinyq.interpreters import LiteRTInterpreter, TflmInterpreter
-from tinyq.tflite_reader import read_model, read_model_bytes
-from tinyq.tflite_writer import GraphBuilder, TensorSpec, single_op_model, write_model
+from tinyq.model.interpreters import LiteRTInterpreter, TflmInterpreter
+from tinyq.model.tflite_reader import read_model, read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder, TensorSpec, single_op_model, write_model
 
 
 def q(shape, scale=0.05, zp=-3, dtype="int8"):

@@ -25,14 +25,18 @@ import pytest
 from tflm_helpers import DOWNLOADS, FAKE_TFLM_FILES, make_fake_tflm, tiny_model_bytes
 
 import tinyq
-from tinyq import boards, checks
+from tinyq import boards
 from tinyq.analyze import measure_tflm_arena
-from tinyq.codegen import PROJECT_FILE, GenerateOptions, ModelInfo, generate, render_project
 from tinyq.errors import BoardError, ModelError, UnsupportedError, UserInputError
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder, TensorSpec, single_op_model
-from tinyq.tflm import codegen
-from tinyq.tflm.codegen import (
+from tinyq.firmware.codegen import (
+    PROJECT_FILE,
+    GenerateOptions,
+    ModelInfo,
+    generate,
+    render_project,
+)
+from tinyq.firmware.tflm import codegen
+from tinyq.firmware.tflm.codegen import (
     ARENA_MARGIN_BYTES,
     CUSTOM_RESOLVER_METHODS,
     RESOLVER_METHODS,
@@ -40,6 +44,9 @@ from tinyq.tflm.codegen import (
     cmsis_nn_scratch_bytes,
     render,
 )
+from tinyq.model import checks
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder, TensorSpec, single_op_model
 
 GOLDEN = Path(__file__).parent / "golden" / "tflm"
 UPDATE = os.environ.get("TINYQ_UPDATE_GOLDEN") == "1"
@@ -61,7 +68,7 @@ def tiny() -> tuple[bytes, object]:
 
 def _project(board_name: str, data: bytes, model, options: TflmOptions | None = None,
              header: str | None = HEADER) -> dict[str, str]:
-    from tinyq.codegen import RuntimeSources
+    from tinyq.firmware.codegen import RuntimeSources
 
     board = boards.load(board_name)
     src = render(model, options, board=board, model_bytes=data, header=header)
@@ -344,7 +351,7 @@ def test_readme_run_line_keeps_cmsis_nn_and_parses_with_the_cli(tiny):
     """The README's `tinyq run` line is accepted by the current CLI as written."""
     import argparse
 
-    from tinyq.cli import run as run_cli
+    from tinyq.cli import cmd_run as run_cli
 
     data, model = tiny
     readme = _project("nucleo-l4r5zi", data, model, TflmOptions(kernels="cmsis_nn",

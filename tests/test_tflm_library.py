@@ -19,11 +19,11 @@ from conftest import require_tools
 from tflm_helpers import make_fake_tflm, tiny_model_bytes
 
 from tinyq import boards
-from tinyq.codegen import GenerateOptions, generate, load_project
 from tinyq.errors import BuildError, UserInputError
-from tinyq.tflm import library, source
-from tinyq.tflm.codegen import TflmOptions
-from tinyq.tflm.library import (
+from tinyq.firmware.codegen import GenerateOptions, generate, load_project
+from tinyq.firmware.tflm import library, source
+from tinyq.firmware.tflm.codegen import TflmOptions
+from tinyq.firmware.tflm.library import (
     KEY_FILE,
     LIBRARY_NAME,
     ensure_library,

@@ -20,8 +20,8 @@ from tflm_helpers import make_fake_tflm
 
 from tinyq.cli import main
 from tinyq.errors import ToolError, UserInputError
-from tinyq.tflm import source
-from tinyq.tflm.source import (
+from tinyq.firmware.tflm import source
+from tinyq.firmware.tflm.source import (
     DOWNLOADS,
     MARKER,
     OFFLINE_HINT,

@@ -1,4 +1,4 @@
-"""tinyq.validate: accuracy, bit-exactness, truncation and resume (fake device), and QEMU e2e."""
+"""tinyq.measure.validation: accuracy, bit-exactness, truncation, resume (fake device); QEMU e2e."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 from conftest import require_tools
 
-from tinyq.devices.fake import FakeDevice, FakeFirmware, Fault
+from tinyq.device.fake import FakeDevice, FakeFirmware, Fault
+from tinyq.device.protocol import Client, Timeouts
 from tinyq.errors import DataError, ProtocolError, UserInputError
-from tinyq.interpreters import TflmInterpreter
-from tinyq.protocol import Client, Timeouts
-from tinyq.tflite_reader import read_model_bytes
-from tinyq.tflite_writer import GraphBuilder
-from tinyq.validate import (
+from tinyq.measure.validation import (
     ValidateOptions,
     labels_of,
     load_labelled,
@@ -25,6 +22,9 @@ from tinyq.validate import (
     validate,
     validate_on_device,
 )
+from tinyq.model.interpreters import TflmInterpreter
+from tinyq.model.tflite_reader import read_model_bytes
+from tinyq.model.tflite_writer import GraphBuilder
 
 FAST = Timeouts(default=0.3, infer=0.3, infer_per_run=0.1, boot=0.5, probe_after=0.2,
                 settle=0.05)
@@ -251,24 +251,24 @@ def test_a_deploy_record_can_be_resumed(case):
 
 
 def test_resuming_a_complete_record_is_refused_before_building(case, monkeypatch):
-    import tinyq.build
+    import tinyq.firmware.compiling
 
     model, test, _x, _y = case
     full = _run(case, _client(model.read_bytes())).to_json()
-    from tinyq.validate import file_sha256
+    from tinyq.measure.validation import file_sha256
     full["data_sha256"] = file_sha256(test)
 
     def no_build(*_a, **_k):
         raise AssertionError("must not build")
 
-    monkeypatch.setattr(tinyq.build, "build", no_build)
+    monkeypatch.setattr(tinyq.firmware.compiling, "build", no_build)
     with pytest.raises(UserInputError, match="already holds all"):
         validate(model, "mps2-an386", test, emulator="qemu", resume=full)
 
 
 def test_labels_outside_the_classes_are_refused_before_building(case, tmp_path, monkeypatch,
                                                                  capsys):
-    import tinyq.build
+    import tinyq.firmware.compiling
     from tinyq.cli import main
 
     model, _test, x, y = case
@@ -278,7 +278,7 @@ def test_labels_outside_the_classes_are_refused_before_building(case, tmp_path, 
     def no_build(*_a, **_k):
         raise AssertionError("must not build")
 
-    monkeypatch.setattr(tinyq.build, "build", no_build)
+    monkeypatch.setattr(tinyq.firmware.compiling, "build", no_build)
     assert main(["validate", str(model), "--board", "mps2-an386", "--emulator", "qemu",
                  "--data", str(bad)]) == 1
     err = capsys.readouterr().err
@@ -300,8 +300,8 @@ def _fake_devices(monkeypatch, case, fail_at: int | None = None, crash_at: int |
     """validate's devices become scripted fakes (one per session, like one QEMU each) and
     its build a no-op; returns the list of devices made. The device given sample
     ``fail_at`` disconnects after it; the worker given ``crash_at`` raises."""
-    import tinyq.run
-    from tinyq.run import _specs, samples_from
+    import tinyq.measure.runner
+    from tinyq.measure.runner import _specs, samples_from
 
     model, _test, x, _y = case
     model_bytes = model.read_bytes()
@@ -327,8 +327,8 @@ def _fake_devices(monkeypatch, case, fail_at: int | None = None, crash_at: int |
         opened.append(device)
         return device
 
-    monkeypatch.setattr(tinyq.run, "open_device", open_device)
-    monkeypatch.setattr(tinyq.run, "build_firmware",
+    monkeypatch.setattr(tinyq.measure.runner, "open_device", open_device)
+    monkeypatch.setattr(tinyq.measure.runner, "build_firmware",
                         lambda *a, **k: type("Fw", (), {"elf": Path("app.elf")})())
     return opened
 
@@ -417,7 +417,7 @@ def test_jobs_over_one_on_a_port_is_one_line(case, capsys):
 
 def test_default_jobs_and_shards():
     from tinyq import boards
-    from tinyq.validate import MIN_SAMPLES_PER_JOB, resolve_jobs, shard_ranges
+    from tinyq.measure.validation import MIN_SAMPLES_PER_JOB, resolve_jobs, shard_ranges
 
     board = boards.load("mps2-an386")
     assert resolve_jobs(None, board, None, "/dev/ttyACM0", 1000) == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyq.tflite_writer import GraphBuilder
+from tinyq.model.tflite_writer import GraphBuilder
 
 DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
 

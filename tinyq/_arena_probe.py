@@ -40,7 +40,7 @@ def _emit(line: str) -> None:
 def _allocates(model: bytes, size: int) -> tuple[bool, str]:
     import tflite_micro
 
-    from tinyq.interpreters import capture_fd2
+    from tinyq.model.interpreters import capture_fd2
 
     _emit(f"try {size}")
     with capture_fd2() as log:

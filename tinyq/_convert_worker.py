@@ -227,10 +227,10 @@ class ConverterProcess:
     # ------------------------------------------------------------------ requests
 
     def load(self):
-        """Load the model in the child; its :class:`~tinyq.model_loader.FloatModel`
+        """Load the model in the child; its :class:`~tinyq.convert.model_loader.FloatModel`
         (without the in-memory Keras model)."""
         if self._loaded is None:
-            from tinyq.model_loader import check_model_path
+            from tinyq.convert.model_loader import check_model_path
 
             check_model_path(self.model_path)   # a missing file fails before any child starts
             self._loaded = self._request(("load", self.model_path),
@@ -282,8 +282,8 @@ class _Forward(logging.Handler):
 
 
 def _serve(conn: Connection) -> None:
-    from tinyq.model_loader import load_model
-    from tinyq.quantize import convert_here
+    from tinyq.convert.model_loader import load_model
+    from tinyq.convert.ptq import convert_here
 
     float_model = None
     while True:

@@ -1,4 +1,4 @@
-"""Child process that hosts one interpreter for ``tinyq.interpreters.IsolatedInterpreter``.
+"""Child process that hosts one interpreter for ``tinyq.model.interpreters.IsolatedInterpreter``.
 
 Usage: ``python -m tinyq._interpreter_child`` (the parent speaks to it on stdin/stdout).
 
@@ -10,7 +10,7 @@ parent turns the death into one error line naming the file.
 Frames both ways are a 4-byte little-endian length and a pickle (parent and child are
 the same tinyq; nothing else writes to this pipe). The first request is
 ``("open", kind, model_bytes, kwargs)``; then ``(method, *args)`` for the methods of
-:class:`tinyq.interpreters.TflmInterpreter` / ``LiteRTInterpreter``. Each answer is
+:class:`tinyq.model.interpreters.TflmInterpreter` / ``LiteRTInterpreter``. Each answer is
 ``("ok", value)`` or ``("error", class_name, message, hint)``. End of input ends the
 child (so it also ends when the parent dies).
 """
@@ -44,7 +44,7 @@ def encode_frame(value: Any) -> bytes:
 
 
 def _open(kind: str, model_bytes: bytes, kwargs: dict[str, Any]) -> Any:
-    from tinyq.interpreters import LiteRTInterpreter, TflmInterpreter
+    from tinyq.model.interpreters import LiteRTInterpreter, TflmInterpreter
 
     cls = TflmInterpreter if kind == "tflm" else LiteRTInterpreter
     return cls(model_bytes, **kwargs)

@@ -8,8 +8,8 @@
 * activation memory: the **smallest arena that allocates in the tflite-micro
   interpreter**, found by bisection in child processes (a too-small arena can kill
   the process), cached by model hash; and tinyq's native static plan
-  (``tinyq.native.planner.plan``);
-* problems from ``tinyq.checks`` for the chosen runtime;
+  (``tinyq.firmware.native.planner.plan``);
+* problems from ``tinyq.model.checks`` for the chosen runtime;
 * with a board: a fit table (flash and RAM needed vs available).
 
 MACs (multiply-accumulates against weights, so totals compare with published figures)
@@ -29,10 +29,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tinyq import ir
 from tinyq.board_profile import Board
-from tinyq.checks import PREPARE_FAILED_HINT, Problem, problems
 from tinyq.errors import FitError, ModelError, ToolError, UnsupportedError, UserInputError
+from tinyq.model import ir
+from tinyq.model.checks import PREPARE_FAILED_HINT, Problem, problems
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 from tinyq.subprocesses import run_process
 
@@ -632,7 +632,7 @@ FIT_HINT_BOARDS = 3
 def native_arena_bytes(model: ir.Model, planned: int | None = None) -> int | None:
     """The native runtime's arena (``planned`` if already known); None when native
     cannot run ``model``."""
-    from tinyq.native.support import problems as native_problems
+    from tinyq.firmware.native.support import problems as native_problems
 
     if native_problems(model):
         return None
@@ -709,8 +709,8 @@ def fit_error(model: ir.Model, board: Board, failed: Fit, *, native_arena: int |
 
 
 def _load(model_or_path: ir.Model | str | os.PathLike[str]) -> tuple[ir.Model, bytes]:
-    from tinyq.tflite_reader import read_model_bytes
-    from tinyq.tflite_writer import write_model
+    from tinyq.model.tflite_reader import read_model_bytes
+    from tinyq.model.tflite_writer import write_model
 
     if isinstance(model_or_path, ir.Model):
         model = model_or_path
@@ -720,14 +720,14 @@ def _load(model_or_path: ir.Model | str | os.PathLike[str]) -> tuple[ir.Model, b
                 return model, data
         data = write_model(model)
         return read_model_bytes(data), data
-    from tinyq.tflite_reader import read_model
+    from tinyq.model.tflite_reader import read_model
 
     model = read_model(model_or_path)
     return model, Path(model_or_path).read_bytes()
 
 
 def native_plan_bytes(model: ir.Model) -> int:
-    from tinyq.native.planner import plan
+    from tinyq.firmware.native.planner import plan
 
     return int(plan(model).arena_bytes)
 
@@ -742,6 +742,11 @@ def inspect(model: ir.Model | str | os.PathLike[str], board: Board | str | None 
     ``measure_arena=False`` skips the TFLM arena search (then the fit uses the native
     plan as a lower bound for the TFLM arena). Never raises for an unsupported model:
     problems are in the report; raises ``ModelError`` for an unreadable file.
+
+    Example::
+
+        report = tinyq.inspect("hello_world_int8.tflite", board="mps2-an386", runtime="native")
+        print(report.macs, "MACs;", "fits" if not report.problems else report.problems[0])
     """
     if runtime not in ("tflm", "native"):
         raise UnsupportedError(f"unknown runtime {runtime!r}", hint="use tflm or native")

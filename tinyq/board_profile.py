@@ -33,7 +33,7 @@ FPUS: dict[str, str] = {
 #: Pin naming styles (``uart.tx_pin``/``rx_pin``): style -> (pattern, example). The groups
 #: are what the board glue needs: STM32/Stellaris port letter and number, nRF port and
 #: number, RP2040 GPIO number. ``tinyq.boards`` checks names against these when a profile
-#: is loaded; ``tinyq.codegen.board`` parses them with the same patterns.
+#: is loaded; ``tinyq.firmware.codegen.board`` parses them with the same patterns.
 PIN_STYLES: dict[str, tuple[re.Pattern[str], str]] = {
     "port-letter": (re.compile(r"P([A-K])(\d{1,2})", re.IGNORECASE), "PA9"),
     "nrf": (re.compile(r"P?(\d+)\.(\d+)", re.IGNORECASE), "P0.24"),

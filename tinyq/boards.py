@@ -94,7 +94,7 @@ COUNTER_KINDS: dict[str, str] = {
     "systick": "SysTick, 24-bit down-counter with wrap counting (every core; QEMU under -icount)",
 }
 
-#: How firmware gets onto the board (backends in tinyq.flash).
+#: How firmware gets onto the board (backends in tinyq.device.flashing).
 FLASH_METHODS: dict[str, str] = {
     "pyocd": "pyOCD over SWD (needs flashing.pyocd_target)",
     "openocd": "OpenOCD over SWD (needs flashing.openocd_config)",

@@ -143,6 +143,11 @@ def load_data(path: str | os.PathLike[str] | Dataset | np.ndarray,
     it, floating data becomes float32 and integer data keeps its dtype.
     ``limit``: use the first ``limit`` samples; fewer than that is an error.
     An already loaded :class:`Dataset` or array goes through the same checks.
+
+    Example::
+
+        data = tinyq.load_data("test.npz")
+        print(data.x.shape, data.y[:5])
     """
     if image_scale not in IMAGE_SCALES:
         raise DataError(f"unknown image scale {image_scale!r}",

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tinyq.device.flashing import FlashOptions
+from tinyq.device.protocol import Timeouts
 from tinyq.errors import FitError, UnsupportedError, UserInputError
-from tinyq.flash import FlashOptions
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
-from tinyq.protocol import Timeouts
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ class DeployOptions:
     float_accuracy: bool = True         # with data and a float model: its accuracy too
     flash: bool = True
     baud: int | None = None
-    flashing: FlashOptions = FlashOptions()  # probe, method, drive (tinyq.flash)
-    quantize: Any = None                # tinyq.quantize.QuantizeOptions
-    generate: Any = None                # tinyq.codegen.GenerateOptions
-    build: Any = None                   # tinyq.build.BuildOptions
+    flashing: FlashOptions = FlashOptions()  # probe, method, drive (tinyq.device.flashing)
+    quantize: Any = None                # tinyq.convert.ptq.QuantizeOptions
+    generate: Any = None                # tinyq.firmware.codegen.GenerateOptions
+    build: Any = None                   # tinyq.firmware.compiling.BuildOptions
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -92,11 +92,11 @@ class DeployResult:
     project: Path
     stages: tuple[StageTime, ...]
     wall_seconds: float
-    quantized: Any                      # tinyq.quantize.QuantizeResult | None
+    quantized: Any                      # tinyq.convert.ptq.QuantizeResult | None
     fit: Any                            # tinyq.analyze.Fit
-    firmware: Any                       # tinyq.build.Firmware
-    bench: Any                          # tinyq.bench.BenchResult
-    validate: Any                       # tinyq.validate.ValidateResult | None
+    firmware: Any                       # tinyq.firmware.compiling.Firmware
+    bench: Any                          # tinyq.measure.benchmark.BenchResult
+    validate: Any                       # tinyq.measure.validation.ValidateResult | None
     report: Path | None = None
     json: Path | None = None
 
@@ -226,10 +226,10 @@ def preflight(board: Any, options: DeployOptions,
     (port, emulator, flashing tool), the compiler, the TFLM tree, and the outputs
     (writable, none of them an input of ``model``'s deploy, and not there already unless
     --force; see :func:`tinyq.fileio.check_output`)."""
-    from tinyq.build import BuildOptions, check_toolchain
-    from tinyq.codegen import RUNTIMES
     from tinyq.fileio import check_output
-    from tinyq.run import check_device
+    from tinyq.firmware.codegen import RUNTIMES
+    from tinyq.firmware.compiling import BuildOptions, check_toolchain
+    from tinyq.measure.runner import check_device
 
     if options.runtime not in RUNTIMES:
         raise UserInputError(f"unknown runtime {options.runtime!r}",
@@ -242,7 +242,7 @@ def preflight(board: Any, options: DeployOptions,
     for path in (report_path, json_path):
         check_output(path, force=True, inputs=inputs)    # a name too long, an input
         _writable(path, "file")
-    from tinyq.report import report_paths
+    from tinyq.measure.report import report_paths
 
     quantizes = model is None or Path(model).suffix.lower() not in TFLITE_SUFFIXES
     files = [*report_paths(report_path), json_path] + ([tflite_out] if quantizes else [])
@@ -257,7 +257,7 @@ def preflight(board: Any, options: DeployOptions,
                  flash=options.flash, baud=options.baud, flashing=options.flashing)
     build_options = options.build or BuildOptions()
     if options.runtime == "tflm":
-        from tinyq.tflm.source import locate
+        from tinyq.firmware.tflm.source import locate
 
         locate(build_options.tflm_dir)
     check_toolchain(build_options)
@@ -271,6 +271,12 @@ def deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | N
     failed deploy leaves nothing half-written behind. An existing --output must be empty or a
     folder tinyq generated (checked in :func:`preflight`); the run marks it as tinyq's
     (:func:`tinyq.fileio.write_marker`) so the next ``--force`` run may write into it.
+
+    Example::
+
+        result = tinyq.deploy("digits_int8.tflite", "mps2-an386", options=tinyq.DeployOptions(
+            data="test.npz", emulator="qemu", out_dir="deploy_out", samples=20, runs=3))
+        print(result.ok, result.report)
     """
     from tinyq.fileio import foreign_content, output_folder, write_marker
 
@@ -291,20 +297,20 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
             progress: ProgressFn) -> DeployResult:
     from tinyq import boards
     from tinyq.analyze import fit_hint, inspect
-    from tinyq.bench import BenchOptions, bench_on_device
     from tinyq.board_profile import Board
-    from tinyq.build import BuildOptions, build
-    from tinyq.codegen import generate
-    from tinyq.report import write_json, write_report
-    from tinyq.run import RunOptions, check_counts, data_input_shape, session
-    from tinyq.tflite_reader import read_model
-    from tinyq.validate import (
+    from tinyq.firmware.codegen import generate
+    from tinyq.firmware.compiling import BuildOptions, build
+    from tinyq.measure.benchmark import BenchOptions, bench_on_device
+    from tinyq.measure.report import write_json, write_report
+    from tinyq.measure.runner import RunOptions, check_counts, data_input_shape, session
+    from tinyq.measure.validation import (
         check_labels,
         file_sha256,
         load_labelled,
         reference_accuracy,
         validate_on_device,
     )
+    from tinyq.model.tflite_reader import read_model
 
     options = options or DeployOptions()
     wall = time.perf_counter()
@@ -346,7 +352,7 @@ def _deploy(model: str | os.PathLike[str], board: Any, options: DeployOptions | 
     if is_tflite:
         tflite = source
     else:
-        from tinyq.quantize import QuantizeOptions, quantize
+        from tinyq.convert.ptq import QuantizeOptions, quantize
 
         quantized = stages.run(
             "quantize", f"{source.name} to int8 with {options.calib}",

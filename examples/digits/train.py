@@ -58,7 +58,7 @@ def build_model(keras):
 
 def train(out: Path = DEFAULT_OUT, epochs: int = 25, seed: int = 0) -> dict[str, Path]:
     """Train, save the model and the .npz files into ``out``; return their paths."""
-    from tinyq.model_loader import import_tensorflow
+    from tinyq.convert.model_loader import import_tensorflow
 
     # Training logs harmless C++ errors (a tf.data attribute the installed wheel pair
     # disagrees on); tinyq's import keeps the start-up lines off the terminal.

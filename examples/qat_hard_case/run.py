@@ -81,7 +81,7 @@ def rebalance(model, spread: float, x_check) -> None:
 
 
 def run_case(name: str, model_path: Path, data, seeds, epochs: int, lr: float) -> list:
-    from tinyq.qat import QatOptions, qat
+    from tinyq.convert.qat_training import QatOptions, qat
 
     x_train, x_test, y_train, y_test = data
     rows = []
@@ -103,7 +103,7 @@ def float_finetune_ptq(model_path: Path, data, seed: int, epochs: int, lr: float
     quantization, then post-training int8. Returns (float accuracy, PTQ int8 accuracy)."""
     import keras
 
-    from tinyq.qat import accuracy, int8_predict, ptq_int8
+    from tinyq.convert.qat_training import accuracy, int8_predict, ptq_int8
 
     x_train, x_test, y_train, y_test = data
     keras.utils.set_random_seed(seed)
@@ -120,9 +120,9 @@ def float_finetune_ptq(model_path: Path, data, seed: int, epochs: int, lr: float
 def native_check(tflite: bytes, x) -> str:
     """Compare the QAT model on tinyq's native runtime (host build) with TFLM, every sample."""
     try:
-        from tinyq.interpreters import TflmInterpreter
-        from tinyq.native.host import HostModel
-        from tinyq.tflite_reader import read_model_bytes
+        from tinyq.firmware.native.host import HostModel
+        from tinyq.model.interpreters import TflmInterpreter
+        from tinyq.model.tflite_reader import read_model_bytes
     except ImportError as exc:
         return f"native host runtime not available ({exc})"
     tflm, native = TflmInterpreter(tflite), HostModel(read_model_bytes(tflite))
@@ -135,7 +135,7 @@ def native_check(tflite: bytes, x) -> str:
 
 def qemu_check(tflite_path: Path, x, board: str) -> str:
     """Run the QAT model with the native runtime in QEMU; compare every output with TFLM."""
-    from tinyq.run import run
+    from tinyq.measure.runner import run
 
     result = run(tflite_path, board, emulator="qemu", inputs=x, runtime="native")
     same = sum(s.outputs_match for s in result.samples)

@@ -1,6 +1,6 @@
 """tinyq's command line: a thin layer over the library API.
 
-One module per subcommand (``tinyq/cli/<name>.py``), each exposing ``HELP``,
+One module per subcommand (``tinyq/cli/cmd_<name>.py``), each exposing ``HELP``,
 ``add_arguments(parser)`` and ``run(args, ui) -> int``; what several share lives in
 ``options.py`` (flags, one meaning each: docs/cli.md) and ``render.py`` (result tables),
 never in another command's module. ``reference.py`` generates docs/cli.md's flag table.
@@ -41,12 +41,17 @@ SUBCOMMANDS: tuple[str, ...] = (
 )
 
 
+def command_module(name: str) -> str:
+    """The module of subcommand ``name`` (``cmd_`` keeps it apart from the API's names)."""
+    return f"tinyq.cli.cmd_{name.replace('-', '_')}"
+
+
 def _modules():
     for name in SUBCOMMANDS:
         try:
-            yield name, importlib.import_module(f"tinyq.cli.{name.replace('-', '_')}")
+            yield name, importlib.import_module(command_module(name))
         except ModuleNotFoundError as exc:
-            if exc.name != f"tinyq.cli.{name.replace('-', '_')}":
+            if exc.name != command_module(name):
                 raise
 
 

@@ -89,8 +89,8 @@ def load_inputs(path: str, model_path: str, image_scale: str):
     """The samples in ``path`` for the model at ``model_path`` (tinyq's one data loader:
     .npz x, .npy, or an image folder resized to the model input, as every command)."""
     from tinyq.data import load_data
-    from tinyq.run import data_input_shape
-    from tinyq.tflite_reader import read_model
+    from tinyq.measure.runner import data_input_shape
+    from tinyq.model.tflite_reader import read_model
 
     return load_data(path, input_shape=data_input_shape(read_model(model_path)),
                      image_scale=image_scale).x
@@ -101,7 +101,7 @@ def load_inputs(path: str, model_path: str, image_scale: str):
 def add_runtime_arguments(p, runtime_help: str = "firmware runtime (default native)",
                           tflm_dir: bool = True) -> None:
     """--runtime, --kernels and (``tflm_dir``: for commands that compile) --tflm-dir."""
-    from tinyq.codegen import RUNTIMES
+    from tinyq.firmware.codegen import RUNTIMES
 
     p.add_argument("--runtime", default="native", choices=RUNTIMES, help=runtime_help)
     if tflm_dir:
@@ -116,14 +116,14 @@ def runtime_options(args):
     """The runtime's options for GenerateOptions (TflmOptions for tflm, else None)."""
     if args.runtime != "tflm":
         return None
-    from tinyq.tflm.codegen import TflmOptions
+    from tinyq.firmware.tflm.codegen import TflmOptions
 
     return TflmOptions(kernels=args.kernels)
 
 
 def add_target_arguments(p, model_help: str = "the int8 .tflite model") -> None:
     """Model, board, runtime and device options every measuring command takes."""
-    from tinyq.run import EMULATORS
+    from tinyq.measure.runner import EMULATORS
 
     p.add_argument("model", help=model_help)
     p.add_argument("--board", required=True, help="board name (see `tinyq boards`) or TOML file")
@@ -139,7 +139,7 @@ def add_target_arguments(p, model_help: str = "the int8 .tflite model") -> None:
 
 def add_flash_arguments(p) -> None:
     """How a board on --port is flashed first (the options of `tinyq flash`)."""
-    from tinyq.flash import BACKENDS
+    from tinyq.device.flashing import BACKENDS
 
     p.add_argument("--no-flash", action="store_true",
                    help="with --port: the board already runs this firmware; do not flash it")
@@ -152,8 +152,8 @@ def add_flash_arguments(p) -> None:
 
 
 def flash_options(args):
-    """tinyq.flash.FlashOptions from add_flash_arguments' options."""
-    from tinyq.flash import FlashOptions
+    """tinyq.device.flashing.FlashOptions from add_flash_arguments' options."""
+    from tinyq.device.flashing import FlashOptions
 
     return FlashOptions(probe=args.probe, method=args.method, mount_point=args.mount_point)
 
@@ -185,8 +185,8 @@ def check_target_arguments(args) -> None:
 
 def build_options(args):
     """(GenerateOptions, BuildOptions) from the shared arguments."""
-    from tinyq.build import BuildOptions
-    from tinyq.codegen import GenerateOptions
+    from tinyq.firmware.codegen import GenerateOptions
+    from tinyq.firmware.compiling import BuildOptions
 
     return (GenerateOptions(runtime_options=runtime_options(args)),
             BuildOptions(tflm_dir=args.tflm_dir))
@@ -222,13 +222,13 @@ def add_per_layer_argument(p, default: bool) -> None:
 def check_outputs(args, images: tuple[str, ...] = ()) -> None:
     """Refuse existing output files before minutes of work.
 
-    ``images``: the plots the --report will hold (``tinyq.report.REPORT_IMAGES`` names),
+    ``images``: the plots the --report will hold (``tinyq.measure.report.REPORT_IMAGES`` names),
     whose PNGs beside the Markdown are checked too.
     """
     from tinyq.cli.paths import inputs_of
     from tinyq.errors import UsageError
     from tinyq.fileio import check_output
-    from tinyq.report import report_paths
+    from tinyq.measure.report import report_paths
 
     json_out, report = getattr(args, "json", None), getattr(args, "report", None)
     paths = [json_out]
@@ -245,7 +245,7 @@ def check_outputs(args, images: tuple[str, ...] = ()) -> None:
 def write_json_output(args, record, ui) -> None:
     """Write ``record`` to ``--json`` (when given) and say so."""
     from tinyq.cli.paths import inputs_of
-    from tinyq.report import write_json
+    from tinyq.measure.report import write_json
 
     if args.json:
         write_json(record, args.json, force=args.force, inputs=inputs_of(args))
@@ -255,7 +255,7 @@ def write_json_output(args, record, ui) -> None:
 def write_outputs(args, record, ui) -> None:
     """Write ``--json`` and ``--report`` for ``record``."""
     from tinyq.cli.paths import inputs_of
-    from tinyq.report import write_report
+    from tinyq.measure.report import write_report
 
     write_json_output(args, record, ui)
     if getattr(args, "report", None):
@@ -266,7 +266,7 @@ def write_outputs(args, record, ui) -> None:
 
 def add_mlperf_option(p) -> None:
     """``--mlperf-model``: the MLPerf Tiny benchmark whose data format the firmware speaks."""
-    from tinyq.codegen.harness import MLPERF_AUTO, MLPERF_MODELS
+    from tinyq.firmware.codegen.harness import MLPERF_AUTO, MLPERF_MODELS
 
     choices = MLPERF_MODELS + (MLPERF_AUTO,)
     p.add_argument("--mlperf-model", default="", choices=("",) + choices,

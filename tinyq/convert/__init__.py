@@ -1,0 +1,1 @@
+"""Keras/TensorFlow -> .tflite (PTQ, QAT) and measuring a .tflite on the host."""

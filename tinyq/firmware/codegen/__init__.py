@@ -1,0 +1,487 @@
+"""Code generation: a .tflite + a board -> a self-contained firmware project.
+
+``generate(model_path, board, runtime="native", out_dir=...)`` renders, from
+``firmware_templates/``:
+
+* the runtime (``native``: the model compiled ahead of time by
+  :mod:`tinyq.firmware.native.codegen`),
+* the board glue (:mod:`tinyq.firmware.codegen.board`: startup, linker script, UART, counter),
+* the device harness (:mod:`tinyq.firmware.codegen.harness`: the MLPerf Tiny protocol + tq-*),
+* a Makefile (``make`` works standalone; users keep the project),
+* ``tinyq_project.json``: board, runtime, model sha256, options, tinyq version,
+  and the board's memory budget so ``tinyq build DIR`` needs nothing else.
+
+The whole folder is written atomically (:func:`tinyq.fileio.atomic_path`), and
+every generated file says what generated it and from which model (its hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyq.board_profile import CORES, Board
+from tinyq.errors import ModelError, UserInputError
+from tinyq.fileio import (
+    JSON_INT,
+    JSON_LIST,
+    JSON_OBJECT,
+    JSON_STR,
+    atomic_path,
+    check_json_fields,
+    check_output,
+    json_shown,
+    parse_json,
+    read_input_text,
+)
+from tinyq.firmware.codegen.board import render_board
+from tinyq.firmware.codegen.harness import ModelInfo, harness_config, render_harness
+from tinyq.firmware.templating import render
+from tinyq.progress import ProgressEvent, ProgressFn, null_progress
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GenerateOptions", "Project", "RuntimeSources", "ModelInfo", "RUNTIMES",
+           "generate", "render_project", "write_project", "PROJECT_FILE", "load_project",
+           "board_file", "BUNDLED_SOURCE",
+           "check_fit"]
+
+#: The record of what a project was generated from (read by ``tinyq build``).
+PROJECT_FILE = "tinyq_project.json"
+#: Runtimes ``generate`` can emit.
+RUNTIMES = ("native", "tflm")
+#: Optimisation levels the Makefile accepts.
+OPTIMIZE_LEVELS = ("O2", "Os", "O3", "O1", "O0")
+#: Section the arena is put in (the linker script places it in the board's arena_region).
+ARENA_SECTION = ".bss.tq_arena"
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Options of ``tinyq generate`` (all optional)."""
+
+    mlperf_model: str = ""             # kws01|vww01|ic01|ad01|sww01|auto: the data format
+    optimize: str = "O2"               # gcc -O level in the Makefile (O2, Os, O3)
+    device_name: str = ""              # `name` answer (default tinyq-<board>)
+    db_offset: int | None = None       # added to db bytes on load (None: 128 for ic01/vww01)
+    max_timed_runs: int | None = None  # per-run tick counts kept (None: by board RAM)
+    semihosting: bool | None = None    # None: on for emulator-only boards
+    runtime_options: Any = None        # passed to the runtime's renderer (NativeOptions)
+
+
+@dataclass(frozen=True)
+class RuntimeSources:
+    """A runtime's files for one model (what the harness links against)."""
+
+    name: str                          # "native"
+    files: Mapping[str, str]           # relative path -> text
+    arena_bytes: int
+    model_sources: tuple[str, ...] = ()   # files holding the model's constants
+    inputs_preserved: bool = False     # True if tq_invoke() never clobbers its inputs
+    # Project-level files the runtime needs rendered with the whole project's context
+    # (output path -> template; e.g. TFLM's CMakeLists.txt) and the runtime facts they
+    # use (also stored in tinyq_project.json as "runtime_context").
+    project_templates: Mapping[str, str] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A generated project folder."""
+
+    path: Path
+    board: str
+    runtime: str
+    model_sha256: str
+    model_name: str
+    arena_bytes: int
+    files: tuple[str, ...]
+    options: GenerateOptions = field(default_factory=GenerateOptions)
+
+    @property
+    def elf(self) -> Path:
+        """Where ``make`` puts the firmware."""
+        return self.path / "build" / "app.elf"
+
+    def to_json(self) -> dict[str, Any]:
+        """The project as a record (kind "generate")."""
+        from tinyq.records import stamp
+
+        return stamp("generate", {
+            "project": str(self.path), "board": self.board, "runtime": self.runtime,
+            "model": self.model_name, "model_id": self.model_sha256[:12],
+            "model_sha256": self.model_sha256, "arena_bytes": self.arena_bytes,
+            "files": list(self.files), "firmware": str(self.elf)})
+
+
+def _version() -> str:
+    from tinyq import __version__
+    return __version__
+
+
+def header_text(board: Board, runtime: str, model: ModelInfo) -> str:
+    """The one line every generated file starts with."""
+    return (f"Generated by tinyq {_version()} (tinyq generate) for board {board.name}, "
+            f"runtime {runtime}, from model {model.name} sha256 {model.sha256 or 'unknown'}. "
+            "Do not edit: change the model or options and regenerate.")
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+#: ``board.source`` of a project whose board is one of tinyq's own (its name says which):
+#: an absolute path into the installed package would break when tinyq moves.
+BUNDLED_SOURCE = "bundled"
+
+
+def _board_source(board: Board) -> str:
+    """"bundled" for a bundled board; else the file's absolute path (made relative to the
+    project folder when it is written: :func:`write_project`)."""
+    from tinyq.resources import boards_dir
+
+    bundled = boards_dir() / f"{board.name}.toml"
+    if board.source and Path(board.source).resolve() == bundled.resolve():
+        return BUNDLED_SOURCE
+    return board.source
+
+
+def board_file(project_dir: str | os.PathLike[str], record: Mapping[str, Any]) -> str:
+    """What loads the board of a project: the bundled board's name, or the path of the
+    user's board file (stored relative to the project; older projects stored it absolute)."""
+    board = record["board"]
+    source = board.get("source")
+    if not source or source == BUNDLED_SOURCE:
+        return str(board["name"])
+    if os.path.isabs(source) or source.startswith("<"):      # old projects, "<string>"
+        return str(source)
+    return str(Path(project_dir) / source)
+
+
+def _relative_board_source(files: Mapping[str, str], out: Path) -> Mapping[str, str]:
+    """``files`` with the project record's board file path relative to ``out``."""
+    text = files.get(PROJECT_FILE)
+    if text is None:
+        return files
+    record = json.loads(text)
+    source = record.get("board", {}).get("source")
+    if not source or source == BUNDLED_SOURCE or not os.path.isabs(source):
+        return files
+    record["board"]["source"] = os.path.relpath(source, out.resolve())
+    return {**files, PROJECT_FILE: json.dumps(record, indent=2, sort_keys=True) + "\n"}
+
+
+def _board_record(board: Board) -> dict[str, Any]:
+    return {
+        "name": board.name,
+        "source": _board_source(board),
+        "core": board.core,
+        "fpu": board.fpu,
+        "clock_hz": board.clock_hz,
+        "flash": {"name": board.flash.name, "origin": board.flash.origin,
+                  "size": board.flash.size},
+        "ram": {"name": board.ram.name, "origin": board.ram.origin, "size": board.ram.size},
+        "extra_ram": [{"name": r.name, "origin": r.origin, "size": r.size}
+                      for r in board.extra_ram],
+        "arena_region": board.arena_region,
+        "stack_bytes": board.stack_bytes,
+        "counter": {"kind": board.counter.kind, "clock_hz": board.counter.clock_hz},
+        "qemu_machine": board.emulator.qemu_machine,
+    }
+
+
+def _semihosting(board: Board, options: GenerateOptions) -> bool:
+    if options.semihosting is not None:
+        return options.semihosting
+    return board.emulated_only or board.flashing.method == "emulator"
+
+
+def render_project(board: Board, runtime: RuntimeSources, model: ModelInfo,
+                   options: GenerateOptions | None = None) -> dict[str, str]:
+    """Every file of a project as ``{relative path: text}`` (nothing is written)."""
+    options = options or GenerateOptions()
+    if options.optimize not in OPTIMIZE_LEVELS:
+        raise UserInputError(f"unknown optimisation level {options.optimize!r}",
+                             hint=f"use one of {', '.join(OPTIMIZE_LEVELS)}")
+    version = _version()
+    generated = header_text(board, runtime.name, model)
+    semihosting = _semihosting(board, options)
+    config = harness_config(
+        board, model, runtime.name, mlperf_model=options.mlperf_model,
+        device_name=options.device_name, db_offset=options.db_offset,
+        max_runs=options.max_timed_runs, inputs_preserved=runtime.inputs_preserved,
+        semihosting=semihosting, tinyq_version=version,
+    )
+    files: dict[str, str] = {}
+    files.update(render_harness(board, config, generated, version))
+    files.update(render_board(board, generated, semihosting))
+    for rel, text in runtime.files.items():
+        norm = posixpath.normpath(rel)
+        if norm.startswith("../") or posixpath.isabs(norm) or norm in files:
+            raise ValueError(f"runtime file {rel!r} escapes the project or clashes")
+        files[norm] = text
+
+    sources = sorted(p for p in files if p.endswith(".c"))
+    include_dirs = sorted({posixpath.dirname(p) or "." for p in files if p.endswith(".h")},
+                          key=lambda d: (d != ".", d))
+    runtime_makefiles = sorted(p for p in runtime.files if p.endswith(".mk"))
+    files["Makefile"] = render(
+        "Makefile.j2", generated=generated, board=board, optimize=options.optimize,
+        sources=sources, include_dirs=include_dirs, arena_section=ARENA_SECTION,
+        runtime_makefiles=runtime_makefiles,
+    )
+    renode_script = ""
+    if board.emulator.renode_platform:
+        # The script `tinyq run --emulator renode` writes, for running the project by hand.
+        from tinyq.device.renode import PROJECT_SCRIPT, project_script
+        renode_script = PROJECT_SCRIPT
+        files[renode_script] = project_script(board, generated)
+    for rel, template in runtime.project_templates.items():
+        if rel in files:
+            raise ValueError(f"runtime project file {rel!r} clashes")
+        files[rel] = render(
+            template, generated=generated, board=board, optimize=options.optimize,
+            sources=sources, include_dirs=include_dirs, arena_section=ARENA_SECTION,
+            runtime_makefiles=runtime_makefiles, runtime=runtime.context, model=model,
+            semihosting=semihosting, tinyq_version=version,
+            renode_script=renode_script,
+        )
+    record = {
+        "generated_by": f"tinyq {version}",
+        "tinyq_version": version,
+        "board": _board_record(board),
+        "runtime": runtime.name,
+        "model": {"name": model.name, "sha256": model.sha256,
+                  "input_bytes": model.input_bytes, "layers": model.num_layers},
+        "arena_bytes": runtime.arena_bytes,
+        "model_sources": list(runtime.model_sources),
+        "runtime_context": _jsonable(runtime.context),
+        "semihosting": semihosting,
+        "harness": _jsonable(config),
+        "options": _jsonable(options),
+        "files": sorted(files),
+    }
+    files[PROJECT_FILE] = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+def files_digest(files: Mapping[str, str]) -> str:
+    """sha256 over every (path, text) of a rendered project: the build cache key."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0" + files[rel].encode() + b"\0")
+    return h.hexdigest()
+
+
+#: Sub-folders of a project that its own Makefile and `tinyq build` fill (not rendered).
+SCRATCH_FOLDERS = ("build",)
+
+
+def write_project(files: Mapping[str, str], out_dir: str | os.PathLike[str],
+                  force: bool = False, inputs=()) -> Path:
+    """Write a rendered project folder atomically (refuses an existing one without force,
+    and any folder tinyq did not generate: see :func:`tinyq.fileio.check_output`)."""
+    out = Path(out_dir)
+    files = _relative_board_source(files, out)
+    with atomic_path(out, force, inputs=inputs, kind="folder", scratch=SCRATCH_FOLDERS) as tmp:
+        write_files(files, tmp)
+    return out
+
+
+def write_files(files: Mapping[str, str], folder: Path) -> None:
+    """Write rendered files (relative path -> text) into ``folder``."""
+    for rel, text in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def model_info(model: Any, path: Path) -> ModelInfo:
+    """What the harness needs from an IR model."""
+    inputs = model.input_tensors
+    quant = inputs[0].quant if inputs else None
+    quantized = quant is not None and len(quant.scale) > 0
+    return ModelInfo(
+        name=path.name,
+        sha256=model.sha256,
+        input_bytes=sum(t.nbytes for t in inputs),
+        num_layers=len(model.operators),
+        input_int8=all(t.dtype == "int8" for t in inputs),
+        input_shapes=tuple(tuple(t.shape) for t in inputs),
+        output_shapes=tuple(tuple(t.shape) for t in model.output_tensors),
+        input_dtype=inputs[0].dtype if inputs else "int8",
+        input_scale=float(quant.scale[0]) if quantized else 1.0,
+        input_zero_point=int(quant.zero_point[0]) if quantized else 0,
+    )
+
+
+def runtime_sources(model: Any, runtime: str, options: GenerateOptions,
+                    board: Board | None = None,
+                    progress: ProgressFn = null_progress) -> RuntimeSources:
+    """Render the chosen runtime for ``model``."""
+    if runtime == "native":
+        from tinyq.firmware.native.codegen import NativeOptions
+        from tinyq.firmware.native.codegen import render as native_render
+
+        native_opts = options.runtime_options or NativeOptions()
+        src = native_render(model, native_opts)
+        model_files = tuple(p for p in src.files if p.endswith("model.c"))
+        return RuntimeSources(name="native", files=dict(src.files),
+                              arena_bytes=int(src.arena_bytes), model_sources=model_files,
+                              inputs_preserved=False)
+    if runtime == "tflm":
+        from tinyq.firmware.tflm.codegen import TflmOptions
+        from tinyq.firmware.tflm.codegen import render as tflm_render
+
+        src = tflm_render(model, options.runtime_options or TflmOptions(), board=board,
+                          progress=progress)
+        return RuntimeSources(name="tflm", files=dict(src.files), arena_bytes=src.arena_bytes,
+                              model_sources=src.model_sources, inputs_preserved=False,
+                              project_templates=dict(src.project_templates),
+                              context=dict(src.context))
+    raise UserInputError(f"unknown runtime {runtime!r}", hint=f"use one of {', '.join(RUNTIMES)}")
+
+
+def render_model_project(model_path: str | os.PathLike[str], board: Board | str,
+                         runtime: str = "native", options: GenerateOptions | None = None,
+                         progress: ProgressFn = null_progress) -> tuple[dict[str, str], ModelInfo,
+                                                                         RuntimeSources, Board]:
+    """Read the model, render runtime + glue + harness (nothing written)."""
+    files, info, rt, board_obj, _model = _render_model(model_path, board, runtime, options,
+                                                       progress)
+    return files, info, rt, board_obj
+
+
+def _render_model(model_path: str | os.PathLike[str], board: Board | str, runtime: str,
+                  options: GenerateOptions | None,
+                  progress: ProgressFn) -> tuple[dict[str, str], ModelInfo, RuntimeSources,
+                                                 Board, Any]:
+    """``render_model_project`` plus the model's IR (for the fit check)."""
+    from tinyq import boards
+    from tinyq.model.tflite_reader import read_model
+
+    options = options or GenerateOptions()
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
+                         path=str(path))
+    board_obj = boards.load(board) if not isinstance(board, Board) else board
+    progress(ProgressEvent("generate", f"reading {path.name}"))
+    model = read_model(path)
+    info = model_info(model, path)
+    progress(ProgressEvent("generate", f"rendering the {runtime} runtime for {board_obj.name}"))
+    rt = runtime_sources(model, runtime, options, board_obj, progress)
+    files = render_project(board_obj, rt, info, options)
+    return files, info, rt, board_obj, model
+
+
+def check_fit(model: Any, board: Board, runtime: str, arena_bytes: int,
+              options: GenerateOptions | None = None) -> None:
+    """Raise FitError (exit 3) when the model's flash/RAM estimate exceeds the board's,
+    with the same arithmetic as ``tinyq inspect`` (:func:`tinyq.analyze.fit`) and the
+    arena the project reserves."""
+    from tinyq.analyze import fit, fit_error
+    from tinyq.errors import FitError
+
+    runtime_options = (options or GenerateOptions()).runtime_options
+    cmsis_nn = runtime == "tflm" and getattr(runtime_options, "kernels", "") == "cmsis_nn"
+    result = fit(model, board, runtime, arena_bytes, arena_measured=True, cmsis_nn=cmsis_nn)
+    if result.fits:
+        return
+    error = fit_error(model, board, result)
+    raise FitError(error.message, hint=f"{error.hint}; --no-fit-check generates it anyway",
+                   **error.fields)
+
+
+def generate(model_path: str | os.PathLike[str], board: Board | str, runtime: str = "native",
+             out_dir: str | os.PathLike[str] = "tinyq_project",
+             options: GenerateOptions | None = None, force: bool = False,
+             progress: ProgressFn = null_progress, fit_check: bool = True) -> Project:
+    """Generate a firmware project for ``model_path`` on ``board`` into ``out_dir``.
+
+    Refuses (FitError, nothing written) a model whose estimated flash/RAM need exceeds
+    the board's, unless ``fit_check=False``.
+
+    Example::
+
+        project = tinyq.generate("hello_world_int8.tflite", "mps2-an386", out_dir="sine_project")
+        print(project.path, sorted(project.files)[:3])
+    """
+    options = options or GenerateOptions()
+    inputs = (model_path, board.source if isinstance(board, Board) else board)
+    check_output(out_dir, force, inputs=inputs, kind="folder")
+    files, info, rt, board_obj, model = _render_model(model_path, board, runtime, options,
+                                                      progress)
+    if fit_check:
+        check_fit(model, board_obj, runtime, rt.arena_bytes, options)
+    out = write_project(files, out_dir, force=force, inputs=inputs)
+    progress(ProgressEvent("generate", f"wrote {len(files)} files to {out}"))
+    return Project(path=out, board=board_obj.name, runtime=runtime, model_sha256=info.sha256,
+                   model_name=info.name, arena_bytes=rt.arena_bytes, files=tuple(sorted(files)),
+                   options=options)
+
+
+#: Fields of tinyq_project.json that build, flash and measure read, and what each holds
+#: (dotted key -> kind, as check_json_fields takes). A project file edited by
+#: hand (or not tinyq's) is refused naming the field, not with a KeyError later.
+PROJECT_FIELDS: dict[str, str] = {
+    "board": JSON_OBJECT, "board.name": JSON_STR, "board.core": JSON_STR,
+    "board.fpu": JSON_STR, "board.flash": JSON_OBJECT, "board.flash.size": JSON_INT,
+    "board.ram": JSON_OBJECT, "board.ram.name": JSON_STR, "board.ram.size": JSON_INT,
+    "board.extra_ram": JSON_LIST, "board.extra_ram[]": JSON_OBJECT,
+    "board.extra_ram[].name": JSON_STR, "board.extra_ram[].size": JSON_INT,
+    "board.arena_region": JSON_STR, "board.stack_bytes": JSON_INT, "runtime": JSON_STR,
+    "model": JSON_OBJECT, "model.name": JSON_STR, "model.sha256": JSON_STR,
+    "arena_bytes": JSON_INT, "model_sources": JSON_LIST, "model_sources[]": JSON_STR,
+    "runtime_context": JSON_OBJECT, "runtime_context.arch_flags": JSON_LIST,
+    "runtime_context.arch_flags[]": JSON_STR, "runtime_context.kernels": JSON_STR,
+}
+#: Fields a project file must have (when their parent is there).
+PROJECT_REQUIRED = frozenset({"board", "board.name", "board.core", "board.flash",
+                              "board.flash.size", "board.ram", "board.ram.name",
+                              "board.ram.size", "board.extra_ram[].name",
+                              "board.extra_ram[].size", "runtime"})
+
+
+def load_project(project_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a project's ``tinyq_project.json`` (a UserInputError, one line, if it
+    is missing, not a regular file, not JSON, or a field is missing or of the wrong kind)."""
+    path = Path(project_dir) / PROJECT_FILE
+    if not path.exists() and not path.is_symlink():
+        raise UserInputError(f"{project_dir} is not a tinyq project (no {PROJECT_FILE})",
+                             hint="create one with `tinyq generate MODEL --board B -o DIR`",
+                             path=str(project_dir))
+    fix = "regenerate the project with `tinyq generate ... --force`"
+    text = read_input_text(path, "project file")
+    try:
+        record = parse_json(text)
+    except ValueError as exc:
+        raise UserInputError(f"{path} is unreadable: {exc}", hint=fix, path=str(path)) from None
+
+    def bad(field: str, problem: str) -> UserInputError:
+        return UserInputError(f"{path}: field '{field}' {problem}", hint=fix, path=str(path),
+                              field=field)
+
+    if not isinstance(record, dict):
+        raise UserInputError(f"{path} holds {json_shown(record)}, not a tinyq project record",
+                             hint=fix, path=str(path))
+    check_json_fields(record, PROJECT_FIELDS, PROJECT_REQUIRED, bad)
+    if record["board"]["core"] not in CORES:
+        raise bad("board.core", f"is {json_shown(record['board']['core'])}, not one of "
+                                f"{', '.join(sorted(CORES))}")
+    return record

@@ -1,0 +1,1 @@
+"""Run, bench and validate firmware on a device; records and reports."""

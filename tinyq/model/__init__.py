@@ -1,0 +1,1 @@
+"""The model as tinyq sees it: IR, .tflite reader/writer, host interpreters, checks."""
