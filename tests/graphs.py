@@ -72,3 +72,38 @@ def kernel_paths_model(seed: int = 0) -> bytes:
     y = g.add_tensor((1, 10), "int8", scale=0.6, zero_point=2)
     g.add_op("FULLY_CONNECTED", [y6, fc_w, fc_b], [y], {"fused_activation_function": "NONE"})
     return g.build([x], [y])
+
+
+#: ops of the native runtime's layout, comparison and arithmetic families that
+#: ``long_tail_model`` runs on a target (inputs of these dtypes only: random inputs of
+#: other dtypes would be invalid indices or conditions)
+LONG_TAIL_OPS = ("TRANSPOSE", "STRIDED_SLICE", "SLICE", "SPLIT", "PACK", "UNPACK",
+                 "SPACE_TO_DEPTH", "MIRROR_PAD", "RESIZE_NEAREST_NEIGHBOR", "SUB",
+                 "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM", "PRELU", "ABS", "ARG_MAX",
+                 "REDUCE_MAX", "EQUAL", "GREATER")
+LONG_TAIL_INPUT_DTYPES = ("int8", "int16", "float32")
+
+
+def long_tail_model(seed: int = 0, per_op: int = 2) -> bytes:
+    """One model holding ``per_op`` random cases of each of ``LONG_TAIL_OPS`` (the op-case
+    generators of tinyq.firmware.native.opcases), every graph input int8, int16 or float32."""
+    from tinyq.firmware.native.opcases import CASES
+    from tinyq.model.tflite_writer import GraphBuilder as Builder
+
+    rng = np.random.default_rng(seed)
+    g = Builder(description="tinyq long-tail kernels test model")
+    cases = []
+    for op in LONG_TAIL_OPS:
+        for _ in range(per_op):
+            for _ in range(100):              # redraw until the case's inputs are usable
+                state = rng.bit_generator.state
+                trial = CASES[op](Builder(), rng)
+                if all(np.asarray(a).dtype.name in LONG_TAIL_INPUT_DTYPES
+                       for _, a in trial.inputs):
+                    rng.bit_generator.state = state      # the same draw, into the model
+                    cases.append(CASES[op](g, rng))
+                    break
+            else:
+                raise AssertionError(f"no {op} case with usable input dtypes in 100 draws")
+    return g.build([t for c in cases for t, _ in c.inputs],
+                   [t for c in cases for t in c.outputs])

@@ -1,4 +1,5 @@
-"""Every native kernel path on a target: one small model per core in QEMU, byte-compared.
+"""Every native kernel path on a target: one small model per core in QEMU, byte-compared
+(and the layout, comparison and arithmetic families on the M0 and the M55).
 
 The model (tests/graphs.py ``kernel_paths_model``) runs CONV_2D, DEPTHWISE_CONV_2D, ADD,
 MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE and FULLY_CONNECTED. Cores without the DSP
@@ -15,13 +16,14 @@ import subprocess
 
 import pytest
 from conftest import require_tools
-from graphs import kernel_paths_model
+from graphs import LONG_TAIL_OPS, kernel_paths_model, long_tail_model
 
 from tinyq import boards
 from tinyq.firmware.codegen import GenerateOptions
 from tinyq.firmware.compiling import BuildOptions
 from tinyq.firmware.native.codegen import kernels_dir
 from tinyq.measure.runner import RunOptions, run
+from tinyq.model.tflite_reader import read_model
 
 pytestmark = pytest.mark.qemu
 
@@ -77,3 +79,20 @@ def test_kernel_paths_match_tflm_on_every_core(model, cache, board_name, tmp_pat
     board = boards.load(board_name)
     frame = _conv_frame(board, tmp_path)
     assert frame <= result.stack_peak < result.firmware.stack_bytes, (frame, result.stack_peak)
+
+
+#: the layout/comparison/arithmetic kernels are portable C only: the M0 (no unaligned
+#: access, no hardware divide) and the M55 (the newest core) bound what they meet
+LONG_TAIL_BOARDS = ("microbit", "mps3-an547")
+
+
+@pytest.mark.parametrize("board_name", LONG_TAIL_BOARDS)
+def test_long_tail_kernels_match_tflm_on_target(cache, board_name, tmp_path):
+    path = tmp_path / "long_tail.tflite"
+    path.write_bytes(long_tail_model(per_op=1))     # small enough for the micro:bit's 16 KB
+    result = run(path, board_name, emulator="qemu",
+                 options=RunOptions(samples=2, runs=1, seed=5, build=cache))
+    assert result.outputs_match and result.max_lsb_diff == 0, \
+        [s.max_lsb_diff for s in result.samples]
+    ops = {op.opcode for op in read_model(path).operators}
+    assert ops == set(LONG_TAIL_OPS)          # every family's kernels ran on the target
