@@ -37,7 +37,7 @@ venv: $(BIN)/python
 demo: setup
 	$(BIN)/python examples/digits/train.py --out $(OUT)
 	$(BIN)/tinyq deploy $(OUT)/digits.keras --calib $(OUT)/calib.npz --data $(OUT)/test.npz \
-	    --board mps2-an386 --emulator qemu --out $(OUT)/deploy --report $(OUT)/report.md \
+	    --board mps2-an386 --emulator qemu -o $(OUT)/deploy --report $(OUT)/report.md \
 	    --json $(OUT)/report.json --force
 
 test: setup
