@@ -70,9 +70,9 @@ def render(report, ui: Console) -> None:
     if report.fit is not None:
         f = report.fit
         ui.print()
-        rows = [("flash", f.flash_needed, f.flash_available, f.flash_over,
+        rows = [("flash", f"{f.flash_needed:,}", f"{f.flash_available:,}", f"{f.flash_over:,}",
                  ", ".join(f"{k} {v:,}" for k, v in f.flash_parts.items())),
-                ("RAM", f.ram_needed, f.ram_available, f.ram_over,
+                ("RAM", f"{f.ram_needed:,}", f"{f.ram_available:,}", f"{f.ram_over:,}",
                  ", ".join(f"{k} {v:,}" for k, v in f.ram_parts.items()))]
         ui.table((f"{f.board} ({f.runtime})", "needed", "available", "over", "made of"),
                  rows, align="lrrrl")
