@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from graphs import float16_fc, hybrid_fc
 
+from tinyq import ops_reference
 from tinyq.errors import ModelError, UnsupportedError
 from tinyq.model import checks, tflm_dtypes
 from tinyq.model.interpreters import TflmInterpreter
@@ -96,20 +97,38 @@ def test_native_runtime_hook():
 
 
 def test_supported_ops_doc_is_generated_from_the_checks():
-    text = checks.markdown()
+    text = ops_reference.markdown()
     for c in checks.CHECKS:
         assert f"`{c.name}`" in text
     assert "`CONV_2D`" in text
     doc = (REPO / "docs" / "supported_ops.md").read_text()
     for line in text.splitlines():
         if line.startswith(("| tflm |", "| native |")):
-            assert line in doc, "regenerate: python -m tinyq.model.checks --markdown"
+            assert line in doc, "regenerate: python -m tinyq.ops_reference --markdown"
 
 
 def test_markdown_command():
-    out = subprocess.run([sys.executable, "-m", "tinyq.model.checks", "--markdown"],
+    out = subprocess.run([sys.executable, "-m", "tinyq.ops_reference", "--markdown"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("# Supported ops and pre-flash checks")
+    assert out == (REPO / "docs" / "supported_ops.md").read_text()
+
+
+def test_the_model_layer_imports_no_runtime():
+    """checks ask the native runtime through its registration, never by importing it."""
+    import ast
+
+    for path in (REPO / "tinyq" / "model").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names += [a.value for a in ast.walk(node) if isinstance(node, ast.Call)
+                      and isinstance(a, ast.Constant) and isinstance(a.value, str)
+                      and a.value.startswith("tinyq.")]
+            for name in names:
+                assert not name.startswith(("tinyq.firmware", "tinyq.analyze",
+                                            "tinyq.measure", "tinyq.device",
+                                            "tinyq.convert")), f"{path.name} imports {name}"
 
 
 # ---------------------------------------------------------------- TFLM kernel dtypes
@@ -221,9 +240,9 @@ def test_dtype_table_rows_are_consistent():
 
 def test_supported_ops_doc_lists_the_dtype_table():
     doc = (REPO / "docs" / "supported_ops.md").read_text()
-    for line in checks.markdown().splitlines():
+    for line in ops_reference.markdown().splitlines():
         if line.startswith("| `") and "kernels/" in line:
-            assert line in doc, "regenerate: python -m tinyq.model.checks --markdown"
+            assert line in doc, "regenerate: python -m tinyq.ops_reference --markdown"
 
 
 SIGNAL_OPS = sorted(op for op in checks.TFLM_CUSTOM_OPS if op.startswith("Signal"))
@@ -271,7 +290,7 @@ def test_supported_ops_doc_says_how_macs_are_counted():
 
     doc = (REPO / "docs" / "supported_ops.md").read_text()
     for op, rule in MAC_RULES.items():
-        assert f"| `{op}` | {rule} |" in doc, "regenerate: python -m tinyq.model.checks --markdown"
+        assert f"| `{op}` | {rule} |" in doc, "regenerate: python -m tinyq.ops_reference --markdown"
 
 
 def test_a_while_loop_is_named_with_a_fix_for_keras_and_third_party_models():

@@ -31,6 +31,7 @@ from typing import Any
 
 from tinyq.board_profile import Board
 from tinyq.errors import FitError, ModelError, ToolError, UnsupportedError, UserInputError
+from tinyq.firmware.native import support as native_support  # registers "native"
 from tinyq.model import ir
 from tinyq.model.checks import PREPARE_FAILED_HINT, Problem, problems
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
@@ -632,9 +633,7 @@ FIT_HINT_BOARDS = 3
 def native_arena_bytes(model: ir.Model, planned: int | None = None) -> int | None:
     """The native runtime's arena (``planned`` if already known); None when native
     cannot run ``model``."""
-    from tinyq.firmware.native.support import problems as native_problems
-
-    if native_problems(model):
+    if native_support.problems(model):
         return None
     if planned is not None:
         return planned

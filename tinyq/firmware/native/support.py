@@ -14,7 +14,7 @@ from collections.abc import Callable
 from tinyq.errors import UnsupportedError
 from tinyq.firmware.native.lower import LOWERINGS, Sig
 from tinyq.model import ir
-from tinyq.model.checks import Problem
+from tinyq.model.checks import Problem, register_runtime
 
 RUNTIME = "native"
 
@@ -181,3 +181,7 @@ def coverage() -> tuple[int, int, list[tuple[str, tuple[str, ...]]]]:
             else:
                 left.append((op, sig))
     return covered, covered + len(left), left
+
+
+# The checks (one layer below) ask the native runtime through this registration.
+register_runtime("native", problems)

@@ -35,6 +35,7 @@ from typing import Any
 import tinyq
 from tinyq.board_profile import Board
 from tinyq.errors import ModelError, UnsupportedError, UserInputError
+from tinyq.firmware.native import support as _native_support  # noqa: F401 (registers native)
 from tinyq.firmware.templating import render as render_template
 from tinyq.model import checks, ir
 from tinyq.progress import ProgressFn, null_progress
