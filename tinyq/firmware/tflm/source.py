@@ -400,9 +400,26 @@ def extract(archive: Archive, data: bytes, into: Path) -> Path:
                     shutil.copyfileobj(src, dst)
     else:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tf:
-            for member in tf.getmembers():
+            members = tf.getmembers()
+            for member in members:
                 _safe_target(into, member.name)
-            tf.extractall(into, filter="data")
+            if hasattr(tarfile, "data_filter"):       # Python >= 3.11.4 (and 3.12)
+                tf.extractall(into, filter="data")
+            else:                                     # e.g. Debian's 3.11.2: files and
+                for member in members:                # folders only, checked above
+                    if member.isdir():
+                        _safe_target(into, member.name).mkdir(parents=True, exist_ok=True)
+                    elif member.isfile():
+                        target = _safe_target(into, member.name)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        with tf.extractfile(member) as src, open(target, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                        target.chmod(0o755 if member.mode & 0o111 else 0o644)
+                    elif member.issym():                # a link must stay inside the tree
+                        target = _safe_target(into, member.name)
+                        _safe_target(into, str(Path(member.name).parent / member.linkname))
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.symlink_to(member.linkname)
     top = into / archive.top
     if not top.is_dir():
         raise ToolError(f"the {archive.name} archive has no folder {archive.top}",
