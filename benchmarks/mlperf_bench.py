@@ -31,7 +31,7 @@ BOARD = "mps2-an386"
 
 #: A separate TFLM measurement (GIVEN, not measured here): model -> (MACs, TFLM reference-kernel
 #: instructions, TFLM + CMSIS-NN instructions, TFLM activation bytes, TFLM arena_used_bytes).
-TFLM_ISSUE4: dict[str, tuple[int, int, int, int, int]] = {
+TFLM_GIVEN: dict[str, tuple[int, int, int, int, int]] = {
     "ad01_int8.tflite": (264_192, 1_952_631, 583_261, 768, 2_260),
     "kws_ref_model.tflite": (2_656_768, 43_040_204, 7_698_250, 16_000, 22_772),
     "vww_96_int8.tflite": (7_489_664, 100_241_892, 24_102_722, 73_728, 100_660),
@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every bench record to this file")
     args = parser.parse_args(argv)
 
-    missing = [n for n in TFLM_ISSUE4 if not (args.models / n).is_file()]
+    missing = [n for n in TFLM_GIVEN if not (args.models / n).is_file()]
     if missing:
         print(f"missing under {args.models}: {', '.join(missing)}", file=sys.stderr)
         return 1
     records = {}
     results = {}
-    for name in TFLM_ISSUE4:
+    for name in TFLM_GIVEN:
         start = time.perf_counter()
         result = bench(args.models / name, BOARD, emulator="qemu", runtime="native",
                        options=BenchOptions(runs=args.runs, warmup=1,
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for name, r in results.items():
-        macs, tflm_ref, tflm_cmsis, tflm_act, _tflm_arena = TFLM_ISSUE4[name]
+        macs, tflm_ref, tflm_cmsis, tflm_act, _tflm_arena = TFLM_GIVEN[name]
         lat = r.latency
         assert lat.unit == "instructions"
         rows.append((name, f"{r.macs:,}", f"{lat.median:,}", f"{lat.max - lat.min:,}",

@@ -12,7 +12,7 @@ from tinyq.firmware.native.host import HostModel
 from tinyq.model.interpreters import TflmInterpreter
 from tinyq.model.tflite_reader import read_model
 
-#: random inputs per model (issue 4 asks for at least 20)
+#: random inputs per model (at least 20, as the README tables use)
 INPUTS_PER_MODEL = 20
 
 

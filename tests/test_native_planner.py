@@ -220,7 +220,7 @@ def test_random_graphs_never_overlap_live_tensors(seed):
             assert p.arena_bytes >= sum(m.tensors[t].nbytes for t in live)
 
 
-#: TFLM's activation bytes for the MLPerf Tiny int8 models (issue 4 table)
+#: TFLM's activation bytes for the MLPerf Tiny int8 models (measured with TFLM: the README table)
 TFLM_ACTIVATION_BYTES = {
     "ad01_int8.tflite": 768,
     "kws_ref_model.tflite": 16_000,

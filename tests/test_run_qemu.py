@@ -54,7 +54,7 @@ def test_mlperf_ad01_matches_tflm_on_m4f(cache):
     result = run(model, "mps2-an386", emulator="qemu",
                  options=RunOptions(samples=3, runs=2, build=cache))
     assert result.outputs_match, [s.max_lsb_diff for s in result.samples]
-    # ~1M instructions at 40 per SysTick tick (issue 4 measured TFLM reference: 1.95M)
+    # ~1M instructions at 40 per SysTick tick (TFLM reference kernels measured 1.95M)
     assert 100_000 < result.instructions < 10_000_000
     assert result.firmware.cached is False
     again = run(model, "mps2-an386", emulator="qemu",

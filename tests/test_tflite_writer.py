@@ -28,7 +28,7 @@ W_FC = RNG.integers(-127, 128, (4, 8), dtype=np.int8)
 S4 = [0.01, 0.02, 0.015, 0.03]
 S3 = [0.01, 0.02, 0.015]
 
-#: One case per op of issue 4: (opcode, inputs, outputs, options).
+#: One case per op of the first native op set: (opcode, inputs, outputs, options).
 OP_CASES = {
     "CONV_2D": ([q((1, 5, 5, 3), 0.5, -1), const(W_CONV, S4, [0] * 4),
                  const(np.arange(4, dtype=np.int32), [0.5 * s for s in S4], [0] * 4)],
