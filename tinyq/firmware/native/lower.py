@@ -1037,11 +1037,12 @@ def lowering_for(op: ir.Operator, model: ir.Model | None = None) -> Lowering:
     try:
         return LOWERINGS[op.opcode]
     except KeyError:
-        hint = "run `tinyq inspect MODEL --runtime native`, or use --runtime tflm"
+        hint = "run `tinyq inspect MODEL --runtime native` to see every op it refuses"
         if model is not None:
-            from tinyq.firmware.native.support import requantize_fix
+            from tinyq.firmware.native.support import other_runtime_fix, requantize_fix
 
-            hint = requantize_fix(model) or hint   # dynamic-range/float16: not TFLM either
+            # dynamic-range/float16: not TFLM either; an op TFLM lacks too: what both run
+            hint = requantize_fix(model) or other_runtime_fix(model, op)
         raise UnsupportedError(
             f"op {op.index} {op.opcode}: the native runtime has no kernel for it",
             hint=hint, op=op.opcode) from None
