@@ -221,7 +221,8 @@ def qat_case(keras):
     y = (x[:, :3, :, 0].mean(axis=(1, 2)) > x[:, 3:, :, 0].mean(axis=(1, 2))).astype(np.int64)
     y[::7] = 2
     events: list = []
-    tfk_model, diff = to_tf_keras(model, x[:4])
+    tfk_model, diff, notes = to_tf_keras(model, x[:4])
+    assert notes == ()          # nothing to split off
     q_model, history = fine_tune(tfk_model, x, y, QatOptions(epochs=1, batch_size=32),
                                  val=(x[:32], y[:32]), progress=events.append)
     env_before = os.environ.get("TF_USE_LEGACY_KERAS")
