@@ -321,23 +321,30 @@ def digits_files(keras, tmp_path_factory):
     x = (d.images / 16.0).astype(np.float32)[..., None]
     y = d.target.astype(np.int64)
     L = keras.layers
-    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"),
-                              L.Flatten(), L.Dense(10)])
-    model.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[:600], y[:600], epochs=3, verbose=0)
     folder = tmp_path_factory.mktemp("qat_digits")
     np.savez(folder / "train.npz", x=x[:600], y=y[:600])
     np.savez(folder / "val.npz", x=x[1500:], y=y[1500:])
     np.savez(folder / "nolabels.npz", x=x[:50])
-    model.save(folder / "model.keras")
-    relu6 = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu6"),
-                              L.Flatten(), L.Dense(10)])
-    relu6.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    relu6.fit(x[:600], y[:600], epochs=3, verbose=0)
-    relu6.save(folder / "relu6.keras")
+    for name, activation in (("model", "relu"), ("relu6", "relu6")):
+        model = keras.Sequential([keras.Input((8, 8, 1)),
+                                  L.Conv2D(4, 3, activation=activation),
+                                  L.Flatten(), L.Dense(10)])
+        model.compile(optimizer="adam",
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x[:600], y[:600], epochs=3, verbose=0)
+        model.save(folder / f"{name}.keras")
     return folder
+
+
+def _qat_one_epoch(f, model, out, report, capsys, *extra):
+    """`tinyq qat` on digits_files' ``model``.keras for one epoch; its captured output."""
+    code = main(["qat", str(f / f"{model}.keras"), "--train", str(f / "train.npz"),
+                 "--val", str(f / "val.npz"), "--calib", str(f / "train.npz"),
+                 "--calib-samples", "50", "--epochs", "1", "-o", str(out), "--json", str(report),
+                 *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured
 
 
 @pytest.mark.tensorflow
@@ -348,11 +355,7 @@ def test_cli_qat_writes_int8_model_and_json(digits_files, capsys):
 
     f = digits_files
     out, report = f / "qat.tflite", f / "qat.json"
-    code = main(["qat", str(f / "model.keras"), "--train", str(f / "train.npz"),
-                 "--val", str(f / "val.npz"), "--calib", str(f / "train.npz"),
-                 "--calib-samples", "50", "--epochs", "1", "-o", str(out), "--json", str(report)])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
+    captured = _qat_one_epoch(f, "model", out, report, capsys)
     interp = TflmInterpreter(out.read_bytes())
     assert interp.input_details(0).dtype == np.int8
     data = json.loads(report.read_text())
@@ -380,12 +383,7 @@ def test_cli_qat_on_relu6_layers_completes_and_notes_the_rewrite(digits_files, c
 
     f = digits_files
     out, report = f / "relu6_qat.tflite", f / "relu6_qat.json"
-    code = main(["qat", str(f / "relu6.keras"), "--train", str(f / "train.npz"),
-                 "--val", str(f / "val.npz"), "--calib", str(f / "train.npz"),
-                 "--calib-samples", "50", "--epochs", "1", "--no-ptq", "-o", str(out),
-                 "--json", str(report)])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
+    captured = _qat_one_epoch(f, "relu6", out, report, capsys, "--no-ptq")
     (note,) = json.loads(report.read_text())["notes"]
     assert "(Conv2D, activation='relu6') -> Conv2D + ReLU(max_value=6)" in note, note
     assert f"note    {note}" in captured.out
