@@ -55,6 +55,7 @@ import numpy as np
 from tinyq.errors import UnsupportedError
 from tinyq.firmware.native import fixedpoint, quant
 from tinyq.model import ir
+from tinyq.model.checks import TFLM_BUILTIN_OPS, instead_fix
 
 # ----------------------------------------------------------------------------- call records
 
@@ -1037,7 +1038,9 @@ def lowering_for(op: ir.Operator, model: ir.Model | None = None) -> Lowering:
     try:
         return LOWERINGS[op.opcode]
     except KeyError:
-        hint = "run `tinyq inspect MODEL --runtime native` to see every op it refuses"
+        # without the model, TFLM's dtypes are unknown: the op is all there is to go on
+        hint = ("use --runtime tflm (`tinyq inspect MODEL --runtime tflm` checks that it runs "
+                "the model)" if op.opcode in TFLM_BUILTIN_OPS else instead_fix(op.opcode))
         if model is not None:
             from tinyq.firmware.native.support import other_runtime_fix, requantize_fix
 
