@@ -464,8 +464,8 @@ def test_a_converter_error_in_the_child_is_one_line_naming_the_op(recurrent_mode
     assert "\n" not in text
 
 
-@pytest.mark.tensorflow
-def test_int8_quantize_names_the_layer_the_converter_left_float(tmp_path):
+def _dense_activation_int8(folder, activation: str):
+    """Dense -> Activation(activation) named 'act_<activation>' -> Dense, quantized to int8."""
     from conftest import require_tensorflow
 
     require_tensorflow()
@@ -475,12 +475,33 @@ def test_int8_quantize_names_the_layer_the_converter_left_float(tmp_path):
 
     keras.utils.set_random_seed(5)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
-                              keras.layers.Activation("elu", name="act_elu"),
+                              keras.layers.Activation(activation, name=f"act_{activation}"),
                               keras.layers.Dense(4)])
-    model.save(tmp_path / "elu.keras")
-    np.save(tmp_path / "calib.npy", np.random.default_rng(5).normal(size=(64, 8)))
-    r = quantize(tmp_path / "elu.keras", tmp_path / "calib.npy", QuantizeOptions(mode="int8"))
+    model.save(folder / f"{activation}.keras")
+    np.save(folder / "calib.npy", np.random.default_rng(5).normal(size=(64, 8)))
+    return quantize(folder / f"{activation}.keras", folder / "calib.npy",
+                    QuantizeOptions(mode="int8"))
+
+
+@pytest.mark.tensorflow
+def test_int8_quantize_names_the_layer_the_converter_left_float(tmp_path):
+    r = _dense_activation_int8(tmp_path, "elu")
     assert "DEQUANTIZE" in dict(r.ops)      # the converter still leaves ELU in float32
     (note,) = r.notes
     assert note.startswith("ELU 'act_elu' stayed float"), note
     assert "TFLM runs its float32 ELU kernel" in note and "no kernel for ELU" in note, note
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("activation, ops", [("silu", {"LOGISTIC", "MUL"}),
+                                             ("hard_silu", {"HARD_SWISH"})])
+def test_the_gelu_replacements_the_fix_names_run_on_both_runtimes(tmp_path, activation, ops):
+    import tinyq.firmware.native.support  # noqa: F401 - registers the native runtime
+    from tinyq.model import checks
+    from tinyq.model.tflite_reader import read_model_bytes
+
+    r = _dense_activation_int8(tmp_path, activation)
+    assert set(dict(r.ops)) == {"FULLY_CONNECTED"} | ops and r.notes == ()
+    assert activation in checks.BOTH_RUNTIMES_INSTEAD["GELU"]
+    model = read_model_bytes(r.tflite)
+    assert checks.problems(model, "tflm") == () and checks.problems(model, "native") == ()
