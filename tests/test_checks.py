@@ -76,6 +76,36 @@ def test_unsupported_op_is_flagged():
     assert found[0].message.startswith("REDUCE_PROD is not an op TFLM implements")
 
 
+def _int8_unary(opcode: str):
+    spec = TensorSpec((1, 8), "int8", scale=0.05, zero_point=0)
+    return read_model_bytes(single_op_model(opcode, [spec], [spec]))
+
+
+def test_an_op_neither_runtime_runs_gets_a_fix_that_works_in_both():
+    import tinyq.firmware.native.support  # noqa: F401 - registers the native runtime
+
+    model = _int8_unary("GELU")
+    (tflm,) = checks.problems(model, "tflm")
+    (native,) = checks.problems(model, "native")
+    for problem, other in ((tflm, "--runtime native"), (native, "--runtime tflm")):
+        assert other not in problem.fix, problem.fix
+        assert 'activation="silu"' in problem.fix and "hard_silu" in problem.fix, problem.fix
+    # the replacements it names convert to ops both runtimes run in int8
+    for opcodes in (["LOGISTIC", "MUL"], ["HARD_SWISH"]):
+        for opcode in opcodes:
+            assert opcode in checks.TFLM_BUILTIN_OPS
+            assert opcode in tinyq.firmware.native.support.LOWERINGS
+    # an op only TFLM runs: native points at TFLM
+    (elu,) = checks.problems(_int8_unary("ELU"), "native")
+    assert elu.fix.startswith("use --runtime tflm, which runs ELU"), elu.fix
+
+
+def test_an_op_only_native_runs_points_tflm_users_at_native(monkeypatch):
+    monkeypatch.setitem(checks.RUNTIME_PROBLEMS, "native", lambda model: ())
+    (found,) = checks.problems(_int8_unary("GELU"), "tflm")
+    assert found.fix.startswith("use --runtime native, which runs GELU"), found.fix
+
+
 def test_int8_model_has_no_problems():
     g = GraphBuilder()
     x = g.add_tensor((1, 8), scale=0.1)

@@ -99,6 +99,36 @@ def test_carry_sequential_outputs_equal(keras):
 
 
 @pytest.mark.tensorflow
+def test_relu6_activations_are_split_off_for_qat_with_the_same_outputs(keras):
+    from tinyq.convert.keras_carry import carry_to_tf_keras
+    from tinyq.convert.qat_training import check_quantizable
+
+    L = keras.layers
+    model = keras.Sequential([keras.Input((8, 8, 1)),
+                              L.Conv2D(4, 3, activation="relu6", name="c"),
+                              L.Flatten(), L.Dense(6, activation="relu6", name="d"),
+                              L.Dense(3)])
+    # weights large enough that the 6 cap is hit, so a missing clamp shows
+    model.set_weights([w * 8 for w in model.get_weights()])
+    x = np.random.default_rng(4).random((16, 8, 8, 1), dtype=np.float32)
+    result = carry_to_tf_keras(model, x, split_activations=True)
+    assert [type(layer).__name__ for layer in result.model.layers[1:]] == [
+        "Conv2D", "ReLU", "Flatten", "Dense", "ReLU", "Dense"]
+    assert result.split == ("'c' (Conv2D, activation='relu6') -> Conv2D + ReLU(max_value=6)",
+                            "'d' (Dense, activation='relu6') -> Dense + ReLU(max_value=6)")
+    want = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(np.asarray(result.model(x, training=False)), want,
+                               rtol=1e-5, atol=1e-5)
+    assert np.max(np.asarray(model.layers[0](x))) == 6.0      # the cap is really hit
+    check_quantizable(result.model)           # tfmot takes the split model
+    # without the split (what conversion uses), relu6 stays inside the layer: tfmot refuses it
+    kept = carry_to_tf_keras(model, x)
+    assert kept.split == ()
+    with pytest.raises(UnsupportedError, match=r"'c' \(Conv2D, activation 'relu6'\)"):
+        check_quantizable(kept.model)
+
+
+@pytest.mark.tensorflow
 def test_carry_functional_outputs_equal(keras):
     from tinyq.convert.keras_carry import carry_to_tf_keras
 
@@ -191,7 +221,8 @@ def qat_case(keras):
     y = (x[:, :3, :, 0].mean(axis=(1, 2)) > x[:, 3:, :, 0].mean(axis=(1, 2))).astype(np.int64)
     y[::7] = 2
     events: list = []
-    tfk_model, diff = to_tf_keras(model, x[:4])
+    tfk_model, diff, notes = to_tf_keras(model, x[:4])
+    assert notes == ()          # nothing to split off
     q_model, history = fine_tune(tfk_model, x, y, QatOptions(epochs=1, batch_size=32),
                                  val=(x[:32], y[:32]), progress=events.append)
     env_before = os.environ.get("TF_USE_LEGACY_KERAS")
@@ -290,17 +321,30 @@ def digits_files(keras, tmp_path_factory):
     x = (d.images / 16.0).astype(np.float32)[..., None]
     y = d.target.astype(np.int64)
     L = keras.layers
-    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"),
-                              L.Flatten(), L.Dense(10)])
-    model.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[:600], y[:600], epochs=3, verbose=0)
     folder = tmp_path_factory.mktemp("qat_digits")
     np.savez(folder / "train.npz", x=x[:600], y=y[:600])
     np.savez(folder / "val.npz", x=x[1500:], y=y[1500:])
     np.savez(folder / "nolabels.npz", x=x[:50])
-    model.save(folder / "model.keras")
+    for name, activation in (("model", "relu"), ("relu6", "relu6")):
+        model = keras.Sequential([keras.Input((8, 8, 1)),
+                                  L.Conv2D(4, 3, activation=activation),
+                                  L.Flatten(), L.Dense(10)])
+        model.compile(optimizer="adam",
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x[:600], y[:600], epochs=3, verbose=0)
+        model.save(folder / f"{name}.keras")
     return folder
+
+
+def _qat_one_epoch(f, model, out, report, capsys, *extra):
+    """`tinyq qat` on digits_files' ``model``.keras for one epoch; its captured output."""
+    code = main(["qat", str(f / f"{model}.keras"), "--train", str(f / "train.npz"),
+                 "--val", str(f / "val.npz"), "--calib", str(f / "train.npz"),
+                 "--calib-samples", "50", "--epochs", "1", "-o", str(out), "--json", str(report),
+                 *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured
 
 
 @pytest.mark.tensorflow
@@ -311,11 +355,7 @@ def test_cli_qat_writes_int8_model_and_json(digits_files, capsys):
 
     f = digits_files
     out, report = f / "qat.tflite", f / "qat.json"
-    code = main(["qat", str(f / "model.keras"), "--train", str(f / "train.npz"),
-                 "--val", str(f / "val.npz"), "--calib", str(f / "train.npz"),
-                 "--calib-samples", "50", "--epochs", "1", "-o", str(out), "--json", str(report)])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
+    captured = _qat_one_epoch(f, "model", out, report, capsys)
     interp = TflmInterpreter(out.read_bytes())
     assert interp.input_details(0).dtype == np.int8
     data = json.loads(report.read_text())
@@ -333,6 +373,23 @@ def test_cli_qat_writes_int8_model_and_json(digits_files, capsys):
                  "--calib", str(f / "train.npz"), "-o", str(out)])
     assert code == 1 and "--force" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+@pytest.mark.tensorflow
+def test_cli_qat_on_relu6_layers_completes_and_notes_the_rewrite(digits_files, capsys):
+    import json
+
+    from tinyq.model.tflite_reader import read_model
+
+    f = digits_files
+    out, report = f / "relu6_qat.tflite", f / "relu6_qat.json"
+    captured = _qat_one_epoch(f, "relu6", out, report, capsys, "--no-ptq")
+    (note,) = json.loads(report.read_text())["notes"]
+    assert "(Conv2D, activation='relu6') -> Conv2D + ReLU(max_value=6)" in note, note
+    assert f"note    {note}" in captured.out
+    # the converter fuses the split-off ReLU(max_value=6) back into the convolution
+    conv = read_model(out).operators[0]
+    assert (conv.opcode, conv.options["fused_activation_function"]) == ("CONV_2D", "RELU6")
 
 
 @pytest.mark.tensorflow

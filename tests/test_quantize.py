@@ -86,6 +86,57 @@ def test_default_io_per_mode():
     assert QuantizeOptions(mode="float16").io_type == "float32"
 
 
+def _island_model(float_io: bool = False):
+    """int8 -> DEQUANTIZE -> ELU -> TANH -> QUANTIZE -> DEQUANTIZE -> GELU -> QUANTIZE -> int8
+    (two float islands), or with float_io a float32 model edge around an int8 RELU (none)."""
+    from tinyq.model.tflite_writer import GraphBuilder
+
+    g = GraphBuilder()
+
+    def q8(name):
+        return g.add_tensor((1, 8), "int8", scale=0.05, zero_point=0, name=name)
+
+    def f32(name):
+        return g.add_tensor((1, 8), "float32", name=name)
+
+    if float_io:
+        x, a, b, y = f32("in"), q8("q"), q8("model/relu_1/Relu"), f32("out")
+        g.add_op("QUANTIZE", [x], [a])
+        g.add_op("RELU", [a], [b])
+        g.add_op("DEQUANTIZE", [b], [y])
+        return g.model()
+    x, d1 = q8("in"), f32("tfl.dequantize")
+    e, t = f32("model/model/act_elu_1/Elu"), f32("model/model/act_tanh_1/Tanh")
+    q1, d2 = q8("tfl.quantize"), f32("tfl.dequantize1")
+    gl, y = f32("tf_model/gelu_2/Gelu"), q8("o")
+    g.add_op("DEQUANTIZE", [x], [d1])
+    g.add_op("ELU", [d1], [e])
+    g.add_op("TANH", [e], [t])
+    g.add_op("QUANTIZE", [t], [q1])
+    g.add_op("DEQUANTIZE", [q1], [d2])
+    g.add_op("GELU", [d2], [gl])
+    g.add_op("QUANTIZE", [gl], [y])
+    return g.model()
+
+
+def test_float_islands_are_named_with_what_each_runtime_does():
+    from tinyq.convert.ptq import float_islands, island_notes
+
+    model = _island_model()
+    assert [[op.opcode for op in ops] for ops in float_islands(model)] == [
+        ["ELU", "TANH"], ["GELU"]]
+    first, second = island_notes(model)
+    assert first.startswith("ELU 'act_elu', TANH 'act_tanh' stayed float"), first
+    assert ("TFLM runs its float32 ELU kernel; TFLM runs its float32 TANH kernel" in first
+            and "native: the native runtime has no kernel for ELU" in first), first
+    assert second.startswith("GELU 'gelu_2' stayed float"), second
+    assert ("TFLM has no GELU op" in second
+            and "native: the native runtime has no kernel for GELU" in second), second
+    # float32 I/O puts QUANTIZE/DEQUANTIZE at the model's edge: no island there
+    assert float_islands(_island_model(float_io=True)) == []
+    assert island_notes(_island_model(float_io=True)) == ()
+
+
 # --------------------------------------------------------------------------- conversions
 
 @pytest.fixture(scope="module")
@@ -411,3 +462,46 @@ def test_a_converter_error_in_the_child_is_one_line_naming_the_op(recurrent_mode
     text = str(err.value)
     assert "the TFLite converter failed (int8): 'tf.TensorListReserve' op" in text
     assert "\n" not in text
+
+
+def _dense_activation_int8(folder, activation: str):
+    """Dense -> Activation(activation) named 'act_<activation>' -> Dense, quantized to int8."""
+    from conftest import require_tensorflow
+
+    require_tensorflow()
+    import keras
+
+    from tinyq.convert.ptq import quantize
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+                              keras.layers.Activation(activation, name=f"act_{activation}"),
+                              keras.layers.Dense(4)])
+    model.save(folder / f"{activation}.keras")
+    np.save(folder / "calib.npy", np.random.default_rng(5).normal(size=(64, 8)))
+    return quantize(folder / f"{activation}.keras", folder / "calib.npy",
+                    QuantizeOptions(mode="int8"))
+
+
+@pytest.mark.tensorflow
+def test_int8_quantize_names_the_layer_the_converter_left_float(tmp_path):
+    r = _dense_activation_int8(tmp_path, "elu")
+    assert "DEQUANTIZE" in dict(r.ops)      # the converter still leaves ELU in float32
+    (note,) = r.notes
+    assert note.startswith("ELU 'act_elu' stayed float"), note
+    assert "TFLM runs its float32 ELU kernel" in note and "no kernel for ELU" in note, note
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("activation, ops", [("silu", {"LOGISTIC", "MUL"}),
+                                             ("hard_silu", {"HARD_SWISH"})])
+def test_the_gelu_replacements_the_fix_names_run_on_both_runtimes(tmp_path, activation, ops):
+    import tinyq.firmware.native.support  # noqa: F401 - registers the native runtime
+    from tinyq.model import checks
+    from tinyq.model.tflite_reader import read_model_bytes
+
+    r = _dense_activation_int8(tmp_path, activation)
+    assert set(dict(r.ops)) == {"FULLY_CONNECTED"} | ops and r.notes == ()
+    assert activation in checks.BOTH_RUNTIMES_INSTEAD["GELU"]
+    model = read_model_bytes(r.tflite)
+    assert checks.problems(model, "tflm") == () and checks.problems(model, "native") == ()

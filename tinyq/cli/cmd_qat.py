@@ -71,6 +71,8 @@ def run(args, ui) -> int:
     if result.carried_from_keras3:
         ui.print(f"Keras 3 model rebuilt in tf-keras for QAT (max output difference "
                  f"{result.carry_max_abs_diff:.3g})")
+    for note in result.notes:
+        ui.print(f"  note    {note}")
     ui.table(["epoch", "loss", "accuracy", "val accuracy"],
              [(h.epoch, f"{h.loss:.4f}", _pct(h.accuracy), _pct(h.val_accuracy))
               for h in result.history], align="rrrr")

@@ -112,6 +112,16 @@ _ACTIVATIONS = frozenset({
     "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "tanh", "softmax", "softplus",
     "softsign", "elu", "selu", "swish", "silu", "gelu", "exponential", "mish",
 })
+#: Activations tfmot's fake quantization takes inside a Conv/Dense layer
+#: (``QuantizeAwareActivation`` of tensorflow-model-optimization 0.8: pre- and post-quant sets).
+QAT_LAYER_ACTIVATIONS = frozenset({"linear", "relu", "softmax", "sigmoid", "tanh", "swish",
+                                   "gelu"})
+#: Activations tfmot refuses inside a layer but takes as a layer of their own: activation
+#: name -> (tf-keras layer class, its settings, how the note writes it). The rewrite
+#: computes the same function, so the carried model's outputs still match the original.
+SPLIT_ACTIVATIONS: Mapping[str, tuple[str, Mapping[str, Any], str]] = {
+    "relu6": ("ReLU", {"max_value": 6.0}, "ReLU(max_value=6)"),
+}
 #: Regularizer classes carried over (others are dropped and reported).
 _REGULARIZERS = {"L1": "L1", "L2": "L2", "L1L2": "L1L2"}
 
@@ -125,6 +135,7 @@ class CarryResult:
     dropped: tuple[str, ...]         # settings not carried (e.g. "conv1.kernel_constraint")
     max_abs_diff: float              # largest |original - rebuilt| output on the check samples
     check_samples: int
+    split: tuple[str, ...] = ()      # layers whose activation became a layer of its own
 
 
 def import_tf_keras():
@@ -242,7 +253,8 @@ def _regularizer(tfk, spec, where: str, dropped: list[str]):
 
 
 def _make_layer(tfk, layer, name: str, dropped: list[str],
-                carriers: Mapping[str, Carrier] = CARRIERS):
+                carriers: Mapping[str, Carrier] = CARRIERS, activation: str | None = None):
+    """The tf-keras twin of ``layer`` (``activation``: replaces the layer's own)."""
     carrier = carriers[_kind(layer)]
     config = layer.get_config()
     renames = dict(carrier.renames)
@@ -260,6 +272,8 @@ def _make_layer(tfk, layer, name: str, dropped: list[str],
                 kwargs[key] = reg
         elif key.endswith("_constraint"):
             dropped.append(f"{layer.name}.{key}")
+    if activation is not None:
+        kwargs["activation"] = activation
     if "target_shape" in kwargs:
         kwargs["target_shape"] = tuple(kwargs["target_shape"])
     if "dims" in kwargs:
@@ -270,9 +284,13 @@ def _make_layer(tfk, layer, name: str, dropped: list[str],
 class _Builder:
     """Rebuilds the graph in tf-keras: one new layer per original (shared layers stay shared)."""
 
-    def __init__(self, tfk, carriers: Mapping[str, Carrier] = CARRIERS) -> None:
+    def __init__(self, tfk, carriers: Mapping[str, Carrier] = CARRIERS,
+                 split_activations: bool = False) -> None:
         self.tfk = tfk
         self.carriers = carriers
+        self.split_activations = split_activations
+        self.split: list[str] = []
+        self.after: dict[int, Any] = {}       # id(original layer) -> its split-off activation
         self.new_layers: dict[int, Any] = {}
         self.pairs: list[tuple[Any, Any]] = []
         self.names: set[str] = set()
@@ -292,12 +310,29 @@ class _Builder:
             return self.apply(layer, flat)
         new = self.new_layers.get(id(layer))
         if new is None:
-            new = _make_layer(self.tfk, layer, self._unique(layer.name), self.dropped,
-                              self.carriers)
-            self.new_layers[id(layer)] = new
-            self.pairs.append((layer, new))
+            new = self._make(layer)
         kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
-        return new(*args, **kwargs)
+        out = new(*args, **kwargs)
+        after = self.after.get(id(layer))
+        return out if after is None else after(out)
+
+    def _make(self, layer):
+        """The tf-keras twin of ``layer``; with ``split_activations``, an activation tfmot
+        takes only as a layer of its own (relu6) becomes one, applied after the twin."""
+        act = layer.get_config().get("activation")
+        split = (SPLIT_ACTIVATIONS.get(act) if self.split_activations and isinstance(act, str)
+                 and _kind(layer) != "Activation" else None)
+        new = _make_layer(self.tfk, layer, self._unique(layer.name), self.dropped,
+                          self.carriers, activation="linear" if split else None)
+        self.new_layers[id(layer)] = new
+        self.pairs.append((layer, new))
+        if split:
+            target, settings, text = split
+            self.after[id(layer)] = getattr(self.tfk.layers, target)(
+                name=self._unique(f"{layer.name}_{act}"), **settings)
+            self.split.append(f"'{layer.name}' ({_kind(layer)}, activation={act!r}) -> "
+                              f"{_kind(layer)} + {text}")
+        return new
 
     def apply(self, model, inputs: Sequence[Any]):
         """Apply ``model``'s layers to tf-keras tensors ``inputs``; return its outputs."""
@@ -378,18 +413,22 @@ def _check_samples(model, sample) -> list[np.ndarray]:
 
 def carry_to_tf_keras(model, sample: np.ndarray | Sequence[np.ndarray] | None = None,
                       *, progress: Callable[[str], None] | None = None,
-                      carriers: Mapping[str, Carrier] = CARRIERS) -> CarryResult:
+                      carriers: Mapping[str, Carrier] = CARRIERS,
+                      split_activations: bool = False) -> CarryResult:
     """Rebuild a Keras 3 ``model`` in tf-keras, copy its weights, check the outputs match.
 
     ``sample``: inputs for the check (the first :data:`CARRY_CHECK_SAMPLES` rows are
-    used); random normal data of the input shape when ``None``.
+    used); random normal data of the input shape when ``None``. ``split_activations``
+    (for QAT): a Conv/Dense activation tfmot does not take inside the layer
+    (:data:`SPLIT_ACTIVATIONS`, e.g. relu6) becomes a separate layer computing the same
+    (listed in :attr:`CarryResult.split`).
     Raises :class:`UnsupportedError` naming every layer it cannot carry, and
     :class:`ModelError` if the rebuilt model's outputs differ.
     """
     check_carryable(model, carriers)
     tfk = import_tf_keras()
     originals = _model_inputs(model)
-    builder = _Builder(tfk, carriers)
+    builder = _Builder(tfk, carriers, split_activations)
     new_inputs = [tfk.Input(shape=tuple(kt.shape[1:]), dtype=str(kt.dtype),
                             name=builder._unique(_input_name(kt, i)))
                   for i, kt in enumerate(originals)]
@@ -424,7 +463,7 @@ def carry_to_tf_keras(model, sample: np.ndarray | Sequence[np.ndarray] | None = 
                     ", ".join(builder.dropped))
     return CarryResult(model=new_model, layers=tuple(new.name for _, new in builder.pairs),
                        dropped=tuple(builder.dropped), max_abs_diff=diff,
-                       check_samples=int(xs[0].shape[0]))
+                       check_samples=int(xs[0].shape[0]), split=tuple(builder.split))
 
 
 def _input_name(kt, index: int) -> str:

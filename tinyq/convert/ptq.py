@@ -192,6 +192,90 @@ def detect_mode(model) -> str:
     return "float32"
 
 
+#: Ops that move values between an integer graph and float32: the edges of a float island.
+BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+_FLOAT_TYPES = ("float32", "float16")
+
+
+def float_islands(model) -> list[tuple[Any, ...]]:
+    """Groups of ops (ir.Operators) that compute in float inside an integer model: ops other
+    than QUANTIZE/DEQUANTIZE with a float output, grouped when one feeds another in float.
+    A float32 model is all island: call this only for int8/int16x8 models."""
+    float_ops = [op for op in model.operators if op.opcode not in BOUNDARY_OPS and any(
+        o >= 0 and model.tensors[o].dtype in _FLOAT_TYPES for o in op.outputs)]
+    group = {op.index: op.index for op in float_ops}
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    producer = {o: op.index for op in float_ops for o in op.outputs if o >= 0}
+    for op in float_ops:
+        for i in op.inputs:
+            if i in producer:
+                group[root(op.index)] = root(producer[i])
+    islands: dict[int, list[Any]] = {}
+    for op in float_ops:
+        islands.setdefault(root(op.index), []).append(op)
+    return [tuple(ops) for ops in islands.values()]
+
+
+def layer_of(tensor_name: str) -> str:
+    """The Keras layer a converter tensor name comes from: 'model/dense/MatMul' -> 'dense'
+    (the name itself when it has no '/'). Keras 3 names repeat the model scope and add
+    '_1' to each layer's ('functional_1/functional_1/dense_1_2/MatMul' is layer
+    'dense_1'): that suffix is dropped."""
+    parts = tensor_name.split(";")[0].split("/")
+    if len(parts) < 2:
+        return parts[0]
+    if len(parts) > 3 and parts[0] == parts[1]:
+        return re.sub(r"_\d+$", "", parts[-2])
+    return parts[-2]
+
+
+def _tflm_float_kernel(model, op) -> str:
+    """What TFLM does with ``op`` in its dtypes: runs it, or why not."""
+    from tinyq.model.checks import TFLM_BUILTIN_OPS
+    from tinyq.model.tflm_dtypes import TFLM_OP_DTYPES, op_signature
+
+    if op.opcode not in TFLM_BUILTIN_OPS:
+        return f"TFLM has no {op.opcode} op"
+    sig = op_signature(model, op)
+    if sig is None:
+        return f"TFLM registers {op.opcode} (tinyq's dtype table does not list its kernels)"
+    if TFLM_OP_DTYPES[op.opcode].accepts(sig):
+        return f"TFLM runs its {sig[-1]} {op.opcode} kernel"
+    return f"TFLM has no {sig[-1]} {op.opcode} kernel"
+
+
+def island_notes(model) -> tuple[str, ...]:
+    """One line per float island of an int8/int16x8 model (an ir.Model): the layers that
+    stayed float and what TFLM and the native runtime do with them."""
+    islands = float_islands(model)
+    if not islands:
+        return ()
+    from tinyq.firmware.native.support import problems as native_problems
+
+    refused = {}
+    for p in native_problems(model):
+        if p.op_index is not None:
+            refused.setdefault(p.op_index, p.message)
+    notes = []
+    for ops in islands:
+        names = ", ".join(f"{op.opcode} '{layer_of(model.tensors[op.outputs[0]].name)}'"
+                          for op in ops)
+        tflm = "; ".join(dict.fromkeys(_tflm_float_kernel(model, op) for op in ops))
+        native = "; ".join(dict.fromkeys(refused[op.index] for op in ops
+                                         if op.index in refused))
+        native = f"native: {native}" if native else "native runs it"
+        notes.append(f"{names} stayed float (DEQUANTIZE -> float -> QUANTIZE inside the "
+                     f"integer model): {tflm} (float code on the board, slower); {native}; "
+                     "to keep it integer, replace it with a layer the converter quantizes "
+                     "(ReLU, LeakyReLU, tanh, sigmoid)")
+    return tuple(notes)
+
+
 # --------------------------------------------------------------------------- converting
 
 def _key_line(exc: BaseException, log_text: str) -> str:
@@ -454,6 +538,9 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
         converted = converter.convert(options, samples if used else None)
     tflite = converted.tflite
     model = read_model_bytes(tflite)
+    notes = converted.notes
+    if options.mode in CALIBRATED_MODES:
+        notes += island_notes(model)
     if output is not None:
         write_bytes(output, tflite, force=force, inputs=inputs)
         progress(ProgressEvent(STAGE, f"wrote {output}"))
@@ -464,4 +551,4 @@ def quantize(model_path: str | os.PathLike[str], calib: Any = None,
         inputs=tensor_specs(model, model.inputs), outputs=tensor_specs(model, model.outputs),
         ops=op_counts(model), calib_samples=used, loader=float_model.loader,
         repairs=float_model.repairs, seconds=time.perf_counter() - start,
-        output=None if output is None else str(output), notes=converted.notes)
+        output=None if output is None else str(output), notes=notes)

@@ -103,6 +103,7 @@ class QatResult:
     output_zero_point: int
     train_seconds: float
     ptq_error: str | None = None      # why the PTQ row is missing, if it failed
+    notes: tuple[str, ...] = ()       # how the model was rewritten for QAT (one line each)
 
     @property
     def size_bytes(self) -> int:
@@ -213,17 +214,25 @@ def _check_labels(y: np.ndarray, classes: int, what: str) -> None:
 # --------------------------------------------------------------------------- stages
 
 def to_tf_keras(model, sample: np.ndarray | None = None, progress: ProgressFn = null_progress):
-    """A tf-keras model to fine-tune: ``model`` itself if it is tf-keras, else a checked rebuild.
+    """A tf-keras model to fine-tune: ``model`` itself if it is tf-keras, else a checked rebuild
+    (activations tfmot takes only as separate layers, such as relu6, split off).
 
-    Returns ``(tf_keras_model, carry_max_abs_diff or None)``.
+    Returns ``(tf_keras_model, carry_max_abs_diff or None, notes)``: one note line saying
+    which activations were split off, if any.
     """
     if is_tf_keras_model(model):
-        return model, None
+        return model, None, ()
     from tinyq.convert.keras_carry import carry_to_tf_keras
 
     result = carry_to_tf_keras(
-        model, sample, progress=lambda m: progress(ProgressEvent(STAGE, m)))
-    return result.model, result.max_abs_diff
+        model, sample, progress=lambda m: progress(ProgressEvent(STAGE, m)),
+        split_activations=True)
+    notes = ()
+    if result.split:
+        notes = (f"rewrote {len(result.split)} layer(s) for QAT (tfmot takes these "
+                 "activations only as separate layers; same outputs): "
+                 + "; ".join(result.split),)
+    return result.model, result.max_abs_diff, notes
 
 
 def _output_is_probability(tfk_model) -> bool:
@@ -253,15 +262,24 @@ def check_quantizable(tfk_model) -> None:
         default_8bit_quantize_registry as registry_module,
     )
 
+    from tinyq.convert.keras_carry import QAT_LAYER_ACTIVATIONS
+
     registry = registry_module.Default8BitQuantizeRegistry()
     missing = [f"'{layer.name}' ({type(layer).__name__})" for layer in tfk_model.layers
                if type(layer).__name__ != "InputLayer" and not registry.supports(layer)
                and not _folded_batch_norm(layer)]
+    for layer in tfk_model.layers:
+        act = getattr(layer, "get_config", dict)().get("activation")
+        if (type(layer).__name__ != "Activation" and isinstance(act, str)
+                and act not in QAT_LAYER_ACTIVATIONS):
+            missing.append(f"'{layer.name}' ({type(layer).__name__}, activation {act!r})")
     if missing:
         raise UnsupportedError(
             f"QAT (tfmot default 8-bit scheme) has no fake-quant recipe for: {', '.join(missing)}",
-            hint="replace them (e.g. Multiply/Subtract/Rescaling are not covered) "
-            "or quantize without QAT (`tinyq quantize`)", layers=tuple(missing))
+            hint="replace them (e.g. Multiply/Subtract/Rescaling are not covered; inside a "
+            f"Conv/Dense tfmot takes only {', '.join(sorted(QAT_LAYER_ACTIVATIONS))}, and "
+            "tinyq splits relu6 off) or quantize without QAT (`tinyq quantize`)",
+            layers=tuple(missing))
 
 
 def fine_tune(tfk_model, x: np.ndarray, y: np.ndarray, options: QatOptions,
@@ -402,6 +420,7 @@ class _Prepared:
     val: _Arrays | None
     y_val: np.ndarray | None
     calib: np.ndarray
+    notes: tuple[str, ...] = ()       # how the model was rewritten for QAT
 
 
 def _input_shape(model) -> tuple[int | None, ...]:
@@ -428,12 +447,12 @@ def _prepare(model_path, train, options: QatOptions, calib, val,
 
     cal = calibration_samples(_as_data(calib, "calibration data") if calib is not None else tr.x,
                               want, QuantizeOptions(calib_samples=options.calib_samples))
-    tfk_model, carry_diff = to_tf_keras(model, tr.x[:8], progress)
+    tfk_model, carry_diff, notes = to_tf_keras(model, tr.x[:8], progress)
     classes = int(np.prod(tfk_model.outputs[0].shape[1:]))
     _check_labels(y_train, classes, "training data")
     if y_val is not None:
         _check_labels(y_val, classes, "validation data")
-    return _Prepared(model, tfk_model, carry_diff, tr, y_train, va, y_val, cal)
+    return _Prepared(model, tfk_model, carry_diff, tr, y_train, va, y_val, cal, notes)
 
 
 def _train_convert(prep: _Prepared, options: QatOptions, progress: ProgressFn):
@@ -502,7 +521,7 @@ def qat(model_path: str | os.PathLike[str], train: Any, options: QatOptions = Qa
         carried_from_keras3=prep.carry_diff is not None, carry_max_abs_diff=prep.carry_diff,
         input_scale=inp.scale, input_zero_point=inp.zero_point,
         output_scale=out.scale, output_zero_point=out.zero_point,
-        train_seconds=train_seconds, ptq_error=ptq_error,
+        train_seconds=train_seconds, ptq_error=ptq_error, notes=prep.notes,
     )
 
 

@@ -92,6 +92,34 @@ TFLM_CUSTOM_OPS: frozenset[str] = frozenset({
     "SignalStacker", "SignalWindow",
 })
 
+#: What to use instead of an op neither runtime runs, by op (measured with TensorFlow 2.21 and
+#: Keras 3: activation="silu" converts to LOGISTIC and MUL, "hard_silu" to HARD_SWISH, and
+#: both run in int8 on TFLM and on the native runtime).
+BOTH_RUNTIMES_INSTEAD: Mapping[str, str] = MappingProxyType({
+    "GELU": "replace the GELU activation with activation=\"silu\" (x * sigmoid(x), close to "
+            "GELU: LOGISTIC and MUL ops) or \"hard_silu\" (one HARD_SWISH op), which TFLM "
+            "and the native runtime both run in int8; fine-tune briefly, then convert again",
+})
+
+
+def instead_fix(opcode: str) -> str:
+    """The fix for an op neither runtime runs: something that works in both."""
+    return BOTH_RUNTIMES_INSTEAD.get(opcode, (
+        f"replace the layer that makes {opcode} with layers whose ops both runtimes run "
+        "(docs/supported_ops.md lists them) and convert again"))
+
+
+def tflm_runs(model: ir.Model, op: ir.Operator) -> bool:
+    """Whether TFLM has a kernel for ``op`` with its dtypes (ops the dtype table does not
+    list: whether TFLM registers the op)."""
+    if op.opcode == "CUSTOM":
+        return op.custom_code in TFLM_CUSTOM_OPS
+    if op.opcode not in TFLM_BUILTIN_OPS:
+        return False
+    sig = tflm_dtypes.op_signature(model, op)
+    return sig is None or tflm_dtypes.TFLM_OP_DTYPES[op.opcode].accepts(sig)
+
+
 #: Ops that multiply activations by constant weights: with float activations and int8
 #: weights they are "hybrid" (dynamic-range quantization), which TFLM does not run.
 WEIGHT_OPS: Mapping[str, int] = MappingProxyType({   # opcode -> weights input position
@@ -174,15 +202,21 @@ def tflm_unsupported_op(model: ir.Model) -> Iterator[Finding]:
     """{opcode} is not an op TFLM implements, so the interpreter stops with "Didn't find
     op for builtin opcode".
 
-    Fix: replace the layer with ops listed in docs/supported_ops.md (or with --runtime
-    native where it supports it) and convert again.
+    Fix: {fix}
     """
+    native_ok = None
     for op in model.operators:
-        if op.opcode == "CUSTOM":
-            if op.custom_code not in TFLM_CUSTOM_OPS:
-                yield {"op": op, "opcode": f"custom op {op.custom_code!r}"}
-        elif op.opcode not in TFLM_BUILTIN_OPS:
-            yield {"op": op}
+        if op.opcode == "CUSTOM" and op.custom_code in TFLM_CUSTOM_OPS:
+            continue
+        if op.opcode != "CUSTOM" and op.opcode in TFLM_BUILTIN_OPS:
+            continue
+        if native_ok is None:
+            native_ok = _native_runs(model)
+        name = op.opcode if op.opcode != "CUSTOM" else f"custom op {op.custom_code!r}"
+        fix = (f"use --runtime native, which runs {name} (check the whole model with "
+               "`tinyq inspect MODEL --runtime native`)" if op.index in native_ok
+               else instead_fix(name))
+        yield {"op": op, "opcode": name, "fix": fix}
 
 
 @check("tflm")

@@ -55,6 +55,7 @@ import numpy as np
 from tinyq.errors import UnsupportedError
 from tinyq.firmware.native import fixedpoint, quant
 from tinyq.model import ir
+from tinyq.model.checks import TFLM_BUILTIN_OPS, instead_fix
 
 # ----------------------------------------------------------------------------- call records
 
@@ -1037,11 +1038,14 @@ def lowering_for(op: ir.Operator, model: ir.Model | None = None) -> Lowering:
     try:
         return LOWERINGS[op.opcode]
     except KeyError:
-        hint = "run `tinyq inspect MODEL --runtime native`, or use --runtime tflm"
+        # without the model, TFLM's dtypes are unknown: the op is all there is to go on
+        hint = ("use --runtime tflm (`tinyq inspect MODEL --runtime tflm` checks that it runs "
+                "the model)" if op.opcode in TFLM_BUILTIN_OPS else instead_fix(op.opcode))
         if model is not None:
-            from tinyq.firmware.native.support import requantize_fix
+            from tinyq.firmware.native.support import other_runtime_fix, requantize_fix
 
-            hint = requantize_fix(model) or hint   # dynamic-range/float16: not TFLM either
+            # dynamic-range/float16: not TFLM either; an op TFLM lacks too: what both run
+            hint = requantize_fix(model) or other_runtime_fix(model, op)
         raise UnsupportedError(
             f"op {op.index} {op.opcode}: the native runtime has no kernel for it",
             hint=hint, op=op.opcode) from None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from tinyq.errors import UnsupportedError
 from tinyq.firmware.native.lower import LOWERINGS, Sig
 from tinyq.model import ir
-from tinyq.model.checks import Problem, register_runtime
+from tinyq.model.checks import Problem, instead_fix, register_runtime, tflm_runs
 
 RUNTIME = "native"
 
@@ -100,13 +100,20 @@ def requantize_fix(model: ir.Model) -> str | None:
     return f"{REQUANTIZE} ({why})" if why else None
 
 
+def other_runtime_fix(model: ir.Model, op: ir.Operator) -> str:
+    """The fix for an op native has no kernel for: TFLM when it runs the op, else what both
+    runtimes run."""
+    if tflm_runs(model, op):
+        return f"use --runtime tflm, which runs {op.opcode} with these dtypes"
+    return instead_fix(op.opcode)
+
+
 def _op_problems(model: ir.Model, op: ir.Operator, requantize: str | None,
                  check_params: bool = True) -> list[Problem]:
     lowering = LOWERINGS.get(op.opcode)
     if lowering is None:
         return [Problem(RUNTIME, f"the native runtime has no kernel for {op.opcode}",
-                        requantize or "use --runtime tflm, or change the model to avoid this op",
-                        op.index, op.opcode)]
+                        requantize or other_runtime_fix(model, op), op.index, op.opcode)]
     ins, outs = _dtypes(model, op.inputs), _dtypes(model, op.outputs)
     if not any(sig.matches(ins, outs) for sig in lowering.signatures):
         accepted = "; ".join(str(s) for s in lowering.signatures)
