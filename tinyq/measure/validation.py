@@ -850,6 +850,10 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
              progress: ProgressFn = null_progress) -> ValidateResult:
     """Build (cached), open the device once, run the samples, compare with the host.
 
+    What is measured follows ``options.task`` or, by default, the labels and the output
+    shape (:func:`choose_task`): top-1 accuracy with per-class precision/recall and
+    confusion matrices, regression errors, or anomaly scores and AUC.
+
     Example::
 
         result = tinyq.validate("digits_int8.tflite", "mps2-an386", data="test.npz",
