@@ -357,3 +357,43 @@ def test_validate_a_regression_model_on_qemu(regress_case, tmp_path, monkeypatch
     for key, value in _regress_expected(host, y[:8]).items():
         assert result.regression["device"][key] == pytest.approx(value, rel=1e-9)
     assert result.regression["device_vs_host"]["rmse"] == 0
+
+
+def test_a_version_1_record_reads_as_classify(tmp_path):
+    """Records an older tinyq wrote (schema 1, top-1 only) render and resume as classify."""
+    from tinyq.measure.report import load_record, markdown
+
+    old = {"kind": "validate", "schema_version": 1, "tinyq": "0.1.0", "model": "m.tflite",
+           "model_id": "0123456789ab", "data": "t.npz", "data_sha256": "d",
+           "samples": 2, "samples_requested": 3, "complete": False, "missing": 1,
+           "device_accuracy": 0.5, "host_accuracy": 0.5, "bit_exact": True,
+           "bit_exact_count": 2, "max_lsb_diff": 0, "per_sample": [[0, 1, 1, 1, 0],
+                                                                    [1, 2, 0, 0, 0]]}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    record = load_record(path)
+    assert record["task"] == "classify" and record["schema_version"] == 2
+    text = markdown(record)
+    assert "## Accuracy" in text and "on-device top-1 | 50.00 % |" in text
+    assert "### Per class" not in text        # the old record has no confusion matrix
+    done = resume_records(record, "0123456789ab" + "0" * 52, "d", 3)
+    assert [(r.label, r.device_pred) for r in done] == [(1, 1), (2, 0)]
+
+
+def test_report_command_writes_the_confusion_png_of_a_record(tmp_path):
+    from tinyq.cli import main
+
+    record = {"kind": "validate", "schema_version": 2, "tinyq": "0.1.0", "model": "m.tflite",
+              "task": "classify", "samples": 3, "samples_requested": 3, "complete": True,
+              "device_accuracy": 2 / 3, "host_accuracy": 2 / 3, "bit_exact": True,
+              "bit_exact_count": 3, "max_lsb_diff": 0,
+              "per_class": [{"class": 0, "support": 2, "device_precision": 1.0,
+                             "device_recall": 0.5, "host_precision": 1.0, "host_recall": 0.5},
+                            {"class": 1, "support": 1, "device_precision": 0.5,
+                             "device_recall": 1.0, "host_precision": 0.5, "host_recall": 1.0}],
+              "confusion_device": [[1, 1], [0, 1]], "confusion_host": [[1, 1], [0, 1]]}
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(record))
+    assert main(["report", str(path), "-o", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r-confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 0 | 1 | 1 |" in (tmp_path / "r.md").read_text()

@@ -330,7 +330,8 @@ def _layers_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
 
 
 def _g(value: Any) -> str:
-    return "-" if value is None else f"{value:.6g}"
+    """A measure (an error, a similarity, an AUC) to 6 significant digits."""
+    return "–" if value is None else f"{value:.6g}"
 
 
 def _task_rows(rec: Mapping[str, Any]) -> tuple[str, list[list[str]]]:
