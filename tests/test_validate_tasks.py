@@ -397,3 +397,17 @@ def test_report_command_writes_the_confusion_png_of_a_record(tmp_path):
     assert main(["report", str(path), "-o", str(tmp_path / "r.md")]) == 0
     assert (tmp_path / "r-confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 0 | 1 | 1 |" in (tmp_path / "r.md").read_text()
+
+
+def test_two_regression_records_compare_side_by_side(regress_case):
+    from tinyq.measure.report import compare_markdown
+
+    path, data, _xq, _y = regress_case
+    exact = _on_fake(path, data).to_json()
+    off = _on_fake(path, data, corrupt={k: 9 for k in range(N)}).to_json()
+    text = compare_markdown([exact, off], ["exact", "off"])
+    row = next(line for line in text.splitlines() if line.startswith("| on-device RMSE"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[1]) == pytest.approx(exact["regression"]["device"]["rmse"], rel=1e-3)
+    assert float(cells[2]) == pytest.approx(off["regression"]["device"]["rmse"], rel=1e-3)
+    assert "on-device top-1" not in text and "on-device AUC" not in text

@@ -717,6 +717,12 @@ COMPARE_ROWS: tuple[tuple[str, str], ...] = (
     ("on-device accuracy", "device_accuracy"),
     ("host accuracy", "host_accuracy"),
     ("float accuracy", "float_accuracy"),
+    ("on-device MAE", "regression.device.mae"),
+    ("on-device RMSE", "regression.device.rmse"),
+    ("on-device cosine similarity", "regression.device.cosine"),
+    ("on-device L2 relative error", "regression.device.l2r"),
+    ("on-device mean anomaly score", "anomaly.device_mean_score"),
+    ("on-device AUC", "anomaly.device_auc"),
     ("bit-exact", "bit_exact"),
     ("max LSB diff", "max_lsb_diff"),
 )
