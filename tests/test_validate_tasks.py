@@ -273,6 +273,9 @@ def test_the_task_follows_the_labels_and_the_output_shape(regress_case, anomaly_
     assert choose_task(reg, np.full((4, 3), 0.5)) == "regress"
     assert choose_task(reg, np.array([0, 1, 2, 1])) == "classify"
     assert choose_task(cls, np.array([0, 3, 2, 1])) == "classify"
+    soft = np.array([[0.9, 0.05, 0.05, 0.0], [0.1, 0.7, 0.1, 0.1]], np.float32)
+    assert choose_task(cls, soft) == "classify"             # smoothed labels, as before
+    assert choose_task(cls, soft * 2) == "regress"
     assert choose_task(ae, np.array([0, 1, 1, 0])) == "anomaly"
     assert choose_task(ae, None) == "anomaly"
     assert choose_task(reg, np.array([0, 1, 2, 1]), "regress") == "regress"

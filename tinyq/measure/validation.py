@@ -401,7 +401,8 @@ def choose_task(model: Any, y: np.ndarray | None, task: str | None = None) -> st
 
     Given ``task`` wins. Otherwise: no labels, or 0/1 labels for a model whose output has
     its input's shape (an autoencoder), is ``anomaly``; float (non-integer) labels holding
-    as many values per sample as the output are ``regress``; anything else ``classify``.
+    as many values per sample as the output, other than rows of class probabilities, are
+    ``regress``; anything else (class indices, one-hot or soft labels) ``classify``.
     """
     if task is not None:
         if task not in TASKS:
@@ -418,9 +419,22 @@ def choose_task(model: Any, y: np.ndarray | None, task: str | None = None) -> st
         return "anomaly"
     integral = np.issubdtype(y.dtype, np.integer) or \
         bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))
-    if len(y) and y.size // len(y) == out_size and not integral:
+    if len(y) and y.size // len(y) == out_size and not integral \
+            and not _probability_rows(y):
         return "regress"
     return "classify"
+
+
+#: How far from 1 a row of class probabilities may sum (float32 soft labels).
+PROBABILITY_SUM_TOLERANCE = 1e-3
+
+
+def _probability_rows(y: np.ndarray) -> bool:
+    """Rows of class probabilities (soft or smoothed one-hot labels): classify, not regress."""
+    if y.ndim != 2 or y.shape[1] < 2 or not np.all(np.isfinite(y)):
+        return False
+    return bool(np.all((y >= 0) & (y <= 1))
+                and np.all(np.abs(y.sum(axis=1) - 1) <= PROBABILITY_SUM_TOLERANCE))
 
 
 def load_task_data(path: str | os.PathLike[str], model: Any, task: str | None = None,
