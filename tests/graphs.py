@@ -107,3 +107,19 @@ def long_tail_model(seed: int = 0, per_op: int = 2) -> bytes:
                 raise AssertionError(f"no {op} case with usable input dtypes in 100 draws")
     return g.build([t for c in cases for t, _ in c.inputs],
                    [t for c in cases for t in c.outputs])
+
+
+def fc_int8(weights: np.ndarray, bias: np.ndarray | None = None, in_scale: float = 1 / 16,
+            w_scale: float = 1 / 127, out_scale: float = 1 / 32, out_zero_point: int = 0,
+            description: str = "tinyq int8 FULLY_CONNECTED test model") -> bytes:
+    """One int8 FULLY_CONNECTED layer ``(1, n_in) -> (1, n_out)`` with the given int8
+    ``weights`` ``(n_out, n_in)`` (a regressor, an autoencoder when square)."""
+    n_out, n_in = weights.shape
+    g = GraphBuilder(description)
+    x = g.add_tensor((1, n_in), "int8", scale=in_scale, zero_point=0)
+    w = g.add_constant(np.asarray(weights, np.int8), scale=w_scale, zero_point=0)
+    b = g.add_constant(np.zeros(n_out, np.int32) if bias is None else np.asarray(bias, np.int32),
+                       "int32", scale=in_scale * w_scale, zero_point=0)
+    y = g.add_tensor((1, n_out), "int8", scale=out_scale, zero_point=out_zero_point)
+    g.add_op("FULLY_CONNECTED", [x, w, b], [y])
+    return g.build()

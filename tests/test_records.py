@@ -145,8 +145,8 @@ def test_upgrade_reads_an_old_inspect_record():
 def test_upgrade_reads_old_validate_and_evaluate_records():
     assert upgrade({"kind": "validate", "version": 1, "device_accuracy": 1.0,
                     "device": "QEMU mps2-an386 (tcp:127.0.0.1:4711)"}) == {
-        "kind": "validate", "schema_version": 1, "device_accuracy": 1.0,
-        "device": "QEMU mps2-an386"}
+        "kind": "validate", "schema_version": 2, "device_accuracy": 1.0,
+        "device": "QEMU mps2-an386", "task": "classify"}     # version 1 was top-1 only
     assert upgrade({"latency": {}})["kind"] == "bench"         # before records had kinds
     assert upgrade({"kind": "evaluate", "runtime": "tflm"})["interpreter"] == "tflm"
 

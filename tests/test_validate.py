@@ -244,7 +244,10 @@ def test_a_deploy_record_can_be_resumed(case):
     model = case[0]
     partial = _run(case, _client(model.read_bytes(), faults=[Fault("disconnect",
                                                                    command="infer", after=3)]))
-    record = {**partial.to_json(), "kind": "deploy", "latency": {}}
+    from tinyq.records import SCHEMA_VERSIONS
+
+    record = {**partial.to_json(), "kind": "deploy", "latency": {},
+              "schema_version": SCHEMA_VERSIONS["deploy"]}
     done = resume_records(record, read_model_bytes(model.read_bytes()).sha256, "d" * 64,
                           N_SAMPLES)
     assert len(done) == 3

@@ -9,7 +9,8 @@ interpreter), ``layers[].op`` (an op's type), ``device`` (the serial port or the
 and its machine; never a TCP port, which changes every run).
 
 :func:`upgrade` reads records older tinyq versions wrote (no ``kind`` or
-``schema_version``, validate's ``version``, inspect's ``ops[].type``) as current ones, so
+``schema_version``, validate's ``version`` and its top-1-only version 1, inspect's
+``ops[].type``) as current ones, so
 ``tinyq report`` and ``validate --resume`` keep reading them.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 #: its layout changes in a way a reader must know about (a renamed or removed field).
 SCHEMA_VERSIONS: dict[str, int] = {
     "quantize": 1, "evaluate": 1, "compare": 1, "qat": 1, "inspect": 1, "build": 1,
-    "run": 1, "bench": 1, "validate": 1, "deploy": 1, "generate": 1, "flash": 1, "sweep": 1,
+    "run": 1, "bench": 1, "validate": 2, "deploy": 1, "generate": 1, "flash": 1, "sweep": 1,
 }
 KINDS = tuple(SCHEMA_VERSIONS)
 
@@ -98,6 +99,10 @@ def upgrade(record: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("layers", "op_set"):
             if isinstance(out.get(key), list):
                 out[key] = [_renamed(e, "type", "op") for e in out[key]]
+    if kind == "validate" and out["schema_version"] == 1:
+        # version 2 added the task and its measures; a version 1 record is top-1 only
+        out["schema_version"] = 2
+        out.setdefault("task", "classify")
     if kind == "build" and "elf" in out and "firmware" not in out:
         out["firmware"] = out.pop("elf")
     if kind == "evaluate" and "runtime" in out and "interpreter" not in out:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-HELP = ("stream labelled test samples to a board or emulator: on-device top-1 accuracy vs the "
-        "tflite-micro interpreter, bit-exact count, max LSB difference")
+HELP = ("stream test samples to a board or emulator: on-device top-1 accuracy and confusion "
+        "(or regression errors, or anomaly scores) vs the tflite-micro interpreter, bit-exact "
+        "count, max LSB difference")
 
 
 def add_arguments(p) -> None:
@@ -12,6 +13,7 @@ def add_arguments(p) -> None:
         add_output_arguments,
         add_samples_argument,
         add_target_arguments,
+        add_task_argument,
         positive_int,
     )
 
@@ -21,6 +23,7 @@ def add_arguments(p) -> None:
                         "sub-folder per class, e.g. examples/digits/out/test.npz")
     add_data_arguments(p)
     add_samples_argument(p)
+    add_task_argument(p)
     p.add_argument("--reference", metavar="FLOAT_MODEL",
                    help="also report this float model's accuracy (.keras/.h5/SavedModel or a "
                         "float .tflite)")
@@ -47,14 +50,14 @@ def run(args, ui) -> int:
     if args.resume and args.json and args.resume == args.json:
         args.force = True       # resuming into the same file replaces it by design
     check_target_arguments(args)
-    check_outputs(args, images=("accuracy",))
+    check_outputs(args, images=("accuracy", "confusion"))
     resume = load_record(args.resume) if args.resume else None
     generate, build = build_options(args)
     options = ValidateOptions(samples=args.samples, reference=args.reference,
                               flash=not args.no_flash, baud=args.baud,
                               flashing=flash_options(args), build=build,
                               generate=generate, image_scale=args.image_scale,
-                              jobs=args.jobs)
+                              jobs=args.jobs, task=args.task)
     result = validate(args.model, args.board, args.data, emulator=args.emulator, port=args.port,
                       runtime=args.runtime, options=options, resume=resume,
                       progress=ui.progress)

@@ -77,6 +77,17 @@ def add_data_arguments(p) -> None:
                         "(pixel/127.5-1) or 0-255 (raw) (default %(default)s)")
 
 
+def add_task_argument(p) -> None:
+    """--task: what validate (and deploy with --data) measures."""
+    from tinyq.measure.validation import TASKS
+
+    p.add_argument("--task", choices=TASKS, default=None,
+                   help="what to measure: classify (top-1, per-class precision/recall, "
+                        "confusion), regress (MAE, RMSE, cosine, L2 relative error against "
+                        "float targets), anomaly (reconstruction MSE or score per sample, AUC "
+                        "with 0/1 labels); default: from the labels and the output shape")
+
+
 def add_samples_argument(p, default: str = "all") -> None:
     """``--samples N``: how many samples to use: the first N of the data, or N random inputs
     when the command makes them up (``run`` without ``--input``)."""

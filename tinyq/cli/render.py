@@ -62,15 +62,52 @@ def print_validate(result, ui) -> None:
     def pct(v):
         return "-" if v is None else f"{100 * v:.2f}%"
 
+    def num(v):
+        return "-" if v is None else f"{v:.6g}"
+
     ui.print(f"{Path(result.model).name} on {result.board} ({result.runtime}) via "
              f"{result.device}: {result.samples} of {result.requested} samples"
-             + (f" ({result.resumed} resumed)" if result.resumed else ""))
-    rows = [("on-device top-1", pct(result.device_accuracy)),
-            ("host top-1 (tflite-micro)", pct(result.host_accuracy))]
-    if result.float_accuracy is not None:
-        rows.append(("float model top-1", pct(result.float_accuracy)))
+             + (f" ({result.resumed} resumed)" if result.resumed else "")
+             + ("" if result.task == "classify" else f", task {result.task}"))
+    rows = []
+    if result.task == "classify":
+        rows += [("on-device top-1", pct(result.device_accuracy)),
+                 ("host top-1 (tflite-micro)", pct(result.host_accuracy))]
+        if result.float_accuracy is not None:
+            rows.append(("float model top-1", pct(result.float_accuracy)))
+    elif result.task == "regress" and result.regression:
+        reg = result.regression
+        for key, name in (("mae", "MAE"), ("rmse", "RMSE"), ("cosine", "cosine similarity"),
+                          ("l2r", "L2 relative error")):
+            rows += [(f"on-device {name}", num(reg["device"][key])),
+                     (f"host {name} (tflite-micro)", num(reg["host"][key]))]
+        rows.append(("device vs host RMSE", num(reg["device_vs_host"]["rmse"])))
+    elif result.task == "anomaly" and result.anomaly:
+        an = result.anomaly
+        what = "reconstruction MSE" if an["score"] == "reconstruction_mse" else "score"
+        rows += [(f"on-device mean {what}", num(an["device_mean_score"])),
+                 (f"host mean {what} (tflite-micro)", num(an["host_mean_score"]))]
+        if an["device_auc"] is not None:
+            rows += [("on-device AUC", num(an["device_auc"])),
+                     ("host AUC (tflite-micro)", num(an["host_auc"]))]
+        rows.append((f"max device-host {what} difference", num(an["max_score_diff"])))
     rows += [("bit-exact outputs", f"{result.bit_exact_count}/{result.samples}"),
-             ("max LSB difference", str(result.max_lsb_diff)),
-             ("same prediction", f"{result.agreement}/{result.samples}"),
-             ("device time", f"{result.seconds:.1f} s")]
+             ("max LSB difference", str(result.max_lsb_diff))]
+    if result.agreement is not None:
+        rows.append(("same prediction", f"{result.agreement}/{result.samples}"))
+    rows.append(("device time", f"{result.seconds:.1f} s"))
     ui.table(("measure", "value"), rows, align="lr")
+    if result.task == "classify" and result.records:
+        ui.print()
+        ui.table(("class", "support", "device precision", "device recall", "host precision",
+                  "host recall"),
+                 [(c["class"], c["support"], pct(c["device_precision"]), pct(c["device_recall"]),
+                   pct(c["host_precision"]), pct(c["host_recall"])) for c in result.per_class],
+                 align="rrrrrr")
+        ui.print()
+        matrix = result.confusion("device")
+        ui.print("on-device confusion matrix (rows: true class, columns: predicted)")
+        ui.table(("true", *(str(k) for k in range(len(matrix)))),
+                 [(k, *row) for k, row in enumerate(matrix)], align="r" * (len(matrix) + 1))
+        if matrix != result.confusion("host"):
+            ui.print("the host's confusion matrix differs: see the --json record")

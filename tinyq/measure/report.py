@@ -62,8 +62,9 @@ MIN_FIGURE_HEIGHT_IN = 2.5
 
 
 #: The plots a report may hold, each written beside the Markdown as ``<stem>-<name>.png``:
-#: "layers" when the record has a per-layer profile, "accuracy" when it has accuracies.
-REPORT_IMAGES = ("layers", "accuracy")
+#: "layers" when the record has a per-layer profile, "accuracy" when it has accuracies,
+#: "confusion" when it has confusion matrices (validate of a classifier).
+REPORT_IMAGES = ("layers", "accuracy", "confusion")
 
 
 @dataclass(frozen=True)
@@ -328,25 +329,80 @@ def _layers_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
     return out + [""]
 
 
-def _accuracy_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
-    if "device_accuracy" not in rec:
-        return []
-    rows = [["samples", f"{_n(rec.get('samples'))} of {_n(rec.get('samples_requested'))}"],
-            ["on-device top-1", _pct(rec.get("device_accuracy"))],
+def _g(value: Any) -> str:
+    """A measure (an error, a similarity, an AUC) to 6 significant digits."""
+    return "–" if value is None else f"{value:.6g}"
+
+
+def _task_rows(rec: Mapping[str, Any]) -> tuple[str, list[list[str]]]:
+    """The heading and the measure rows of a validate record's task."""
+    task = rec.get("task", "classify")
+    if task == "regress" and isinstance(rec.get("regression"), dict):
+        reg = rec["regression"]
+        rows = []
+        for key, name in (("mae", "MAE"), ("rmse", "RMSE"), ("cosine", "cosine similarity"),
+                          ("l2r", "L2 relative error")):
+            rows += [[f"on-device {name}", _g(reg["device"].get(key))],
+                     [f"host {name} (tflite-micro)", _g(reg["host"].get(key))]]
+        rows.append(["device vs host RMSE", _g(reg["device_vs_host"].get("rmse"))])
+        return "Regression", rows
+    if task == "anomaly" and isinstance(rec.get("anomaly"), dict):
+        an = rec["anomaly"]
+        what = "reconstruction MSE" if an.get("score") == "reconstruction_mse" else "score"
+        rows = [[f"on-device mean {what}", _g(an.get("device_mean_score"))],
+                [f"host mean {what} (tflite-micro)", _g(an.get("host_mean_score"))]]
+        if an.get("device_auc") is not None:
+            rows += [["on-device AUC", _g(an.get("device_auc"))],
+                     ["host AUC (tflite-micro)", _g(an.get("host_auc"))]]
+        rows.append([f"max device-host {what} difference", _g(an.get("max_score_diff"))])
+        return "Anomaly detection", rows
+    rows = [["on-device top-1", _pct(rec.get("device_accuracy"))],
             ["host top-1 (tflite-micro)", _pct(rec.get("host_accuracy"))]]
     if rec.get("float_accuracy") is not None:
         rows.append(["float model top-1", _pct(rec.get("float_accuracy"))])
+    return "Accuracy", rows
+
+
+def _per_class_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
+    """classify: per-class precision/recall and the on-device confusion matrix."""
+    per_class, matrix = rec.get("per_class"), rec.get("confusion_device")
+    if not per_class or not matrix:
+        return []
+    out = ["### Per class", "", _table(
+        ["class", "support", "device precision", "device recall", "host precision",
+         "host recall"],
+        [[c.get("class"), _n(c.get("support")), _pct(c.get("device_precision")),
+          _pct(c.get("device_recall")), _pct(c.get("host_precision")),
+          _pct(c.get("host_recall"))] for c in per_class], "rrrrrr"), "",
+        "On-device confusion matrix (rows: true class, columns: predicted class)"
+        + ("; the host's is the same." if matrix == rec.get("confusion_host")
+           else "; the host's differs (see the image)."), "",
+        _table(["true", *(str(k) for k in range(len(matrix)))],
+               [[str(k), *(_n(v) for v in row)] for k, row in enumerate(matrix)],
+               "r" * (len(matrix) + 1)), ""]
+    if image:
+        out += [f"![confusion matrices]({image})", ""]
+    return out
+
+
+def _accuracy_section(rec: Mapping[str, Any], image: str | None,
+                      confusion: str | None = None) -> list[str]:
+    if "device_accuracy" not in rec:
+        return []
+    heading, task_rows = _task_rows(rec)
+    rows = [["samples", f"{_n(rec.get('samples'))} of {_n(rec.get('samples_requested'))}"],
+            *task_rows]
     rows += [["bit-exact outputs", f"{_n(rec.get('bit_exact_count'))} of {_n(rec.get('samples'))}"
               + (" (all)" if rec.get("bit_exact") else "")],
              ["max LSB difference", _n(rec.get("max_lsb_diff"))]]
-    out = ["## Accuracy", "", _table(["", ""], rows, "lr"), ""]
+    out = [f"## {heading}", "", _table(["", ""], rows, "lr"), ""]
     if not rec.get("complete", True):
         out += [f"**Incomplete:** the device stopped after {_n(rec.get('samples'))} of "
                 f"{_n(rec.get('samples_requested'))} samples; {_n(rec.get('missing'))} are "
                 f"missing ({rec.get('error')}). Resume with `tinyq validate ... --resume`.", ""]
     if image:
         out += [f"![accuracy vs size]({image})", ""]
-    return out
+    return out + _per_class_section(rec, confusion)
 
 
 def _modes_section(rec: Mapping[str, Any], image: str | None) -> list[str]:
@@ -451,7 +507,7 @@ def markdown(record: Mapping[str, Any], images: Mapping[str, str] | None = None)
         out += _memory_section(record)
         out += _output_section(record)
         out += _layers_section(record, images.get("layers"))
-    out += _accuracy_section(record, images.get("accuracy"))
+    out += _accuracy_section(record, images.get("accuracy"), images.get("confusion"))
     if "device_accuracy" not in record:
         out += _modes_section(record, images.get("accuracy"))
     if record.get("kind") not in _SECTIONED_KINDS:
@@ -557,6 +613,43 @@ def accuracy_png(record: Mapping[str, Any]) -> bytes | None:
         plt.close(fig)
 
 
+#: Classes up to which each confusion-matrix cell is labelled with its count (beyond, the
+#: numbers would not fit a readable cell at FIGURE_WIDTH_IN).
+CONFUSION_CELL_LABELS_MAX = 20
+
+
+def confusion_png(record: Mapping[str, Any]) -> bytes | None:
+    """The device's and the host's confusion matrices side by side (validate, classify)."""
+    device, host = record.get("confusion_device"), record.get("confusion_host")
+    if not device or not host:
+        return None
+    plt = _pyplot()
+    n = len(device)
+    fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH_IN, FIGURE_WIDTH_IN * 0.5))
+    try:
+        top = max(1, max(max(row) for row in (*device, *host)))
+        for ax, matrix, name in ((axes[0], device, "on device"),
+                                 (axes[1], host, "host (tflite-micro)")):
+            ax.imshow(matrix, cmap="Blues", vmin=0, vmax=top)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("predicted class")
+            ax.set_ylabel("true class")
+            ax.set_xticks(range(n))
+            ax.set_yticks(range(n))
+            ax.tick_params(labelsize=7)
+            if n <= CONFUSION_CELL_LABELS_MAX:
+                for i, row in enumerate(matrix):
+                    for j, count in enumerate(row):
+                        if count:
+                            ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
+                                    color="white" if count > top / 2 else "black")
+        fig.suptitle(f"{_name(record)}: confusion matrices ({_n(record.get('samples'))} "
+                     f"samples)", fontsize=10)
+        return _png(fig)
+    finally:
+        plt.close(fig)
+
+
 # -- writing ------------------------------------------------------------------------------
 
 def report_paths(path: str | os.PathLike[str],
@@ -579,7 +672,8 @@ def write_report(record: Mapping[str, Any], path: str | os.PathLike[str],
     ``inputs``: the command's input files, which no output may replace."""
     inputs = tuple(inputs)
     md = Path(path)
-    pngs = {"layers": layers_png(record), "accuracy": accuracy_png(record)}
+    pngs = {"layers": layers_png(record), "accuracy": accuracy_png(record),
+            "confusion": confusion_png(record)}
     names = [k for k, v in pngs.items() if v]
     targets = dict(zip(names, report_paths(md, names)[1:], strict=True))
     for target in (md, *targets.values()):
@@ -623,6 +717,12 @@ COMPARE_ROWS: tuple[tuple[str, str], ...] = (
     ("on-device accuracy", "device_accuracy"),
     ("host accuracy", "host_accuracy"),
     ("float accuracy", "float_accuracy"),
+    ("on-device MAE", "regression.device.mae"),
+    ("on-device RMSE", "regression.device.rmse"),
+    ("on-device cosine similarity", "regression.device.cosine"),
+    ("on-device L2 relative error", "regression.device.l2r"),
+    ("on-device mean anomaly score", "anomaly.device_mean_score"),
+    ("on-device AUC", "anomaly.device_auc"),
     ("bit-exact", "bit_exact"),
     ("max LSB diff", "max_lsb_diff"),
 )
@@ -711,5 +811,6 @@ def labels_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 
 __all__ = ["RECORD_FIELDS", "REPORT_IMAGES", "ReportFiles", "accuracy_png", "check_record",
+           "confusion_png",
            "compare_markdown", "labels_for", "layers_png", "load_record", "markdown",
            "report_paths", "write_json", "write_report"]
