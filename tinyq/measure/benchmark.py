@@ -36,7 +36,6 @@ from typing import Any
 from tinyq.board_profile import Board
 from tinyq.device.flashing import FlashOptions
 from tinyq.device.protocol import Client, Layer, Timeouts
-from tinyq.errors import ModelError
 from tinyq.progress import ProgressEvent, ProgressFn, null_progress
 
 log = logging.getLogger(__name__)
@@ -352,18 +351,11 @@ def bench(model_path: str | os.PathLike[str], board: Board | str, emulator: str 
                              options=tinyq.BenchOptions(runs=5))
         print(result.latency.median, result.latency.unit)
     """
-    from tinyq import boards
-    from tinyq.measure.runner import built_session, check_input_size
-    from tinyq.model.tflite_reader import read_model
+    from tinyq.measure.runner import built_session, load_target
 
     options = options or BenchOptions()
     options.check()
-    path = Path(model_path)
-    if not path.is_file():
-        raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
-                         path=str(path))
-    board_obj = board if isinstance(board, Board) else boards.load(board)
-    check_input_size(read_model(path), board_obj, path.name)
+    path, board_obj, _ = load_target(model_path, board)
     with built_session(path, board_obj, runtime, emulator, port, options,
                        progress) as (firmware, client):
         return bench_on_device(client, path, board_obj, runtime, firmware, options, inputs,

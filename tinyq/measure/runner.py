@@ -215,6 +215,23 @@ def check_counts(runs: int, warmup: int, samples: int = 1) -> None:
                                   "data file with `tinyq validate`")
 
 
+def load_target(model_path: str | os.PathLike[str], board: Board | str):
+    """(path, Board, ir.Model) for a measuring command: the model must exist and be valid,
+    the board must load, and the model's inputs must fit the board's RAM (checked before
+    anything is built or any input is made)."""
+    from tinyq import boards
+    from tinyq.model.tflite_reader import read_model
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
+                         path=str(path))
+    board_obj = board if isinstance(board, Board) else boards.load(board)
+    model = read_model(path)
+    check_input_size(model, board_obj, path.name)
+    return path, board_obj, model
+
+
 def check_input_size(model, board: Board, what: str) -> None:
     """Refuse a model whose inputs alone exceed the board's RAM, before any input is made.
 
@@ -533,18 +550,9 @@ def run(model_path: str | os.PathLike[str], board: Board | str, emulator: str | 
         result = tinyq.run("hello_world_int8.tflite", "mps2-an386", emulator="qemu")
         print(result.per_inference, result.unit, "identical to TFLM:", result.outputs_match)
     """
-    from tinyq import boards
-    from tinyq.model.tflite_reader import read_model
-
     options = options or RunOptions()
     check_counts(options.runs, options.warmup, options.samples)
-    path = Path(model_path)
-    if not path.is_file():
-        raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
-                         path=str(path))
-    board_obj = board if isinstance(board, Board) else boards.load(board)
-    model = read_model(path)
-    check_input_size(model, board_obj, path.name)
+    path, board_obj, model = load_target(model_path, board)
     model_bytes = path.read_bytes()
     specs = _specs(model.input_tensors)
     if inputs is None:

@@ -876,18 +876,10 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
     """
     from dataclasses import replace
 
-    from tinyq import boards
-    from tinyq.measure.runner import built_session, check_input_size
-    from tinyq.model.tflite_reader import read_model
+    from tinyq.measure.runner import built_session, load_target
 
     options = options or ValidateOptions()
-    path = Path(model_path)
-    if not path.is_file():
-        raise ModelError(f"model {path} not found", hint="pass the path of a .tflite file",
-                         path=str(path))
-    board_obj = board if isinstance(board, Board) else boards.load(board)
-    model = read_model(path)
-    check_input_size(model, board_obj, path.name)
+    path, board_obj, model = load_target(model_path, board)
     x, labels, task = load_task_data(data, model, options.task, options.image_scale)
     if options.reference and task != "classify":
         raise UserInputError(f"--reference reports a float model's top-1 accuracy, which a "
@@ -896,7 +888,7 @@ def validate(model_path: str | os.PathLike[str], board: Board | str,
     requested = options.samples if options.samples is not None else len(x)
     done: tuple[SampleRecord, ...] = ()
     if resume is not None:
-        done = resume_records(resume, read_model(path).sha256, data_sha, requested, task)
+        done = resume_records(resume, model.sha256, data_sha, requested, task)
         if len(done) >= requested:
             raise UserInputError(f"the --resume file already holds all {requested} samples",
                                  hint="nothing to resume; drop --resume to start afresh")
